@@ -1,0 +1,79 @@
+//! The normalized webhook event: what every provider adapter turns a delivery into,
+//! what the inbox stores, and what the worker applies to a payment.
+
+use crate::{Currency, DisputeStatus, EventId, Money, PaymentId, PaymentStatus, Provider};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    pub provider: Provider,
+    /// Deduplication key within the provider.
+    pub event_id: EventId,
+    /// The provider's event type, kept verbatim (`payment_intent.succeeded`).
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub payment: PaymentRef,
+    pub change: PaymentChange,
+    /// What the provider says about the payment itself; lets the worker create a
+    /// payment it has not seen yet (an existing Stripe account pointed at payhook).
+    pub details: Option<PaymentDetails>,
+}
+
+/// How an event names its payment. The worker tries payhook's own id first, then
+/// the provider's reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRef {
+    pub payment_id: Option<PaymentId>,
+    pub provider_ref: Option<String>,
+}
+
+impl PaymentRef {
+    /// A short text for the inbox's `payment_ref` column and for log lines.
+    pub fn describe(&self) -> Option<String> {
+        self.payment_id
+            .map(|id| id.to_string())
+            .or_else(|| self.provider_ref.clone())
+    }
+}
+
+/// The payment as the provider describes it in the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentDetails {
+    pub amount: Money,
+    pub description: Option<String>,
+    pub customer_email: Option<String>,
+    pub metadata: serde_json::Value,
+}
+
+/// What an event asks to happen to its payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PaymentChange {
+    /// Move to a status. `paid_amount` is the amount received, when the provider says it.
+    Status {
+        to: PaymentStatus,
+        paid_amount: Option<i64>,
+    },
+    /// Money went back to the customer. `refunded_total` is cumulative when the provider
+    /// gives a cumulative figure (Stripe `charge.amount_refunded`); a single refund's
+    /// amount is a lower bound of it, and applying takes the larger value, so replays
+    /// and reordering never lower the refunded amount.
+    Refund {
+        refunded_total: i64,
+        currency: Currency,
+    },
+    Dispute {
+        status: DisputeStatus,
+    },
+}
+
+impl PaymentChange {
+    pub fn paid(paid_amount: Option<i64>) -> Self {
+        Self::Status { to: PaymentStatus::Paid, paid_amount }
+    }
+
+    pub fn status(to: PaymentStatus) -> Self {
+        Self::Status { to, paid_amount: None }
+    }
+}

@@ -1,0 +1,191 @@
+//! What the forensic log keeps of every inbound webhook request, and its outcome.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Header names whose values are secrets or signatures: stored as `[redacted]`.
+const SECRET_HEADERS: &[&str] = &[
+    "stripe-signature",
+    "x-callback-token",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+/// Query parameters that carry a secret (the per-payment callback token).
+const SECRET_QUERY_PARAMS: &[&str] = &["token"];
+pub const REDACTED: &str = "[redacted]";
+
+/// One inbound request as received, secrets already redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRequest {
+    /// The `{provider}` path segment as sent: may name no provider at all.
+    pub provider: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    /// The raw body, byte for byte (truncated to the size limit when oversized).
+    pub body: Vec<u8>,
+    pub remote_addr: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub primary: PrimaryFields,
+}
+
+impl WebhookRequest {
+    /// Builds a request record, redacting secret headers and query parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        provider: &str,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: impl IntoIterator<Item = (String, String)>,
+        body: Vec<u8>,
+        remote_addr: Option<String>,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: redact_query(query),
+            headers: headers.into_iter().map(|(n, v)| redact_header(n, v)).collect(),
+            body,
+            remote_addr,
+            received_at,
+            primary: PrimaryFields::default(),
+        }
+    }
+}
+
+fn redact_header(name: String, value: String) -> (String, String) {
+    if SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        (name, REDACTED.to_owned())
+    } else {
+        (name, value)
+    }
+}
+
+/// Replaces the value of every secret query parameter, keeping the rest verbatim.
+pub fn redact_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            if SECRET_QUERY_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+                format!("{key}={REDACTED}")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Best-effort fields pulled from the payload so the log can be searched without
+/// parsing bodies; every one may be absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryFields {
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub external_id: Option<String>,
+    pub provider_status: Option<String>,
+    pub amount: Option<i64>,
+}
+
+/// Why a request ended the way it did; stored as `processing_result` (and, for inbox
+/// events, as the event's result once applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingResult {
+    Accepted,
+    Duplicate,
+    UnhandledEventType,
+    MissingSignature,
+    InvalidSignature,
+    MalformedPayload,
+    PayloadTooLarge,
+    UnknownProvider,
+    ProviderDisabled,
+    InternalError,
+    Applied,
+    StaleTransition,
+}
+
+impl ProcessingResult {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::UnhandledEventType => "unhandled_event_type",
+            Self::MissingSignature => "missing_signature",
+            Self::InvalidSignature => "invalid_signature",
+            Self::MalformedPayload => "malformed_payload",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnknownProvider => "unknown_provider",
+            Self::ProviderDisabled => "provider_disabled",
+            Self::InternalError => "internal_error",
+            Self::Applied => "applied",
+            Self::StaleTransition => "stale_transition",
+        }
+    }
+}
+
+/// The outcome stamped on a forensic row before the response is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub http_status: u16,
+    pub result: ProcessingResult,
+    /// A human sentence for rejections; never contains a secret.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn accepted() -> Self {
+        Self { http_status: 200, result: ProcessingResult::Accepted, error: None }
+    }
+
+    pub fn duplicate() -> Self {
+        Self { http_status: 200, result: ProcessingResult::Duplicate, error: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn secret_headers_and_token_are_redacted() {
+        let req = WebhookRequest::new(
+            "stripe",
+            "POST",
+            "/webhooks/stripe",
+            "payment_id=abc&token=deadbeef&TOKEN=x",
+            vec![
+                ("Stripe-Signature".to_owned(), "t=1,v1=ab".to_owned()),
+                ("x-callback-token".to_owned(), "tok".to_owned()),
+                ("Authorization".to_owned(), "Basic xyz".to_owned()),
+                ("cookie".to_owned(), "session=1".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            b"{}".to_vec(),
+            None,
+            Utc.timestamp_opt(0, 0).single().unwrap(),
+        );
+        assert_eq!(req.query, "payment_id=abc&token=[redacted]&TOKEN=[redacted]");
+        let values: Vec<&str> = req.headers.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, vec![REDACTED, REDACTED, REDACTED, REDACTED, "application/json"]);
+    }
+
+    #[test]
+    fn query_without_secrets_is_kept_verbatim() {
+        assert_eq!(redact_query("a=1&b=%20"), "a=1&b=%20");
+        assert_eq!(redact_query(""), "");
+        assert_eq!(redact_query("token"), "token=[redacted]");
+    }
+}

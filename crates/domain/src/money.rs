@@ -1,0 +1,146 @@
+//! Amounts in minor units with an ISO 4217 currency. One exponent table for the
+//! whole code base: providers that speak major units convert through it.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// An ISO 4217 alphabetic code, upper case, three ASCII letters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency([u8; 3]);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("currency must be a three-letter ISO 4217 code, got {0:?}")]
+    InvalidCurrency(String),
+    #[error("amount must not be negative, got {0}")]
+    NegativeAmount(i64),
+}
+
+/// Currencies whose minor unit is not 1/100 of the major unit.
+/// Source: ISO 4217 list of minor units; everything not listed here has two decimals.
+const EXPONENTS: &[(&str, u32)] = &[
+    ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("ISK", 0), ("JPY", 0), ("KMF", 0),
+    ("KRW", 0), ("PYG", 0), ("RWF", 0), ("UGX", 0), ("UYI", 0), ("VND", 0), ("VUV", 0),
+    ("XAF", 0), ("XOF", 0), ("XPF", 0),
+    ("BHD", 3), ("IQD", 3), ("JOD", 3), ("KWD", 3), ("LYD", 3), ("OMR", 3), ("TND", 3),
+];
+
+impl Currency {
+    pub fn parse(code: &str) -> Result<Self, MoneyError> {
+        let bytes = code.as_bytes();
+        match bytes {
+            [a, b, c] if bytes.iter().all(u8::is_ascii_alphabetic) => Ok(Self([
+                a.to_ascii_uppercase(),
+                b.to_ascii_uppercase(),
+                c.to_ascii_uppercase(),
+            ])),
+            _ => Err(MoneyError::InvalidCurrency(code.to_owned())),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        // The constructor only admits ASCII letters, so this is always valid UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// Number of decimals between the major and the minor unit (USD 2, JPY 0, KWD 3).
+    pub fn exponent(&self) -> u32 {
+        EXPONENTS
+            .iter()
+            .find(|(code, _)| *code == self.code())
+            .map_or(2, |(_, exp)| *exp)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Currency({})", self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = MoneyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = MoneyError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> Self {
+        c.code().to_owned()
+    }
+}
+
+/// A non-negative amount in minor units (cents, rupiah sen, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    amount_minor: i64,
+    currency: Currency,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: Currency) -> Result<Self, MoneyError> {
+        if amount_minor < 0 {
+            return Err(MoneyError::NegativeAmount(amount_minor));
+        }
+        Ok(Self { amount_minor, currency })
+    }
+
+    pub fn amount_minor(&self) -> i64 {
+        self.amount_minor
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_is_normalized_to_upper_case() {
+        assert_eq!(Currency::parse("usd").map(|c| c.to_string()), Ok("USD".to_owned()));
+    }
+
+    #[test]
+    fn currency_rejects_anything_but_three_letters() {
+        for bad in ["", "US", "USDD", "U5D", "€€€"] {
+            assert!(Currency::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn exponents_follow_iso_4217() {
+        let exp = |c: &str| Currency::parse(c).map(|c| c.exponent());
+        assert_eq!(exp("USD"), Ok(2));
+        assert_eq!(exp("IDR"), Ok(2));
+        assert_eq!(exp("MNT"), Ok(2));
+        assert_eq!(exp("BRL"), Ok(2));
+        assert_eq!(exp("JPY"), Ok(0));
+        assert_eq!(exp("KWD"), Ok(3));
+    }
+
+    #[test]
+    fn money_rejects_negative_amounts() {
+        let usd = Currency::parse("USD").unwrap();
+        assert_eq!(Money::new(-1, usd), Err(MoneyError::NegativeAmount(-1)));
+        assert_eq!(Money::new(0, usd).map(|m| m.amount_minor()), Ok(0));
+    }
+}

@@ -1,0 +1,364 @@
+//! The payment aggregate and the pure function that applies one event to it.
+//! Stores persist the result (`Application`) in one transaction; they never decide.
+
+use crate::{
+    DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, Provider,
+    ProcessingResult, WebhookEvent,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub provider: Provider,
+    pub provider_ref: Option<String>,
+    pub merchant_ref: Option<String>,
+    pub amount: Money,
+    pub status: PaymentStatus,
+    pub paid_amount: i64,
+    pub refunded_amount: i64,
+    pub dispute_status: Option<DisputeStatus>,
+    pub checkout_url: Option<String>,
+    pub customer_email: Option<String>,
+    pub description: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency counter: a store refuses to commit an application
+    /// computed from an older version.
+    pub version: i64,
+}
+
+/// A payment to insert. A store that already has `(provider, provider_ref)` returns
+/// the existing row instead, so two workers racing to create it agree on one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewPayment {
+    pub id: PaymentId,
+    pub provider: Provider,
+    pub provider_ref: Option<String>,
+    pub merchant_ref: Option<String>,
+    pub amount: Money,
+    pub customer_email: Option<String>,
+    pub description: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One row of `payment_status_history`: every status decision, applied or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub from_status: PaymentStatus,
+    pub to_status: PaymentStatus,
+    pub applied: bool,
+    pub event_id: Option<EventId>,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A domain event for the outbox (`payment.paid`, `payment.refunded`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publication {
+    pub topic: String,
+    pub payload: serde_json::Value,
+}
+
+/// The outcome of applying one event: the payment's next state and what to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    pub payment: Payment,
+    pub history: Vec<HistoryEntry>,
+    pub publications: Vec<Publication>,
+    pub result: ProcessingResult,
+}
+
+impl Payment {
+    /// Applies `event` to this payment without touching any store. Moves that the
+    /// state machine forbids are recorded in history as not applied and give
+    /// `stale_transition`; the payment is then unchanged.
+    pub fn apply(&self, event: &WebhookEvent, at: DateTime<Utc>) -> Application {
+        let mut next = self.clone();
+        let mut steps = Steps { event, at, history: Vec::new(), publications: Vec::new() };
+        match &event.change {
+            PaymentChange::Status { to, paid_amount } => {
+                steps.move_status(&mut next, *to, *paid_amount);
+            }
+            PaymentChange::Refund { refunded_total, .. } => {
+                steps.refund(&mut next, *refunded_total);
+            }
+            PaymentChange::Dispute { status } => steps.dispute(&mut next, *status),
+        }
+        let applied = steps.history.iter().any(|h| h.applied);
+        if applied {
+            next.updated_at = at;
+        }
+        Application {
+            payment: next,
+            history: steps.history,
+            publications: steps.publications,
+            result: if applied {
+                ProcessingResult::Applied
+            } else {
+                ProcessingResult::StaleTransition
+            },
+        }
+    }
+
+    fn received_or_requested(&self) -> i64 {
+        if self.paid_amount > 0 {
+            self.paid_amount
+        } else {
+            self.amount.amount_minor()
+        }
+    }
+}
+
+struct Steps<'a> {
+    event: &'a WebhookEvent,
+    at: DateTime<Utc>,
+    history: Vec<HistoryEntry>,
+    publications: Vec<Publication>,
+}
+
+impl Steps<'_> {
+    fn move_status(&mut self, p: &mut Payment, to: PaymentStatus, paid_amount: Option<i64>) -> bool {
+        let from = p.status;
+        let applied = from.can_move_to(to);
+        if applied {
+            p.status = to;
+            if to == PaymentStatus::Paid {
+                p.paid_amount = paid_amount.unwrap_or(p.amount.amount_minor());
+                p.paid_at = Some(self.at);
+            }
+        }
+        self.record(p, from, to, applied, self.event.event_type.clone());
+        applied
+    }
+
+    fn refund(&mut self, p: &mut Payment, refunded_total: i64) {
+        let total = refunded_total.max(p.refunded_amount);
+        if total <= p.refunded_amount && p.status.is_settled() && p.refunded_amount > 0 {
+            // Nothing new: a replay or an older, smaller figure.
+            self.record(p, p.status, p.status, false, self.event.event_type.clone());
+            return;
+        }
+        if !p.status.is_settled() {
+            // A refund proves the money was received, even if the `paid` event is
+            // late: settle first so the outcome does not depend on delivery order.
+            let implied = format!("{} (implies paid)", self.event.event_type);
+            let from = p.status;
+            if !from.can_move_to(PaymentStatus::Paid) {
+                self.record(p, from, PaymentStatus::Paid, false, implied);
+                return;
+            }
+            p.status = PaymentStatus::Paid;
+            p.paid_amount = p.amount.amount_minor();
+            p.paid_at = Some(self.at);
+            self.record(p, from, PaymentStatus::Paid, true, implied);
+        }
+        let to = if total >= p.received_or_requested() {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::PartiallyRefunded
+        };
+        let from = p.status;
+        let applied = from.can_move_to(to);
+        if applied {
+            p.status = to;
+            p.refunded_amount = total;
+        }
+        self.record(p, from, to, applied, self.event.event_type.clone());
+    }
+
+    fn dispute(&mut self, p: &mut Payment, to: DisputeStatus) {
+        let applied = DisputeStatus::can_move_to(p.dispute_status, to);
+        if applied {
+            p.dispute_status = Some(to);
+        }
+        let reason = format!("{} (dispute {})", self.event.event_type, to.as_str());
+        self.history.push(HistoryEntry {
+            from_status: p.status,
+            to_status: p.status,
+            applied,
+            event_id: Some(self.event.event_id.clone()),
+            reason,
+            at: self.at,
+        });
+        if applied {
+            self.publish(p, &format!("payment.dispute_{}", to.as_str()), p.status);
+        }
+    }
+
+    fn record(&mut self, p: &Payment, from: PaymentStatus, to: PaymentStatus, applied: bool, reason: String) {
+        self.history.push(HistoryEntry {
+            from_status: from,
+            to_status: to,
+            applied,
+            event_id: Some(self.event.event_id.clone()),
+            reason,
+            at: self.at,
+        });
+        if applied {
+            self.publish(p, &format!("payment.{}", to.as_str()), from);
+        }
+    }
+
+    fn publish(&mut self, p: &Payment, topic: &str, previous: PaymentStatus) {
+        self.publications.push(Publication {
+            topic: topic.to_owned(),
+            payload: serde_json::json!({
+                "payment_id": p.id,
+                "provider": p.provider,
+                "provider_ref": p.provider_ref,
+                "merchant_ref": p.merchant_ref,
+                "status": p.status,
+                "previous_status": previous,
+                "dispute_status": p.dispute_status,
+                "amount": p.amount.amount_minor(),
+                "currency": p.amount.currency(),
+                "paid_amount": p.paid_amount,
+                "refunded_amount": p.refunded_amount,
+                "event_id": self.event.event_id,
+                "at": self.at,
+            }),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Currency, PaymentRef};
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
+    }
+
+    fn payment(status: PaymentStatus) -> Payment {
+        let usd = Currency::parse("USD").unwrap();
+        Payment {
+            id: PaymentId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
+            provider: Provider::Stripe,
+            provider_ref: Some("pi_1".into()),
+            merchant_ref: None,
+            amount: Money::new(1000, usd).unwrap(),
+            status,
+            paid_amount: if status.is_settled() { 1000 } else { 0 },
+            refunded_amount: 0,
+            dispute_status: None,
+            checkout_url: None,
+            customer_email: None,
+            description: None,
+            metadata: serde_json::json!({}),
+            created_at: at(0),
+            updated_at: at(0),
+            paid_at: None,
+            version: 1,
+        }
+    }
+
+    fn event(id: &str, change: PaymentChange) -> WebhookEvent {
+        WebhookEvent {
+            provider: Provider::Stripe,
+            event_id: EventId::parse(id).unwrap(),
+            event_type: "test.event".into(),
+            occurred_at: at(0),
+            payment: PaymentRef { payment_id: None, provider_ref: Some("pi_1".into()) },
+            change,
+            details: None,
+        }
+    }
+
+    fn refund(total: i64) -> PaymentChange {
+        PaymentChange::Refund { refunded_total: total, currency: Currency::parse("USD").unwrap() }
+    }
+
+    #[test]
+    fn paid_event_moves_pending_to_paid_with_one_history_row_and_publication() {
+        let app = payment(PaymentStatus::Pending).apply(&event("e1", PaymentChange::paid(Some(1000))), at(5));
+        assert_eq!(app.result, ProcessingResult::Applied);
+        assert_eq!(app.payment.status, PaymentStatus::Paid);
+        assert_eq!(app.payment.paid_amount, 1000);
+        assert_eq!(app.payment.paid_at, Some(at(5)));
+        assert_eq!(app.history.len(), 1);
+        assert!(app.history[0].applied);
+        assert_eq!(app.publications.len(), 1);
+        assert_eq!(app.publications[0].topic, "payment.paid");
+    }
+
+    #[test]
+    fn late_failure_does_not_regress_paid_payment() {
+        let paid = payment(PaymentStatus::Paid);
+        let app = paid.apply(&event("e2", PaymentChange::status(PaymentStatus::Failed)), at(5));
+        assert_eq!(app.result, ProcessingResult::StaleTransition);
+        assert_eq!(app.payment, paid, "a stale event must leave the payment untouched");
+        assert_eq!(app.history.len(), 1);
+        assert!(!app.history[0].applied);
+        assert!(app.publications.is_empty());
+    }
+
+    #[test]
+    fn order_of_success_and_failure_does_not_change_the_outcome() {
+        let p = payment(PaymentStatus::Pending);
+        let success = event("s", PaymentChange::paid(None));
+        let failure = event("f", PaymentChange::status(PaymentStatus::Failed));
+        let a = p.apply(&success, at(1)).payment.apply(&failure, at(2)).payment;
+        let b = p.apply(&failure, at(1)).payment.apply(&success, at(2)).payment;
+        assert_eq!(a.status, PaymentStatus::Paid);
+        assert_eq!(b.status, PaymentStatus::Paid);
+    }
+
+    #[test]
+    fn partial_then_full_refund() {
+        let p = payment(PaymentStatus::Paid);
+        let partial = p.apply(&event("r1", refund(300)), at(1));
+        assert_eq!(partial.payment.status, PaymentStatus::PartiallyRefunded);
+        assert_eq!(partial.payment.refunded_amount, 300);
+        let full = partial.payment.apply(&event("r2", refund(1000)), at(2));
+        assert_eq!(full.payment.status, PaymentStatus::Refunded);
+        assert_eq!(full.payment.refunded_amount, 1000);
+    }
+
+    #[test]
+    fn an_older_smaller_refund_figure_never_lowers_the_refunded_amount() {
+        let p = payment(PaymentStatus::Paid);
+        let after = p.apply(&event("r2", refund(600)), at(1)).payment;
+        let app = after.apply(&event("r1", refund(300)), at(2));
+        assert_eq!(app.result, ProcessingResult::StaleTransition);
+        assert_eq!(app.payment.refunded_amount, 600);
+    }
+
+    #[test]
+    fn refund_before_paid_settles_the_payment_first() {
+        let app = payment(PaymentStatus::Pending).apply(&event("r", refund(1000)), at(1));
+        assert_eq!(app.payment.status, PaymentStatus::Refunded);
+        let moves: Vec<_> = app.history.iter().map(|h| (h.from_status, h.to_status, h.applied)).collect();
+        assert_eq!(
+            moves,
+            vec![
+                (PaymentStatus::Pending, PaymentStatus::Paid, true),
+                (PaymentStatus::Paid, PaymentStatus::Refunded, true)
+            ]
+        );
+        // A late `paid` afterwards changes nothing.
+        let late = app.payment.apply(&event("p", PaymentChange::paid(None)), at(2));
+        assert_eq!(late.result, ProcessingResult::StaleTransition);
+        assert_eq!(late.payment.status, PaymentStatus::Refunded);
+    }
+
+    #[test]
+    fn dispute_is_tracked_beside_the_status() {
+        let p = payment(PaymentStatus::Paid);
+        let opened = p.apply(&event("d1", PaymentChange::Dispute { status: DisputeStatus::Open }), at(1));
+        assert_eq!(opened.payment.status, PaymentStatus::Paid);
+        assert_eq!(opened.payment.dispute_status, Some(DisputeStatus::Open));
+        assert_eq!(opened.publications[0].topic, "payment.dispute_open");
+        let lost = opened.payment.apply(&event("d2", PaymentChange::Dispute { status: DisputeStatus::Lost }), at(2));
+        assert_eq!(lost.payment.dispute_status, Some(DisputeStatus::Lost));
+        let late_open = lost.payment.apply(&event("d1", PaymentChange::Dispute { status: DisputeStatus::Open }), at(3));
+        assert_eq!(late_open.result, ProcessingResult::StaleTransition);
+        assert_eq!(late_open.payment.dispute_status, Some(DisputeStatus::Lost));
+    }
+}

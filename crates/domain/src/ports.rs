@@ -1,0 +1,107 @@
+//! Ports: what the application needs from the outside world, as narrow async traits.
+//! Each has a mockall mock behind the `mock` feature (`MockPaymentStore`, ...).
+
+use crate::{
+    Application, HistoryEntry, InboxId, LogId, NewPayment, Outcome, Payment, PaymentId,
+    PaymentRef, Provider, WebhookEvent, WebhookRequest,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the operation; worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The row changed since it was read (optimistic concurrency); recompute and retry.
+    #[error("concurrent update of {0}")]
+    Conflict(String),
+    /// A stored value could not be read back into a domain type.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// The durable record of every inbound request, whatever happens to it.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ForensicLog: Send + Sync {
+    /// Records a request that does not reach the inbox, together with its outcome.
+    async fn record(&self, request: &WebhookRequest, outcome: &Outcome) -> Result<LogId, StoreError>;
+}
+
+/// Whether an admitted event was new or a repeat of one already in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Accepted(InboxId),
+    Duplicate(InboxId),
+}
+
+/// An inbox event handed to one worker until its lease runs out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEvent {
+    pub id: InboxId,
+    pub event: WebhookEvent,
+    /// Failed attempts so far.
+    pub attempts: i32,
+}
+
+/// The durable inbox of authenticated events, deduplicated on `(provider, event_id)`.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait WebhookInbox: Send + Sync {
+    /// Records the request in the forensic log and stores its event, unless the
+    /// provider sent it before, in one transaction; the log row carries the outcome
+    /// (`accepted` or `duplicate`). Concurrent repeats resolve to one inbox row.
+    async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError>;
+
+    /// Leases up to `limit` due events to the caller until `lease_until`. Rows leased
+    /// by another worker are skipped; expired leases are due again.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+
+    /// Counts a failed attempt: `retry_at` makes it due again then; `None` marks it dead.
+    async fn record_failure(
+        &self,
+        id: InboxId,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Payments and their history.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    /// Finds the payment an event names: by payhook id first, then by the provider's reference.
+    async fn find_payment(&self, provider: Provider, reference: &PaymentRef) -> Result<Option<Payment>, StoreError>;
+
+    /// Inserts a payment, or returns the one already stored under `(provider, provider_ref)`.
+    async fn create_payment(&self, payment: &NewPayment) -> Result<Payment, StoreError>;
+
+    /// Commits the effect of inbox event `inbox`: the payment's new state (only if it
+    /// is still at `application.payment.version`, else `Conflict`), its history rows,
+    /// its outbox rows, and the event marked processed with the application's result.
+    async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError>;
+
+    async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// Whether the store answers (for readiness probes).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    async fn check(&self) -> Result<(), StoreError>;
+}
+
+/// The only source of "now" for services, so tests can pin time.
+#[cfg_attr(feature = "mock", mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+

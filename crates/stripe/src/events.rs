@@ -1,0 +1,222 @@
+//! Stripe event envelopes mapped onto domain events. Parsing is deliberately
+//! tolerant: only the fields payhook uses are read, so Stripe adding fields or an
+//! older API version omitting unrelated ones never rejects an authentic event.
+
+use chrono::{DateTime, Utc};
+use payhook_domain::source::{ParseError, Parsed};
+use payhook_domain::{
+    Currency, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef,
+    PaymentStatus, PrimaryFields, Provider, WebhookEvent,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Metadata key payhook sets on PaymentIntents it creates.
+pub const PAYMENT_ID_METADATA_KEY: &str = "payhook_payment_id";
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created: i64,
+    data: EnvelopeData,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeData {
+    object: Value,
+}
+
+#[derive(Deserialize)]
+struct PaymentIntentObject {
+    id: String,
+    amount: i64,
+    amount_received: Option<i64>,
+    currency: String,
+    #[serde(default)]
+    metadata: Value,
+    description: Option<String>,
+    receipt_email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChargeObject {
+    id: String,
+    amount: i64,
+    amount_captured: Option<i64>,
+    #[serde(default)]
+    amount_refunded: i64,
+    #[serde(default)]
+    refunded: bool,
+    currency: String,
+    payment_intent: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+    description: Option<String>,
+    receipt_email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DisputeObject {
+    status: String,
+    charge: Option<String>,
+    payment_intent: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+}
+
+#[derive(Deserialize)]
+struct RefundObject {
+    amount: i64,
+    currency: String,
+    status: Option<String>,
+    charge: Option<String>,
+    payment_intent: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// Parses an authenticated Stripe event body. The 11 event types payhook handles
+/// become domain events; any other type is `Ignored` (`unhandled_event_type`).
+pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Stripe event: {e}")))?;
+    let event_id = EventId::parse(envelope.id.clone()).map_err(|e| ParseError(e.to_string()))?;
+    let occurred_at = DateTime::<Utc>::from_timestamp(envelope.created, 0)
+        .ok_or_else(|| ParseError("created is not a valid unix timestamp".into()))?;
+    let object = envelope.data.object;
+    let mapped = match envelope.event_type.as_str() {
+        "payment_intent.succeeded" => from_payment_intent(object, |pi| PaymentChange::paid(pi.amount_received))?,
+        "payment_intent.payment_failed" => from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Failed))?,
+        "payment_intent.canceled" => from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Canceled))?,
+        "payment_intent.requires_action" => {
+            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::RequiresAction))?
+        }
+        "charge.succeeded" => from_charge(object, |ch| {
+            Ok(PaymentChange::paid(Some(ch.amount_captured.filter(|a| *a > 0).unwrap_or(ch.amount))))
+        })?,
+        "charge.failed" => from_charge(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?,
+        "charge.refunded" => from_charge(object, |ch| {
+            // `refunded` is Stripe's word that the charge is refunded in full.
+            let total = if ch.refunded { ch.amount_refunded.max(ch.amount) } else { ch.amount_refunded };
+            Ok(PaymentChange::Refund { refunded_total: total, currency: currency(&ch.currency)? })
+        })?,
+        "charge.dispute.created" | "charge.dispute.closed" => from_dispute(object)?,
+        "refund.created" | "refund.updated" => from_refund(object)?,
+        _ => None,
+    };
+    let Some((payment, change, details)) = mapped else {
+        return Ok(Parsed::Ignored {
+            event_id: Some(envelope.id),
+            reason: if envelope.event_type.starts_with("refund.") {
+                "the refund has not succeeded, so no money moved".to_owned()
+            } else {
+                format!("event type {} is not handled", envelope.event_type)
+            },
+        });
+    };
+    Ok(Parsed::Event(Box::new(WebhookEvent {
+        provider: Provider::Stripe,
+        event_id,
+        event_type: envelope.event_type,
+        occurred_at,
+        payment,
+        change,
+        details,
+    })))
+}
+
+type Mapped = Option<(PaymentRef, PaymentChange, Option<PaymentDetails>)>;
+
+fn object<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, ParseError> {
+    serde_json::from_value(value).map_err(|e| ParseError(format!("data.object is not a {what}: {e}")))
+}
+
+fn currency(code: &str) -> Result<Currency, ParseError> {
+    Currency::parse(code).map_err(|e| ParseError(e.to_string()))
+}
+
+fn money(amount: i64, code: &str) -> Result<Money, ParseError> {
+    Money::new(amount, currency(code)?).map_err(|e| ParseError(e.to_string()))
+}
+
+/// payhook's own id when payhook created the PaymentIntent, else Stripe's reference.
+fn reference(metadata: &Value, provider_ref: Option<String>) -> PaymentRef {
+    PaymentRef {
+        payment_id: metadata
+            .get(PAYMENT_ID_METADATA_KEY)
+            .and_then(Value::as_str)
+            .and_then(PaymentId::parse),
+        provider_ref,
+    }
+}
+
+fn from_payment_intent(value: Value, change: impl Fn(&PaymentIntentObject) -> PaymentChange) -> Result<Mapped, ParseError> {
+    let pi: PaymentIntentObject = object(value, "payment_intent")?;
+    let details = PaymentDetails {
+        amount: money(pi.amount, &pi.currency)?,
+        description: pi.description.clone(),
+        customer_email: pi.receipt_email.clone(),
+        metadata: pi.metadata.clone(),
+    };
+    Ok(Some((reference(&pi.metadata, Some(pi.id.clone())), change(&pi), Some(details))))
+}
+
+fn from_charge(
+    value: Value,
+    change: impl Fn(&ChargeObject) -> Result<PaymentChange, ParseError>,
+) -> Result<Mapped, ParseError> {
+    let ch: ChargeObject = object(value, "charge")?;
+    let details = PaymentDetails {
+        amount: money(ch.amount, &ch.currency)?,
+        description: ch.description.clone(),
+        customer_email: ch.receipt_email.clone(),
+        metadata: ch.metadata.clone(),
+    };
+    // A charge belongs to its PaymentIntent; a legacy charge without one stands alone.
+    let provider_ref = ch.payment_intent.clone().unwrap_or_else(|| ch.id.clone());
+    Ok(Some((reference(&ch.metadata, Some(provider_ref)), change(&ch)?, Some(details))))
+}
+
+fn from_dispute(value: Value) -> Result<Mapped, ParseError> {
+    let dp: DisputeObject = object(value, "dispute")?;
+    let status = match dp.status.as_str() {
+        "won" | "warning_closed" => DisputeStatus::Won,
+        "lost" => DisputeStatus::Lost,
+        // needs_response, under_review, warning_needs_response, warning_under_review
+        _ => DisputeStatus::Open,
+    };
+    let provider_ref = dp.payment_intent.or(dp.charge);
+    Ok(Some((reference(&dp.metadata, provider_ref), PaymentChange::Dispute { status }, None)))
+}
+
+fn from_refund(value: Value) -> Result<Mapped, ParseError> {
+    let rf: RefundObject = object(value, "refund")?;
+    if rf.status.as_deref() != Some("succeeded") {
+        // A pending, failed or canceled refund has moved no money (yet).
+        return Ok(None);
+    }
+    let provider_ref = rf.payment_intent.or(rf.charge);
+    let change = PaymentChange::Refund { refunded_total: rf.amount, currency: currency(&rf.currency)? };
+    Ok(Some((reference(&rf.metadata, provider_ref), change, None)))
+}
+
+/// Event id, type, object id, status and amount for the forensic log, from any body.
+pub fn primary_fields(body: &[u8]) -> PrimaryFields {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return PrimaryFields::default();
+    };
+    let object = v.pointer("/data/object");
+    let text = |val: Option<&Value>| val.and_then(Value::as_str).map(str::to_owned);
+    PrimaryFields {
+        event_id: text(v.get("id")),
+        event_type: text(v.get("type")),
+        external_id: text(object.and_then(|o| o.get("id"))),
+        provider_status: text(object.and_then(|o| o.get("status"))),
+        amount: object.and_then(|o| o.get("amount")).and_then(Value::as_i64),
+    }
+}
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;

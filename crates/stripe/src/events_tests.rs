@@ -1,0 +1,164 @@
+use super::*;
+use serde_json::json;
+
+const PAYMENT_ID: &str = "0f7d3a8e-5a4b-4f0e-9d7c-2b1f6e3a9c11";
+
+fn envelope(event_type: &str, object: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": "evt_1Test", "object": "event", "type": event_type, "created": 1_732_000_000,
+        "livemode": false, "api_version": "2024-06-20", "data": { "object": object },
+    }))
+    .unwrap()
+}
+
+fn payment_intent(status: &str, received: i64) -> Value {
+    json!({ "id": "pi_3Abc", "object": "payment_intent", "amount": 2500, "amount_received": received,
+            "currency": "eur", "status": status, "metadata": { "order": "A-17" },
+            "description": "Order A-17", "receipt_email": "ana@example.com" })
+}
+
+fn charge(extra: Value) -> Value {
+    let mut c = json!({ "id": "ch_3Abc", "object": "charge", "amount": 2500, "amount_captured": 2500,
+                        "amount_refunded": 0, "refunded": false, "currency": "eur",
+                        "payment_intent": "pi_3Abc", "metadata": {}, "status": "succeeded" });
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        c.extend(extra.clone());
+    }
+    c
+}
+
+fn event(body: &[u8]) -> WebhookEvent {
+    match parse_event(body) {
+        Ok(Parsed::Event(e)) => *e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[test]
+fn payment_intent_succeeded_is_paid_with_amount_received() {
+    let e = event(&envelope("payment_intent.succeeded", payment_intent("succeeded", 2500)));
+    assert_eq!(e.provider, Provider::Stripe);
+    assert_eq!(e.event_id.as_str(), "evt_1Test");
+    assert_eq!(e.occurred_at.timestamp(), 1_732_000_000);
+    assert_eq!(e.change, PaymentChange::paid(Some(2500)));
+    assert_eq!(e.payment, PaymentRef { payment_id: None, provider_ref: Some("pi_3Abc".into()) });
+    let details = e.details.unwrap();
+    assert_eq!(details.amount.amount_minor(), 2500);
+    assert_eq!(details.amount.currency().code(), "EUR");
+    assert_eq!(details.customer_email.as_deref(), Some("ana@example.com"));
+}
+
+#[test]
+fn payment_intent_status_events_map_to_statuses() {
+    for (event_type, status) in [
+        ("payment_intent.payment_failed", PaymentStatus::Failed),
+        ("payment_intent.canceled", PaymentStatus::Canceled),
+        ("payment_intent.requires_action", PaymentStatus::RequiresAction),
+    ] {
+        let e = event(&envelope(event_type, payment_intent("requires_payment_method", 0)));
+        assert_eq!(e.change, PaymentChange::status(status), "{event_type}");
+        assert_eq!(e.event_type, event_type);
+    }
+}
+
+#[test]
+fn payhook_payment_id_in_metadata_is_the_reference() {
+    let mut pi = payment_intent("succeeded", 2500);
+    pi["metadata"] = json!({ "payhook_payment_id": PAYMENT_ID });
+    let e = event(&envelope("payment_intent.succeeded", pi));
+    assert_eq!(e.payment.payment_id, PaymentId::parse(PAYMENT_ID));
+    assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3Abc"));
+}
+
+#[test]
+fn charge_events_resolve_to_their_payment_intent() {
+    let ok = event(&envelope("charge.succeeded", charge(json!({}))));
+    assert_eq!(ok.change, PaymentChange::paid(Some(2500)));
+    assert_eq!(ok.payment.provider_ref.as_deref(), Some("pi_3Abc"));
+    let failed = event(&envelope("charge.failed", charge(json!({ "status": "failed", "amount_captured": 0 }))));
+    assert_eq!(failed.change, PaymentChange::status(PaymentStatus::Failed));
+    let legacy = event(&envelope("charge.succeeded", charge(json!({ "payment_intent": null }))));
+    assert_eq!(legacy.payment.provider_ref.as_deref(), Some("ch_3Abc"));
+}
+
+#[test]
+fn charge_refunded_full_and_partial() {
+    let eur = Currency::parse("EUR").unwrap();
+    let full = event(&envelope("charge.refunded", charge(json!({ "amount_refunded": 2500, "refunded": true }))));
+    assert_eq!(full.change, PaymentChange::Refund { refunded_total: 2500, currency: eur });
+    let partial = event(&envelope("charge.refunded", charge(json!({ "amount_refunded": 700, "refunded": false }))));
+    assert_eq!(partial.change, PaymentChange::Refund { refunded_total: 700, currency: eur });
+}
+
+#[test]
+fn disputes_map_to_dispute_status() {
+    for (event_type, status, expected) in [
+        ("charge.dispute.created", "needs_response", DisputeStatus::Open),
+        ("charge.dispute.created", "warning_needs_response", DisputeStatus::Open),
+        ("charge.dispute.closed", "won", DisputeStatus::Won),
+        ("charge.dispute.closed", "lost", DisputeStatus::Lost),
+    ] {
+        let dp = json!({ "id": "dp_1", "object": "dispute", "amount": 2500, "currency": "eur",
+                         "status": status, "charge": "ch_3Abc", "payment_intent": "pi_3Abc" });
+        let e = event(&envelope(event_type, dp));
+        assert_eq!(e.change, PaymentChange::Dispute { status: expected });
+        assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3Abc"));
+        assert!(e.details.is_none(), "a dispute's amount is not the payment's amount");
+    }
+}
+
+#[test]
+fn succeeded_refunds_are_lower_bounds_and_pending_ones_are_ignored() {
+    let refund = |status: &str| json!({ "id": "re_1", "object": "refund", "amount": 900, "currency": "eur",
+                                        "status": status, "charge": "ch_3Abc", "payment_intent": "pi_3Abc" });
+    for event_type in ["refund.created", "refund.updated"] {
+        let e = event(&envelope(event_type, refund("succeeded")));
+        assert_eq!(
+            e.change,
+            PaymentChange::Refund { refunded_total: 900, currency: Currency::parse("EUR").unwrap() }
+        );
+        assert!(matches!(parse_event(&envelope(event_type, refund("pending"))), Ok(Parsed::Ignored { .. })));
+    }
+}
+
+#[test]
+fn other_event_types_are_ignored_with_their_id() {
+    let parsed = parse_event(&envelope("invoiceitem.created", json!({ "id": "ii_1", "object": "invoiceitem" })));
+    match parsed {
+        Ok(Parsed::Ignored { event_id, reason }) => {
+            assert_eq!(event_id.as_deref(), Some("evt_1Test"));
+            assert!(reason.contains("invoiceitem.created"));
+        }
+        other => panic!("expected ignored, got {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_bodies_are_errors_not_panics() {
+    let bad: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"[]".to_vec(),
+        b"{\"id\":\"evt_1\"}".to_vec(),
+        envelope("payment_intent.succeeded", json!({ "id": "pi_1" })),
+        envelope("payment_intent.succeeded", json!({ "id": "pi_1", "amount": -5, "currency": "usd" })),
+        envelope("payment_intent.succeeded", json!({ "id": "pi_1", "amount": 5, "currency": "dollars" })),
+        envelope("charge.refunded", json!("not an object")),
+        serde_json::to_vec(&json!({ "id": "", "type": "charge.failed", "created": 1, "data": { "object": {} } })).unwrap(),
+        vec![0xff, 0xfe, 0x00],
+    ];
+    for body in bad {
+        assert!(parse_event(&body).is_err(), "{:?} parsed", String::from_utf8_lossy(&body));
+    }
+}
+
+#[test]
+fn primary_fields_are_best_effort() {
+    let f = primary_fields(&envelope("payment_intent.succeeded", payment_intent("succeeded", 2500)));
+    assert_eq!(f.event_id.as_deref(), Some("evt_1Test"));
+    assert_eq!(f.event_type.as_deref(), Some("payment_intent.succeeded"));
+    assert_eq!(f.external_id.as_deref(), Some("pi_3Abc"));
+    assert_eq!(f.provider_status.as_deref(), Some("succeeded"));
+    assert_eq!(f.amount, Some(2500));
+    assert_eq!(primary_fields(b"not json"), PrimaryFields::default());
+}
