@@ -111,7 +111,9 @@ pub enum ProcessingResult {
     PayloadTooLarge,
     UnknownProvider,
     ProviderDisabled,
+    MethodNotAllowed,
     InternalError,
+    StoreUnavailable,
     Applied,
     StaleTransition,
 }
@@ -128,7 +130,9 @@ impl ProcessingResult {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnknownProvider => "unknown_provider",
             Self::ProviderDisabled => "provider_disabled",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::InternalError => "internal_error",
+            Self::StoreUnavailable => "store_unavailable",
             Self::Applied => "applied",
             Self::StaleTransition => "stale_transition",
         }

@@ -50,6 +50,11 @@ pub enum Parsed {
 pub trait WebhookSource: Send + Sync {
     fn provider(&self) -> Provider;
 
+    /// HTTP methods the provider delivers with.
+    fn accepts_method(&self, method: &str) -> bool {
+        method == "POST"
+    }
+
     /// Checks the delivery's authenticity, in constant time where secrets are compared.
     fn authenticate(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
 

@@ -1,1 +1,90 @@
-//! stub
+//! Postgres store for payhook: every store port implemented with diesel-async over a
+//! deadpool pool, with the migrations of `migrations/postgres` embedded in the binary.
+//! Depends on `payhook-domain` only, never on another adapter.
+
+mod forensic;
+mod inbox;
+mod payments;
+mod rows;
+mod schema;
+
+use async_trait::async_trait;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use payhook_domain::ports::{StoreError, StoreHealth};
+use std::time::Duration;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// How long a request waits for a pooled connection, or for a new one to open,
+/// before the store counts as unavailable (so a dead database yields 503s, not hangs).
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Postgres implementation of every store port. Cheap to clone (shares the pool).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl PgStore {
+    /// Builds a pool of at most `pool_size` connections; connections open lazily.
+    pub fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot build connection pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub async fn migrate(database_url: &str) -> Result<Vec<String>, StoreError> {
+        use diesel::Connection;
+        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+        let url = database_url.to_owned();
+        // The migration harness is synchronous: run it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+                .map_err(|e| StoreError::Unavailable(format!("cannot connect to run migrations: {e}")))?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
+    }
+
+    async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PgStore {
+    async fn check(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// Maps diesel errors onto the port's error: anything the database said is
+/// "unavailable" (retryable) unless it is about our own data.
+fn db_error(e: diesel::result::Error) -> StoreError {
+    use diesel::result::Error;
+    match e {
+        Error::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
+        Error::SerializationError(e) => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}

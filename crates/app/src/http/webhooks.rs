@@ -1,0 +1,79 @@
+//! `/webhooks/{provider}`: reads the raw body within the size limit and hands the
+//! request to the ingest service; maps its reply to HTTP.
+
+use super::error::error_body;
+use super::AppState;
+use crate::ingest::{Inbound, Reply};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    provider: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let limit = state.max_body_bytes;
+    let (body, oversized) = read_limited(&req, payload, limit).await;
+    let inbound = Inbound {
+        provider: provider.into_inner(),
+        method: req.method().as_str().to_owned(),
+        path: req.path().to_owned(),
+        query: req.query_string().to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+        oversized,
+        remote_addr: req.peer_addr().map(|a| a.to_string()),
+    };
+    respond(state.ingest.receive(inbound).await)
+}
+
+/// Reads at most `limit` bytes. A body announced or found to be larger is flagged
+/// and not read further; the part read is kept for the forensic log. A body whose
+/// stream breaks off is kept as far as it arrived.
+async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> (Vec<u8>, bool) {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return (Vec::new(), true);
+    }
+    let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            break;
+        };
+        if body.len() + chunk.len() > limit {
+            let room = limit - body.len();
+            body.extend(chunk.iter().take(room));
+            return (body, true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
+}
+
+fn respond(reply: Reply) -> HttpResponse {
+    match reply {
+        Reply::Accepted { event_id } => {
+            HttpResponse::Ok().json(serde_json::json!({ "status": "accepted", "event_id": event_id }))
+        }
+        Reply::Duplicate { event_id } => {
+            HttpResponse::Ok().json(serde_json::json!({ "status": "duplicate", "event_id": event_id }))
+        }
+        Reply::Ignored { event_id, reason } => HttpResponse::Ok()
+            .json(serde_json::json!({ "status": "ignored", "event_id": event_id, "reason": reason.as_str() })),
+        Reply::Rejected { status, code, message } => error_body(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code.as_str(),
+            &message,
+        ),
+    }
+}

@@ -1,0 +1,212 @@
+//! The ingest service: one inbound webhook request in, one reply out, and a forensic
+//! row with the reply's outcome written before the reply on every path (a panic
+//! included). Authentication and parsing are pure, so they run first and the
+//! forensic row, its outcome and the inbox row are one transaction.
+
+use futures_util::FutureExt;
+use payhook_domain::ports::{Admission, Clock, ForensicLog, StoreError, WebhookInbox};
+use payhook_domain::source::{AuthError, Delivery, Parsed, WebhookSource};
+use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// A webhook request as the HTTP adapter read it, secrets still in place.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The `{provider}` path segment.
+    pub provider: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    /// At most `server.max_body_bytes` bytes.
+    pub body: Vec<u8>,
+    /// The body was longer than the limit (and `body` holds its first part).
+    pub oversized: bool,
+    pub remote_addr: Option<String>,
+}
+
+/// What to answer the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Accepted { event_id: String },
+    Duplicate { event_id: String },
+    Ignored { event_id: Option<String>, reason: ProcessingResult },
+    Rejected { status: u16, code: ProcessingResult, message: String },
+}
+
+impl Reply {
+    fn rejected(outcome: &Outcome) -> Self {
+        Reply::Rejected {
+            status: outcome.http_status,
+            code: outcome.result,
+            message: outcome.error.clone().unwrap_or_else(|| outcome.result.as_str().to_owned()),
+        }
+    }
+}
+
+enum Verdict {
+    Admit(Box<WebhookEvent>),
+    Ignore { event_id: Option<String>, reason: String },
+    Reject(Outcome),
+}
+
+fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>) -> Verdict {
+    Verdict::Reject(Outcome { http_status, result, error: Some(message.into()) })
+}
+
+pub struct IngestService {
+    sources: HashMap<Provider, Arc<dyn WebhookSource>>,
+    forensic: Arc<dyn ForensicLog>,
+    inbox: Arc<dyn WebhookInbox>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the worker when an event is accepted, so it need not wait for its poll.
+    accepted: Arc<Notify>,
+}
+
+impl IngestService {
+    pub fn new(
+        sources: Vec<Arc<dyn WebhookSource>>,
+        forensic: Arc<dyn ForensicLog>,
+        inbox: Arc<dyn WebhookInbox>,
+        clock: Arc<dyn Clock>,
+        accepted: Arc<Notify>,
+    ) -> Self {
+        let sources = sources.into_iter().map(|s| (s.provider(), s)).collect();
+        Self { sources, forensic, inbox, clock, accepted }
+    }
+
+    pub async fn receive(&self, inbound: Inbound) -> Reply {
+        let received_at = self.clock.now();
+        let mut request = WebhookRequest::new(
+            &inbound.provider,
+            &inbound.method,
+            &inbound.path,
+            &inbound.query,
+            inbound.headers.iter().cloned(),
+            inbound.body.clone(),
+            inbound.remote_addr.clone(),
+            received_at,
+        );
+        let delivery = Delivery {
+            headers: &inbound.headers,
+            query: &inbound.query,
+            body: &inbound.body,
+            received_at,
+        };
+        let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| self.classify(&inbound, &delivery)))
+            .unwrap_or_else(|_| {
+                tracing::error!(provider = %inbound.provider, "panic while classifying a webhook");
+                (reject(500, ProcessingResult::InternalError, "internal error"), PrimaryFields::default())
+            });
+        request.primary = primary;
+        let reply = AssertUnwindSafe(self.settle(&request, verdict)).catch_unwind().await;
+        match reply {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::error!(provider = %inbound.provider, "panic while storing a webhook");
+                let outcome = Outcome {
+                    http_status: 500,
+                    result: ProcessingResult::InternalError,
+                    error: Some("internal error".into()),
+                };
+                self.record(&request, outcome).await
+            }
+        }
+    }
+
+    /// Everything that needs no I/O: size, provider, method, authenticity, parsing.
+    fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields) {
+        if inbound.oversized {
+            let msg = format!("request body exceeds the limit of {} bytes", inbound.body.len());
+            return (reject(413, ProcessingResult::PayloadTooLarge, msg), PrimaryFields::default());
+        }
+        let Ok(provider) = inbound.provider.parse::<Provider>() else {
+            let msg = format!("no provider is called {:?}", inbound.provider);
+            return (reject(404, ProcessingResult::UnknownProvider, msg), PrimaryFields::default());
+        };
+        let Some(source) = self.sources.get(&provider) else {
+            let msg = format!("provider {provider} is disabled on this gateway");
+            return (reject(404, ProcessingResult::ProviderDisabled, msg), PrimaryFields::default());
+        };
+        let primary = source.primary_fields(delivery.body);
+        if !source.accepts_method(&inbound.method) {
+            let msg = format!("{provider} webhooks are not delivered with {}", inbound.method);
+            return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary);
+        }
+        if let Err(e) = source.authenticate(delivery) {
+            let verdict = match e {
+                AuthError::Missing(m) => reject(401, ProcessingResult::MissingSignature, m),
+                AuthError::Invalid(m) => reject(401, ProcessingResult::InvalidSignature, m),
+            };
+            return (verdict, primary);
+        }
+        let verdict = match source.parse(delivery.body) {
+            Ok(Parsed::Event(event)) => Verdict::Admit(event),
+            Ok(Parsed::Ignored { event_id, reason }) => Verdict::Ignore { event_id, reason },
+            Err(e) => reject(400, ProcessingResult::MalformedPayload, e.to_string()),
+        };
+        (verdict, primary)
+    }
+
+    async fn settle(&self, request: &WebhookRequest, verdict: Verdict) -> Reply {
+        match verdict {
+            Verdict::Reject(outcome) => self.record(request, outcome).await,
+            Verdict::Ignore { event_id, reason } => {
+                let outcome = Outcome { http_status: 200, result: ProcessingResult::UnhandledEventType, error: Some(reason) };
+                match self.forensic.record(request, &outcome).await {
+                    Ok(_) => Reply::Ignored { event_id, reason: outcome.result },
+                    Err(e) => self.unavailable(request, &e),
+                }
+            }
+            Verdict::Admit(event) => {
+                let event_id = event.event_id.to_string();
+                match self.inbox.admit(request, &event).await {
+                    Ok(Admission::Accepted(_)) => {
+                        self.accepted.notify_one();
+                        Reply::Accepted { event_id }
+                    }
+                    Ok(Admission::Duplicate(_)) => Reply::Duplicate { event_id },
+                    Err(e) => {
+                        tracing::error!(error = %e, %event_id, "event not stored; asking the provider to retry");
+                        let outcome = Outcome {
+                            http_status: 503,
+                            result: ProcessingResult::StoreUnavailable,
+                            error: Some("the event could not be stored; retry later".into()),
+                        };
+                        self.record(request, outcome).await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a rejected request with its outcome and answers with that outcome.
+    async fn record(&self, request: &WebhookRequest, outcome: Outcome) -> Reply {
+        match self.forensic.record(request, &outcome).await {
+            Ok(_) => {
+                tracing::info!(
+                    provider = %request.provider,
+                    status = outcome.http_status,
+                    result = outcome.result.as_str(),
+                    "webhook rejected"
+                );
+                Reply::rejected(&outcome)
+            }
+            Err(e) => self.unavailable(request, &e),
+        }
+    }
+
+    /// Not even the forensic log took the request: ask the provider to retry, so
+    /// nothing is acknowledged that was not recorded.
+    fn unavailable(&self, request: &WebhookRequest, error: &StoreError) -> Reply {
+        tracing::error!(%error, provider = %request.provider, "forensic log write failed");
+        Reply::Rejected {
+            status: 503,
+            code: ProcessingResult::StoreUnavailable,
+            message: "the gateway cannot record webhooks right now; retry later".into(),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The worker: claims due inbox events and applies each to its payment through the
+//! domain's state machine; failures are retried with capped exponential backoff
+//! and jitter, then dead-lettered.
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use payhook_domain::ports::{ClaimedEvent, Clock, PaymentStore, StoreError, WebhookInbox};
+use payhook_domain::{NewPayment, Payment, PaymentId, ProcessingResult, WebhookEvent};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How often a commit may lose a race with another worker before the event is retried later.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The event names a payment payhook does not have (yet): it may have raced the
+    /// payment's creation, so it is retried like any failure.
+    #[error("payment_not_found: no {provider} payment matches {reference}")]
+    PaymentNotFound { provider: String, reference: String },
+    #[error("payment kept changing under concurrent updates")]
+    Contended,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RetryPolicy {
+    /// When to try again after the `attempts`-th failure, or `None` when it was the last.
+    /// `min(max, base · 2^(attempts-1))`, then ±20 % jitter so retries of a burst spread out.
+    pub fn next_attempt(&self, attempts: i32, now: DateTime<Utc>, jitter: f64) -> Option<DateTime<Utc>> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(30);
+        let raw = self.backoff_base.saturating_mul(2u32.saturating_pow(exp));
+        let capped = raw.min(self.backoff_max);
+        let jittered = capped.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0));
+        Some(now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX))
+    }
+}
+
+pub struct Processor {
+    inbox: Arc<dyn WebhookInbox>,
+    payments: Arc<dyn PaymentStore>,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    lease: Duration,
+}
+
+impl Processor {
+    pub fn new(
+        inbox: Arc<dyn WebhookInbox>,
+        payments: Arc<dyn PaymentStore>,
+        clock: Arc<dyn Clock>,
+        policy: RetryPolicy,
+        lease: Duration,
+    ) -> Self {
+        Self { inbox, payments, clock, policy, lease }
+    }
+
+    /// Claims one batch and processes it, `concurrency` events at a time. Returns how
+    /// many events were claimed.
+    pub async fn run_batch(&self, batch_size: u32, concurrency: usize) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = self.inbox.claim_due(now, batch_size, lease_until).await?;
+        let count = claimed.len();
+        futures_util::stream::iter(claimed)
+            .for_each_concurrent(concurrency, |event| self.handle(event))
+            .await;
+        Ok(count)
+    }
+
+    async fn handle(&self, claimed: ClaimedEvent) {
+        let id = claimed.id;
+        match self.apply(&claimed).await {
+            Ok(result) => {
+                tracing::debug!(inbox_id = %id, event_id = %claimed.event.event_id, result = result.as_str(), "event applied");
+            }
+            Err(error) => {
+                let attempts = claimed.attempts + 1;
+                let jitter = rand::rng().random_range(-0.2..=0.2);
+                let retry_at = self.policy.next_attempt(attempts, self.clock.now(), jitter);
+                tracing::warn!(inbox_id = %id, attempts, dead = retry_at.is_none(), %error, "event not applied");
+                if let Err(e) = self.inbox.record_failure(id, &error.to_string(), retry_at).await {
+                    // The lease runs out and the event is claimed again: nothing is lost.
+                    tracing::error!(inbox_id = %id, error = %e, "could not record the failure");
+                }
+            }
+        }
+    }
+
+    /// Applies one event; idempotent, since a stale or repeated event changes nothing.
+    pub async fn apply(&self, claimed: &ClaimedEvent) -> Result<ProcessingResult, ProcessError> {
+        let event = &claimed.event;
+        let mut payment = self.payment_for(event).await?;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let application = payment.apply(event, self.clock.now());
+            match self.payments.commit_application(claimed.id, &application).await {
+                Ok(()) => return Ok(application.result),
+                Err(StoreError::Conflict(_)) => {
+                    payment = self.payments.payment(payment.id).await?.ok_or_else(|| not_found(event))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ProcessError::Contended)
+    }
+
+    /// The event's payment; one payhook never created (an existing Stripe account
+    /// pointed at payhook) is created from what the event says about it.
+    async fn payment_for(&self, event: &WebhookEvent) -> Result<Payment, ProcessError> {
+        if let Some(payment) = self.payments.find_payment(event.provider, &event.payment).await? {
+            return Ok(payment);
+        }
+        // A payment payhook created is never re-created from an event: if its id is
+        // not found yet, the event raced its creation and is retried.
+        let creatable = event.payment.payment_id.is_none() && event.payment.provider_ref.is_some();
+        match (&event.details, creatable) {
+            (Some(details), true) => {
+                let new = NewPayment {
+                    id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+                    provider: event.provider,
+                    provider_ref: event.payment.provider_ref.clone(),
+                    merchant_ref: None,
+                    amount: details.amount,
+                    customer_email: details.customer_email.clone(),
+                    description: details.description.clone(),
+                    metadata: details.metadata.clone(),
+                    created_at: self.clock.now(),
+                };
+                Ok(self.payments.create_payment(&new).await?)
+            }
+            _ => Err(not_found(event)),
+        }
+    }
+}
+
+fn not_found(event: &WebhookEvent) -> ProcessError {
+    ProcessError::PaymentNotFound {
+        provider: event.provider.to_string(),
+        reference: event.payment.describe().unwrap_or_else(|| "no reference".into()),
+    }
+}
+
+/// Runs the processor until `shutdown` turns true: after an idle poll interval, or at
+/// once when the ingest path signals a newly accepted event. The batch in hand is
+/// always finished before stopping.
+pub async fn run_worker(
+    processor: Arc<Processor>,
+    batch_size: u32,
+    concurrency: usize,
+    poll_interval: Duration,
+    accepted: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let claimed = match processor.run_batch(batch_size, concurrency).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "worker could not claim events");
+                0
+            }
+        };
+        if claimed as u32 >= batch_size {
+            continue; // more may be due right now
+        }
+        tokio::select! {
+            _ = accepted.notified() => {}
+            _ = tokio::time::sleep(poll_interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("worker stopped");
+}
+
+#[cfg(test)]
+#[path = "processing_tests.rs"]
+mod tests;

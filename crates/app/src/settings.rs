@@ -1,0 +1,227 @@
+//! Typed configuration, loaded in layers: `config/default.toml` (compiled in), then
+//! the file named by `--config`/`PAYHOOK_CONFIG`, then `PAYHOOK__SECTION__KEY`
+//! environment variables. Validation turns unsafe combinations into start-up errors.
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::path::Path;
+
+const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub worker: WorkerSettings,
+    pub providers: ProvidersSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// May carry a password, so it is a secret.
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub auto_migrate: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub batch_size: u32,
+    pub poll_interval_ms: u64,
+    pub lease_secs: u64,
+    pub max_attempts: i32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProvidersSettings {
+    pub stripe: StripeSettings,
+    pub xendit: PlannedProvider,
+    pub qpay: PlannedProvider,
+    pub junglepay: PlannedProvider,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeSettings {
+    pub enabled: bool,
+    /// Every active endpoint signing secret (`whsec_…`); several during rotation.
+    #[serde(default)]
+    pub webhook_secrets: Vec<SecretString>,
+    pub tolerance_secs: i64,
+}
+
+/// A provider whose adapter is not in this version yet: it can only stay disabled.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlannedProvider {
+    pub enabled: bool,
+}
+
+/// Which store `database.url` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Postgres,
+    Sqlite,
+}
+
+impl Settings {
+    /// Loads and validates the layered configuration. `file` is the optional
+    /// operator file; `env` supplies the `PAYHOOK__…` variables (the process
+    /// environment in production, a fixed map in tests).
+    pub fn load(file: Option<&Path>, env: Option<config::Map<String, String>>) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        let environment = Environment::with_prefix("PAYHOOK")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("providers.stripe.webhook_secrets")
+            .try_parsing(true)
+            .source(env);
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |m: String| Err(SettingsError::Invalid(m));
+        let stripe = &self.providers.stripe;
+        if stripe.enabled && !stripe.webhook_secrets.iter().any(|s| !s.expose_secret().trim().is_empty()) {
+            return invalid(
+                "providers.stripe.enabled is true but providers.stripe.webhook_secrets is empty: \
+                 set the endpoint's signing secret (whsec_…) or disable Stripe"
+                    .into(),
+            );
+        }
+        if stripe.tolerance_secs <= 0 {
+            return invalid("providers.stripe.tolerance_secs must be positive".into());
+        }
+        for (name, planned) in [
+            ("xendit", &self.providers.xendit),
+            ("qpay", &self.providers.qpay),
+            ("junglepay", &self.providers.junglepay),
+        ] {
+            if planned.enabled {
+                return invalid(format!("providers.{name}.enabled is true, but this version has no {name} adapter yet"));
+            }
+        }
+        if self.server.max_body_bytes == 0 {
+            return invalid("server.max_body_bytes must be positive".into());
+        }
+        if self.worker.max_attempts < 1 || self.worker.concurrency == 0 || self.worker.batch_size == 0 {
+            return invalid("worker.max_attempts, worker.concurrency and worker.batch_size must be at least 1".into());
+        }
+        if self.worker.backoff_base_ms == 0 || self.worker.backoff_max_ms < self.worker.backoff_base_ms {
+            return invalid("worker.backoff_base_ms must be positive and at most worker.backoff_max_ms".into());
+        }
+        self.store_kind().map(|_| ())
+    }
+
+    pub fn store_kind(&self) -> Result<StoreKind, SettingsError> {
+        let url = self.database.url.expose_secret();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreKind::Postgres)
+        } else if url.starts_with("sqlite://") {
+            Ok(StoreKind::Sqlite)
+        } else {
+            Err(SettingsError::Invalid(
+                "database.url must start with postgres://, postgresql:// or sqlite://".into(),
+            ))
+        }
+    }
+
+    /// Whether `payhook serve` applies migrations first. Default: on for the embedded
+    /// store (zero setup), off for Postgres, where `payhook migrate` is a deploy step.
+    pub fn auto_migrate(&self) -> Result<bool, SettingsError> {
+        Ok(self.database.auto_migrate.unwrap_or(self.store_kind()? == StoreKind::Sqlite))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert_eq!(s.server.max_body_bytes, 1024 * 1024);
+        assert!(!s.providers.stripe.enabled, "providers are disabled by default");
+        assert_eq!(s.providers.stripe.tolerance_secs, 300);
+        assert_eq!(s.database.url.expose_secret(), "sqlite://data/payhook.db");
+        assert_eq!(s.store_kind().unwrap(), StoreKind::Sqlite);
+    }
+
+    #[test]
+    fn environment_overrides_with_double_underscores_and_lists() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAYHOOK__DATABASE__URL", "postgres://u@h/db"),
+                ("PAYHOOK__SERVER__MAX_BODY_BYTES", "2048"),
+                ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
+                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_a,whsec_b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.store_kind().unwrap(), StoreKind::Postgres);
+        assert_eq!(s.server.max_body_bytes, 2048);
+        let secrets: Vec<&str> = s.providers.stripe.webhook_secrets.iter().map(|s| s.expose_secret()).collect();
+        assert_eq!(secrets, vec!["whsec_a", "whsec_b"]);
+    }
+
+    #[test]
+    fn enabled_stripe_without_secret_is_a_start_up_error() {
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")])).unwrap_err();
+        assert!(err.to_string().contains("providers.stripe.webhook_secrets"), "{err}");
+    }
+
+    #[test]
+    fn enabling_a_provider_without_adapter_is_refused() {
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true")])).unwrap_err();
+        assert!(err.to_string().contains("qpay"), "{err}");
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_refused() {
+        assert!(Settings::load(None, env(&[("PAYHOOK__DATABASE__URL", "mysql://x")])).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PAYHOOK__DATABASE__URL", "postgres://u:hunter2@h/db"),
+                ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
+                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_topsecret"),
+            ]),
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("whsec_topsecret"), "{debug}");
+    }
+}
