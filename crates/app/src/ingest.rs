@@ -6,7 +6,9 @@
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, Clock, ForensicLog, StoreError, WebhookInbox};
 use payhook_domain::source::{AuthError, Delivery, Parsed, WebhookSource};
-use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest};
+use payhook_domain::{
+    Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest,
+};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -31,10 +33,21 @@ pub struct Inbound {
 /// What to answer the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Accepted { event_id: String },
-    Duplicate { event_id: String },
-    Ignored { event_id: Option<String>, reason: ProcessingResult },
-    Rejected { status: u16, code: ProcessingResult, message: String },
+    Accepted {
+        event_id: String,
+    },
+    Duplicate {
+        event_id: String,
+    },
+    Ignored {
+        event_id: Option<String>,
+        reason: ProcessingResult,
+    },
+    Rejected {
+        status: u16,
+        code: ProcessingResult,
+        message: String,
+    },
 }
 
 impl Reply {
@@ -42,19 +55,29 @@ impl Reply {
         Reply::Rejected {
             status: outcome.http_status,
             code: outcome.result,
-            message: outcome.error.clone().unwrap_or_else(|| outcome.result.as_str().to_owned()),
+            message: outcome
+                .error
+                .clone()
+                .unwrap_or_else(|| outcome.result.as_str().to_owned()),
         }
     }
 }
 
 enum Verdict {
     Admit(Box<WebhookEvent>),
-    Ignore { event_id: Option<String>, reason: String },
+    Ignore {
+        event_id: Option<String>,
+        reason: String,
+    },
     Reject(Outcome),
 }
 
 fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>) -> Verdict {
-    Verdict::Reject(Outcome { http_status, result, error: Some(message.into()) })
+    Verdict::Reject(Outcome {
+        http_status,
+        result,
+        error: Some(message.into()),
+    })
 }
 
 pub struct IngestService {
@@ -75,7 +98,13 @@ impl IngestService {
         accepted: Arc<Notify>,
     ) -> Self {
         let sources = sources.into_iter().map(|s| (s.provider(), s)).collect();
-        Self { sources, forensic, inbox, clock, accepted }
+        Self {
+            sources,
+            forensic,
+            inbox,
+            clock,
+            accepted,
+        }
     }
 
     pub async fn receive(&self, inbound: Inbound) -> Reply {
@@ -96,13 +125,20 @@ impl IngestService {
             body: &inbound.body,
             received_at,
         };
-        let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| self.classify(&inbound, &delivery)))
-            .unwrap_or_else(|_| {
-                tracing::error!(provider = %inbound.provider, "panic while classifying a webhook");
-                (reject(500, ProcessingResult::InternalError, "internal error"), PrimaryFields::default())
-            });
+        let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.classify(&inbound, &delivery)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(provider = %inbound.provider, "panic while classifying a webhook");
+            (
+                reject(500, ProcessingResult::InternalError, "internal error"),
+                PrimaryFields::default(),
+            )
+        });
         request.primary = primary;
-        let reply = AssertUnwindSafe(self.settle(&request, verdict)).catch_unwind().await;
+        let reply = AssertUnwindSafe(self.settle(&request, verdict))
+            .catch_unwind()
+            .await;
         match reply {
             Ok(reply) => reply,
             Err(_) => {
@@ -120,21 +156,39 @@ impl IngestService {
     /// Everything that needs no I/O: size, provider, method, authenticity, parsing.
     fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields) {
         if inbound.oversized {
-            let msg = format!("request body exceeds the limit of {} bytes", inbound.body.len());
-            return (reject(413, ProcessingResult::PayloadTooLarge, msg), PrimaryFields::default());
+            let msg = format!(
+                "request body exceeds the limit of {} bytes",
+                inbound.body.len()
+            );
+            return (
+                reject(413, ProcessingResult::PayloadTooLarge, msg),
+                PrimaryFields::default(),
+            );
         }
         let Ok(provider) = inbound.provider.parse::<Provider>() else {
             let msg = format!("no provider is called {:?}", inbound.provider);
-            return (reject(404, ProcessingResult::UnknownProvider, msg), PrimaryFields::default());
+            return (
+                reject(404, ProcessingResult::UnknownProvider, msg),
+                PrimaryFields::default(),
+            );
         };
         let Some(source) = self.sources.get(&provider) else {
             let msg = format!("provider {provider} is disabled on this gateway");
-            return (reject(404, ProcessingResult::ProviderDisabled, msg), PrimaryFields::default());
+            return (
+                reject(404, ProcessingResult::ProviderDisabled, msg),
+                PrimaryFields::default(),
+            );
         };
         let primary = source.primary_fields(delivery.body);
         if !source.accepts_method(&inbound.method) {
-            let msg = format!("{provider} webhooks are not delivered with {}", inbound.method);
-            return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary);
+            let msg = format!(
+                "{provider} webhooks are not delivered with {}",
+                inbound.method
+            );
+            return (
+                reject(405, ProcessingResult::MethodNotAllowed, msg),
+                primary,
+            );
         }
         if let Err(e) = source.authenticate(delivery) {
             let verdict = match e {
@@ -155,9 +209,16 @@ impl IngestService {
         match verdict {
             Verdict::Reject(outcome) => self.record(request, outcome).await,
             Verdict::Ignore { event_id, reason } => {
-                let outcome = Outcome { http_status: 200, result: ProcessingResult::UnhandledEventType, error: Some(reason) };
+                let outcome = Outcome {
+                    http_status: 200,
+                    result: ProcessingResult::UnhandledEventType,
+                    error: Some(reason),
+                };
                 match self.forensic.record(request, &outcome).await {
-                    Ok(_) => Reply::Ignored { event_id, reason: outcome.result },
+                    Ok(_) => Reply::Ignored {
+                        event_id,
+                        reason: outcome.result,
+                    },
                     Err(e) => self.unavailable(request, &e),
                 }
             }

@@ -36,11 +36,18 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// When to try again after the `attempts`-th failure, or `None` when it was the last.
     /// `min(max, base · 2^(attempts-1))`, then ±20 % jitter so retries of a burst spread out.
-    pub fn next_attempt(&self, attempts: i32, now: DateTime<Utc>, jitter: f64) -> Option<DateTime<Utc>> {
+    pub fn next_attempt(
+        &self,
+        attempts: i32,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> Option<DateTime<Utc>> {
         if attempts >= self.max_attempts {
             return None;
         }
-        let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(30);
+        let exp = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
         let raw = self.backoff_base.saturating_mul(2u32.saturating_pow(exp));
         let capped = raw.min(self.backoff_max);
         let jittered = capped.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0));
@@ -64,14 +71,25 @@ impl Processor {
         policy: RetryPolicy,
         lease: Duration,
     ) -> Self {
-        Self { inbox, payments, clock, policy, lease }
+        Self {
+            inbox,
+            payments,
+            clock,
+            policy,
+            lease,
+        }
     }
 
     /// Claims one batch and processes it, `concurrency` events at a time. Returns how
     /// many events were claimed.
-    pub async fn run_batch(&self, batch_size: u32, concurrency: usize) -> Result<usize, StoreError> {
+    pub async fn run_batch(
+        &self,
+        batch_size: u32,
+        concurrency: usize,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let lease_until =
+            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = self.inbox.claim_due(now, batch_size, lease_until).await?;
         let count = claimed.len();
         futures_util::stream::iter(claimed)
@@ -91,7 +109,11 @@ impl Processor {
                 let jitter = rand::rng().random_range(-0.2..=0.2);
                 let retry_at = self.policy.next_attempt(attempts, self.clock.now(), jitter);
                 tracing::warn!(inbox_id = %id, attempts, dead = retry_at.is_none(), %error, "event not applied");
-                if let Err(e) = self.inbox.record_failure(id, &error.to_string(), retry_at).await {
+                if let Err(e) = self
+                    .inbox
+                    .record_failure(id, &error.to_string(), retry_at)
+                    .await
+                {
                     // The lease runs out and the event is claimed again: nothing is lost.
                     tracing::error!(inbox_id = %id, error = %e, "could not record the failure");
                 }
@@ -105,10 +127,18 @@ impl Processor {
         let mut payment = self.payment_for(event).await?;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let application = payment.apply(event, self.clock.now());
-            match self.payments.commit_application(claimed.id, &application).await {
+            match self
+                .payments
+                .commit_application(claimed.id, &application)
+                .await
+            {
                 Ok(()) => return Ok(application.result),
                 Err(StoreError::Conflict(_)) => {
-                    payment = self.payments.payment(payment.id).await?.ok_or_else(|| not_found(event))?;
+                    payment = self
+                        .payments
+                        .payment(payment.id)
+                        .await?
+                        .ok_or_else(|| not_found(event))?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -119,7 +149,11 @@ impl Processor {
     /// The event's payment; one payhook never created (an existing Stripe account
     /// pointed at payhook) is created from what the event says about it.
     async fn payment_for(&self, event: &WebhookEvent) -> Result<Payment, ProcessError> {
-        if let Some(payment) = self.payments.find_payment(event.provider, &event.payment).await? {
+        if let Some(payment) = self
+            .payments
+            .find_payment(event.provider, &event.payment)
+            .await?
+        {
             return Ok(payment);
         }
         // A payment payhook created is never re-created from an event: if its id is
@@ -148,7 +182,10 @@ impl Processor {
 fn not_found(event: &WebhookEvent) -> ProcessError {
     ProcessError::PaymentNotFound {
         provider: event.provider.to_string(),
-        reference: event.payment.describe().unwrap_or_else(|| "no reference".into()),
+        reference: event
+            .payment
+            .describe()
+            .unwrap_or_else(|| "no reference".into()),
     }
 }
 

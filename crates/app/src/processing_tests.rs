@@ -5,7 +5,8 @@ use chrono::TimeZone;
 use mockall::predicate::eq;
 use payhook_domain::ports::{MockClock, MockPaymentStore, MockWebhookInbox};
 use payhook_domain::{
-    Currency, EventId, InboxId, Money, PaymentChange, PaymentDetails, PaymentRef, PaymentStatus, Provider,
+    Currency, EventId, InboxId, Money, PaymentChange, PaymentDetails, PaymentRef, PaymentStatus,
+    Provider,
 };
 
 fn now() -> DateTime<Utc> {
@@ -19,7 +20,11 @@ fn clock() -> Arc<MockClock> {
 }
 
 fn policy() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, backoff_base: Duration::from_secs(1), backoff_max: Duration::from_secs(60) }
+    RetryPolicy {
+        max_attempts: 3,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(60),
+    }
 }
 
 fn usd(amount: i64) -> Money {
@@ -48,7 +53,11 @@ fn payment(status: PaymentStatus) -> Payment {
     }
 }
 
-fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<PaymentDetails>) -> ClaimedEvent {
+fn claimed(
+    change: PaymentChange,
+    reference: PaymentRef,
+    details: Option<PaymentDetails>,
+) -> ClaimedEvent {
     ClaimedEvent {
         id: InboxId(42),
         attempts: 0,
@@ -65,17 +74,28 @@ fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<Payment
 }
 
 fn by_ref() -> PaymentRef {
-    PaymentRef { payment_id: None, provider_ref: Some("pi_1".into()) }
+    PaymentRef {
+        payment_id: None,
+        provider_ref: Some("pi_1".into()),
+    }
 }
 
 fn processor(inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
-    Processor::new(Arc::new(inbox), Arc::new(store), clock(), policy(), Duration::from_secs(30))
+    Processor::new(
+        Arc::new(inbox),
+        Arc::new(store),
+        clock(),
+        policy(),
+        Duration::from_secs(30),
+    )
 }
 
 #[tokio::test]
 async fn paid_event_commits_the_state_machines_decision() {
     let mut store = MockPaymentStore::new();
-    store.expect_find_payment().returning(|_, _| Ok(Some(payment(PaymentStatus::Pending))));
+    store
+        .expect_find_payment()
+        .returning(|_, _| Ok(Some(payment(PaymentStatus::Pending))));
     store
         .expect_commit_application()
         .withf(|inbox, app| {
@@ -88,7 +108,10 @@ async fn paid_event_commits_the_state_machines_decision() {
         .times(1)
         .returning(|_, _| Ok(()));
     let p = processor(MockWebhookInbox::new(), store);
-    let result = p.apply(&claimed(PaymentChange::paid(None), by_ref(), None)).await.unwrap();
+    let result = p
+        .apply(&claimed(PaymentChange::paid(None), by_ref(), None))
+        .await
+        .unwrap();
     assert_eq!(result, ProcessingResult::Applied);
 }
 
@@ -101,10 +124,20 @@ async fn unknown_provider_payment_is_created_from_the_event() {
         .withf(|new| new.provider_ref.as_deref() == Some("pi_1") && new.amount == usd(500))
         .times(1)
         .returning(|_| Ok(payment(PaymentStatus::Pending)));
-    store.expect_commit_application().times(1).returning(|_, _| Ok(()));
-    let details = PaymentDetails { amount: usd(500), description: None, customer_email: None, metadata: serde_json::json!({}) };
+    store
+        .expect_commit_application()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let details = PaymentDetails {
+        amount: usd(500),
+        description: None,
+        customer_email: None,
+        metadata: serde_json::json!({}),
+    };
     let p = processor(MockWebhookInbox::new(), store);
-    p.apply(&claimed(PaymentChange::paid(None), by_ref(), Some(details))).await.unwrap();
+    p.apply(&claimed(PaymentChange::paid(None), by_ref(), Some(details)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -112,20 +145,40 @@ async fn a_payhook_payment_id_that_is_not_found_is_never_recreated() {
     let mut store = MockPaymentStore::new();
     store.expect_find_payment().returning(|_, _| Ok(None));
     store.expect_create_payment().never();
-    let reference = PaymentRef { payment_id: Some(payment(PaymentStatus::Pending).id), provider_ref: Some("pi_1".into()) };
-    let details = PaymentDetails { amount: usd(500), description: None, customer_email: None, metadata: serde_json::json!({}) };
+    let reference = PaymentRef {
+        payment_id: Some(payment(PaymentStatus::Pending).id),
+        provider_ref: Some("pi_1".into()),
+    };
+    let details = PaymentDetails {
+        amount: usd(500),
+        description: None,
+        customer_email: None,
+        metadata: serde_json::json!({}),
+    };
     let p = processor(MockWebhookInbox::new(), store);
-    let err = p.apply(&claimed(PaymentChange::paid(None), reference, Some(details))).await.unwrap_err();
+    let err = p
+        .apply(&claimed(
+            PaymentChange::paid(None),
+            reference,
+            Some(details),
+        ))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProcessError::PaymentNotFound { .. }), "{err}");
 }
 
 #[tokio::test]
 async fn a_lost_race_is_recomputed_from_the_fresh_payment() {
     let mut store = MockPaymentStore::new();
-    store.expect_find_payment().returning(|_, _| Ok(Some(payment(PaymentStatus::Pending))));
+    store
+        .expect_find_payment()
+        .returning(|_, _| Ok(Some(payment(PaymentStatus::Pending))));
     let mut fresh = payment(PaymentStatus::Paid);
     fresh.version = 8;
-    store.expect_payment().times(1).returning(move |_| Ok(Some(fresh.clone())));
+    store
+        .expect_payment()
+        .times(1)
+        .returning(move |_| Ok(Some(fresh.clone())));
     let mut seq = mockall::Sequence::new();
     store
         .expect_commit_application()
@@ -140,7 +193,10 @@ async fn a_lost_race_is_recomputed_from_the_fresh_payment() {
         .returning(|_, _| Ok(()));
     let p = processor(MockWebhookInbox::new(), store);
     let late_failure = claimed(PaymentChange::status(PaymentStatus::Failed), by_ref(), None);
-    assert_eq!(p.apply(&late_failure).await.unwrap(), ProcessingResult::StaleTransition);
+    assert_eq!(
+        p.apply(&late_failure).await.unwrap(),
+        ProcessingResult::StaleTransition
+    );
 }
 
 #[tokio::test]
@@ -151,12 +207,21 @@ async fn failures_are_retried_with_backoff_then_dead_lettered() {
     let mut last = event.clone();
     last.id = InboxId(43);
     last.attempts = 2; // the third failure is the last allowed attempt
-    inbox.expect_claim_due().times(1).returning(move |_, _, _| Ok(vec![event.clone(), last.clone()]));
+    inbox
+        .expect_claim_due()
+        .times(1)
+        .returning(move |_, _, _| Ok(vec![event.clone(), last.clone()]));
     inbox
         .expect_record_failure()
-        .with(eq(InboxId(42)), mockall::predicate::function(|e: &str| e.starts_with("payment_not_found")), mockall::predicate::function(|at: &Option<DateTime<Utc>>| {
-            at.is_some_and(|at| at > now() && at <= now() + chrono::Duration::milliseconds(1200))
-        }))
+        .with(
+            eq(InboxId(42)),
+            mockall::predicate::function(|e: &str| e.starts_with("payment_not_found")),
+            mockall::predicate::function(|at: &Option<DateTime<Utc>>| {
+                at.is_some_and(|at| {
+                    at > now() && at <= now() + chrono::Duration::milliseconds(1200)
+                })
+            }),
+        )
         .times(1)
         .returning(|_, _, _| Ok(()));
     inbox
@@ -172,8 +237,14 @@ async fn failures_are_retried_with_backoff_then_dead_lettered() {
 
 #[test]
 fn backoff_doubles_is_capped_and_jittered() {
-    let p = RetryPolicy { max_attempts: 10, backoff_base: Duration::from_secs(1), backoff_max: Duration::from_secs(10) };
-    let delay = |attempts, jitter| (p.next_attempt(attempts, now(), jitter).unwrap() - now()).num_milliseconds();
+    let p = RetryPolicy {
+        max_attempts: 10,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(10),
+    };
+    let delay = |attempts, jitter| {
+        (p.next_attempt(attempts, now(), jitter).unwrap() - now()).num_milliseconds()
+    };
     assert_eq!(delay(1, 0.0), 1000);
     assert_eq!(delay(2, 0.0), 2000);
     assert_eq!(delay(3, 0.0), 4000);
@@ -181,5 +252,8 @@ fn backoff_doubles_is_capped_and_jittered() {
     assert_eq!(delay(1, 0.2), 1200);
     assert_eq!(delay(1, -0.2), 800);
     assert_eq!(delay(1, 5.0), 1200, "jitter is clamped");
-    assert!(p.next_attempt(10, now(), 0.0).is_none(), "the last attempt dead-letters");
+    assert!(
+        p.next_attempt(10, now(), 0.0).is_none(),
+        "the last attempt dead-letters"
+    );
 }

@@ -85,7 +85,10 @@ impl Settings {
     /// Loads and validates the layered configuration. `file` is the optional
     /// operator file; `env` supplies the `PAYHOOK__…` variables (the process
     /// environment in production, a fixed map in tests).
-    pub fn load(file: Option<&Path>, env: Option<config::Map<String, String>>) -> Result<Self, SettingsError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Self, SettingsError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));
@@ -105,7 +108,12 @@ impl Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
         let stripe = &self.providers.stripe;
-        if stripe.enabled && !stripe.webhook_secrets.iter().any(|s| !s.expose_secret().trim().is_empty()) {
+        if stripe.enabled
+            && !stripe
+                .webhook_secrets
+                .iter()
+                .any(|s| !s.expose_secret().trim().is_empty())
+        {
             return invalid(
                 "providers.stripe.enabled is true but providers.stripe.webhook_secrets is empty: \
                  set the endpoint's signing secret (whsec_…) or disable Stripe"
@@ -121,17 +129,29 @@ impl Settings {
             ("junglepay", &self.providers.junglepay),
         ] {
             if planned.enabled {
-                return invalid(format!("providers.{name}.enabled is true, but this version has no {name} adapter yet"));
+                return invalid(format!(
+                    "providers.{name}.enabled is true, but this version has no {name} adapter yet"
+                ));
             }
         }
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
         }
-        if self.worker.max_attempts < 1 || self.worker.concurrency == 0 || self.worker.batch_size == 0 {
-            return invalid("worker.max_attempts, worker.concurrency and worker.batch_size must be at least 1".into());
+        if self.worker.max_attempts < 1
+            || self.worker.concurrency == 0
+            || self.worker.batch_size == 0
+        {
+            return invalid(
+                "worker.max_attempts, worker.concurrency and worker.batch_size must be at least 1"
+                    .into(),
+            );
         }
-        if self.worker.backoff_base_ms == 0 || self.worker.backoff_max_ms < self.worker.backoff_base_ms {
-            return invalid("worker.backoff_base_ms must be positive and at most worker.backoff_max_ms".into());
+        if self.worker.backoff_base_ms == 0
+            || self.worker.backoff_max_ms < self.worker.backoff_base_ms
+        {
+            return invalid(
+                "worker.backoff_base_ms must be positive and at most worker.backoff_max_ms".into(),
+            );
         }
         self.store_kind().map(|_| ())
     }
@@ -152,7 +172,10 @@ impl Settings {
     /// Whether `payhook serve` applies migrations first. Default: on for the embedded
     /// store (zero setup), off for Postgres, where `payhook migrate` is a deploy step.
     pub fn auto_migrate(&self) -> Result<bool, SettingsError> {
-        Ok(self.database.auto_migrate.unwrap_or(self.store_kind()? == StoreKind::Sqlite))
+        Ok(self
+            .database
+            .auto_migrate
+            .unwrap_or(self.store_kind()? == StoreKind::Sqlite))
     }
 }
 
@@ -161,7 +184,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
-        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -169,7 +197,10 @@ mod tests {
         let s = Settings::load(None, env(&[])).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:8080");
         assert_eq!(s.server.max_body_bytes, 1024 * 1024);
-        assert!(!s.providers.stripe.enabled, "providers are disabled by default");
+        assert!(
+            !s.providers.stripe.enabled,
+            "providers are disabled by default"
+        );
         assert_eq!(s.providers.stripe.tolerance_secs, 300);
         assert_eq!(s.database.url.expose_secret(), "sqlite://data/payhook.db");
         assert_eq!(s.store_kind().unwrap(), StoreKind::Sqlite);
@@ -183,25 +214,42 @@ mod tests {
                 ("PAYHOOK__DATABASE__URL", "postgres://u@h/db"),
                 ("PAYHOOK__SERVER__MAX_BODY_BYTES", "2048"),
                 ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
-                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_a,whsec_b"),
+                (
+                    "PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS",
+                    "whsec_a,whsec_b",
+                ),
             ]),
         )
         .unwrap();
         assert_eq!(s.store_kind().unwrap(), StoreKind::Postgres);
         assert_eq!(s.server.max_body_bytes, 2048);
-        let secrets: Vec<&str> = s.providers.stripe.webhook_secrets.iter().map(|s| s.expose_secret()).collect();
+        let secrets: Vec<&str> = s
+            .providers
+            .stripe
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
         assert_eq!(secrets, vec!["whsec_a", "whsec_b"]);
     }
 
     #[test]
     fn enabled_stripe_without_secret_is_a_start_up_error() {
-        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")])).unwrap_err();
-        assert!(err.to_string().contains("providers.stripe.webhook_secrets"), "{err}");
+        let err = Settings::load(
+            None,
+            env(&[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("providers.stripe.webhook_secrets"),
+            "{err}"
+        );
     }
 
     #[test]
     fn enabling_a_provider_without_adapter_is_refused() {
-        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true")])).unwrap_err();
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true")]))
+            .unwrap_err();
         assert!(err.to_string().contains("qpay"), "{err}");
     }
 
@@ -217,11 +265,17 @@ mod tests {
             env(&[
                 ("PAYHOOK__DATABASE__URL", "postgres://u:hunter2@h/db"),
                 ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
-                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_topsecret"),
+                (
+                    "PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS",
+                    "whsec_topsecret",
+                ),
             ]),
         )
         .unwrap();
         let debug = format!("{s:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("whsec_topsecret"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("whsec_topsecret"),
+            "{debug}"
+        );
     }
 }

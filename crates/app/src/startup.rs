@@ -8,7 +8,9 @@ use crate::processing::{run_worker, Processor, RetryPolicy};
 use crate::settings::{Settings, SettingsError, StoreKind};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use payhook_domain::ports::{Clock, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox};
+use payhook_domain::ports::{
+    Clock, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+};
 use payhook_domain::source::WebhookSource;
 use payhook_postgres::PgStore;
 use payhook_stripe::{SignatureVerifier, StripeWebhooks};
@@ -26,7 +28,10 @@ pub enum StartupError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("the embedded SQLite store is not available in this version; set database.url to a postgres:// URL")]
     SqliteUnavailable,
 }
@@ -46,7 +51,12 @@ impl Stores {
         S: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static,
     {
         let store = Arc::new(store);
-        Self { forensic: store.clone(), inbox: store.clone(), payments: store.clone(), health: store }
+        Self {
+            forensic: store.clone(),
+            inbox: store.clone(),
+            payments: store.clone(),
+            health: store,
+        }
     }
 
     /// Opens the store `database.url` names, migrating it first if configured to.
@@ -57,7 +67,10 @@ impl Stores {
                 if settings.auto_migrate()? {
                     PgStore::migrate(url).await?;
                 }
-                Ok(Self::from_one(PgStore::connect(url, settings.database.pool_size)?))
+                Ok(Self::from_one(PgStore::connect(
+                    url,
+                    settings.database.pool_size,
+                )?))
             }
             StoreKind::Sqlite => Err(StartupError::SqliteUnavailable),
         }
@@ -69,7 +82,8 @@ fn enabled_sources(settings: &Settings) -> Vec<Arc<dyn WebhookSource>> {
     let mut sources: Vec<Arc<dyn WebhookSource>> = Vec::new();
     let stripe = &settings.providers.stripe;
     if stripe.enabled {
-        let verifier = SignatureVerifier::new(stripe.webhook_secrets.clone(), stripe.tolerance_secs);
+        let verifier =
+            SignatureVerifier::new(stripe.webhook_secrets.clone(), stripe.tolerance_secs);
         sources.push(Arc::new(StripeWebhooks::new(verifier)));
     }
     sources
@@ -99,7 +113,13 @@ impl Application {
         let accepted = Arc::new(Notify::new());
         let mut sources = enabled_sources(&settings);
         sources.extend(extra_sources);
-        let ingest = IngestService::new(sources, stores.forensic.clone(), stores.inbox.clone(), clock.clone(), accepted.clone());
+        let ingest = IngestService::new(
+            sources,
+            stores.forensic.clone(),
+            stores.inbox.clone(),
+            clock.clone(),
+            accepted.clone(),
+        );
 
         let w = &settings.worker;
         let policy = RetryPolicy {
@@ -131,14 +151,28 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
         });
         let addr = settings.server.bind.clone();
-        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: addr.clone(), source })?.port();
+        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?
+            .port();
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .listen(listener)
             .map_err(|source| StartupError::Bind { addr, source })?
             .shutdown_timeout(settings.server.shutdown_timeout_secs)
             .run();
-        Ok(Self { port, server, worker, stop_worker })
+        Ok(Self {
+            port,
+            server,
+            worker,
+            stop_worker,
+        })
     }
 
     pub fn port(&self) -> u16 {

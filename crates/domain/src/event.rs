@@ -70,10 +70,16 @@ pub enum PaymentChange {
 
 impl PaymentChange {
     pub fn paid(paid_amount: Option<i64>) -> Self {
-        Self::Status { to: PaymentStatus::Paid, paid_amount }
+        Self::Status {
+            to: PaymentStatus::Paid,
+            paid_amount,
+        }
     }
 
     pub fn status(to: PaymentStatus) -> Self {
-        Self::Status { to, paid_amount: None }
+        Self::Status {
+            to,
+            paid_amount: None,
+        }
     }
 }

@@ -21,10 +21,30 @@ pub enum MoneyError {
 /// Currencies whose minor unit is not 1/100 of the major unit.
 /// Source: ISO 4217 list of minor units; everything not listed here has two decimals.
 const EXPONENTS: &[(&str, u32)] = &[
-    ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("ISK", 0), ("JPY", 0), ("KMF", 0),
-    ("KRW", 0), ("PYG", 0), ("RWF", 0), ("UGX", 0), ("UYI", 0), ("VND", 0), ("VUV", 0),
-    ("XAF", 0), ("XOF", 0), ("XPF", 0),
-    ("BHD", 3), ("IQD", 3), ("JOD", 3), ("KWD", 3), ("LYD", 3), ("OMR", 3), ("TND", 3),
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("UGX", 0),
+    ("UYI", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("BHD", 3),
+    ("IQD", 3),
+    ("JOD", 3),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("TND", 3),
 ];
 
 impl Currency {
@@ -98,7 +118,10 @@ impl Money {
         if amount_minor < 0 {
             return Err(MoneyError::NegativeAmount(amount_minor));
         }
-        Ok(Self { amount_minor, currency })
+        Ok(Self {
+            amount_minor,
+            currency,
+        })
     }
 
     pub fn amount_minor(&self) -> i64 {
@@ -116,7 +139,10 @@ mod tests {
 
     #[test]
     fn currency_is_normalized_to_upper_case() {
-        assert_eq!(Currency::parse("usd").map(|c| c.to_string()), Ok("USD".to_owned()));
+        assert_eq!(
+            Currency::parse("usd").map(|c| c.to_string()),
+            Ok("USD".to_owned())
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! Stores persist the result (`Application`) in one transaction; they never decide.
 
 use crate::{
-    DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, Provider,
-    ProcessingResult, WebhookEvent,
+    DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, ProcessingResult,
+    Provider, WebhookEvent,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,12 @@ impl Payment {
     /// `stale_transition`; the payment is then unchanged.
     pub fn apply(&self, event: &WebhookEvent, at: DateTime<Utc>) -> Application {
         let mut next = self.clone();
-        let mut steps = Steps { event, at, history: Vec::new(), publications: Vec::new() };
+        let mut steps = Steps {
+            event,
+            at,
+            history: Vec::new(),
+            publications: Vec::new(),
+        };
         match &event.change {
             PaymentChange::Status { to, paid_amount } => {
                 steps.move_status(&mut next, *to, *paid_amount);
@@ -122,7 +127,12 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    fn move_status(&mut self, p: &mut Payment, to: PaymentStatus, paid_amount: Option<i64>) -> bool {
+    fn move_status(
+        &mut self,
+        p: &mut Payment,
+        to: PaymentStatus,
+        paid_amount: Option<i64>,
+    ) -> bool {
         let from = p.status;
         let applied = from.can_move_to(to);
         if applied {
@@ -190,7 +200,14 @@ impl Steps<'_> {
         }
     }
 
-    fn record(&mut self, p: &Payment, from: PaymentStatus, to: PaymentStatus, applied: bool, reason: String) {
+    fn record(
+        &mut self,
+        p: &Payment,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        applied: bool,
+        reason: String,
+    ) {
         self.history.push(HistoryEntry {
             from_status: from,
             to_status: to,
@@ -265,19 +282,26 @@ mod tests {
             event_id: EventId::parse(id).unwrap(),
             event_type: "test.event".into(),
             occurred_at: at(0),
-            payment: PaymentRef { payment_id: None, provider_ref: Some("pi_1".into()) },
+            payment: PaymentRef {
+                payment_id: None,
+                provider_ref: Some("pi_1".into()),
+            },
             change,
             details: None,
         }
     }
 
     fn refund(total: i64) -> PaymentChange {
-        PaymentChange::Refund { refunded_total: total, currency: Currency::parse("USD").unwrap() }
+        PaymentChange::Refund {
+            refunded_total: total,
+            currency: Currency::parse("USD").unwrap(),
+        }
     }
 
     #[test]
     fn paid_event_moves_pending_to_paid_with_one_history_row_and_publication() {
-        let app = payment(PaymentStatus::Pending).apply(&event("e1", PaymentChange::paid(Some(1000))), at(5));
+        let app = payment(PaymentStatus::Pending)
+            .apply(&event("e1", PaymentChange::paid(Some(1000))), at(5));
         assert_eq!(app.result, ProcessingResult::Applied);
         assert_eq!(app.payment.status, PaymentStatus::Paid);
         assert_eq!(app.payment.paid_amount, 1000);
@@ -291,9 +315,15 @@ mod tests {
     #[test]
     fn late_failure_does_not_regress_paid_payment() {
         let paid = payment(PaymentStatus::Paid);
-        let app = paid.apply(&event("e2", PaymentChange::status(PaymentStatus::Failed)), at(5));
+        let app = paid.apply(
+            &event("e2", PaymentChange::status(PaymentStatus::Failed)),
+            at(5),
+        );
         assert_eq!(app.result, ProcessingResult::StaleTransition);
-        assert_eq!(app.payment, paid, "a stale event must leave the payment untouched");
+        assert_eq!(
+            app.payment, paid,
+            "a stale event must leave the payment untouched"
+        );
         assert_eq!(app.history.len(), 1);
         assert!(!app.history[0].applied);
         assert!(app.publications.is_empty());
@@ -304,8 +334,16 @@ mod tests {
         let p = payment(PaymentStatus::Pending);
         let success = event("s", PaymentChange::paid(None));
         let failure = event("f", PaymentChange::status(PaymentStatus::Failed));
-        let a = p.apply(&success, at(1)).payment.apply(&failure, at(2)).payment;
-        let b = p.apply(&failure, at(1)).payment.apply(&success, at(2)).payment;
+        let a = p
+            .apply(&success, at(1))
+            .payment
+            .apply(&failure, at(2))
+            .payment;
+        let b = p
+            .apply(&failure, at(1))
+            .payment
+            .apply(&success, at(2))
+            .payment;
         assert_eq!(a.status, PaymentStatus::Paid);
         assert_eq!(b.status, PaymentStatus::Paid);
     }
@@ -334,7 +372,11 @@ mod tests {
     fn refund_before_paid_settles_the_payment_first() {
         let app = payment(PaymentStatus::Pending).apply(&event("r", refund(1000)), at(1));
         assert_eq!(app.payment.status, PaymentStatus::Refunded);
-        let moves: Vec<_> = app.history.iter().map(|h| (h.from_status, h.to_status, h.applied)).collect();
+        let moves: Vec<_> = app
+            .history
+            .iter()
+            .map(|h| (h.from_status, h.to_status, h.applied))
+            .collect();
         assert_eq!(
             moves,
             vec![
@@ -343,7 +385,9 @@ mod tests {
             ]
         );
         // A late `paid` afterwards changes nothing.
-        let late = app.payment.apply(&event("p", PaymentChange::paid(None)), at(2));
+        let late = app
+            .payment
+            .apply(&event("p", PaymentChange::paid(None)), at(2));
         assert_eq!(late.result, ProcessingResult::StaleTransition);
         assert_eq!(late.payment.status, PaymentStatus::Refunded);
     }
@@ -351,13 +395,37 @@ mod tests {
     #[test]
     fn dispute_is_tracked_beside_the_status() {
         let p = payment(PaymentStatus::Paid);
-        let opened = p.apply(&event("d1", PaymentChange::Dispute { status: DisputeStatus::Open }), at(1));
+        let opened = p.apply(
+            &event(
+                "d1",
+                PaymentChange::Dispute {
+                    status: DisputeStatus::Open,
+                },
+            ),
+            at(1),
+        );
         assert_eq!(opened.payment.status, PaymentStatus::Paid);
         assert_eq!(opened.payment.dispute_status, Some(DisputeStatus::Open));
         assert_eq!(opened.publications[0].topic, "payment.dispute_open");
-        let lost = opened.payment.apply(&event("d2", PaymentChange::Dispute { status: DisputeStatus::Lost }), at(2));
+        let lost = opened.payment.apply(
+            &event(
+                "d2",
+                PaymentChange::Dispute {
+                    status: DisputeStatus::Lost,
+                },
+            ),
+            at(2),
+        );
         assert_eq!(lost.payment.dispute_status, Some(DisputeStatus::Lost));
-        let late_open = lost.payment.apply(&event("d1", PaymentChange::Dispute { status: DisputeStatus::Open }), at(3));
+        let late_open = lost.payment.apply(
+            &event(
+                "d1",
+                PaymentChange::Dispute {
+                    status: DisputeStatus::Open,
+                },
+            ),
+            at(3),
+        );
         assert_eq!(late_open.result, ProcessingResult::StaleTransition);
         assert_eq!(late_open.payment.dispute_status, Some(DisputeStatus::Lost));
     }

@@ -57,6 +57,9 @@ mod tests {
             assert_eq!(p.as_str().parse::<Provider>(), Ok(p));
         }
         assert!("paypal".parse::<Provider>().is_err());
-        assert!("Stripe".parse::<Provider>().is_err(), "names are case-sensitive, like URL paths");
+        assert!(
+            "Stripe".parse::<Provider>().is_err(),
+            "names are case-sensitive, like URL paths"
+        );
     }
 }

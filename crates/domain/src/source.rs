@@ -43,7 +43,10 @@ pub struct ParseError(pub String);
 pub enum Parsed {
     Event(Box<WebhookEvent>),
     /// Authentic, understood, and of no interest: acknowledged so the provider stops retrying.
-    Ignored { event_id: Option<String>, reason: String },
+    Ignored {
+        event_id: Option<String>,
+        reason: String,
+    },
 }
 
 /// One provider's inbound webhook protocol.

@@ -11,7 +11,11 @@ use payhook_domain::{LogId, Outcome, WebhookRequest};
 
 #[async_trait]
 impl ForensicLog for PgStore {
-    async fn record(&self, request: &WebhookRequest, outcome: &Outcome) -> Result<LogId, StoreError> {
+    async fn record(
+        &self,
+        request: &WebhookRequest,
+        outcome: &Outcome,
+    ) -> Result<LogId, StoreError> {
         let mut conn = self.conn().await?;
         let id: i64 = diesel::insert_into(webhook_logs::table)
             .values(NewLogRow::new(request, Some(outcome), Utc::now()))

@@ -36,8 +36,13 @@ const CLAIM_SQL: &str = "
 
 #[async_trait]
 impl WebhookInbox for PgStore {
-    async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError> {
-        let payload = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn admit(
+        &self,
+        request: &WebhookRequest,
+        event: &WebhookEvent,
+    ) -> Result<Admission, StoreError> {
+        let payload =
+            serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn().await?;
         let now = Utc::now();
         conn.transaction(async |conn| {
@@ -102,7 +107,11 @@ impl WebhookInbox for PgStore {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             match serde_json::from_value::<WebhookEvent>(row.payload) {
-                Ok(event) => claimed.push(ClaimedEvent { id: InboxId(row.id), event, attempts: row.attempts }),
+                Ok(event) => claimed.push(ClaimedEvent {
+                    id: InboxId(row.id),
+                    event,
+                    attempts: row.attempts,
+                }),
                 Err(e) => {
                     // A payload no retry can fix (written by an incompatible version):
                     // park it for an operator instead of failing the whole batch.
@@ -146,7 +155,9 @@ impl WebhookInbox for PgStore {
         }
         .map_err(db_error)?;
         if updated == 0 {
-            return Err(StoreError::Corrupt(format!("inbox event {id} does not exist")));
+            return Err(StoreError::Corrupt(format!(
+                "inbox event {id} does not exist"
+            )));
         }
         Ok(())
     }

@@ -50,8 +50,11 @@ impl PgStore {
         let url = database_url.to_owned();
         // The migration harness is synchronous: run it off the async workers.
         tokio::task::spawn_blocking(move || {
-            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
-                .map_err(|e| StoreError::Unavailable(format!("cannot connect to run migrations: {e}")))?;
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("cannot connect to run migrations: {e}"))
+                    })?;
             let applied = conn
                 .run_pending_migrations(MIGRATIONS)
                 .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
@@ -73,7 +76,10 @@ impl PgStore {
 impl StoreHealth for PgStore {
     async fn check(&self) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(db_error)?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 }

@@ -35,7 +35,11 @@ impl PaymentStore for PgStore {
         row.map(Payment::try_from).transpose()
     }
 
-    async fn find_payment(&self, provider: Provider, reference: &PaymentRef) -> Result<Option<Payment>, StoreError> {
+    async fn find_payment(
+        &self,
+        provider: Provider,
+        reference: &PaymentRef,
+    ) -> Result<Option<Payment>, StoreError> {
         let mut conn = self.conn().await?;
         if let Some(id) = reference.payment_id {
             let row: Option<PaymentRow> = payments::table
@@ -102,7 +106,11 @@ impl PaymentStore for PgStore {
         Payment::try_from(row)
     }
 
-    async fn commit_application(&self, inbox: InboxId, app: &Application) -> Result<(), StoreError> {
+    async fn commit_application(
+        &self,
+        inbox: InboxId,
+        app: &Application,
+    ) -> Result<(), StoreError> {
         let p = &app.payment;
         let mut conn = self.conn().await?;
         let now = Utc::now();
@@ -143,14 +151,26 @@ impl PaymentStore for PgStore {
                     )
                 })
                 .collect();
-            diesel::insert_into(history::table).values(history_rows).execute(conn).await?;
+            diesel::insert_into(history::table)
+                .values(history_rows)
+                .execute(conn)
+                .await?;
             if !app.publications.is_empty() {
                 let outbox_rows: Vec<_> = app
                     .publications
                     .iter()
-                    .map(|o| (outbox::topic.eq(&o.topic), outbox::payload.eq(&o.payload), outbox::created_at.eq(now)))
+                    .map(|o| {
+                        (
+                            outbox::topic.eq(&o.topic),
+                            outbox::payload.eq(&o.payload),
+                            outbox::created_at.eq(now),
+                        )
+                    })
                     .collect();
-                diesel::insert_into(outbox::table).values(outbox_rows).execute(conn).await?;
+                diesel::insert_into(outbox::table)
+                    .values(outbox_rows)
+                    .execute(conn)
+                    .await?;
             }
             diesel::update(ev::table.find(inbox.0))
                 .set((

@@ -32,7 +32,11 @@ pub(crate) struct NewLogRow<'a> {
 }
 
 impl<'a> NewLogRow<'a> {
-    pub(crate) fn new(req: &'a WebhookRequest, outcome: Option<&'a Outcome>, completed_at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(
+        req: &'a WebhookRequest,
+        outcome: Option<&'a Outcome>,
+        completed_at: DateTime<Utc>,
+    ) -> Self {
         let p = &req.primary;
         Self {
             provider: &req.provider,
@@ -89,11 +93,17 @@ impl TryFrom<PaymentRow> for Payment {
         let currency = Currency::parse(&r.currency).map_err(|e| corrupt("payments.currency", e))?;
         Ok(Payment {
             id: PaymentId::from_uuid(r.id),
-            provider: r.provider.parse().map_err(|e| corrupt("payments.provider", e))?,
+            provider: r
+                .provider
+                .parse()
+                .map_err(|e| corrupt("payments.provider", e))?,
             provider_ref: r.provider_ref,
             merchant_ref: r.merchant_ref,
             amount: Money::new(r.amount, currency).map_err(|e| corrupt("payments.amount", e))?,
-            status: r.status.parse().map_err(|e| corrupt("payments.status", e))?,
+            status: r
+                .status
+                .parse()
+                .map_err(|e| corrupt("payments.status", e))?,
             paid_amount: r.paid_amount,
             refunded_amount: r.refunded_amount,
             dispute_status: r
@@ -128,10 +138,20 @@ impl TryFrom<HistoryRow> for HistoryEntry {
     type Error = StoreError;
     fn try_from(r: HistoryRow) -> Result<Self, StoreError> {
         Ok(HistoryEntry {
-            from_status: r.from_status.parse().map_err(|e| corrupt("history.from_status", e))?,
-            to_status: r.to_status.parse().map_err(|e| corrupt("history.to_status", e))?,
+            from_status: r
+                .from_status
+                .parse()
+                .map_err(|e| corrupt("history.from_status", e))?,
+            to_status: r
+                .to_status
+                .parse()
+                .map_err(|e| corrupt("history.to_status", e))?,
             applied: r.applied,
-            event_id: r.event_id.map(EventId::parse).transpose().map_err(|e| corrupt("history.event_id", e))?,
+            event_id: r
+                .event_id
+                .map(EventId::parse)
+                .transpose()
+                .map_err(|e| corrupt("history.event_id", e))?,
             reason: r.reason,
             at: r.at,
         })

@@ -80,26 +80,44 @@ struct RefundObject {
 /// Parses an authenticated Stripe event body. The 11 event types payhook handles
 /// become domain events; any other type is `Ignored` (`unhandled_event_type`).
 pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Stripe event: {e}")))?;
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Stripe event: {e}")))?;
     let event_id = EventId::parse(envelope.id.clone()).map_err(|e| ParseError(e.to_string()))?;
     let occurred_at = DateTime::<Utc>::from_timestamp(envelope.created, 0)
         .ok_or_else(|| ParseError("created is not a valid unix timestamp".into()))?;
     let object = envelope.data.object;
     let mapped = match envelope.event_type.as_str() {
-        "payment_intent.succeeded" => from_payment_intent(object, |pi| PaymentChange::paid(pi.amount_received))?,
-        "payment_intent.payment_failed" => from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Failed))?,
-        "payment_intent.canceled" => from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Canceled))?,
-        "payment_intent.requires_action" => {
-            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::RequiresAction))?
+        "payment_intent.succeeded" => {
+            from_payment_intent(object, |pi| PaymentChange::paid(pi.amount_received))?
         }
-        "charge.succeeded" => from_charge(object, |ch| {
-            Ok(PaymentChange::paid(Some(ch.amount_captured.filter(|a| *a > 0).unwrap_or(ch.amount))))
+        "payment_intent.payment_failed" => {
+            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Failed))?
+        }
+        "payment_intent.canceled" => {
+            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Canceled))?
+        }
+        "payment_intent.requires_action" => from_payment_intent(object, |_| {
+            PaymentChange::status(PaymentStatus::RequiresAction)
         })?,
-        "charge.failed" => from_charge(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?,
+        "charge.succeeded" => from_charge(object, |ch| {
+            Ok(PaymentChange::paid(Some(
+                ch.amount_captured.filter(|a| *a > 0).unwrap_or(ch.amount),
+            )))
+        })?,
+        "charge.failed" => {
+            from_charge(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?
+        }
         "charge.refunded" => from_charge(object, |ch| {
             // `refunded` is Stripe's word that the charge is refunded in full.
-            let total = if ch.refunded { ch.amount_refunded.max(ch.amount) } else { ch.amount_refunded };
-            Ok(PaymentChange::Refund { refunded_total: total, currency: currency(&ch.currency)? })
+            let total = if ch.refunded {
+                ch.amount_refunded.max(ch.amount)
+            } else {
+                ch.amount_refunded
+            };
+            Ok(PaymentChange::Refund {
+                refunded_total: total,
+                currency: currency(&ch.currency)?,
+            })
         })?,
         "charge.dispute.created" | "charge.dispute.closed" => from_dispute(object)?,
         "refund.created" | "refund.updated" => from_refund(object)?,
@@ -129,7 +147,8 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
 type Mapped = Option<(PaymentRef, PaymentChange, Option<PaymentDetails>)>;
 
 fn object<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, ParseError> {
-    serde_json::from_value(value).map_err(|e| ParseError(format!("data.object is not a {what}: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ParseError(format!("data.object is not a {what}: {e}")))
 }
 
 fn currency(code: &str) -> Result<Currency, ParseError> {
@@ -151,7 +170,10 @@ fn reference(metadata: &Value, provider_ref: Option<String>) -> PaymentRef {
     }
 }
 
-fn from_payment_intent(value: Value, change: impl Fn(&PaymentIntentObject) -> PaymentChange) -> Result<Mapped, ParseError> {
+fn from_payment_intent(
+    value: Value,
+    change: impl Fn(&PaymentIntentObject) -> PaymentChange,
+) -> Result<Mapped, ParseError> {
     let pi: PaymentIntentObject = object(value, "payment_intent")?;
     let details = PaymentDetails {
         amount: money(pi.amount, &pi.currency)?,
@@ -159,7 +181,11 @@ fn from_payment_intent(value: Value, change: impl Fn(&PaymentIntentObject) -> Pa
         customer_email: pi.receipt_email.clone(),
         metadata: pi.metadata.clone(),
     };
-    Ok(Some((reference(&pi.metadata, Some(pi.id.clone())), change(&pi), Some(details))))
+    Ok(Some((
+        reference(&pi.metadata, Some(pi.id.clone())),
+        change(&pi),
+        Some(details),
+    )))
 }
 
 fn from_charge(
@@ -175,7 +201,11 @@ fn from_charge(
     };
     // A charge belongs to its PaymentIntent; a legacy charge without one stands alone.
     let provider_ref = ch.payment_intent.clone().unwrap_or_else(|| ch.id.clone());
-    Ok(Some((reference(&ch.metadata, Some(provider_ref)), change(&ch)?, Some(details))))
+    Ok(Some((
+        reference(&ch.metadata, Some(provider_ref)),
+        change(&ch)?,
+        Some(details),
+    )))
 }
 
 fn from_dispute(value: Value) -> Result<Mapped, ParseError> {
@@ -187,7 +217,11 @@ fn from_dispute(value: Value) -> Result<Mapped, ParseError> {
         _ => DisputeStatus::Open,
     };
     let provider_ref = dp.payment_intent.or(dp.charge);
-    Ok(Some((reference(&dp.metadata, provider_ref), PaymentChange::Dispute { status }, None)))
+    Ok(Some((
+        reference(&dp.metadata, provider_ref),
+        PaymentChange::Dispute { status },
+        None,
+    )))
 }
 
 fn from_refund(value: Value) -> Result<Mapped, ParseError> {
@@ -197,7 +231,10 @@ fn from_refund(value: Value) -> Result<Mapped, ParseError> {
         return Ok(None);
     }
     let provider_ref = rf.payment_intent.or(rf.charge);
-    let change = PaymentChange::Refund { refunded_total: rf.amount, currency: currency(&rf.currency)? };
+    let change = PaymentChange::Refund {
+        refunded_total: rf.amount,
+        currency: currency(&rf.currency)?,
+    };
     Ok(Some((reference(&rf.metadata, provider_ref), change, None)))
 }
 

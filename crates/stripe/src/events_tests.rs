@@ -36,12 +36,21 @@ fn event(body: &[u8]) -> WebhookEvent {
 
 #[test]
 fn payment_intent_succeeded_is_paid_with_amount_received() {
-    let e = event(&envelope("payment_intent.succeeded", payment_intent("succeeded", 2500)));
+    let e = event(&envelope(
+        "payment_intent.succeeded",
+        payment_intent("succeeded", 2500),
+    ));
     assert_eq!(e.provider, Provider::Stripe);
     assert_eq!(e.event_id.as_str(), "evt_1Test");
     assert_eq!(e.occurred_at.timestamp(), 1_732_000_000);
     assert_eq!(e.change, PaymentChange::paid(Some(2500)));
-    assert_eq!(e.payment, PaymentRef { payment_id: None, provider_ref: Some("pi_3Abc".into()) });
+    assert_eq!(
+        e.payment,
+        PaymentRef {
+            payment_id: None,
+            provider_ref: Some("pi_3Abc".into())
+        }
+    );
     let details = e.details.unwrap();
     assert_eq!(details.amount.amount_minor(), 2500);
     assert_eq!(details.amount.currency().code(), "EUR");
@@ -53,9 +62,15 @@ fn payment_intent_status_events_map_to_statuses() {
     for (event_type, status) in [
         ("payment_intent.payment_failed", PaymentStatus::Failed),
         ("payment_intent.canceled", PaymentStatus::Canceled),
-        ("payment_intent.requires_action", PaymentStatus::RequiresAction),
+        (
+            "payment_intent.requires_action",
+            PaymentStatus::RequiresAction,
+        ),
     ] {
-        let e = event(&envelope(event_type, payment_intent("requires_payment_method", 0)));
+        let e = event(&envelope(
+            event_type,
+            payment_intent("requires_payment_method", 0),
+        ));
         assert_eq!(e.change, PaymentChange::status(status), "{event_type}");
         assert_eq!(e.event_type, event_type);
     }
@@ -75,26 +90,58 @@ fn charge_events_resolve_to_their_payment_intent() {
     let ok = event(&envelope("charge.succeeded", charge(json!({}))));
     assert_eq!(ok.change, PaymentChange::paid(Some(2500)));
     assert_eq!(ok.payment.provider_ref.as_deref(), Some("pi_3Abc"));
-    let failed = event(&envelope("charge.failed", charge(json!({ "status": "failed", "amount_captured": 0 }))));
+    let failed = event(&envelope(
+        "charge.failed",
+        charge(json!({ "status": "failed", "amount_captured": 0 })),
+    ));
     assert_eq!(failed.change, PaymentChange::status(PaymentStatus::Failed));
-    let legacy = event(&envelope("charge.succeeded", charge(json!({ "payment_intent": null }))));
+    let legacy = event(&envelope(
+        "charge.succeeded",
+        charge(json!({ "payment_intent": null })),
+    ));
     assert_eq!(legacy.payment.provider_ref.as_deref(), Some("ch_3Abc"));
 }
 
 #[test]
 fn charge_refunded_full_and_partial() {
     let eur = Currency::parse("EUR").unwrap();
-    let full = event(&envelope("charge.refunded", charge(json!({ "amount_refunded": 2500, "refunded": true }))));
-    assert_eq!(full.change, PaymentChange::Refund { refunded_total: 2500, currency: eur });
-    let partial = event(&envelope("charge.refunded", charge(json!({ "amount_refunded": 700, "refunded": false }))));
-    assert_eq!(partial.change, PaymentChange::Refund { refunded_total: 700, currency: eur });
+    let full = event(&envelope(
+        "charge.refunded",
+        charge(json!({ "amount_refunded": 2500, "refunded": true })),
+    ));
+    assert_eq!(
+        full.change,
+        PaymentChange::Refund {
+            refunded_total: 2500,
+            currency: eur
+        }
+    );
+    let partial = event(&envelope(
+        "charge.refunded",
+        charge(json!({ "amount_refunded": 700, "refunded": false })),
+    ));
+    assert_eq!(
+        partial.change,
+        PaymentChange::Refund {
+            refunded_total: 700,
+            currency: eur
+        }
+    );
 }
 
 #[test]
 fn disputes_map_to_dispute_status() {
     for (event_type, status, expected) in [
-        ("charge.dispute.created", "needs_response", DisputeStatus::Open),
-        ("charge.dispute.created", "warning_needs_response", DisputeStatus::Open),
+        (
+            "charge.dispute.created",
+            "needs_response",
+            DisputeStatus::Open,
+        ),
+        (
+            "charge.dispute.created",
+            "warning_needs_response",
+            DisputeStatus::Open,
+        ),
         ("charge.dispute.closed", "won", DisputeStatus::Won),
         ("charge.dispute.closed", "lost", DisputeStatus::Lost),
     ] {
@@ -103,27 +150,41 @@ fn disputes_map_to_dispute_status() {
         let e = event(&envelope(event_type, dp));
         assert_eq!(e.change, PaymentChange::Dispute { status: expected });
         assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3Abc"));
-        assert!(e.details.is_none(), "a dispute's amount is not the payment's amount");
+        assert!(
+            e.details.is_none(),
+            "a dispute's amount is not the payment's amount"
+        );
     }
 }
 
 #[test]
 fn succeeded_refunds_are_lower_bounds_and_pending_ones_are_ignored() {
-    let refund = |status: &str| json!({ "id": "re_1", "object": "refund", "amount": 900, "currency": "eur",
-                                        "status": status, "charge": "ch_3Abc", "payment_intent": "pi_3Abc" });
+    let refund = |status: &str| {
+        json!({ "id": "re_1", "object": "refund", "amount": 900, "currency": "eur",
+                                        "status": status, "charge": "ch_3Abc", "payment_intent": "pi_3Abc" })
+    };
     for event_type in ["refund.created", "refund.updated"] {
         let e = event(&envelope(event_type, refund("succeeded")));
         assert_eq!(
             e.change,
-            PaymentChange::Refund { refunded_total: 900, currency: Currency::parse("EUR").unwrap() }
+            PaymentChange::Refund {
+                refunded_total: 900,
+                currency: Currency::parse("EUR").unwrap()
+            }
         );
-        assert!(matches!(parse_event(&envelope(event_type, refund("pending"))), Ok(Parsed::Ignored { .. })));
+        assert!(matches!(
+            parse_event(&envelope(event_type, refund("pending"))),
+            Ok(Parsed::Ignored { .. })
+        ));
     }
 }
 
 #[test]
 fn other_event_types_are_ignored_with_their_id() {
-    let parsed = parse_event(&envelope("invoiceitem.created", json!({ "id": "ii_1", "object": "invoiceitem" })));
+    let parsed = parse_event(&envelope(
+        "invoiceitem.created",
+        json!({ "id": "ii_1", "object": "invoiceitem" }),
+    ));
     match parsed {
         Ok(Parsed::Ignored { event_id, reason }) => {
             assert_eq!(event_id.as_deref(), Some("evt_1Test"));
@@ -141,20 +202,36 @@ fn malformed_bodies_are_errors_not_panics() {
         b"[]".to_vec(),
         b"{\"id\":\"evt_1\"}".to_vec(),
         envelope("payment_intent.succeeded", json!({ "id": "pi_1" })),
-        envelope("payment_intent.succeeded", json!({ "id": "pi_1", "amount": -5, "currency": "usd" })),
-        envelope("payment_intent.succeeded", json!({ "id": "pi_1", "amount": 5, "currency": "dollars" })),
+        envelope(
+            "payment_intent.succeeded",
+            json!({ "id": "pi_1", "amount": -5, "currency": "usd" }),
+        ),
+        envelope(
+            "payment_intent.succeeded",
+            json!({ "id": "pi_1", "amount": 5, "currency": "dollars" }),
+        ),
         envelope("charge.refunded", json!("not an object")),
-        serde_json::to_vec(&json!({ "id": "", "type": "charge.failed", "created": 1, "data": { "object": {} } })).unwrap(),
+        serde_json::to_vec(
+            &json!({ "id": "", "type": "charge.failed", "created": 1, "data": { "object": {} } }),
+        )
+        .unwrap(),
         vec![0xff, 0xfe, 0x00],
     ];
     for body in bad {
-        assert!(parse_event(&body).is_err(), "{:?} parsed", String::from_utf8_lossy(&body));
+        assert!(
+            parse_event(&body).is_err(),
+            "{:?} parsed",
+            String::from_utf8_lossy(&body)
+        );
     }
 }
 
 #[test]
 fn primary_fields_are_best_effort() {
-    let f = primary_fields(&envelope("payment_intent.succeeded", payment_intent("succeeded", 2500)));
+    let f = primary_fields(&envelope(
+        "payment_intent.succeeded",
+        payment_intent("succeeded", 2500),
+    ));
     assert_eq!(f.event_id.as_deref(), Some("evt_1Test"));
     assert_eq!(f.event_type.as_deref(), Some("payment_intent.succeeded"));
     assert_eq!(f.external_id.as_deref(), Some("pi_3Abc"));

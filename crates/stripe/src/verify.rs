@@ -29,13 +29,21 @@ pub struct SignatureVerifier {
 
 impl SignatureVerifier {
     pub fn new(secrets: Vec<SecretString>, tolerance_secs: i64) -> Self {
-        Self { secrets, tolerance_secs }
+        Self {
+            secrets,
+            tolerance_secs,
+        }
     }
 
     /// Accepts when any `v1` matches any secret and the timestamp is within tolerance
     /// of `now_unix` in either direction. Non-hex `v1` entries and other schemes
     /// (`v0`) are skipped; a header without `t` or without any usable `v1` is malformed.
-    pub fn verify(&self, header: Option<&str>, body: &[u8], now_unix: i64) -> Result<(), SignatureError> {
+    pub fn verify(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(), SignatureError> {
         let header = header.ok_or(SignatureError::MissingHeader)?;
         let parsed = ParsedHeader::parse(header)?;
         let matched = self.secrets.iter().any(|secret| {
@@ -72,7 +80,11 @@ impl ParsedHeader {
             };
             match key {
                 "t" if timestamp.is_none() => {
-                    timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed("t is not a unix timestamp"))?);
+                    timestamp = Some(
+                        value
+                            .parse::<i64>()
+                            .map_err(|_| SignatureError::Malformed("t is not a unix timestamp"))?,
+                    );
                 }
                 "v1" => {
                     let mut sig = [0u8; SHA256_LEN];
@@ -87,7 +99,10 @@ impl ParsedHeader {
         if signatures.is_empty() {
             return Err(SignatureError::Malformed("no usable v1 signature"));
         }
-        Ok(Self { timestamp, signatures })
+        Ok(Self {
+            timestamp,
+            signatures,
+        })
     }
 }
 
@@ -103,7 +118,10 @@ fn compute(key: &[u8], timestamp: i64, body: &[u8]) -> [u8; SHA256_LEN] {
 /// Builds a `Stripe-Signature` header value the way Stripe does, for tests and the
 /// `simulate` tool. The secret is used as given, `whsec_` prefix included.
 pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(compute(secret.as_bytes(), timestamp, body)))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(compute(secret.as_bytes(), timestamp, body))
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ const OTHER_V1: &str = "62837b024f75143bacf95b5aefe083505d73fd291de844e4e837186d
 
 fn verifier(secrets: &[&str]) -> SignatureVerifier {
     SignatureVerifier::new(
-        secrets.iter().map(|s| SecretString::from(s.to_string())).collect(),
+        secrets
+            .iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect(),
         DEFAULT_TOLERANCE_SECS,
     )
 }
@@ -20,42 +23,70 @@ fn verifier(secrets: &[&str]) -> SignatureVerifier {
 #[test]
 fn vector_async_stripe_verifies_and_v0_is_ignored() {
     let header = "t=1533204620,v1=d7373bc68f4bd320b253cd7461f87af6e1cdf1b4d7db1614d8d1d746972d2d0a,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
-    assert_eq!(verifier(&["secret"]).verify(Some(header), ASYNC_STRIPE_BODY, 1_533_204_620), Ok(()));
+    assert_eq!(
+        verifier(&["secret"]).verify(Some(header), ASYNC_STRIPE_BODY, 1_533_204_620),
+        Ok(())
+    );
 }
 
 #[test]
 fn vector_stripe_node_verifies_with_whsec_prefix_in_key() {
     let header = format!("t={T},v1={NODE_V1}");
-    assert_eq!(verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T), Ok(()));
+    assert_eq!(
+        verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T),
+        Ok(())
+    );
     assert_eq!(signature_header("whsec_test_secret", T, NODE_BODY), header);
 }
 
 #[test]
 fn vector_stripe_python_verifies() {
     let header = "t=1700000000,v1=3bfab77baf5f7b6991a46c9b53b6547d7afc56148b10468fcad9f35c1992ffbd";
-    assert_eq!(verifier(&["whsec_test_secret"]).verify(Some(header), PYTHON_BODY, T), Ok(()));
+    assert_eq!(
+        verifier(&["whsec_test_secret"]).verify(Some(header), PYTHON_BODY, T),
+        Ok(())
+    );
 }
 
 #[test]
 fn secret_without_whsec_prefix_does_not_match() {
     let header = format!("t={T},v1={NODE_V1}");
-    assert_eq!(verifier(&["test_secret"]).verify(Some(&header), NODE_BODY, T), Err(SignatureError::NoMatch));
+    assert_eq!(
+        verifier(&["test_secret"]).verify(Some(&header), NODE_BODY, T),
+        Err(SignatureError::NoMatch)
+    );
     // And the vector's "no prefix" signature is not what the real secret gives.
-    let no_prefix = format!("t={T},v1=81d2dbbf6b6f7a35b1aad135f5871c81c7ac8e13f5c55b0236c9dcb3dbeb94ea");
+    let no_prefix =
+        format!("t={T},v1=81d2dbbf6b6f7a35b1aad135f5871c81c7ac8e13f5c55b0236c9dcb3dbeb94ea");
     assert_eq!(
         verifier(&["whsec_test_secret"]).verify(Some(&no_prefix), NODE_BODY, T),
         Err(SignatureError::NoMatch)
     );
-    assert_eq!(verifier(&["test_secret"]).verify(Some(&no_prefix), NODE_BODY, T), Ok(()));
+    assert_eq!(
+        verifier(&["test_secret"]).verify(Some(&no_prefix), NODE_BODY, T),
+        Ok(())
+    );
 }
 
 #[test]
 fn rotation_header_verifies_with_either_secret_alone_or_both() {
     let header = format!("t={T},v1={NODE_V1},v1={OTHER_V1}");
-    assert_eq!(verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T), Ok(()));
-    assert_eq!(verifier(&["whsec_other"]).verify(Some(&header), NODE_BODY, T), Ok(()));
-    assert_eq!(verifier(&["whsec_nope", "whsec_other"]).verify(Some(&header), NODE_BODY, T), Ok(()));
-    assert_eq!(verifier(&["whsec_nope"]).verify(Some(&header), NODE_BODY, T), Err(SignatureError::NoMatch));
+    assert_eq!(
+        verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T),
+        Ok(())
+    );
+    assert_eq!(
+        verifier(&["whsec_other"]).verify(Some(&header), NODE_BODY, T),
+        Ok(())
+    );
+    assert_eq!(
+        verifier(&["whsec_nope", "whsec_other"]).verify(Some(&header), NODE_BODY, T),
+        Ok(())
+    );
+    assert_eq!(
+        verifier(&["whsec_nope"]).verify(Some(&header), NODE_BODY, T),
+        Err(SignatureError::NoMatch)
+    );
 }
 
 #[test]
@@ -64,29 +95,57 @@ fn timestamps_beyond_tolerance_are_rejected_both_ways() {
     let v = verifier(&["whsec_test_secret"]);
     assert_eq!(v.verify(Some(&header), NODE_BODY, T + 300), Ok(()));
     assert_eq!(v.verify(Some(&header), NODE_BODY, T - 300), Ok(()));
-    assert_eq!(v.verify(Some(&header), NODE_BODY, T + 301), Err(SignatureError::OutsideTolerance));
-    assert_eq!(v.verify(Some(&header), NODE_BODY, T - 301), Err(SignatureError::OutsideTolerance));
+    assert_eq!(
+        v.verify(Some(&header), NODE_BODY, T + 301),
+        Err(SignatureError::OutsideTolerance)
+    );
+    assert_eq!(
+        v.verify(Some(&header), NODE_BODY, T - 301),
+        Err(SignatureError::OutsideTolerance)
+    );
 }
 
 #[test]
 fn tolerance_is_configurable() {
     let header = format!("t={T},v1={NODE_V1}");
-    let strict = SignatureVerifier::new(vec![SecretString::from("whsec_test_secret".to_string())], 10);
-    assert_eq!(strict.verify(Some(&header), NODE_BODY, T + 11), Err(SignatureError::OutsideTolerance));
+    let strict = SignatureVerifier::new(
+        vec![SecretString::from("whsec_test_secret".to_string())],
+        10,
+    );
+    assert_eq!(
+        strict.verify(Some(&header), NODE_BODY, T + 11),
+        Err(SignatureError::OutsideTolerance)
+    );
     assert_eq!(strict.verify(Some(&header), NODE_BODY, T + 10), Ok(()));
 }
 
 #[test]
 fn missing_header_is_an_error() {
-    assert_eq!(verifier(&["whsec_x"]).verify(None, NODE_BODY, T), Err(SignatureError::MissingHeader));
+    assert_eq!(
+        verifier(&["whsec_x"]).verify(None, NODE_BODY, T),
+        Err(SignatureError::MissingHeader)
+    );
 }
 
 #[test]
 fn malformed_headers_are_errors_not_panics() {
     let v = verifier(&["whsec_test_secret"]);
-    for header in ["", ",,,", "t=", "t=abc,v1=00", "v1=4f1c", "t=1700000000", "t=1700000000,v1=zz", "garbage", "t=99999999999999999999999,v1=00"] {
+    for header in [
+        "",
+        ",,,",
+        "t=",
+        "t=abc,v1=00",
+        "v1=4f1c",
+        "t=1700000000",
+        "t=1700000000,v1=zz",
+        "garbage",
+        "t=99999999999999999999999,v1=00",
+    ] {
         assert!(
-            matches!(v.verify(Some(header), NODE_BODY, T), Err(SignatureError::Malformed(_))),
+            matches!(
+                v.verify(Some(header), NODE_BODY, T),
+                Err(SignatureError::Malformed(_))
+            ),
             "{header:?} should be malformed"
         );
     }
@@ -95,7 +154,10 @@ fn malformed_headers_are_errors_not_panics() {
 #[test]
 fn non_hex_v1_entries_are_skipped_not_fatal() {
     let header = format!("t={T},v1=not-hex,v1={NODE_V1},v1=abcd");
-    assert_eq!(verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T), Ok(()));
+    assert_eq!(
+        verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T),
+        Ok(())
+    );
 }
 
 #[test]
@@ -103,7 +165,10 @@ fn empty_body_is_verified_like_any_other() {
     let header = signature_header("whsec_x", T, b"");
     let v = verifier(&["whsec_x"]);
     assert_eq!(v.verify(Some(&header), b"", T), Ok(()));
-    assert_eq!(v.verify(Some(&header), b" ", T), Err(SignatureError::NoMatch));
+    assert_eq!(
+        v.verify(Some(&header), b" ", T),
+        Err(SignatureError::NoMatch)
+    );
 }
 
 #[test]
@@ -111,5 +176,8 @@ fn a_single_changed_body_byte_fails() {
     let header = format!("t={T},v1={NODE_V1}");
     let mut body = NODE_BODY.to_vec();
     body[5] ^= 1;
-    assert_eq!(verifier(&["whsec_test_secret"]).verify(Some(&header), &body, T), Err(SignatureError::NoMatch));
+    assert_eq!(
+        verifier(&["whsec_test_secret"]).verify(Some(&header), &body, T),
+        Err(SignatureError::NoMatch)
+    );
 }

@@ -49,5 +49,6 @@ impl ResponseError for ApiError {
 
 /// The contract's error body: `{"error":{"code":"…","message":"…"}}`.
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "error": { "code": code, "message": message } }))
+    HttpResponse::build(status)
+        .json(serde_json::json!({ "error": { "code": code, "message": message } }))
 }

@@ -29,5 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/payments/{id}", web::get().to(payments::show))
     .route("/healthz", web::get().to(health::live))
     .route("/readyz", web::get().to(health::ready))
-    .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }));
+    .default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+    }));
 }

@@ -1,0 +1,110 @@
+//! Conformance with the public example payloads in `../shared/fixtures/stripe`
+//! (Stripe docs and SDK test data). Run by `make conformance`, which points
+//! PAYHOOK_FIXTURES_DIR at them; `make test` stays self-contained.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use payhook_domain::source::Parsed;
+use payhook_domain::{DisputeStatus, PaymentChange, PaymentStatus};
+use payhook_stripe::{parse_event, SignatureError, SignatureVerifier, DEFAULT_TOLERANCE_SECS};
+use secrecy::SecretString;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    let dir = std::env::var("PAYHOOK_FIXTURES_DIR")
+        .expect("set PAYHOOK_FIXTURES_DIR (make conformance does)");
+    PathBuf::from(dir).join("stripe")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn verifier(secrets: &[&str]) -> SignatureVerifier {
+    SignatureVerifier::new(
+        secrets
+            .iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect(),
+        DEFAULT_TOLERANCE_SECS,
+    )
+}
+
+#[test]
+#[ignore = "reads ../shared/fixtures; run with make conformance"]
+fn every_signature_vector_behaves_as_documented() {
+    let vectors: Value = serde_json::from_slice(&read("signature_vectors.json")).unwrap();
+    let vectors = vectors["vectors"].as_array().unwrap();
+    assert!(vectors.len() >= 5);
+    for v in vectors {
+        let name = v["name"].as_str().unwrap();
+        let body = read(v["body_file"].as_str().unwrap());
+        let t = v["t"].as_i64().unwrap();
+        if name.starts_with("negative") {
+            // Signed with the secret stripped of `whsec_`: the real secret must not verify it.
+            let header = format!("t={t},v1={}", v["v1"].as_str().unwrap());
+            assert_eq!(
+                verifier(&["whsec_test_secret"]).verify(Some(&header), &body, t),
+                Err(SignatureError::NoMatch),
+                "{name}"
+            );
+        } else if name.starts_with("rotation") {
+            let header = v["header"].as_str().unwrap();
+            for secret in ["whsec_test_secret", "whsec_other"] {
+                assert_eq!(
+                    verifier(&[secret]).verify(Some(header), &body, t),
+                    Ok(()),
+                    "{name} with {secret}"
+                );
+            }
+        } else {
+            let secret = v["secret"].as_str().unwrap();
+            let expected = format!("t={t},v1={}", v["expected_v1"].as_str().unwrap());
+            assert_eq!(
+                payhook_stripe::signature_header(secret, t, &body),
+                expected,
+                "{name}"
+            );
+            let header = v["header"].as_str().map_or(expected.clone(), str::to_owned);
+            assert_eq!(
+                verifier(&[secret]).verify(Some(&header), &body, t),
+                Ok(()),
+                "{name}"
+            );
+        }
+    }
+}
+
+fn change(file: &str) -> PaymentChange {
+    match parse_event(&read(file)) {
+        Ok(Parsed::Event(e)) => e.change,
+        other => panic!("{file}: expected an event, got {other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "reads ../shared/fixtures; run with make conformance"]
+fn example_events_map_to_domain_changes() {
+    assert_eq!(
+        change("payment_intent.succeeded.json"),
+        PaymentChange::paid(Some(1099))
+    );
+    assert_eq!(
+        change("payment_intent.payment_failed.json"),
+        PaymentChange::status(PaymentStatus::Failed)
+    );
+    match change("charge.refunded.full.json") {
+        PaymentChange::Refund { refunded_total, .. } => assert_eq!(refunded_total, 100),
+        other => panic!("charge.refunded: {other:?}"),
+    }
+    assert_eq!(
+        change("charge.dispute.created.json"),
+        PaymentChange::Dispute {
+            status: DisputeStatus::Open
+        }
+    );
+    assert!(matches!(
+        parse_event(&read("invoice.paid.json")),
+        Ok(Parsed::Ignored { .. })
+    ));
+}
