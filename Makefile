@@ -27,7 +27,7 @@ test: check-postgres
 ## conformance: check the adapters against the public example payloads in ../shared/fixtures
 conformance:
 	@test -d "$(PAYHOOK_FIXTURES_DIR)" || { echo "make conformance: no fixtures at $(PAYHOOK_FIXTURES_DIR)" >&2; exit 1; }
-	$(CARGO) test --locked -p payhook-stripe --test conformance -- --ignored
+	$(CARGO) test --workspace --locked --test conformance -- --ignored
 
 fmt:
 	$(CARGO) fmt --all

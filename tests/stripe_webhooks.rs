@@ -488,9 +488,11 @@ async fn health_and_readiness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_store_gives_503_so_the_provider_retries() {
-    // A port nothing listens on: the pool cannot connect.
-    let settings = settings("postgres://postgres@127.0.0.1:9/nothing", &[]);
-    let stores = payhook_app::Stores::open(&settings).await.unwrap();
+    // A port nothing listens on: the pool cannot connect. (Start-up itself would
+    // refuse such a database, so the stores are built directly.)
+    let url = "postgres://postgres@127.0.0.1:9/nothing";
+    let settings = settings(url, &[]);
+    let stores = payhook_app::Stores::from_one(payhook_postgres::PgStore::connect(url, 2).unwrap());
     let app = payhook_app::Application::build_with(settings, stores, Vec::new()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -28,6 +28,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> Self {
+        let db = Self::create_unmigrated().await;
+        payhook_postgres::PgStore::migrate(&db.url).await.unwrap();
+        db
+    }
+
+    pub async fn create_unmigrated() -> Self {
         let admin_url = admin_url();
         let mut admin = AsyncPgConnection::establish(&admin_url)
             .await
@@ -46,7 +52,6 @@ impl TestDb {
             Some((server, _)) => format!("{server}/{name}"),
             None => panic!("PAYHOOK_TEST_DATABASE_URL must name a database: {admin_url}"),
         };
-        payhook_postgres::PgStore::migrate(&url).await.unwrap();
         Self {
             url,
             name,

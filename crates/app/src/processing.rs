@@ -13,6 +13,8 @@ use tokio::sync::{watch, Notify};
 
 /// How often a commit may lose a race with another worker before the event is retried later.
 const MAX_CONFLICT_RETRIES: usize = 5;
+/// Longest pause between claims while the store keeps failing.
+const MAX_ERROR_PAUSE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -200,19 +202,28 @@ pub async fn run_worker(
     accepted: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut pause = poll_interval;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let claimed = match processor.run_batch(batch_size, concurrency).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "worker could not claim events");
-                0
+        match processor.run_batch(batch_size, concurrency).await {
+            Ok(claimed) => {
+                pause = poll_interval;
+                if claimed as u32 >= batch_size {
+                    continue; // more may be due right now
+                }
             }
-        };
-        if claimed as u32 >= batch_size {
-            continue; // more may be due right now
+            Err(e) => {
+                // An outage: poll less and less often (and log less) until it ends.
+                tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "worker could not claim events");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
+                pause = (pause * 2).min(MAX_ERROR_PAUSE);
+                continue;
+            }
         }
         tokio::select! {
             _ = accepted.notified() => {}

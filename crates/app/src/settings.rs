@@ -254,6 +254,12 @@ mod tests {
     }
 
     #[test]
+    fn example_file_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+        assert!(Settings::load(Some(&example), env(&[])).is_ok());
+    }
+
+    #[test]
     fn unknown_database_scheme_is_refused() {
         assert!(Settings::load(None, env(&[("PAYHOOK__DATABASE__URL", "mysql://x")])).is_err());
     }

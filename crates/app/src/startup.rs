@@ -34,6 +34,8 @@ pub enum StartupError {
     },
     #[error("the embedded SQLite store is not available in this version; set database.url to a postgres:// URL")]
     SqliteUnavailable,
+    #[error("the database has migrations this version needs and has not applied: run `payhook migrate` first, or set database.auto_migrate = true")]
+    PendingMigrations,
 }
 
 /// Every store port, served by one store.
@@ -46,7 +48,8 @@ pub struct Stores {
 }
 
 impl Stores {
-    fn from_one<S>(store: S) -> Self
+    /// Serves every port from one store (what both built-in stores do).
+    pub fn from_one<S>(store: S) -> Self
     where
         S: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static,
     {
@@ -66,6 +69,8 @@ impl Stores {
             StoreKind::Postgres => {
                 if settings.auto_migrate()? {
                     PgStore::migrate(url).await?;
+                } else if PgStore::has_pending_migrations(url).await? {
+                    return Err(StartupError::PendingMigrations);
                 }
                 Ok(Self::from_one(PgStore::connect(
                     url,

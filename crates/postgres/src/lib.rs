@@ -45,23 +45,17 @@ impl PgStore {
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(database_url: &str) -> Result<Vec<String>, StoreError> {
-        use diesel::Connection;
-        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-        let url = database_url.to_owned();
-        // The migration harness is synchronous: run it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let mut conn =
-                <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
-                    .map_err(|e| {
-                        StoreError::Unavailable(format!("cannot connect to run migrations: {e}"))
-                    })?;
-            let applied = conn
-                .run_pending_migrations(MIGRATIONS)
-                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        with_migration_harness(database_url, |conn| {
+            let applied = conn.run_pending_migrations(MIGRATIONS)?;
             Ok(applied.iter().map(ToString::to_string).collect())
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
+    }
+
+    /// Whether the database lacks migrations this binary embeds (serving against
+    /// it would fail on every request).
+    pub async fn has_pending_migrations(database_url: &str) -> Result<bool, StoreError> {
+        with_migration_harness(database_url, |conn| conn.has_pending_migration(MIGRATIONS)).await
     }
 
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
@@ -70,6 +64,25 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
     }
+}
+
+type MigrationConnection =
+    diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
+
+/// Runs `f` on a synchronous migration connection, off the async workers.
+async fn with_migration_harness<T: Send + 'static>(
+    database_url: &str,
+    f: impl FnOnce(&mut MigrationConnection) -> diesel::migration::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    use diesel::Connection;
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = <MigrationConnection as Connection>::establish(&url)
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to the database: {e}")))?;
+        f(&mut conn).map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
 }
 
 #[async_trait]
