@@ -1,13 +1,14 @@
 //! The forensic log: one row per inbound request, with its outcome.
 
-use crate::rows::NewLogRow;
-use crate::schema::webhook_logs;
-use crate::{db_error, PgStore};
+use crate::PgStore;
 use async_trait::async_trait;
 use chrono::Utc;
 use diesel_async::RunQueryDsl;
 use payhook_domain::ports::{ForensicLog, StoreError};
 use payhook_domain::{LogId, Outcome, WebhookRequest};
+use payhook_sql::db_error;
+use payhook_sql::rows::NewLogRow;
+use payhook_sql::schema::webhook_logs;
 
 #[async_trait]
 impl ForensicLog for PgStore {

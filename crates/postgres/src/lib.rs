@@ -5,8 +5,6 @@
 mod forensic;
 mod inbox;
 mod payments;
-mod rows;
-mod schema;
 
 use async_trait::async_trait;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
@@ -14,6 +12,7 @@ use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use payhook_domain::ports::{StoreError, StoreHealth};
+use payhook_sql::db_error;
 use std::time::Duration;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -94,16 +93,5 @@ impl StoreHealth for PgStore {
             .await
             .map_err(db_error)?;
         Ok(())
-    }
-}
-
-/// Maps diesel errors onto the port's error: anything the database said is
-/// "unavailable" (retryable) unless it is about our own data.
-fn db_error(e: diesel::result::Error) -> StoreError {
-    use diesel::result::Error;
-    match e {
-        Error::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
-        Error::SerializationError(e) => StoreError::Corrupt(e.to_string()),
-        other => StoreError::Unavailable(other.to_string()),
     }
 }

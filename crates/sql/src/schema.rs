@@ -1,96 +1,112 @@
-//! Diesel table definitions, matching migrations/postgres.
+//! The tables of ARCHITECTURE.md §4, in SQL types both backends map (see `types`).
+//! Must match `migrations/postgres` and `migrations/sqlite`.
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Bytes, Instant, Json};
+
     webhook_logs (id) {
-        id -> Int8,
+        id -> BigInt,
         provider -> Text,
-        received_at -> Timestamptz,
+        received_at -> Instant,
         method -> Text,
         path -> Text,
         query -> Text,
-        headers -> Jsonb,
-        raw_body -> Bytea,
+        headers -> Json,
+        raw_body -> Bytes,
         remote_addr -> Nullable<Text>,
         event_id -> Nullable<Text>,
         event_type -> Nullable<Text>,
         external_id -> Nullable<Text>,
         provider_status -> Nullable<Text>,
-        amount -> Nullable<Int8>,
-        http_status -> Nullable<Int4>,
+        amount -> Nullable<BigInt>,
+        http_status -> Nullable<Integer>,
         processing_result -> Nullable<Text>,
         processing_error -> Nullable<Text>,
-        completed_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Instant>,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Json};
+
     webhook_events (id) {
-        id -> Int8,
+        id -> BigInt,
         provider -> Text,
         event_id -> Text,
         event_type -> Text,
         payment_ref -> Nullable<Text>,
-        payload -> Jsonb,
+        payload -> Json,
         status -> Text,
         result -> Nullable<Text>,
-        attempts -> Int4,
-        next_attempt_at -> Timestamptz,
-        locked_until -> Nullable<Timestamptz>,
+        attempts -> Integer,
+        next_attempt_at -> Instant,
+        locked_until -> Nullable<Instant>,
         last_error -> Nullable<Text>,
-        received_at -> Timestamptz,
-        processed_at -> Nullable<Timestamptz>,
-        log_id -> Nullable<Int8>,
+        received_at -> Instant,
+        processed_at -> Nullable<Instant>,
+        log_id -> Nullable<BigInt>,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Json, Uuid};
+
     payments (id) {
         id -> Uuid,
         provider -> Text,
         provider_ref -> Nullable<Text>,
         merchant_ref -> Nullable<Text>,
-        amount -> Int8,
+        amount -> BigInt,
         currency -> Text,
         status -> Text,
-        paid_amount -> Int8,
-        refunded_amount -> Int8,
+        paid_amount -> BigInt,
+        refunded_amount -> BigInt,
         dispute_status -> Nullable<Text>,
         checkout_url -> Nullable<Text>,
         qr_text -> Nullable<Text>,
         callback_token_hash -> Nullable<Text>,
         client_token_hash -> Nullable<Text>,
-        metadata -> Jsonb,
+        metadata -> Json,
         customer_email -> Nullable<Text>,
         description -> Nullable<Text>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        paid_at -> Nullable<Timestamptz>,
-        expires_at -> Nullable<Timestamptz>,
-        version -> Int8,
+        created_at -> Instant,
+        updated_at -> Instant,
+        paid_at -> Nullable<Instant>,
+        expires_at -> Nullable<Instant>,
+        version -> BigInt,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Uuid};
+
     payment_status_history (id) {
-        id -> Int8,
+        id -> BigInt,
         payment_id -> Uuid,
         from_status -> Text,
         to_status -> Text,
         applied -> Bool,
         event_id -> Nullable<Text>,
         reason -> Text,
-        at -> Timestamptz,
+        at -> Instant,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Json};
+
     outbox (id) {
-        id -> Int8,
+        id -> BigInt,
         topic -> Text,
-        payload -> Jsonb,
-        created_at -> Timestamptz,
-        published_at -> Nullable<Timestamptz>,
-        attempts -> Int4,
+        payload -> Json,
+        created_at -> Instant,
+        published_at -> Nullable<Instant>,
+        attempts -> Integer,
     }
 }
 

@@ -1,0 +1,44 @@
+//! What payhook's SQL stores share, so the Postgres and SQLite stores differ only
+//! where their dialects force it: one diesel schema written in SQL types that map to
+//! each backend's native storage ([`types`]), the row types, and their mapping to
+//! domain types ([`rows`]). Not an adapter: it does no I/O and knows no connection.
+
+pub mod rows;
+pub mod schema;
+pub mod types;
+
+use payhook_domain::ports::StoreError;
+
+/// Why a store transaction rolled back: the database failed, or the store decided to.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+    /// The payment's version moved since it was read (optimistic concurrency).
+    #[error("payment changed since it was read")]
+    Stale,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Maps diesel errors onto the port's error: anything the database said is
+/// "unavailable" (retryable) unless it is about reading our own data.
+pub fn db_error(e: diesel::result::Error) -> StoreError {
+    use diesel::result::Error;
+    match e {
+        Error::DeserializationError(e) | Error::SerializationError(e) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl From<TxError> for StoreError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Db(e) => db_error(e),
+            TxError::Stale => StoreError::Conflict("payment changed since it was read".into()),
+            TxError::Store(e) => e,
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Row types and their mapping to and from domain types, for both stores.
+
+use crate::schema::{outbox, payment_status_history, payments, webhook_events, webhook_logs};
+use crate::types::{DbBytes, DbInstant, DbJson, DbUuid};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use payhook_domain::ports::{ClaimedEvent, StoreError};
+use payhook_domain::{
+    Application, Currency, EventId, HistoryEntry, InboxId, Money, NewPayment, Outcome, Payment,
+    PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
+};
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A forensic log row; with `outcome`, already stamped.
+#[derive(Insertable)]
+#[diesel(table_name = webhook_logs)]
+pub struct NewLogRow<'a> {
+    provider: &'a str,
+    received_at: DbInstant,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: DbJson,
+    raw_body: DbBytes,
+    remote_addr: Option<&'a str>,
+    event_id: Option<&'a str>,
+    event_type: Option<&'a str>,
+    external_id: Option<&'a str>,
+    provider_status: Option<&'a str>,
+    amount: Option<i64>,
+    http_status: Option<i32>,
+    processing_result: Option<&'a str>,
+    processing_error: Option<&'a str>,
+    completed_at: Option<DbInstant>,
+}
+
+impl<'a> NewLogRow<'a> {
+    pub fn new(
+        req: &'a WebhookRequest,
+        outcome: Option<&'a Outcome>,
+        completed_at: DateTime<Utc>,
+    ) -> Self {
+        let p = &req.primary;
+        Self {
+            provider: &req.provider,
+            received_at: DbInstant(req.received_at),
+            method: &req.method,
+            path: &req.path,
+            query: &req.query,
+            headers: DbJson(serde_json::json!(req.headers)),
+            raw_body: DbBytes(req.body.clone()),
+            remote_addr: req.remote_addr.as_deref(),
+            event_id: p.event_id.as_deref(),
+            event_type: p.event_type.as_deref(),
+            external_id: p.external_id.as_deref(),
+            provider_status: p.provider_status.as_deref(),
+            amount: p.amount,
+            http_status: outcome.map(|o| i32::from(o.http_status)),
+            processing_result: outcome.map(|o| o.result.as_str()),
+            processing_error: outcome.and_then(|o| o.error.as_deref()),
+            completed_at: outcome.map(|_| DbInstant(completed_at)),
+        }
+    }
+}
+
+/// A new inbox row, due at once.
+#[derive(Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct NewEventRow<'a> {
+    provider: &'a str,
+    event_id: &'a str,
+    event_type: &'a str,
+    payment_ref: Option<String>,
+    payload: DbJson,
+    status: &'static str,
+    next_attempt_at: DbInstant,
+    received_at: DbInstant,
+    log_id: i64,
+}
+
+impl<'a> NewEventRow<'a> {
+    pub fn new(
+        event: &'a WebhookEvent,
+        received_at: DateTime<Utc>,
+        log_id: i64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            provider: event.provider.as_str(),
+            event_id: event.event_id.as_str(),
+            event_type: &event.event_type,
+            payment_ref: event.payment.describe(),
+            payload: DbJson(serde_json::to_value(event).map_err(|e| corrupt("event payload", e))?),
+            status: "pending",
+            next_attempt_at: DbInstant(received_at),
+            received_at: DbInstant(received_at),
+            log_id,
+        })
+    }
+}
+
+/// What a claim returns of an inbox row.
+#[derive(Queryable, QueryableByName)]
+#[diesel(table_name = webhook_events)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub payload: DbJson,
+    pub attempts: i32,
+}
+
+impl ClaimedRow {
+    /// `Err` carries the row id and why its payload is unreadable.
+    pub fn into_claimed(self) -> Result<ClaimedEvent, (InboxId, String)> {
+        match serde_json::from_value::<WebhookEvent>(self.payload.0) {
+            Ok(event) => Ok(ClaimedEvent {
+                id: InboxId(self.id),
+                event,
+                attempts: self.attempts,
+            }),
+            Err(e) => Err((
+                InboxId(self.id),
+                format!("stored payload is not a readable event: {e}"),
+            )),
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = payments)]
+pub struct NewPaymentRow<'a> {
+    id: DbUuid,
+    provider: &'a str,
+    provider_ref: Option<&'a str>,
+    merchant_ref: Option<&'a str>,
+    amount: i64,
+    currency: String,
+    status: &'static str,
+    metadata: DbJson,
+    customer_email: Option<&'a str>,
+    description: Option<&'a str>,
+    created_at: DbInstant,
+    updated_at: DbInstant,
+}
+
+impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
+    fn from(p: &'a NewPayment) -> Self {
+        Self {
+            id: DbUuid(p.id.as_uuid()),
+            provider: p.provider.as_str(),
+            provider_ref: p.provider_ref.as_deref(),
+            merchant_ref: p.merchant_ref.as_deref(),
+            amount: p.amount.amount_minor(),
+            currency: p.amount.currency().to_string(),
+            status: PaymentStatus::Pending.as_str(),
+            metadata: DbJson(p.metadata.clone()),
+            customer_email: p.customer_email.as_deref(),
+            description: p.description.as_deref(),
+            created_at: DbInstant(p.created_at),
+            updated_at: DbInstant(p.created_at),
+        }
+    }
+}
+
+/// The columns an applied event may change.
+#[derive(AsChangeset)]
+#[diesel(table_name = payments, treat_none_as_null = true)]
+pub struct PaymentChanges {
+    status: &'static str,
+    paid_amount: i64,
+    refunded_amount: i64,
+    dispute_status: Option<&'static str>,
+    updated_at: DbInstant,
+    paid_at: Option<DbInstant>,
+}
+
+impl From<&Payment> for PaymentChanges {
+    fn from(p: &Payment) -> Self {
+        Self {
+            status: p.status.as_str(),
+            paid_amount: p.paid_amount,
+            refunded_amount: p.refunded_amount,
+            dispute_status: p.dispute_status.map(|d| d.as_str()),
+            updated_at: DbInstant(p.updated_at),
+            paid_at: p.paid_at.map(DbInstant),
+        }
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payments)]
+pub struct PaymentRow {
+    id: DbUuid,
+    provider: String,
+    provider_ref: Option<String>,
+    merchant_ref: Option<String>,
+    amount: i64,
+    currency: String,
+    status: String,
+    paid_amount: i64,
+    refunded_amount: i64,
+    dispute_status: Option<String>,
+    checkout_url: Option<String>,
+    metadata: DbJson,
+    customer_email: Option<String>,
+    description: Option<String>,
+    created_at: DbInstant,
+    updated_at: DbInstant,
+    paid_at: Option<DbInstant>,
+    version: i64,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = StoreError;
+    fn try_from(r: PaymentRow) -> Result<Self, StoreError> {
+        let currency = Currency::parse(&r.currency).map_err(|e| corrupt("payments.currency", e))?;
+        Ok(Payment {
+            id: PaymentId::from_uuid(r.id.0),
+            provider: r
+                .provider
+                .parse()
+                .map_err(|e| corrupt("payments.provider", e))?,
+            provider_ref: r.provider_ref,
+            merchant_ref: r.merchant_ref,
+            amount: Money::new(r.amount, currency).map_err(|e| corrupt("payments.amount", e))?,
+            status: r
+                .status
+                .parse()
+                .map_err(|e| corrupt("payments.status", e))?,
+            paid_amount: r.paid_amount,
+            refunded_amount: r.refunded_amount,
+            dispute_status: r
+                .dispute_status
+                .map(|d| d.parse())
+                .transpose()
+                .map_err(|e| corrupt("payments.dispute_status", e))?,
+            checkout_url: r.checkout_url,
+            customer_email: r.customer_email,
+            description: r.description,
+            metadata: r.metadata.0,
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+            paid_at: r.paid_at.map(|t| t.0),
+            version: r.version,
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = payment_status_history)]
+pub struct NewHistoryRow<'a> {
+    payment_id: DbUuid,
+    from_status: &'static str,
+    to_status: &'static str,
+    applied: bool,
+    event_id: Option<&'a str>,
+    reason: &'a str,
+    at: DbInstant,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutboxRow<'a> {
+    topic: &'a str,
+    payload: DbJson,
+    created_at: DbInstant,
+}
+
+/// The history and outbox rows an application writes.
+pub fn application_rows<'a>(
+    app: &'a Application,
+    now: DateTime<Utc>,
+) -> (Vec<NewHistoryRow<'a>>, Vec<NewOutboxRow<'a>>) {
+    let payment_id = DbUuid(app.payment.id.as_uuid());
+    let history = app
+        .history
+        .iter()
+        .map(|h| NewHistoryRow {
+            payment_id,
+            from_status: h.from_status.as_str(),
+            to_status: h.to_status.as_str(),
+            applied: h.applied,
+            event_id: h.event_id.as_ref().map(EventId::as_str),
+            reason: &h.reason,
+            at: DbInstant(h.at),
+        })
+        .collect();
+    let outbox = app
+        .publications
+        .iter()
+        .map(|p| NewOutboxRow {
+            topic: &p.topic,
+            payload: DbJson(p.payload.clone()),
+            created_at: DbInstant(now),
+        })
+        .collect();
+    (history, outbox)
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payment_status_history)]
+pub struct HistoryRow {
+    from_status: String,
+    to_status: String,
+    applied: bool,
+    event_id: Option<String>,
+    reason: String,
+    at: DbInstant,
+}
+
+impl TryFrom<HistoryRow> for HistoryEntry {
+    type Error = StoreError;
+    fn try_from(r: HistoryRow) -> Result<Self, StoreError> {
+        Ok(HistoryEntry {
+            from_status: r
+                .from_status
+                .parse()
+                .map_err(|e| corrupt("history.from_status", e))?,
+            to_status: r
+                .to_status
+                .parse()
+                .map_err(|e| corrupt("history.to_status", e))?,
+            applied: r.applied,
+            event_id: r
+                .event_id
+                .map(EventId::parse)
+                .transpose()
+                .map_err(|e| corrupt("history.event_id", e))?,
+            reason: r.reason,
+            at: r.at.0,
+        })
+    }
+}
+
+/// The changes that count one failed attempt: due again at `retry_at`, or dead (since `now`).
+#[diesel::dsl::auto_type(no_type_alias)]
+pub fn failure_changes<'a>(error: &'a str, status: &'static str, next_attempt_at: DbInstant) -> _ {
+    let no_lease: Option<DbInstant> = None;
+    (
+        webhook_events::attempts.eq(webhook_events::attempts + 1_i32),
+        webhook_events::last_error.eq(error),
+        webhook_events::locked_until.eq(no_lease),
+        webhook_events::status.eq(status),
+        webhook_events::next_attempt_at.eq(next_attempt_at),
+    )
+}
+
+/// Status and next attempt after a failure: retried at `retry_at`, else dead as of `now`.
+pub fn after_failure(
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (&'static str, DbInstant) {
+    match retry_at {
+        Some(at) => ("pending", DbInstant(at)),
+        None => ("dead", DbInstant(now)),
+    }
+}
+
+/// The changes that mark an inbox event processed with its result.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub fn processed_changes(result: &'static str, now: DbInstant) -> _ {
+    let no_lease: Option<DbInstant> = None;
+    let no_error: Option<&'static str> = None;
+    let processed: &'static str = "processed";
+    (
+        webhook_events::status.eq(processed),
+        webhook_events::result.eq(result),
+        webhook_events::processed_at.eq(now),
+        webhook_events::locked_until.eq(no_lease),
+        webhook_events::last_error.eq(no_error),
+    )
+}
