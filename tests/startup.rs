@@ -1,13 +1,17 @@
-//! Start-up refuses unsafe states with clear messages.
+//! Start-up refuses unsafe states with clear messages, and prepares the embedded store
+//! by itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use payhook_app::{Application, StartupError};
-use payhook_e2e::{settings, TestDb};
+use payhook_e2e::{postgres_available, settings, Backend, TestStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_an_unmigrated_postgres_database_is_refused() {
-    let db = TestDb::create_unmigrated().await;
-    let err = Application::build(settings(&db.url, &[]))
+    if !postgres_available().await {
+        return;
+    }
+    let db = TestStore::create(Backend::Postgres).await;
+    let err = Application::build(settings(db.url(), &[]))
         .await
         .err()
         .expect("start-up must fail");
@@ -16,21 +20,44 @@ async fn serving_an_unmigrated_postgres_database_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_migrate_prepares_a_fresh_database() {
-    let db = TestDb::create_unmigrated().await;
-    let app = Application::build(settings(
-        &db.url,
-        &[("PAYHOOK__DATABASE__AUTO_MIGRATE", "true")],
-    ))
-    .await
-    .unwrap();
+async fn an_unmigrated_sqlite_file_is_refused_when_auto_migrate_is_off() {
+    let db = TestStore::create(Backend::Sqlite).await;
+    let off = [("PAYHOOK__DATABASE__AUTO_MIGRATE", "false")];
+    let err = Application::build(settings(db.url(), &off))
+        .await
+        .err()
+        .expect("start-up must fail");
+    assert!(matches!(err, StartupError::PendingMigrations), "{err}");
+}
+
+async fn starts_ready_on_a_fresh_store(backend: Backend, overrides: &[(&str, &str)]) {
+    let db = TestStore::create(backend).await;
+    let app = Application::build(settings(db.url(), overrides))
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let ready = reqwest::get(format!("{address}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert!(!payhook_postgres::PgStore::has_pending_migrations(&db.url)
-        .await
-        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_migrates_itself_by_default() {
+    // No auto_migrate setting: the SQLite default is on, and the file and its
+    // directory are created.
+    starts_ready_on_a_fresh_store(Backend::Sqlite, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_migrate_prepares_a_fresh_postgres_database() {
+    if !postgres_available().await {
+        return;
+    }
+    starts_ready_on_a_fresh_store(
+        Backend::Postgres,
+        &[("PAYHOOK__DATABASE__AUTO_MIGRATE", "true")],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

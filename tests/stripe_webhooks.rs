@@ -16,17 +16,8 @@ fn succeeded(event_id: &str, pi: &str) -> Vec<u8> {
     )
 }
 
-async fn payment_id(app: &TestApp, pi: &str) -> String {
-    app.text(&format!(
-        "SELECT id::text AS v FROM payments WHERE provider_ref = '{pi}'"
-    ))
-    .await
-    .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_event_is_logged_stored_and_applied() {
-    let app = spawn_app().await;
+async fn accepted_event_is_logged_stored_and_applied(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = succeeded("evt_accept_1", "pi_accept_1");
     let signature = sign(&body);
 
@@ -42,7 +33,7 @@ async fn accepted_event_is_logged_stored_and_applied() {
     let logs = app.logs().await;
     assert_eq!(logs.len(), 1);
     let log = &logs[0];
-    assert_eq!(log.raw_body, body, "raw body stored byte for byte");
+    assert_eq!(log.raw_body.0, body, "raw body stored byte for byte");
     assert_eq!(
         (
             log.provider.as_str(),
@@ -60,7 +51,7 @@ async fn accepted_event_is_logged_stored_and_applied() {
         Some("application/json")
     );
     assert!(
-        !log.headers.to_string().contains(&signature[10..]),
+        !log.headers.0.to_string().contains(&signature[10..]),
         "signature leaked into stored headers"
     );
     assert_eq!(log.event_id.as_deref(), Some("evt_accept_1"));
@@ -82,7 +73,7 @@ async fn accepted_event_is_logged_stored_and_applied() {
     // The worker creates the unseen PaymentIntent's payment and applies the event.
     app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed' AND result = 'applied'", 1)
         .await;
-    let id = payment_id(&app, "pi_accept_1").await;
+    let id = app.payment_id("pi_accept_1").await;
     let payment: Value = app
         .get(&format!("/payments/{id}"))
         .await
@@ -107,9 +98,8 @@ async fn accepted_event_is_logged_stored_and_applied() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_signature_is_401_logged_and_not_stored() {
-    let app = spawn_app().await;
+async fn bad_signature_is_401_logged_and_not_stored(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = succeeded("evt_badsig", "pi_badsig");
     let forged = payhook_stripe::signature_header("whsec_not_the_secret", now_unix(), &body);
     let res = app.post_stripe(&body, Some(&forged)).await;
@@ -128,7 +118,7 @@ async fn bad_signature_is_401_logged_and_not_stored() {
         (logs[0].http_status, logs[0].processing_result.as_deref()),
         (Some(401), Some("invalid_signature"))
     );
-    assert_eq!(logs[0].raw_body, body);
+    assert_eq!(logs[0].raw_body.0, body);
     assert_eq!(
         logs[0].header("stripe-signature").as_deref(),
         Some("[redacted]")
@@ -139,9 +129,8 @@ async fn bad_signature_is_401_logged_and_not_stored() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_signature_is_401() {
-    let app = spawn_app().await;
+async fn expired_signature_is_401(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = succeeded("evt_old", "pi_old");
     let old = payhook_stripe::signature_header(STRIPE_SECRET, now_unix() - 3600, &body);
     assert_eq!(app.post_stripe(&body, Some(&old)).await.status(), 401);
@@ -151,9 +140,8 @@ async fn expired_signature_is_401() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_signature_header_is_401() {
-    let app = spawn_app().await;
+async fn missing_signature_header_is_401(backend: Backend) {
+    let app = spawn_app(backend).await;
     let res = app
         .post_stripe(&succeeded("evt_nosig", "pi_nosig"), None)
         .await;
@@ -167,9 +155,8 @@ async fn missing_signature_header_is_401() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_json_with_valid_signature_is_400() {
-    let app = spawn_app().await;
+async fn malformed_json_with_valid_signature_is_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for body in [&b"{\"id\": \"evt_broken\", "[..], b"{\"id\":\"evt_x\",\"type\":\"payment_intent.succeeded\",\"created\":1,\"data\":{\"object\":{\"id\":\"pi\"}}}"] {
         let res = app.deliver(body).await;
         assert_eq!(res.status(), 400);
@@ -185,16 +172,20 @@ async fn malformed_json_with_valid_signature_is_400() {
         );
         assert!(log.processing_error.is_some());
     }
-    assert_eq!(logs[0].raw_body, b"{\"id\": \"evt_broken\", ");
+    assert_eq!(logs[0].raw_body.0, b"{\"id\": \"evt_broken\", ");
     assert_eq!(
         app.count("SELECT count(*) AS n FROM webhook_events").await,
         0
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn body_over_the_limit_is_413() {
-    let app = spawn_app_with(&[("PAYHOOK__SERVER__MAX_BODY_BYTES", "4096")], Vec::new()).await;
+async fn body_over_the_limit_is_413(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("PAYHOOK__SERVER__MAX_BODY_BYTES", "4096")],
+        Vec::new(),
+    )
+    .await;
     let mut object = payment_intent("pi_big", "succeeded", 100, 100);
     object["description"] = json!("x".repeat(5000));
     let body = stripe_event("evt_big", "payment_intent.succeeded", now_unix(), object);
@@ -207,16 +198,15 @@ async fn body_over_the_limit_is_413() {
         (logs[0].http_status, logs[0].processing_result.as_deref()),
         (Some(413), Some("payload_too_large"))
     );
-    assert!(logs[0].raw_body.len() <= 4096);
+    assert!(logs[0].raw_body.0.len() <= 4096);
     assert_eq!(
         app.count("SELECT count(*) AS n FROM webhook_events").await,
         0
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_provider_is_404_and_logged() {
-    let app = spawn_app().await;
+async fn unknown_provider_is_404_and_logged(backend: Backend) {
+    let app = spawn_app(backend).await;
     let res = app
         .client
         .post(format!("{}/webhooks/paypal?x=1", app.address))
@@ -236,9 +226,9 @@ async fn unknown_provider_is_404_and_logged() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disabled_stripe_is_404_provider_disabled_and_logged() {
+async fn disabled_stripe_is_404_provider_disabled_and_logged(backend: Backend) {
     let app = spawn_app_with(
+        backend,
         &[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "false")],
         Vec::new(),
     )
@@ -258,9 +248,8 @@ async fn disabled_stripe_is_404_provider_disabled_and_logged() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_method_is_405_and_logged() {
-    let app = spawn_app().await;
+async fn wrong_method_is_405_and_logged(backend: Backend) {
+    let app = spawn_app(backend).await;
     let res = app.get("/webhooks/stripe").await;
     assert_eq!(res.status(), 405);
     let logs = app.logs().await;
@@ -270,9 +259,8 @@ async fn wrong_method_is_405_and_logged() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unhandled_event_type_is_acknowledged_as_ignored() {
-    let app = spawn_app().await;
+async fn unhandled_event_type_is_acknowledged_as_ignored(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = stripe_event(
         "evt_product",
         "product.created",
@@ -297,9 +285,8 @@ async fn unhandled_event_type_is_acknowledged_as_ignored() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_event_is_acknowledged_once() {
-    let app = spawn_app().await;
+async fn duplicate_event_is_acknowledged_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = succeeded("evt_dup", "pi_dup");
     let first: Value = app.deliver(&body).await.json().await.unwrap();
     let second_res = app.deliver(&body).await;
@@ -323,9 +310,8 @@ async fn duplicate_event_is_acknowledged_once() {
     assert_eq!(results, vec!["accepted", "duplicate"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_deliveries_make_one_inbox_row_and_one_change() {
-    let app = Arc::new(spawn_app().await);
+async fn twenty_concurrent_deliveries_make_one_inbox_row_and_one_change(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
     let body = Arc::new(succeeded("evt_storm", "pi_storm"));
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -364,9 +350,8 @@ async fn twenty_concurrent_deliveries_make_one_inbox_row_and_one_change() {
     assert_eq!(app.count("SELECT count(*) AS n FROM outbox").await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_failure_does_not_regress_paid_payment() {
-    let app = spawn_app().await;
+async fn late_failure_does_not_regress_paid_payment(backend: Backend) {
+    let app = spawn_app(backend).await;
     let t = now_unix();
     let success = stripe_event(
         "evt_ooo_ok",
@@ -393,7 +378,7 @@ async fn late_failure_does_not_regress_paid_payment() {
     )
     .await;
 
-    let id = payment_id(&app, "pi_ooo").await;
+    let id = app.payment_id("pi_ooo").await;
     let payment: Value = app
         .get(&format!("/payments/{id}"))
         .await
@@ -418,9 +403,8 @@ async fn late_failure_does_not_regress_paid_payment() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refund_and_dispute_follow_the_payment() {
-    let app = spawn_app().await;
+async fn refund_and_dispute_follow_the_payment(backend: Backend) {
+    let app = spawn_app(backend).await;
     let t = now_unix();
     app.deliver(&succeeded("evt_rd_paid", "pi_rd")).await;
     let charge = |refunded: i64, full: bool| {
@@ -448,7 +432,7 @@ async fn refund_and_dispute_follow_the_payment() {
         3,
     )
     .await;
-    let id = payment_id(&app, "pi_rd").await;
+    let id = app.payment_id("pi_rd").await;
     let payment: Value = app
         .get(&format!("/payments/{id}"))
         .await
@@ -460,9 +444,8 @@ async fn refund_and_dispute_follow_the_payment() {
     assert_eq!(payment["dispute_status"], "open");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payments_endpoint_answers_404_for_unknown_or_invalid_ids() {
-    let app = spawn_app().await;
+async fn payments_endpoint_answers_404_for_unknown_or_invalid_ids(backend: Backend) {
+    let app = spawn_app(backend).await;
     for path in [
         "/payments/6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10",
         "/payments/not-a-uuid",
@@ -478,16 +461,15 @@ async fn payments_endpoint_answers_404_for_unknown_or_invalid_ids() {
     assert_eq!(err["error"]["code"], "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_readiness() {
-    let app = spawn_app().await;
+async fn health_and_readiness(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(app.get("/healthz").await.status(), 200);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_store_gives_503_so_the_provider_retries() {
+async fn unreachable_postgres_gives_503_so_the_provider_retries() {
     // A port nothing listens on: the pool cannot connect. (Start-up itself would
     // refuse such a database, so the stores are built directly.)
     let url = "postgres://postgres@127.0.0.1:9/nothing";
@@ -537,9 +519,8 @@ impl WebhookSource for PanickingSource {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_still_leaves_a_forensic_row_and_a_json_500() {
-    let app = spawn_app_with(&[], vec![Arc::new(PanickingSource)]).await;
+async fn a_panic_still_leaves_a_forensic_row_and_a_json_500(backend: Backend) {
+    let app = spawn_app_with(backend, &[], vec![Arc::new(PanickingSource)]).await;
     let res = app
         .client
         .post(format!("{}/webhooks/xendit", app.address))
@@ -561,5 +542,25 @@ async fn a_panic_still_leaves_a_forensic_row_and_a_json_500() {
         logs[0].header("x-callback-token").as_deref(),
         Some("[redacted]")
     );
-    assert_eq!(logs[0].raw_body, b"{\"id\":\"cb_panic\"}");
+    assert_eq!(logs[0].raw_body.0, b"{\"id\":\"cb_panic\"}");
 }
+
+on_every_store!(
+    accepted_event_is_logged_stored_and_applied,
+    bad_signature_is_401_logged_and_not_stored,
+    expired_signature_is_401,
+    missing_signature_header_is_401,
+    malformed_json_with_valid_signature_is_400,
+    body_over_the_limit_is_413,
+    unknown_provider_is_404_and_logged,
+    disabled_stripe_is_404_provider_disabled_and_logged,
+    wrong_method_is_405_and_logged,
+    unhandled_event_type_is_acknowledged_as_ignored,
+    duplicate_event_is_acknowledged_once,
+    twenty_concurrent_deliveries_make_one_inbox_row_and_one_change,
+    late_failure_does_not_regress_paid_payment,
+    refund_and_dispute_follow_the_payment,
+    payments_endpoint_answers_404_for_unknown_or_invalid_ids,
+    health_and_readiness,
+    a_panic_still_leaves_a_forensic_row_and_a_json_500,
+);

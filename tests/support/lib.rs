@@ -3,85 +3,111 @@
 //! queries for what the store holds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use diesel::sql_types::{BigInt, Bool, Bytea, Int4, Jsonb, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use payhook_app::{Application, Settings};
 use payhook_domain::source::WebhookSource;
+use payhook_sql::types::{Bytes, DbBytes, DbJson, DbUuid, Json, Uuid};
+use payhook_testkit::postgres::TestDb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use payhook_testkit::postgres::postgres_available;
+
 pub const STRIPE_SECRET: &str = "whsec_e2e_0123456789abcdef";
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// The Postgres server tests run against (`PAYHOOK_TEST_DATABASE_URL`).
-pub fn admin_url() -> String {
-    std::env::var("PAYHOOK_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+/// Which store a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
 }
 
-/// A database created for one test and dropped when it ends.
-pub struct TestDb {
-    pub url: String,
-    name: String,
-    admin_url: String,
+/// Runs each listed scenario (`async fn(Backend)`) as two tests, `postgres::name` and
+/// `sqlite::name`. The Postgres ones skip, saying so, when Postgres is unreachable and
+/// PAYHOOK_REQUIRE_POSTGRES is not set.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if $crate::postgres_available().await {
+                        super::$scenario($crate::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+    };
 }
 
-impl TestDb {
-    pub async fn create() -> Self {
-        let db = Self::create_unmigrated().await;
-        payhook_postgres::PgStore::migrate(&db.url).await.unwrap();
-        db
-    }
+/// A fresh, empty database of either kind, removed when dropped.
+pub enum TestStore {
+    Postgres(TestDb),
+    Sqlite {
+        url: String,
+        dir: std::path::PathBuf,
+    },
+}
 
-    pub async fn create_unmigrated() -> Self {
-        let admin_url = admin_url();
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "Postgres is not reachable at {admin_url}: {e}.\n\
-                 Start it (pg_ctlcluster 15 main start) or point PAYHOOK_TEST_DATABASE_URL at one."
-                )
-            });
-        let name = format!("payhook_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let url = match admin_url.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => panic!("PAYHOOK_TEST_DATABASE_URL must name a database: {admin_url}"),
-        };
-        Self {
-            url,
-            name,
-            admin_url,
+impl TestStore {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => Self::Postgres(TestDb::create().await),
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir()
+                    .join(format!("payhook-e2e-{}", uuid::Uuid::new_v4().simple()));
+                let url = format!("sqlite://{}/payhook.db", dir.display());
+                Self::Sqlite { url, dir }
+            }
         }
     }
 
-    pub async fn conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url).await.unwrap()
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Postgres(db) => &db.url,
+            Self::Sqlite { url, .. } => url,
+        }
+    }
+
+    /// Runs a query for rows that read the same from both backends.
+    pub async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: QueryableByName<diesel::pg::Pg> + QueryableByName<Sqlite> + Send + 'static,
+    {
+        match self {
+            Self::Postgres(db) => {
+                let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+                diesel::sql_query(sql).load(&mut conn).await.unwrap()
+            }
+            Self::Sqlite { url, .. } => {
+                let path = url.trim_start_matches("sqlite://");
+                let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(path)
+                    .await
+                    .unwrap();
+                diesel::sql_query(sql).load(&mut conn).await.unwrap()
+            }
+        }
     }
 }
 
-impl Drop for TestDb {
+impl Drop for TestStore {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime; the cleanup gets a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        });
-        let _ = cleanup.join();
+        if let Self::Sqlite { dir, .. } = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -113,19 +139,23 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     // Declared last: dropped after the client, so the database goes once the test is done.
-    pub db: TestDb,
+    pub store: TestStore,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[], Vec::new()).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[], Vec::new()).await
 }
 
+/// Starts the real application on a fresh store, migrated at start-up.
 pub async fn spawn_app_with(
+    backend: Backend,
     overrides: &[(&str, &str)],
     extra_sources: Vec<Arc<dyn WebhookSource>>,
 ) -> TestApp {
-    let db = TestDb::create().await;
-    let settings = settings(&db.url, overrides);
+    let store = TestStore::create(backend).await;
+    let mut overrides = overrides.to_vec();
+    overrides.push(("PAYHOOK__DATABASE__AUTO_MIGRATE", "true"));
+    let settings = settings(store.url(), &overrides);
     let stores = payhook_app::Stores::open(&settings).await.unwrap();
     let app = Application::build_with(settings, stores, extra_sources).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -133,7 +163,7 @@ pub async fn spawn_app_with(
     TestApp {
         address,
         client: reqwest::Client::new(),
-        db,
+        store,
     }
 }
 
@@ -164,38 +194,63 @@ impl TestApp {
     }
 
     pub async fn logs(&self) -> Vec<LogRow> {
-        let mut conn = self.db.conn().await;
-        diesel::sql_query(
-            "SELECT provider, method, path, query, headers, raw_body, event_id, event_type, external_id,
-                    provider_status, amount, http_status, processing_result, processing_error,
-                    completed_at IS NOT NULL AS completed
-             FROM webhook_logs ORDER BY id",
-        )
-        .load(&mut conn)
-        .await
-        .unwrap()
+        self.store
+            .rows(
+                "SELECT provider, method, path, query, headers, raw_body, event_id, event_type, external_id,
+                        provider_status, amount, http_status, processing_result, processing_error,
+                        completed_at IS NOT NULL AS completed
+                 FROM webhook_logs ORDER BY id",
+            )
+            .await
     }
 
+    /// The value of `SELECT count(*) AS n …`.
     pub async fn count(&self, sql: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
-        let mut conn = self.db.conn().await;
-        let row: Count = diesel::sql_query(sql).get_result(&mut conn).await.unwrap();
-        row.n
+        self.store
+            .rows::<Count>(sql)
+            .await
+            .into_iter()
+            .next()
+            .map_or(0, |c| c.n)
     }
 
+    /// The first row's text column `v`, if any.
     pub async fn text(&self, sql: &str) -> Option<String> {
         #[derive(QueryableByName)]
         struct One {
             #[diesel(sql_type = Nullable<Text>)]
             v: Option<String>,
         }
-        let mut conn = self.db.conn().await;
-        let rows: Vec<One> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
-        rows.into_iter().next().and_then(|r| r.v)
+        self.store
+            .rows::<One>(sql)
+            .await
+            .into_iter()
+            .next()
+            .and_then(|r| r.v)
+    }
+
+    /// The id of the payment with this provider reference.
+    pub async fn payment_id(&self, provider_ref: &str) -> String {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = Uuid)]
+            id: DbUuid,
+        }
+        let rows: Vec<Id> = self
+            .store
+            .rows(&format!(
+                "SELECT id FROM payments WHERE provider_ref = '{provider_ref}'"
+            ))
+            .await;
+        rows.into_iter()
+            .next()
+            .map(|r| r.id.0.to_string())
+            .expect("no such payment")
     }
 
     /// Waits until `sql` (a `SELECT count(*) AS n …`) reaches `n`, or fails the test after 15 s.
@@ -225,10 +280,10 @@ pub struct LogRow {
     pub path: String,
     #[diesel(sql_type = Text)]
     pub query: String,
-    #[diesel(sql_type = Jsonb)]
-    pub headers: serde_json::Value,
-    #[diesel(sql_type = Bytea)]
-    pub raw_body: Vec<u8>,
+    #[diesel(sql_type = Json)]
+    pub headers: DbJson,
+    #[diesel(sql_type = Bytes)]
+    pub raw_body: DbBytes,
     #[diesel(sql_type = Nullable<Text>)]
     pub event_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -239,7 +294,7 @@ pub struct LogRow {
     pub provider_status: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub amount: Option<i64>,
-    #[diesel(sql_type = Nullable<Int4>)]
+    #[diesel(sql_type = Nullable<Integer>)]
     pub http_status: Option<i32>,
     #[diesel(sql_type = Nullable<Text>)]
     pub processing_result: Option<String>,
@@ -253,6 +308,7 @@ impl LogRow {
     /// A stored header's value (names are stored lower-case, as HTTP/1 parsing gives them).
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
+            .0
             .as_array()?
             .iter()
             .find_map(|pair| match pair.as_array()?.as_slice() {

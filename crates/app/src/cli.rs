@@ -4,6 +4,7 @@ use crate::settings::{Settings, StoreKind};
 use crate::startup::{Application, StartupError};
 use clap::{Parser, Subcommand};
 use payhook_postgres::PgStore;
+use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,12 +56,11 @@ async fn serve(settings: Settings) -> Result<(), StartupError> {
 }
 
 async fn migrate(settings: Settings) -> Result<(), StartupError> {
-    match settings.store_kind()? {
-        StoreKind::Postgres => {
-            let applied = PgStore::migrate(settings.database.url.expose_secret()).await?;
-            tracing::info!(count = applied.len(), ?applied, "migrations applied");
-            Ok(())
-        }
-        StoreKind::Sqlite => Err(StartupError::SqliteUnavailable),
-    }
+    let url = settings.database.url.expose_secret();
+    let applied = match settings.store_kind()? {
+        StoreKind::Postgres => PgStore::migrate(url).await?,
+        StoreKind::Sqlite => SqliteStore::migrate(url).await?,
+    };
+    tracing::info!(count = applied.len(), ?applied, "migrations applied");
+    Ok(())
 }

@@ -13,6 +13,7 @@ use payhook_domain::ports::{
 };
 use payhook_domain::source::WebhookSource;
 use payhook_postgres::PgStore;
+use payhook_sqlite::SqliteStore;
 use payhook_stripe::{SignatureVerifier, StripeWebhooks};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
@@ -32,8 +33,6 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("the embedded SQLite store is not available in this version; set database.url to a postgres:// URL")]
-    SqliteUnavailable,
     #[error("the database has migrations this version needs and has not applied: run `payhook migrate` first, or set database.auto_migrate = true")]
     PendingMigrations,
 }
@@ -77,7 +76,17 @@ impl Stores {
                     settings.database.pool_size,
                 )?))
             }
-            StoreKind::Sqlite => Err(StartupError::SqliteUnavailable),
+            StoreKind::Sqlite => {
+                if settings.auto_migrate()? {
+                    SqliteStore::migrate(url).await?;
+                } else if SqliteStore::has_pending_migrations(url).await? {
+                    return Err(StartupError::PendingMigrations);
+                }
+                Ok(Self::from_one(SqliteStore::connect(
+                    url,
+                    settings.database.pool_size,
+                )?))
+            }
         }
     }
 }

@@ -2,17 +2,11 @@
 //! deadpool pool, with the migrations of `migrations/postgres` embedded in the binary.
 //! Depends on `payhook-domain` only, never on another adapter.
 
-mod forensic;
-mod inbox;
-mod payments;
-
-use async_trait::async_trait;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use payhook_domain::ports::{StoreError, StoreHealth};
-use payhook_sql::db_error;
+use payhook_domain::ports::StoreError;
 use std::time::Duration;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -57,6 +51,19 @@ impl PgStore {
         with_migration_harness(database_url, |conn| conn.has_pending_migration(MIGRATIONS)).await
     }
 
+    // SKIP LOCKED lets several workers (and several instances) claim disjoint batches
+    // without waiting on each other; the lease makes a crashed worker's rows due again.
+    const CLAIM_SQL: &'static str = "
+        UPDATE webhook_events SET locked_until = $3
+        WHERE id IN (
+            SELECT id FROM webhook_events
+            WHERE status = 'pending' AND next_attempt_at <= $1
+              AND (locked_until IS NULL OR locked_until <= $1)
+            ORDER BY next_attempt_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id, payload, attempts";
+
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
         self.pool
             .get()
@@ -84,14 +91,4 @@ async fn with_migration_harness<T: Send + 'static>(
     .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
 }
 
-#[async_trait]
-impl StoreHealth for PgStore {
-    async fn check(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .await
-            .map_err(db_error)?;
-        Ok(())
-    }
-}
+payhook_sql::impl_store_ports!(PgStore);

@@ -1,11 +1,25 @@
 //! What payhook's SQL stores share, so the Postgres and SQLite stores differ only
 //! where their dialects force it: one diesel schema written in SQL types that map to
-//! each backend's native storage ([`types`]), the row types, and their mapping to
-//! domain types ([`rows`]). Not an adapter: it does no I/O and knows no connection.
+//! each backend's native storage ([`types`]), the row types and their mapping to
+//! domain types ([`rows`]), and the one implementation of the store ports
+//! ([`impl_store_ports!`]) that each store crate instantiates with its own
+//! connection and claim statement. It opens no connection itself.
 
 pub mod rows;
 pub mod schema;
+mod store;
 pub mod types;
+
+/// Crates the [`impl_store_ports!`] expansion names, so store crates need not.
+#[doc(hidden)]
+pub mod __deps {
+    pub use async_trait::async_trait;
+    pub use chrono;
+    pub use diesel;
+    pub use diesel_async;
+    pub use payhook_domain;
+    pub use tracing;
+}
 
 use payhook_domain::ports::StoreError;
 

@@ -1,0 +1,277 @@
+//! The store ports, written once for both SQL stores.
+//!
+//! A macro rather than generic code: diesel queries generic over the connection need
+//! a trait bound per statement, which would bury the logic; expanded per store, the
+//! same text compiles against each concrete connection. The store type must provide
+//!
+//! - `async fn conn(&self) -> Result<impl DerefMut<Target = C>, StoreError>` where `C`
+//!   is its diesel-async connection, and
+//! - `const CLAIM_SQL: &'static str`: an `UPDATE … RETURNING id, payload, attempts`
+//!   taking `now`, `limit` and `lease_until` as its three bind parameters, written in
+//!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`).
+//!
+//! Every write transaction starts with a write, so SQLite takes its write lock under
+//! the busy timeout instead of failing a read-to-write upgrade.
+
+/// Implements `ForensicLog`, `WebhookInbox`, `PaymentStore` and `StoreHealth` for a store type.
+#[macro_export]
+macro_rules! impl_store_ports {
+    ($store:ty) => {
+        const _: () = {
+            use $crate::__deps::chrono::{DateTime, Utc};
+            use $crate::__deps::diesel::prelude::*;
+            use $crate::__deps::diesel::sql_types::BigInt;
+            use $crate::__deps::diesel_async::{AsyncConnection, RunQueryDsl};
+            use $crate::__deps::payhook_domain::ports::{
+                Admission, ClaimedEvent, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+            };
+            use $crate::__deps::payhook_domain::{
+                Application, HistoryEntry, InboxId, LogId, NewPayment, Outcome, Payment, PaymentId, PaymentRef,
+                Provider, WebhookEvent, WebhookRequest,
+            };
+            use $crate::rows::{
+                after_failure, application_rows, failure_changes, processed_changes, ClaimedRow, HistoryRow,
+                NewEventRow, NewLogRow, NewPaymentRow, PaymentChanges, PaymentRow,
+            };
+            use $crate::schema::{
+                outbox, payment_status_history as history, payments, webhook_events as ev, webhook_logs as logs,
+            };
+            use $crate::types::{DbInstant, DbUuid, Instant};
+            use $crate::{db_error, TxError};
+
+            #[$crate::__deps::async_trait]
+            impl ForensicLog for $store {
+                async fn record(&self, request: &WebhookRequest, outcome: &Outcome) -> Result<LogId, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let id: i64 = diesel::insert_into(logs::table)
+                        .values(NewLogRow::new(request, Some(outcome), Utc::now()))
+                        .returning(logs::id)
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(LogId(id))
+                }
+            }
+
+            #[$crate::__deps::async_trait]
+            impl WebhookInbox for $store {
+                async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let now = Utc::now();
+                    let admission = conn
+                        .transaction(async |conn| {
+                            // Optimistic: most deliveries are new, so log them as accepted and
+                            // insert the event; only a repeat pays for re-stamping the log row.
+                            let log_id: i64 = diesel::insert_into(logs::table)
+                                .values(NewLogRow::new(request, Some(&Outcome::accepted()), now))
+                                .returning(logs::id)
+                                .get_result(conn)
+                                .await?;
+                            let inserted: Option<i64> = diesel::insert_into(ev::table)
+                                .values(NewEventRow::new(event, request.received_at, log_id)?)
+                                .on_conflict((ev::provider, ev::event_id))
+                                .do_nothing()
+                                .returning(ev::id)
+                                .get_result(conn)
+                                .await
+                                .optional()?;
+                            if let Some(id) = inserted {
+                                return Ok(Admission::Accepted(InboxId(id)));
+                            }
+                            let existing: i64 = ev::table
+                                .filter(ev::provider.eq(event.provider.as_str()))
+                                .filter(ev::event_id.eq(event.event_id.as_str()))
+                                .select(ev::id)
+                                .get_result(conn)
+                                .await?;
+                            diesel::update(logs::table.find(log_id))
+                                .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
+                                .execute(conn)
+                                .await?;
+                            Ok::<_, TxError>(Admission::Duplicate(InboxId(existing)))
+                        })
+                        .await?;
+                    Ok(admission)
+                }
+
+                async fn claim_due(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: u32,
+                    lease_until: DateTime<Utc>,
+                ) -> Result<Vec<ClaimedEvent>, StoreError> {
+                    let rows: Vec<ClaimedRow> = {
+                        let mut conn = self.conn().await?;
+                        diesel::sql_query(<$store>::CLAIM_SQL)
+                            .bind::<Instant, _>(DbInstant(now))
+                            .bind::<BigInt, _>(i64::from(limit))
+                            .bind::<Instant, _>(DbInstant(lease_until))
+                            .load(&mut *conn)
+                            .await
+                            .map_err(db_error)?
+                    };
+                    let mut claimed = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        match row.into_claimed() {
+                            Ok(event) => claimed.push(event),
+                            // A payload no retry can fix (written by an incompatible version):
+                            // park it for an operator instead of failing the whole batch.
+                            Err((id, error)) => {
+                                $crate::__deps::tracing::error!(inbox_id = %id, %error, "dead-lettering unreadable inbox event");
+                                self.record_failure(id, &error, None).await?;
+                            }
+                        }
+                    }
+                    Ok(claimed)
+                }
+
+                async fn record_failure(
+                    &self,
+                    id: InboxId,
+                    error: &str,
+                    retry_at: Option<DateTime<Utc>>,
+                ) -> Result<(), StoreError> {
+                    let (status, next_attempt_at) = after_failure(retry_at, Utc::now());
+                    let mut conn = self.conn().await?;
+                    let updated = diesel::update(ev::table.find(id.0).filter(ev::status.eq("pending")))
+                        .set(failure_changes(error, status, next_attempt_at))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    if updated == 0 {
+                        return Err(StoreError::Corrupt(format!("inbox event {id} is not pending")));
+                    }
+                    Ok(())
+                }
+            }
+
+            #[$crate::__deps::async_trait]
+            impl PaymentStore for $store {
+                async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let row: Option<PaymentRow> = payments::table
+                        .find(DbUuid(id.as_uuid()))
+                        .select(PaymentRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    row.map(Payment::try_from).transpose()
+                }
+
+                async fn find_payment(
+                    &self,
+                    provider: Provider,
+                    reference: &PaymentRef,
+                ) -> Result<Option<Payment>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let by_provider = payments::table.filter(payments::provider.eq(provider.as_str()));
+                    if let Some(id) = reference.payment_id {
+                        let row: Option<PaymentRow> = by_provider
+                            .filter(payments::id.eq(DbUuid(id.as_uuid())))
+                            .select(PaymentRow::as_select())
+                            .first(&mut *conn)
+                            .await
+                            .optional()
+                            .map_err(db_error)?;
+                        if let Some(row) = row {
+                            return Payment::try_from(row).map(Some);
+                        }
+                    }
+                    let Some(provider_ref) = &reference.provider_ref else {
+                        return Ok(None);
+                    };
+                    let row: Option<PaymentRow> = by_provider
+                        .filter(payments::provider_ref.eq(provider_ref))
+                        .select(PaymentRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    row.map(Payment::try_from).transpose()
+                }
+
+                async fn create_payment(&self, new: &NewPayment) -> Result<Payment, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
+                        .values(NewPaymentRow::from(new))
+                        .on_conflict((payments::provider, payments::provider_ref))
+                        .do_nothing()
+                        .returning(PaymentRow::as_returning())
+                        .get_result(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    if let Some(row) = inserted {
+                        return Payment::try_from(row);
+                    }
+                    // Another worker created it first: both agree on the stored one.
+                    let row: PaymentRow = payments::table
+                        .filter(payments::provider.eq(new.provider.as_str()))
+                        .filter(payments::provider_ref.eq(&new.provider_ref))
+                        .select(PaymentRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Payment::try_from(row)
+                }
+
+                async fn commit_application(&self, inbox: InboxId, app: &Application) -> Result<(), StoreError> {
+                    let p = &app.payment;
+                    let now = Utc::now();
+                    let (history_rows, outbox_rows) = application_rows(app, now);
+                    let mut conn = self.conn().await?;
+                    conn.transaction(async |conn| {
+                        // The version check makes a decision computed from an older read
+                        // fail instead of overwriting a concurrent worker's change.
+                        let updated = diesel::update(
+                            payments::table.find(DbUuid(p.id.as_uuid())).filter(payments::version.eq(p.version)),
+                        )
+                        .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
+                        .execute(conn)
+                        .await?;
+                        if updated == 0 {
+                            return Err(TxError::Stale);
+                        }
+                        // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT,
+                        // and an event writes one or two rows of each.
+                        for row in &history_rows {
+                            diesel::insert_into(history::table).values(row).execute(conn).await?;
+                        }
+                        for row in &outbox_rows {
+                            diesel::insert_into(outbox::table).values(row).execute(conn).await?;
+                        }
+                        diesel::update(ev::table.find(inbox.0))
+                            .set(processed_changes(app.result.as_str(), DbInstant(now)))
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                    .await
+                    .map_err(StoreError::from)
+                }
+
+                async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<HistoryRow> = history::table
+                        .filter(history::payment_id.eq(DbUuid(id.as_uuid())))
+                        .order(history::id)
+                        .select(HistoryRow::as_select())
+                        .load(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    rows.into_iter().map(HistoryEntry::try_from).collect()
+                }
+            }
+
+            #[$crate::__deps::async_trait]
+            impl StoreHealth for $store {
+                async fn check(&self) -> Result<(), StoreError> {
+                    let mut conn = self.conn().await?;
+                    diesel::sql_query("SELECT 1").execute(&mut *conn).await.map_err(db_error)?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}

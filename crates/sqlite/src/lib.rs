@@ -1,0 +1,141 @@
+//! Embedded SQLite store for payhook, the zero-setup default: every store port
+//! (written once in `payhook-sql`) over diesel's SQLite backend with a bundled
+//! libsqlite3, WAL mode and a busy timeout; migrations of `migrations/sqlite`
+//! embedded in the binary. For one payhook instance: SQLite has one writer and no
+//! `SKIP LOCKED`. Depends on `payhook-domain` only, never on another adapter.
+
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::SimpleAsyncConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use payhook_domain::ports::StoreError;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Set on every connection, busy timeout first so that even the others wait for a
+/// lock instead of failing while another connection writes. WAL lets readers run
+/// beside the writer (and persists in the file); `synchronous = FULL` makes a commit
+/// durable before payhook acknowledges the webhook it carries.
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                       PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+const POOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+/// The SQLite implementation of every store port. Cheap to clone (shares the pool).
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Pool<Conn>,
+}
+
+impl SqliteStore {
+    /// The database file a `sqlite://` URL names: `sqlite://data/payhook.db` is
+    /// relative to the working directory, `sqlite:///var/lib/payhook.db` absolute.
+    pub fn path_of(database_url: &str) -> Result<PathBuf, StoreError> {
+        let path = database_url.strip_prefix("sqlite://").ok_or_else(|| {
+            StoreError::Unavailable(format!("not a sqlite:// URL: {database_url}"))
+        })?;
+        if path.is_empty() || path.contains(":memory:") {
+            // Each pooled connection would get its own empty in-memory database.
+            return Err(StoreError::Unavailable(
+                "sqlite:// needs a file path; in-memory databases are not supported".into(),
+            ));
+        }
+        Ok(PathBuf::from(path))
+    }
+
+    /// Opens a pool on the file `database_url` names, creating its directory.
+    pub fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let path = Self::path_of(database_url)?;
+        create_parent_dir(&path)?;
+        let mut config = ManagerConfig::default();
+        config.custom_setup = Box::new(|path| {
+            let path = path.to_owned();
+            Box::pin(async move {
+                let mut conn = <Conn as diesel_async::AsyncConnection>::establish(&path).await?;
+                conn.batch_execute(PRAGMAS)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let manager =
+            AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot build connection pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations (creating the file if needed); returns the versions applied.
+    pub async fn migrate(database_url: &str) -> Result<Vec<String>, StoreError> {
+        with_migration_harness(database_url, |conn| {
+            let applied = conn.run_pending_migrations(MIGRATIONS)?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        })
+        .await
+    }
+
+    /// Whether the database lacks migrations this binary embeds.
+    pub async fn has_pending_migrations(database_url: &str) -> Result<bool, StoreError> {
+        with_migration_harness(database_url, |conn| conn.has_pending_migration(MIGRATIONS)).await
+    }
+
+    // One writer at a time, so no SKIP LOCKED; the lease still lets a crashed
+    // worker's rows become due again.
+    const CLAIM_SQL: &'static str = "
+        UPDATE webhook_events SET locked_until = ?3
+        WHERE id IN (
+            SELECT id FROM webhook_events
+            WHERE status = 'pending' AND next_attempt_at <= ?1
+              AND (locked_until IS NULL OR locked_until <= ?1)
+            ORDER BY next_attempt_at, id
+            LIMIT ?2)
+        RETURNING id, payload, attempts";
+
+    async fn conn(&self) -> Result<Object<Conn>, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+}
+
+/// Runs `f` on a synchronous connection to the database file, off the async workers.
+async fn with_migration_harness<T: Send + 'static>(
+    database_url: &str,
+    f: impl FnOnce(&mut SqliteConnection) -> diesel::migration::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let path = SqliteStore::path_of(database_url)?;
+    create_parent_dir(&path)?;
+    tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        conn.batch_execute(PRAGMAS)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        f(&mut conn).map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+payhook_sql::impl_store_ports!(SqliteStore);

@@ -1,0 +1,377 @@
+//! The store contract: behaviours every store must show, written once against the
+//! ports. A store crate runs them all with [`crate::store_contract_tests!`], giving
+//! it a function that returns a fresh, migrated store (or `None` to skip).
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use payhook_domain::ports::{
+    Admission, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+};
+use payhook_domain::{
+    Currency, EventId, InboxId, Money, NewPayment, Outcome, PaymentChange, PaymentId, PaymentRef,
+    PaymentStatus, ProcessingResult, Provider, WebhookEvent, WebhookRequest,
+};
+use std::sync::Arc;
+
+/// Everything a payhook store implements.
+pub trait Store: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static {}
+impl<T: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static> Store for T {}
+
+/// Generates one `#[tokio::test]` per contract case. `$fresh` is an async fn returning
+/// `Option<(store, guard)>`: the guard lives as long as the test (a temp dir, a test
+/// database); `None` skips the case (Postgres absent and not required).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($fresh:path) => {
+        $crate::store_contract_tests!(@cases $fresh;
+            admits_an_event_once_and_flags_repeats,
+            concurrent_admissions_of_one_event_make_one_row,
+            records_rejected_requests,
+            claims_due_events_once_until_the_lease_expires,
+            failures_are_retried_when_due_then_dead,
+            creates_payments_idempotently_and_finds_them,
+            commits_an_application_with_history_and_marks_the_event_processed,
+            refuses_a_commit_computed_from_a_stale_version,
+            answers_health_checks);
+    };
+    (@cases $fresh:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((store, _guard)) = $fresh().await else { return };
+                $crate::contract::$case(std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+
+fn t0() -> DateTime<Utc> {
+    // Whole microseconds: every store keeps at least that precision.
+    Utc.timestamp_opt(1_800_000_000, 0).single().unwrap()
+}
+
+fn request(event_id: &str) -> WebhookRequest {
+    let mut req = WebhookRequest::new(
+        "stripe",
+        "POST",
+        "/webhooks/stripe",
+        "",
+        vec![("content-type".to_owned(), "application/json".to_owned())],
+        format!("{{\"id\":\"{event_id}\"}}").into_bytes(),
+        Some("127.0.0.1:5555".to_owned()),
+        t0(),
+    );
+    req.primary.event_id = Some(event_id.to_owned());
+    req
+}
+
+fn event(event_id: &str, provider_ref: &str, change: PaymentChange) -> WebhookEvent {
+    WebhookEvent {
+        provider: Provider::Stripe,
+        event_id: EventId::parse(event_id).unwrap(),
+        event_type: "payment_intent.succeeded".to_owned(),
+        occurred_at: t0(),
+        payment: PaymentRef {
+            payment_id: None,
+            provider_ref: Some(provider_ref.to_owned()),
+        },
+        change,
+        details: None,
+    }
+}
+
+fn new_payment(provider_ref: &str) -> NewPayment {
+    NewPayment {
+        id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        provider: Provider::Stripe,
+        provider_ref: Some(provider_ref.to_owned()),
+        merchant_ref: Some("order-1".to_owned()),
+        amount: Money::new(1250, Currency::parse("EUR").unwrap()).unwrap(),
+        customer_email: Some("a@example.com".to_owned()),
+        description: None,
+        metadata: serde_json::json!({ "k": "v" }),
+        created_at: t0(),
+    }
+}
+
+async fn admit<S: Store>(store: &S, event_id: &str) -> InboxId {
+    match store
+        .admit(
+            &request(event_id),
+            &event(event_id, "pi_1", PaymentChange::paid(None)),
+        )
+        .await
+        .unwrap()
+    {
+        Admission::Accepted(id) => id,
+        other => panic!("{event_id} was not new: {other:?}"),
+    }
+}
+
+pub async fn admits_an_event_once_and_flags_repeats<S: Store>(store: Arc<S>) {
+    let first = admit(&*store, "evt_a").await;
+    let again = store
+        .admit(
+            &request("evt_a"),
+            &event("evt_a", "pi_1", PaymentChange::paid(None)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Admission::Duplicate(first));
+    let other = admit(&*store, "evt_b").await;
+    assert_ne!(other, first);
+}
+
+pub async fn concurrent_admissions_of_one_event_make_one_row<S: Store>(store: Arc<S>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .admit(
+                        &request("evt_race"),
+                        &event("evt_race", "pi_1", PaymentChange::paid(None)),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    let mut duplicates = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Admission::Accepted(id) => accepted.push(id),
+            Admission::Duplicate(id) => duplicates.push(id),
+        }
+    }
+    assert_eq!(accepted.len(), 1, "exactly one admission wins");
+    assert_eq!(duplicates.len(), 19);
+    assert!(
+        duplicates.iter().all(|d| *d == accepted[0]),
+        "repeats name the stored row"
+    );
+    let claimed = store
+        .claim_due(
+            t0() + Duration::seconds(1),
+            100,
+            t0() + Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one inbox row");
+}
+
+pub async fn records_rejected_requests<S: Store>(store: Arc<S>) {
+    let outcome = Outcome {
+        http_status: 401,
+        result: ProcessingResult::InvalidSignature,
+        error: Some("no v1 signature matches".into()),
+    };
+    let a = store.record(&request("evt_x"), &outcome).await.unwrap();
+    let b = store.record(&request("evt_x"), &outcome).await.unwrap();
+    assert!(b.0 > a.0, "every request gets its own row");
+}
+
+pub async fn claims_due_events_once_until_the_lease_expires<S: Store>(store: Arc<S>) {
+    for id in ["evt_1", "evt_2", "evt_3"] {
+        admit(&*store, id).await;
+    }
+    let now = t0() + Duration::seconds(1);
+    let lease = now + Duration::seconds(60);
+    let first = store.claim_due(now, 2, lease).await.unwrap();
+    assert_eq!(first.len(), 2, "limit respected");
+    assert_eq!(first[0].event.event_id.as_str(), "evt_1", "oldest first");
+    let second = store.claim_due(now, 2, lease).await.unwrap();
+    assert_eq!(second.len(), 1, "leased rows are not handed out twice");
+    assert!(store.claim_due(now, 10, lease).await.unwrap().is_empty());
+    let after_lease = store
+        .claim_due(
+            lease + Duration::seconds(1),
+            10,
+            lease + Duration::seconds(61),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after_lease.len(),
+        3,
+        "a crashed worker's rows are due again once its lease ends"
+    );
+    assert_eq!(
+        after_lease[0].event,
+        event("evt_1", "pi_1", PaymentChange::paid(None)),
+        "payload round-trips"
+    );
+}
+
+pub async fn failures_are_retried_when_due_then_dead<S: Store>(store: Arc<S>) {
+    let id = admit(&*store, "evt_fail").await;
+    let now = t0() + Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim_due(now, 10, now + Duration::seconds(60))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store
+        .record_failure(id, "payment_not_found", Some(now + Duration::seconds(10)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due(now, 10, now + Duration::seconds(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let later = now + Duration::seconds(11);
+    let retried = store
+        .claim_due(later, 10, later + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1, "the failure was counted");
+    store
+        .record_failure(id, "payment_not_found", None)
+        .await
+        .unwrap();
+    let much_later = later + Duration::days(1);
+    assert!(
+        store
+            .claim_due(much_later, 10, much_later)
+            .await
+            .unwrap()
+            .is_empty(),
+        "dead events are never claimed"
+    );
+    assert!(
+        matches!(
+            store.record_failure(id, "again", None).await,
+            Err(StoreError::Corrupt(_))
+        ),
+        "a dead event takes no more failures"
+    );
+}
+
+pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S>) {
+    let new = new_payment("pi_make");
+    let created = store.create_payment(&new).await.unwrap();
+    assert_eq!(created.id, new.id);
+    assert_eq!(created.status, PaymentStatus::Pending);
+    assert_eq!(created.amount, new.amount);
+    assert_eq!(created.metadata, new.metadata);
+    assert_eq!(created.created_at, t0());
+    let racing = NewPayment {
+        id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        ..new.clone()
+    };
+    assert_eq!(
+        store.create_payment(&racing).await.unwrap().id,
+        new.id,
+        "one payment per provider reference"
+    );
+
+    let by_ref = PaymentRef {
+        payment_id: None,
+        provider_ref: Some("pi_make".into()),
+    };
+    assert_eq!(
+        store
+            .find_payment(Provider::Stripe, &by_ref)
+            .await
+            .unwrap()
+            .map(|p| p.id),
+        Some(new.id)
+    );
+    let by_id = PaymentRef {
+        payment_id: Some(new.id),
+        provider_ref: None,
+    };
+    assert_eq!(
+        store
+            .find_payment(Provider::Stripe, &by_id)
+            .await
+            .unwrap()
+            .map(|p| p.id),
+        Some(new.id)
+    );
+    assert!(
+        store
+            .find_payment(Provider::Xendit, &by_ref)
+            .await
+            .unwrap()
+            .is_none(),
+        "scoped to the provider"
+    );
+    assert!(store
+        .payment(PaymentId::from_uuid(uuid::Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn commits_an_application_with_history_and_marks_the_event_processed<S: Store>(
+    store: Arc<S>,
+) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let inbox = admit(&*store, "evt_paid").await;
+    let now = t0() + Duration::seconds(1);
+    let claimed = store
+        .claim_due(now, 10, now + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let application = payment.apply(&claimed[0].event, now);
+    store.commit_application(inbox, &application).await.unwrap();
+
+    let stored = store.payment(payment.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, PaymentStatus::Paid);
+    assert_eq!(stored.paid_amount, 1250);
+    assert_eq!(stored.paid_at, Some(now));
+    assert_eq!(stored.version, payment.version + 1);
+    let history = store.history(payment.id).await.unwrap();
+    assert_eq!(history, application.history, "history round-trips");
+    let later = now + Duration::days(1);
+    assert!(
+        store.claim_due(later, 10, later).await.unwrap().is_empty(),
+        "processed events are not claimed again"
+    );
+}
+
+pub async fn refuses_a_commit_computed_from_a_stale_version<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let paid = admit(&*store, "evt_paid").await;
+    let failed = admit(&*store, "evt_failed").await;
+    let now = t0() + Duration::seconds(1);
+    let a = payment.apply(&event("evt_paid", "pi_1", PaymentChange::paid(None)), now);
+    let b = payment.apply(
+        &event(
+            "evt_failed",
+            "pi_1",
+            PaymentChange::status(PaymentStatus::Failed),
+        ),
+        now,
+    );
+    store.commit_application(paid, &a).await.unwrap();
+    assert!(matches!(
+        store.commit_application(failed, &b).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let stored = store.payment(payment.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        PaymentStatus::Paid,
+        "the stale decision changed nothing"
+    );
+    assert_eq!(
+        store.history(payment.id).await.unwrap().len(),
+        1,
+        "nor wrote history"
+    );
+}
+
+pub async fn answers_health_checks<S: Store>(store: Arc<S>) {
+    store.check().await.unwrap();
+}

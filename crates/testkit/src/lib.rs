@@ -1,0 +1,8 @@
+//! Test support for payhook and for code that embeds it: the store contract suite
+//! (one set of behaviours every store must show, run against each store), and
+//! throw-away Postgres databases for tests. A dev-dependency only; it depends on
+//! no store crate, so each store's tests can use it without a cycle.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod contract;
+pub mod postgres;
