@@ -1,18 +1,19 @@
-//! Postgres store for payhook: every store port implemented with diesel-async over a
-//! deadpool pool, with the migrations of `migrations/postgres` embedded in the binary.
-//! Depends on `payhook-domain` only, never on another adapter.
+//! Postgres store for payhook, the production store: every store port (written once
+//! in `payhook-sql`) over diesel-async and a deadpool pool, with the migrations of
+//! `migrations/postgres` embedded in the binary. Several payhook instances can share
+//! one database. Depends on `payhook-domain` only, never on another adapter.
 
+use diesel::Connection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::AsyncPgConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use payhook_domain::ports::StoreError;
+use payhook_sql::setup;
 use std::time::Duration;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
-
-/// How long a request waits for a pooled connection, or for a new one to open,
-/// before the store counts as unavailable (so a dead database yields 503s, not hangs).
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The Postgres implementation of every store port. Cheap to clone (shares the pool).
@@ -25,30 +26,19 @@ impl PgStore {
     /// Builds a pool of at most `pool_size` connections; connections open lazily.
     pub fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(deadpool::Runtime::Tokio1)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot build connection pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,
+        })
     }
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(database_url: &str) -> Result<Vec<String>, StoreError> {
-        with_migration_harness(database_url, |conn| {
-            let applied = conn.run_pending_migrations(MIGRATIONS)?;
-            Ok(applied.iter().map(ToString::to_string).collect())
-        })
-        .await
+        setup::apply_migrations(migration_connection(database_url), MIGRATIONS).await
     }
 
-    /// Whether the database lacks migrations this binary embeds (serving against
-    /// it would fail on every request).
+    /// Whether the database lacks migrations this binary embeds.
     pub async fn has_pending_migrations(database_url: &str) -> Result<bool, StoreError> {
-        with_migration_harness(database_url, |conn| conn.has_pending_migration(MIGRATIONS)).await
+        setup::has_pending_migrations(migration_connection(database_url), MIGRATIONS).await
     }
 
     // SKIP LOCKED lets several workers (and several instances) claim disjoint batches
@@ -65,30 +55,20 @@ impl PgStore {
         RETURNING id, payload, attempts";
 
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+        setup::pooled(&self.pool).await
     }
 }
 
-type MigrationConnection =
-    diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
-
-/// Runs `f` on a synchronous migration connection, off the async workers.
-async fn with_migration_harness<T: Send + 'static>(
+/// Opens the synchronous connection diesel's migration harness needs.
+fn migration_connection(
     database_url: &str,
-    f: impl FnOnce(&mut MigrationConnection) -> diesel::migration::Result<T> + Send + 'static,
-) -> Result<T, StoreError> {
-    use diesel::Connection;
+) -> impl FnOnce() -> Result<AsyncConnectionWrapper<AsyncPgConnection>, StoreError> + Send + 'static
+{
     let url = database_url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = <MigrationConnection as Connection>::establish(&url)
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to the database: {e}")))?;
-        f(&mut conn).map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))
-    })
-    .await
-    .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
+    move || {
+        <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to the database: {e}")))
+    }
 }
 
 payhook_sql::impl_store_ports!(PgStore);

@@ -7,6 +7,7 @@
 
 pub mod rows;
 pub mod schema;
+pub mod setup;
 mod store;
 pub mod types;
 

@@ -11,8 +11,9 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::SimpleAsyncConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use payhook_domain::ports::StoreError;
+use payhook_sql::setup;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,29 +68,19 @@ impl SqliteStore {
         });
         let manager =
             AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(deadpool::Runtime::Tokio1)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot build connection pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,
+        })
     }
 
     /// Applies pending migrations (creating the file if needed); returns the versions applied.
     pub async fn migrate(database_url: &str) -> Result<Vec<String>, StoreError> {
-        with_migration_harness(database_url, |conn| {
-            let applied = conn.run_pending_migrations(MIGRATIONS)?;
-            Ok(applied.iter().map(ToString::to_string).collect())
-        })
-        .await
+        setup::apply_migrations(migration_connection(database_url)?, MIGRATIONS).await
     }
 
     /// Whether the database lacks migrations this binary embeds.
     pub async fn has_pending_migrations(database_url: &str) -> Result<bool, StoreError> {
-        with_migration_harness(database_url, |conn| conn.has_pending_migration(MIGRATIONS)).await
+        setup::has_pending_migrations(migration_connection(database_url)?, MIGRATIONS).await
     }
 
     // One writer at a time, so no SKIP LOCKED; the lease still lets a crashed
@@ -105,29 +96,24 @@ impl SqliteStore {
         RETURNING id, payload, attempts";
 
     async fn conn(&self) -> Result<Object<Conn>, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+        setup::pooled(&self.pool).await
     }
 }
 
-/// Runs `f` on a synchronous connection to the database file, off the async workers.
-async fn with_migration_harness<T: Send + 'static>(
+/// Opens the synchronous connection diesel's migration harness needs (creating the
+/// file and its directory), with the same pragmas as pooled connections.
+fn migration_connection(
     database_url: &str,
-    f: impl FnOnce(&mut SqliteConnection) -> diesel::migration::Result<T> + Send + 'static,
-) -> Result<T, StoreError> {
+) -> Result<impl FnOnce() -> Result<SqliteConnection, StoreError> + Send + 'static, StoreError> {
     let path = SqliteStore::path_of(database_url)?;
     create_parent_dir(&path)?;
-    tokio::task::spawn_blocking(move || {
+    Ok(move || {
         let mut conn = SqliteConnection::establish(&path.to_string_lossy())
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         conn.batch_execute(PRAGMAS)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        f(&mut conn).map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))
+        Ok(conn)
     })
-    .await
-    .map_err(|e| StoreError::Unavailable(format!("migration task failed: {e}")))?
 }
 
 fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
