@@ -2,8 +2,9 @@
 //! Each has a mockall mock behind the `mock` feature (`MockPaymentStore`, ...).
 
 use crate::{
-    Application, HistoryEntry, InboxId, LogId, NewPayment, Outcome, Payment, PaymentId, PaymentRef,
-    Provider, WebhookEvent, WebhookRequest,
+    Application, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
+    OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, PublishError, Replay,
+    WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -71,13 +72,74 @@ pub trait WebhookInbox: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
-    /// Counts a failed attempt: `retry_at` makes it due again then; `None` marks it dead.
+    /// Counts a failed attempt: `retry_at` makes it due again then (status `failed`);
+    /// `None` marks it `dead`.
     async fn record_failure(
         &self,
         id: InboxId,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+
+    /// Gives up leases: the events are due again at once. For a worker stopping with
+    /// events it did not finish.
+    async fn release(&self, ids: &[InboxId]) -> Result<u64, StoreError>;
+
+    /// Clears leases that ran out before `now` (their workers died); returns how many.
+    async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Events matching `filter`, newest first.
+    async fn list(&self, filter: &InboxFilter) -> Result<Vec<InboxEntry>, StoreError>;
+
+    /// Makes a `failed`, `dead` or `processed` event due now.
+    async fn replay(&self, id: InboxId, now: DateTime<Utc>) -> Result<Replay, StoreError>;
+
+    /// Makes every event with `status` (and `provider`, if given) due now; returns how many.
+    async fn replay_all(
+        &self,
+        status: InboxStatus,
+        provider: Option<Provider>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// How many events are in each status (statuses with none are left out).
+    async fn depth(&self) -> Result<Vec<(InboxStatus, i64)>, StoreError>;
+}
+
+/// The outbox: domain events committed with the payment change that caused them,
+/// waiting to be delivered to subscribers at least once.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Leases up to `limit` undelivered messages that are due, oldest first.
+    async fn claim_unpublished(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    async fn mark_published(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Counts a failed delivery; the message is due again at `retry_at`.
+    async fn record_publish_failure(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Messages not yet delivered.
+    async fn backlog(&self) -> Result<i64, StoreError>;
+}
+
+/// A subscriber to domain events. Delivery is at least once: the same message may
+/// arrive again (after a crash, or when another subscriber failed), so subscribers
+/// must be idempotent, keyed on the message id.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError>;
 }
 
 /// Payments and their history.

@@ -47,12 +47,24 @@ impl PgStore {
         UPDATE webhook_events SET locked_until = $3
         WHERE id IN (
             SELECT id FROM webhook_events
-            WHERE status = 'pending' AND next_attempt_at <= $1
+            WHERE status IN ('pending', 'failed') AND next_attempt_at <= $1
               AND (locked_until IS NULL OR locked_until <= $1)
             ORDER BY next_attempt_at, id
             LIMIT $2
             FOR UPDATE SKIP LOCKED)
         RETURNING id, payload, attempts";
+
+    /// The outbox twin of `CLAIM_SQL`.
+    const OUTBOX_CLAIM_SQL: &'static str = "
+        UPDATE outbox SET locked_until = $3
+        WHERE id IN (
+            SELECT id FROM outbox
+            WHERE published_at IS NULL AND next_attempt_at <= $1
+              AND (locked_until IS NULL OR locked_until <= $1)
+            ORDER BY next_attempt_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id, topic, payload, created_at, attempts";
 
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
         setup::pooled(&self.pool).await

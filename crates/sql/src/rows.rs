@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
 use payhook_domain::{
-    Application, Currency, EventId, HistoryEntry, InboxId, Money, NewPayment, Outcome, Payment,
-    PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
+    Application, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment,
+    OutboxMessage, Outcome, Payment, PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -265,6 +265,7 @@ pub struct NewOutboxRow<'a> {
     topic: &'a str,
     payload: DbJson,
     created_at: DbInstant,
+    next_attempt_at: DbInstant,
 }
 
 /// The history and outbox rows an application writes.
@@ -293,6 +294,7 @@ pub fn application_rows<'a>(
             topic: &p.topic,
             payload: DbJson(p.payload.clone()),
             created_at: DbInstant(now),
+            next_attempt_at: DbInstant(now),
         })
         .collect();
     (history, outbox)
@@ -346,13 +348,13 @@ pub fn failure_changes<'a>(error: &'a str, status: &'static str, next_attempt_at
     )
 }
 
-/// Status and next attempt after a failure: retried at `retry_at`, else dead as of `now`.
+/// Status and next attempt after a failure: `failed` until `retry_at`, else `dead` as of `now`.
 pub fn after_failure(
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> (&'static str, DbInstant) {
     match retry_at {
-        Some(at) => ("pending", DbInstant(at)),
+        Some(at) => ("failed", DbInstant(at)),
         None => ("dead", DbInstant(now)),
     }
 }
@@ -370,4 +372,83 @@ pub fn processed_changes(result: &'static str, now: DbInstant) -> _ {
         webhook_events::locked_until.eq(no_lease),
         webhook_events::last_error.eq(no_error),
     )
+}
+
+/// Statuses the worker claims from (when due).
+pub const CLAIMABLE: [&str; 2] = ["pending", "failed"];
+
+/// The changes that make an event due now with a fresh set of attempts.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub fn requeue_changes(now: DbInstant) -> _ {
+    let no_lease: Option<DbInstant> = None;
+    let pending: &'static str = "pending";
+    (
+        webhook_events::status.eq(pending),
+        webhook_events::next_attempt_at.eq(now),
+        webhook_events::locked_until.eq(no_lease),
+        webhook_events::attempts.eq(0_i32),
+    )
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = webhook_events)]
+pub struct InboxEntryRow {
+    id: i64,
+    provider: String,
+    event_id: String,
+    event_type: String,
+    payment_ref: Option<String>,
+    status: String,
+    result: Option<String>,
+    attempts: i32,
+    next_attempt_at: DbInstant,
+    last_error: Option<String>,
+    received_at: DbInstant,
+    processed_at: Option<DbInstant>,
+}
+
+impl TryFrom<InboxEntryRow> for InboxEntry {
+    type Error = StoreError;
+    fn try_from(r: InboxEntryRow) -> Result<Self, StoreError> {
+        Ok(InboxEntry {
+            id: InboxId(r.id),
+            provider: r.provider,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            payment_ref: r.payment_ref,
+            status: r
+                .status
+                .parse()
+                .map_err(|e| corrupt("webhook_events.status", e))?,
+            result: r.result,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at.0,
+            last_error: r.last_error,
+            received_at: r.received_at.0,
+            processed_at: r.processed_at.map(|t| t.0),
+        })
+    }
+}
+
+/// What an outbox claim returns.
+#[derive(Queryable, QueryableByName)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    id: i64,
+    topic: String,
+    payload: DbJson,
+    created_at: DbInstant,
+    attempts: i32,
+}
+
+impl From<OutboxRow> for OutboxMessage {
+    fn from(r: OutboxRow) -> Self {
+        OutboxMessage {
+            id: r.id,
+            topic: r.topic,
+            payload: r.payload.0,
+            created_at: r.created_at.0,
+            attempts: r.attempts,
+        }
+    }
 }

@@ -107,6 +107,9 @@ diesel::table! {
         created_at -> Instant,
         published_at -> Nullable<Instant>,
         attempts -> Integer,
+        next_attempt_at -> Instant,
+        locked_until -> Nullable<Instant>,
+        last_error -> Nullable<Text>,
     }
 }
 

@@ -8,7 +8,9 @@
 //!   is its diesel-async connection, and
 //! - `const CLAIM_SQL: &'static str`: an `UPDATE … RETURNING id, payload, attempts`
 //!   taking `now`, `limit` and `lease_until` as its three bind parameters, written in
-//!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`).
+//!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`), and
+//! - `const OUTBOX_CLAIM_SQL: &'static str`: the same for the outbox, returning
+//!   `id, topic, payload, created_at, attempts`.
 //!
 //! Every write transaction starts with a write, so SQLite takes its write lock under
 //! the busy timeout instead of failing a read-to-write upgrade.
@@ -23,15 +25,16 @@ macro_rules! impl_store_ports {
             use $crate::__deps::diesel::sql_types::BigInt;
             use $crate::__deps::diesel_async::{AsyncConnection, RunQueryDsl};
             use $crate::__deps::payhook_domain::ports::{
-                Admission, ClaimedEvent, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+                Admission, ClaimedEvent, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
-                Application, HistoryEntry, InboxId, LogId, NewPayment, Outcome, Payment, PaymentId, PaymentRef,
-                Provider, WebhookEvent, WebhookRequest,
+                Application, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
+                OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, Replay, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
-                after_failure, application_rows, failure_changes, processed_changes, ClaimedRow, HistoryRow,
-                NewEventRow, NewLogRow, NewPaymentRow, PaymentChanges, PaymentRow,
+                after_failure, application_rows, failure_changes, processed_changes, requeue_changes, ClaimedRow,
+                HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
+                PaymentRow, CLAIMABLE,
             };
             use $crate::schema::{
                 outbox, payment_status_history as history, payments, webhook_events as ev, webhook_logs as logs,
@@ -133,15 +136,180 @@ macro_rules! impl_store_ports {
                 ) -> Result<(), StoreError> {
                     let (status, next_attempt_at) = after_failure(retry_at, Utc::now());
                     let mut conn = self.conn().await?;
-                    let updated = diesel::update(ev::table.find(id.0).filter(ev::status.eq("pending")))
+                    let updated = diesel::update(ev::table.find(id.0).filter(ev::status.eq_any(CLAIMABLE)))
                         .set(failure_changes(error, status, next_attempt_at))
                         .execute(&mut *conn)
                         .await
                         .map_err(db_error)?;
                     if updated == 0 {
-                        return Err(StoreError::Corrupt(format!("inbox event {id} is not pending")));
+                        return Err(StoreError::Corrupt(format!("inbox event {id} is not waiting to be processed")));
                     }
                     Ok(())
+                }
+
+                async fn release(&self, ids: &[InboxId]) -> Result<u64, StoreError> {
+                    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+                    let mut conn = self.conn().await?;
+                    let released = diesel::update(ev::table.filter(ev::id.eq_any(ids)).filter(ev::status.eq_any(CLAIMABLE)))
+                        .set(ev::locked_until.eq(None::<DbInstant>))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(released as u64)
+                }
+
+                async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let released = diesel::update(ev::table.filter(ev::locked_until.le(DbInstant(now))))
+                        .set(ev::locked_until.eq(None::<DbInstant>))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(released as u64)
+                }
+
+                async fn list(&self, filter: &InboxFilter) -> Result<Vec<InboxEntry>, StoreError> {
+                    let mut query = ev::table.select(InboxEntryRow::as_select()).order(ev::id.desc()).into_boxed();
+                    if let Some(status) = filter.status {
+                        query = query.filter(ev::status.eq(status.as_str()));
+                    }
+                    if let Some(provider) = filter.provider {
+                        query = query.filter(ev::provider.eq(provider.as_str()));
+                    }
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<InboxEntryRow> =
+                        query.limit(i64::from(filter.limit)).load(&mut *conn).await.map_err(db_error)?;
+                    rows.into_iter().map(InboxEntry::try_from).collect()
+                }
+
+                async fn replay(&self, id: InboxId, now: DateTime<Utc>) -> Result<Replay, StoreError> {
+                    let mut conn = self.conn().await?;
+                    // Not pending, and not leased by a worker right now (else it is in flight).
+                    let updated = diesel::update(
+                        ev::table
+                            .find(id.0)
+                            .filter(ev::status.ne("pending"))
+                            .filter(ev::locked_until.is_null().or(ev::locked_until.le(DbInstant(now)))),
+                    )
+                    .set(requeue_changes(DbInstant(now)))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+                    if updated == 1 {
+                        return Ok(Replay::Requeued);
+                    }
+                    let exists: Option<i64> =
+                        ev::table.find(id.0).select(ev::id).first(&mut *conn).await.optional().map_err(db_error)?;
+                    Ok(if exists.is_some() { Replay::AlreadyPending } else { Replay::NotFound })
+                }
+
+                async fn replay_all(
+                    &self,
+                    status: InboxStatus,
+                    provider: Option<Provider>,
+                    now: DateTime<Utc>,
+                ) -> Result<u64, StoreError> {
+                    if status == InboxStatus::Pending {
+                        return Ok(0);
+                    }
+                    let mut conn = self.conn().await?;
+                    let target = ev::table
+                        .filter(ev::status.eq(status.as_str()))
+                        .filter(ev::locked_until.is_null().or(ev::locked_until.le(DbInstant(now))));
+                    let updated = match provider {
+                        Some(p) => diesel::update(target.filter(ev::provider.eq(p.as_str())))
+                            .set(requeue_changes(DbInstant(now)))
+                            .execute(&mut *conn)
+                            .await,
+                        None => diesel::update(target).set(requeue_changes(DbInstant(now))).execute(&mut *conn).await,
+                    }
+                    .map_err(db_error)?;
+                    Ok(updated as u64)
+                }
+
+                async fn depth(&self) -> Result<Vec<(InboxStatus, i64)>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<(String, i64)> = ev::table
+                        .group_by(ev::status)
+                        .select((ev::status, diesel::dsl::count_star()))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    rows.into_iter()
+                        .map(|(status, n)| {
+                            status
+                                .parse::<InboxStatus>()
+                                .map(|s| (s, n))
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))
+                        })
+                        .collect()
+                }
+            }
+
+            #[$crate::__deps::async_trait]
+            impl Outbox for $store {
+                async fn claim_unpublished(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: u32,
+                    lease_until: DateTime<Utc>,
+                ) -> Result<Vec<OutboxMessage>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let mut rows: Vec<OutboxRow> = diesel::sql_query(<$store>::OUTBOX_CLAIM_SQL)
+                        .bind::<Instant, _>(DbInstant(now))
+                        .bind::<BigInt, _>(i64::from(limit))
+                        .bind::<Instant, _>(DbInstant(lease_until))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    let mut messages: Vec<OutboxMessage> = rows.drain(..).map(OutboxMessage::from).collect();
+                    // RETURNING gives no order; subscribers see events in commit order.
+                    messages.sort_by_key(|m| m.id);
+                    Ok(messages)
+                }
+
+                async fn mark_published(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(outbox::table.find(id))
+                        .set((
+                            outbox::published_at.eq(DbInstant(at)),
+                            outbox::locked_until.eq(None::<DbInstant>),
+                            outbox::last_error.eq(None::<String>),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn record_publish_failure(
+                    &self,
+                    id: i64,
+                    error: &str,
+                    retry_at: DateTime<Utc>,
+                ) -> Result<(), StoreError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(outbox::table.find(id))
+                        .set((
+                            outbox::attempts.eq(outbox::attempts + 1),
+                            outbox::last_error.eq(error),
+                            outbox::next_attempt_at.eq(DbInstant(retry_at)),
+                            outbox::locked_until.eq(None::<DbInstant>),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn backlog(&self) -> Result<i64, StoreError> {
+                    let mut conn = self.conn().await?;
+                    outbox::table
+                        .filter(outbox::published_at.is_null())
+                        .count()
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(db_error)
                 }
             }
 

@@ -4,17 +4,21 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{
-    Admission, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+    Admission, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::{
-    Currency, EventId, InboxId, Money, NewPayment, Outcome, PaymentChange, PaymentId, PaymentRef,
-    PaymentStatus, ProcessingResult, Provider, WebhookEvent, WebhookRequest,
+    Currency, EventId, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Outcome,
+    PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay,
+    WebhookEvent, WebhookRequest,
 };
 use std::sync::Arc;
 
 /// Everything a payhook store implements.
-pub trait Store: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static {}
-impl<T: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static> Store for T {}
+pub trait Store:
+    ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static
+{
+}
+impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static> Store for T {}
 
 /// Generates one `#[tokio::test]` per contract case. `$fresh` is an async fn returning
 /// `Option<(store, guard)>`: the guard lives as long as the test (a temp dir, a test
@@ -31,6 +35,11 @@ macro_rules! store_contract_tests {
             creates_payments_idempotently_and_finds_them,
             commits_an_application_with_history_and_marks_the_event_processed,
             refuses_a_commit_computed_from_a_stale_version,
+            lists_events_newest_first_with_filters,
+            replays_failed_dead_and_processed_events_but_not_pending_ones,
+            releases_leases_of_stopped_and_crashed_workers,
+            counts_events_by_status,
+            delivers_outbox_messages_until_marked_published,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -370,6 +379,253 @@ pub async fn refuses_a_commit_computed_from_a_stale_version<S: Store>(store: Arc
         1,
         "nor wrote history"
     );
+}
+
+async fn admit_for(store: &impl Store, provider: Provider, event_id: &str) -> InboxId {
+    let mut e = event(event_id, "pi_1", PaymentChange::paid(None));
+    e.provider = provider;
+    match store.admit(&request(event_id), &e).await.unwrap() {
+        Admission::Accepted(id) => id,
+        other => panic!("{event_id} was not new: {other:?}"),
+    }
+}
+
+pub async fn lists_events_newest_first_with_filters<S: Store>(store: Arc<S>) {
+    let a = admit_for(&*store, Provider::Stripe, "evt_l1").await;
+    let b = admit_for(&*store, Provider::Xendit, "evt_l2").await;
+    let c = admit_for(&*store, Provider::Stripe, "evt_l3").await;
+    store.record_failure(c, "boom", None).await.unwrap();
+    let all = store
+        .list(&InboxFilter {
+            status: None,
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![c, b, a],
+        "newest first"
+    );
+    assert_eq!(all[2].event_id, "evt_l1");
+    assert_eq!(all[2].event_type, "payment_intent.succeeded");
+    assert_eq!(all[2].payment_ref.as_deref(), Some("pi_1"));
+    assert_eq!(all[2].received_at, t0());
+    let stripe = store
+        .list(&InboxFilter {
+            status: None,
+            provider: Some(Provider::Stripe),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stripe.iter().map(|e| e.id).collect::<Vec<_>>(), vec![c, a]);
+    let pending_stripe = InboxFilter {
+        status: Some(InboxStatus::Pending),
+        provider: Some(Provider::Stripe),
+        limit: 10,
+    };
+    assert_eq!(
+        store
+            .list(&pending_stripe)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![a]
+    );
+    assert_eq!(
+        store
+            .list(&InboxFilter {
+                status: None,
+                provider: None,
+                limit: 1
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn replays_failed_dead_and_processed_events_but_not_pending_ones<S: Store>(
+    store: Arc<S>,
+) {
+    let now = t0() + Duration::seconds(1);
+    let dead = admit(&*store, "evt_dead").await;
+    let pending = admit(&*store, "evt_pending").await;
+    let claimed = store
+        .claim_due(now, 1, now + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, dead);
+    store.record_failure(dead, "gave up", None).await.unwrap();
+
+    assert_eq!(
+        store.replay(pending, now).await.unwrap(),
+        Replay::AlreadyPending
+    );
+    assert_eq!(
+        store.replay(InboxId(999_999), now).await.unwrap(),
+        Replay::NotFound
+    );
+    let later = now + Duration::seconds(5);
+    assert_eq!(store.replay(dead, later).await.unwrap(), Replay::Requeued);
+    let due = store
+        .claim_due(later, 10, later + Duration::seconds(60))
+        .await
+        .unwrap();
+    let replayed = due
+        .iter()
+        .find(|c| c.id == dead)
+        .expect("the replayed event is due again");
+    assert_eq!(
+        replayed.attempts, 0,
+        "a replay starts a fresh set of attempts"
+    );
+
+    // Processed events can be replayed too (the state machine makes that harmless).
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let app = payment.apply(&replayed.event, later);
+    store.commit_application(dead, &app).await.unwrap();
+    let after = later + Duration::seconds(120);
+    assert_eq!(store.replay(dead, after).await.unwrap(), Replay::Requeued);
+
+    let gone = admit(&*store, "evt_gone").await;
+    let other = admit_for(&*store, Provider::Xendit, "evt_other").await;
+    let all_due = store
+        .claim_due(after, 10, after + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(all_due.len() >= 3);
+    for id in [gone, other, pending, dead] {
+        store.record_failure(id, "down", None).await.unwrap();
+    }
+    let stripe_only = store
+        .replay_all(InboxStatus::Dead, Some(Provider::Stripe), after)
+        .await
+        .unwrap();
+    assert_eq!(stripe_only, 3, "only the dead Stripe events");
+    assert_eq!(
+        store
+            .replay_all(InboxStatus::Dead, None, after)
+            .await
+            .unwrap(),
+        1,
+        "then the Xendit one"
+    );
+    assert_eq!(
+        store
+            .replay_all(InboxStatus::Pending, None, after)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn releases_leases_of_stopped_and_crashed_workers<S: Store>(store: Arc<S>) {
+    let a = admit(&*store, "evt_r1").await;
+    let b = admit(&*store, "evt_r2").await;
+    let now = t0() + Duration::seconds(1);
+    let lease = now + Duration::seconds(60);
+    assert_eq!(store.claim_due(now, 10, lease).await.unwrap().len(), 2);
+    assert_eq!(store.release(&[a]).await.unwrap(), 1);
+    let again = store.claim_due(now, 10, lease).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![a],
+        "a released event is due at once"
+    );
+    assert_eq!(
+        store.release_expired_leases(now).await.unwrap(),
+        0,
+        "leases still running are kept"
+    );
+    assert_eq!(
+        store
+            .release_expired_leases(lease + Duration::seconds(1))
+            .await
+            .unwrap(),
+        2
+    );
+    let both = store.claim_due(now, 10, lease).await.unwrap();
+    assert_eq!(both.iter().map(|c| c.id).collect::<Vec<_>>(), vec![a, b]);
+}
+
+pub async fn counts_events_by_status<S: Store>(store: Arc<S>) {
+    admit(&*store, "evt_c1").await;
+    let dead = admit(&*store, "evt_c2").await;
+    admit(&*store, "evt_c3").await;
+    store.record_failure(dead, "x", None).await.unwrap();
+    let mut depth = store.depth().await.unwrap();
+    depth.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        depth,
+        vec![(InboxStatus::Dead, 1), (InboxStatus::Pending, 2)]
+    );
+}
+
+pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let inbox = admit(&*store, "evt_paid").await;
+    let now = t0() + Duration::seconds(1);
+    let app = payment.apply(&event("evt_paid", "pi_1", PaymentChange::paid(None)), now);
+    store.commit_application(inbox, &app).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+
+    let lease = now + Duration::seconds(30);
+    let first = store.claim_unpublished(now, 10, lease).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].topic, "payment.paid");
+    assert_eq!(first[0].payload, app.publications[0].payload);
+    assert!(
+        store
+            .claim_unpublished(now, 10, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to one relay"
+    );
+    // The relay died before marking it: once the lease ends it is delivered again.
+    let redelivered = store
+        .claim_unpublished(
+            lease + Duration::seconds(1),
+            10,
+            lease + Duration::seconds(31),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        redelivered.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![first[0].id]
+    );
+
+    let id = first[0].id;
+    let retry_at = lease + Duration::seconds(100);
+    store
+        .record_publish_failure(id, "subscriber down", retry_at)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_unpublished(retry_at - Duration::seconds(1), 10, retry_at)
+        .await
+        .unwrap()
+        .is_empty());
+    let retried = store
+        .claim_unpublished(retry_at, 10, retry_at + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(retried[0].attempts, 1);
+    store.mark_published(id, retry_at).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 0);
+    let much_later = retry_at + Duration::days(1);
+    assert!(store
+        .claim_unpublished(much_later, 10, much_later)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn answers_health_checks<S: Store>(store: Arc<S>) {
