@@ -32,9 +32,7 @@ async fn an_unmigrated_sqlite_file_is_refused_when_auto_migrate_is_off() {
 
 async fn starts_ready_on_a_fresh_store(backend: Backend, overrides: &[(&str, &str)]) {
     let db = TestStore::create(backend).await;
-    let app = Application::build(settings(db.url(), overrides))
-        .await
-        .unwrap();
+    let app = Application::build(settings(db.url(), overrides)).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let ready = reqwest::get(format!("{address}/readyz")).await.unwrap();
@@ -53,11 +51,7 @@ async fn auto_migrate_prepares_a_fresh_postgres_database() {
     if !postgres_available().await {
         return;
     }
-    starts_ready_on_a_fresh_store(
-        Backend::Postgres,
-        &[("PAYHOOK__DATABASE__AUTO_MIGRATE", "true")],
-    )
-    .await;
+    starts_ready_on_a_fresh_store(Backend::Postgres, &[("PAYHOOK__DATABASE__AUTO_MIGRATE", "true")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,7 @@ async fn accepted_event_is_logged_stored_and_applied(backend: Backend) {
     let res = app.post_stripe(&body, Some(&signature)).await;
     assert_eq!(res.status(), 200);
     let reply: Value = res.json().await.unwrap();
-    assert_eq!(
-        reply,
-        json!({ "status": "accepted", "event_id": "evt_accept_1" })
-    );
+    assert_eq!(reply, json!({ "status": "accepted", "event_id": "evt_accept_1" }));
 
     // Forensic row: verbatim body, redacted signature, primary fields, outcome.
     let logs = app.logs().await;
@@ -35,21 +32,11 @@ async fn accepted_event_is_logged_stored_and_applied(backend: Backend) {
     let log = &logs[0];
     assert_eq!(log.raw_body.0, body, "raw body stored byte for byte");
     assert_eq!(
-        (
-            log.provider.as_str(),
-            log.method.as_str(),
-            log.path.as_str()
-        ),
+        (log.provider.as_str(), log.method.as_str(), log.path.as_str()),
         ("stripe", "POST", "/webhooks/stripe")
     );
-    assert_eq!(
-        log.header("stripe-signature").as_deref(),
-        Some("[redacted]")
-    );
-    assert_eq!(
-        log.header("content-type").as_deref(),
-        Some("application/json")
-    );
+    assert_eq!(log.header("stripe-signature").as_deref(), Some("[redacted]"));
+    assert_eq!(log.header("content-type").as_deref(), Some("application/json"));
     assert!(
         !log.headers.0.to_string().contains(&signature[10..]),
         "signature leaked into stored headers"
@@ -71,15 +58,13 @@ async fn accepted_event_is_logged_stored_and_applied(backend: Backend) {
     );
 
     // The worker creates the unseen PaymentIntent's payment and applies the event.
-    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed' AND result = 'applied'", 1)
-        .await;
+    app.wait_for_count(
+        "SELECT count(*) AS n FROM webhook_events WHERE status = 'processed' AND result = 'applied'",
+        1,
+    )
+    .await;
     let id = app.payment_id("pi_accept_1").await;
-    let payment: Value = app
-        .get(&format!("/payments/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
     assert_eq!(payment["status"], "paid");
     assert_eq!(payment["amount"], 2000);
     assert_eq!(payment["currency"], "USD");
@@ -119,14 +104,8 @@ async fn bad_signature_is_401_logged_and_not_stored(backend: Backend) {
         (Some(401), Some("invalid_signature"))
     );
     assert_eq!(logs[0].raw_body.0, body);
-    assert_eq!(
-        logs[0].header("stripe-signature").as_deref(),
-        Some("[redacted]")
-    );
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        0
-    );
+    assert_eq!(logs[0].header("stripe-signature").as_deref(), Some("[redacted]"));
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0);
 }
 
 async fn expired_signature_is_401(backend: Backend) {
@@ -142,9 +121,7 @@ async fn expired_signature_is_401(backend: Backend) {
 
 async fn missing_signature_header_is_401(backend: Backend) {
     let app = spawn_app(backend).await;
-    let res = app
-        .post_stripe(&succeeded("evt_nosig", "pi_nosig"), None)
-        .await;
+    let res = app.post_stripe(&succeeded("evt_nosig", "pi_nosig"), None).await;
     assert_eq!(res.status(), 401);
     let err: Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "missing_signature");
@@ -157,7 +134,10 @@ async fn missing_signature_header_is_401(backend: Backend) {
 
 async fn malformed_json_with_valid_signature_is_400(backend: Backend) {
     let app = spawn_app(backend).await;
-    for body in [&b"{\"id\": \"evt_broken\", "[..], b"{\"id\":\"evt_x\",\"type\":\"payment_intent.succeeded\",\"created\":1,\"data\":{\"object\":{\"id\":\"pi\"}}}"] {
+    for body in [
+        &b"{\"id\": \"evt_broken\", "[..],
+        b"{\"id\":\"evt_x\",\"type\":\"payment_intent.succeeded\",\"created\":1,\"data\":{\"object\":{\"id\":\"pi\"}}}",
+    ] {
         let res = app.deliver(body).await;
         assert_eq!(res.status(), 400);
         let err: Value = res.json().await.unwrap();
@@ -173,19 +153,11 @@ async fn malformed_json_with_valid_signature_is_400(backend: Backend) {
         assert!(log.processing_error.is_some());
     }
     assert_eq!(logs[0].raw_body.0, b"{\"id\": \"evt_broken\", ");
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0);
 }
 
 async fn body_over_the_limit_is_413(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[("PAYHOOK__SERVER__MAX_BODY_BYTES", "4096")],
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_with(backend, &[("PAYHOOK__SERVER__MAX_BODY_BYTES", "4096")], Vec::new()).await;
     let mut object = payment_intent("pi_big", "succeeded", 100, 100);
     object["description"] = json!("x".repeat(5000));
     let body = stripe_event("evt_big", "payment_intent.succeeded", now_unix(), object);
@@ -199,10 +171,7 @@ async fn body_over_the_limit_is_413(backend: Backend) {
         (Some(413), Some("payload_too_large"))
     );
     assert!(logs[0].raw_body.0.len() <= 4096);
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0);
 }
 
 async fn unknown_provider_is_404_and_logged(backend: Backend) {
@@ -227,12 +196,7 @@ async fn unknown_provider_is_404_and_logged(backend: Backend) {
 }
 
 async fn disabled_stripe_is_404_provider_disabled_and_logged(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "false")],
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_with(backend, &[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "false")], Vec::new()).await;
     let res = app.deliver(&succeeded("evt_disabled", "pi_disabled")).await;
     assert_eq!(res.status(), 404);
     let err: Value = res.json().await.unwrap();
@@ -242,10 +206,7 @@ async fn disabled_stripe_is_404_provider_disabled_and_logged(backend: Backend) {
         (logs[0].http_status, logs[0].processing_result.as_deref()),
         (Some(404), Some("provider_disabled"))
     );
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0);
 }
 
 async fn wrong_method_is_405_and_logged(backend: Backend) {
@@ -253,10 +214,7 @@ async fn wrong_method_is_405_and_logged(backend: Backend) {
     let res = app.get("/webhooks/stripe").await;
     assert_eq!(res.status(), 405);
     let logs = app.logs().await;
-    assert_eq!(
-        (logs[0].method.as_str(), logs[0].http_status),
-        ("GET", Some(405))
-    );
+    assert_eq!((logs[0].method.as_str(), logs[0].http_status), ("GET", Some(405)));
 }
 
 async fn unhandled_event_type_is_acknowledged_as_ignored(backend: Backend) {
@@ -279,10 +237,7 @@ async fn unhandled_event_type_is_acknowledged_as_ignored(backend: Backend) {
         (logs[0].http_status, logs[0].processing_result.as_deref()),
         (Some(200), Some("unhandled_event_type"))
     );
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0);
 }
 
 async fn duplicate_event_is_acknowledged_once(backend: Backend) {
@@ -293,14 +248,8 @@ async fn duplicate_event_is_acknowledged_once(backend: Backend) {
     assert_eq!(second_res.status(), 200);
     let second: Value = second_res.json().await.unwrap();
     assert_eq!(first["status"], "accepted");
-    assert_eq!(
-        second,
-        json!({ "status": "duplicate", "event_id": "evt_dup" })
-    );
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        1
-    );
+    assert_eq!(second, json!({ "status": "duplicate", "event_id": "evt_dup" }));
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 1);
     let results: Vec<_> = app
         .logs()
         .await
@@ -322,10 +271,7 @@ async fn twenty_concurrent_deliveries_make_one_inbox_row_and_one_change(backend:
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM webhook_events").await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 1);
     assert_eq!(
         app.count("SELECT count(*) AS n FROM webhook_logs WHERE processing_result = 'accepted'")
             .await,
@@ -336,11 +282,8 @@ async fn twenty_concurrent_deliveries_make_one_inbox_row_and_one_change(backend:
             .await,
         19
     );
-    app.wait_for_count(
-        "SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'",
-        1,
-    )
-    .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
+        .await;
     assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
     assert_eq!(
         app.count("SELECT count(*) AS n FROM payment_status_history WHERE applied")
@@ -366,33 +309,19 @@ async fn late_failure_does_not_regress_paid_payment(backend: Backend) {
         payment_intent("pi_ooo", "requires_payment_method", 900, 0),
     );
     assert_eq!(app.deliver(&success).await.status(), 200);
-    app.wait_for_count(
-        "SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'",
-        1,
-    )
-    .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
+        .await;
     assert_eq!(app.deliver(&older_failure).await.status(), 200);
-    app.wait_for_count(
-        "SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'",
-        2,
-    )
-    .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 2)
+        .await;
 
     let id = app.payment_id("pi_ooo").await;
-    let payment: Value = app
-        .get(&format!("/payments/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
     assert_eq!(payment["status"], "paid");
     let history = payment["history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(
-        (
-            history[1]["to_status"].as_str(),
-            history[1]["applied"].as_bool()
-        ),
+        (history[1]["to_status"].as_str(), history[1]["applied"].as_bool()),
         (Some("failed"), Some(false))
     );
     assert_eq!(
@@ -427,18 +356,10 @@ async fn refund_and_dispute_follow_the_payment(backend: Backend) {
                 "status": "needs_response", "charge": "ch_rd", "payment_intent": "pi_rd" }),
     ))
     .await;
-    app.wait_for_count(
-        "SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'",
-        3,
-    )
-    .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 3)
+        .await;
     let id = app.payment_id("pi_rd").await;
-    let payment: Value = app
-        .get(&format!("/payments/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
     assert_eq!(payment["status"], "partially_refunded");
     assert_eq!(payment["refunded_amount"], 500);
     assert_eq!(payment["dispute_status"], "open");
@@ -446,10 +367,7 @@ async fn refund_and_dispute_follow_the_payment(backend: Backend) {
 
 async fn payments_endpoint_answers_404_for_unknown_or_invalid_ids(backend: Backend) {
     let app = spawn_app(backend).await;
-    for path in [
-        "/payments/6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10",
-        "/payments/not-a-uuid",
-    ] {
+    for path in ["/payments/6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10", "/payments/not-a-uuid"] {
         let res = app.get(path).await;
         assert_eq!(res.status(), 404);
         let err: Value = res.json().await.unwrap();
@@ -475,7 +393,9 @@ async fn unreachable_postgres_gives_503_so_the_provider_retries() {
     let url = "postgres://postgres@127.0.0.1:9/nothing";
     let settings = settings(url, &[]);
     let stores = payhook_app::Stores::from_one(payhook_postgres::PgStore::connect(url, 2).unwrap());
-    let app = payhook_app::Application::build_with(settings, stores, Vec::new()).unwrap();
+    let app = payhook_app::Application::build_with(settings, stores, Vec::new())
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
@@ -490,11 +410,7 @@ async fn unreachable_postgres_gives_503_so_the_provider_retries() {
     assert_eq!(res.status(), 503);
     let err: Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "store_unavailable");
-    let ready = client
-        .get(format!("{address}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = client.get(format!("{address}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
 }
 
@@ -538,10 +454,7 @@ async fn a_panic_still_leaves_a_forensic_row_and_a_json_500(backend: Backend) {
         (logs[0].http_status, logs[0].processing_result.as_deref()),
         (Some(500), Some("internal_error"))
     );
-    assert_eq!(
-        logs[0].header("x-callback-token").as_deref(),
-        Some("[redacted]")
-    );
+    assert_eq!(logs[0].header("x-callback-token").as_deref(), Some("[redacted]"));
     assert_eq!(logs[0].raw_body.0, b"{\"id\":\"cb_panic\"}");
 }
 

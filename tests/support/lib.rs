@@ -56,10 +56,7 @@ macro_rules! on_every_store {
 /// A fresh, empty database of either kind, removed when dropped.
 pub enum TestStore {
     Postgres(TestDb),
-    Sqlite {
-        url: String,
-        dir: std::path::PathBuf,
-    },
+    Sqlite { url: String, dir: std::path::PathBuf },
 }
 
 impl TestStore {
@@ -67,8 +64,7 @@ impl TestStore {
         match backend {
             Backend::Postgres => Self::Postgres(TestDb::create().await),
             Backend::Sqlite => {
-                let dir = std::env::temp_dir()
-                    .join(format!("payhook-e2e-{}", uuid::Uuid::new_v4().simple()));
+                let dir = std::env::temp_dir().join(format!("payhook-e2e-{}", uuid::Uuid::new_v4().simple()));
                 let url = format!("sqlite://{}/payhook.db", dir.display());
                 Self::Sqlite { url, dir }
             }
@@ -127,11 +123,7 @@ pub fn settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    env.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Settings::load(None, Some(env)).unwrap()
 }
 
@@ -157,7 +149,7 @@ pub async fn spawn_app_with(
     overrides.push(("PAYHOOK__DATABASE__AUTO_MIGRATE", "true"));
     let settings = settings(store.url(), &overrides);
     let stores = payhook_app::Stores::open(&settings).await.unwrap();
-    let app = Application::build_with(settings, stores, extra_sources).unwrap();
+    let app = Application::build_with(settings, stores, extra_sources).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -186,11 +178,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .unwrap()
+        self.client.get(format!("{}{path}", self.address)).send().await.unwrap()
     }
 
     pub async fn logs(&self) -> Vec<LogRow> {
@@ -226,12 +214,7 @@ impl TestApp {
             #[diesel(sql_type = Nullable<Text>)]
             v: Option<String>,
         }
-        self.store
-            .rows::<One>(sql)
-            .await
-            .into_iter()
-            .next()
-            .and_then(|r| r.v)
+        self.store.rows::<One>(sql).await.into_iter().next().and_then(|r| r.v)
     }
 
     /// The id of the payment with this provider reference.
@@ -328,12 +311,7 @@ pub fn sign(body: &[u8]) -> String {
 }
 
 /// A Stripe event envelope around `object`.
-pub fn stripe_event(
-    id: &str,
-    event_type: &str,
-    created: i64,
-    object: serde_json::Value,
-) -> Vec<u8> {
+pub fn stripe_event(id: &str, event_type: &str, created: i64, object: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "id": id, "object": "event", "type": event_type, "created": created,
         "livemode": false, "api_version": "2024-06-20", "pending_webhooks": 1,

@@ -30,6 +30,7 @@ enum Command {
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
+    crate::startup::install_crypto_provider();
     let result = match Settings::load(cli.config.as_deref(), None) {
         Ok(settings) => match cli.command {
             Command::Serve => serve(settings).await,

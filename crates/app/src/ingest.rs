@@ -3,12 +3,11 @@
 //! included). Authentication and parsing are pure, so they run first and the
 //! forensic row, its outcome and the inbox row are one transaction.
 
+use crate::fallback::FallbackLog;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, Clock, ForensicLog, StoreError, WebhookInbox};
 use payhook_domain::source::{AuthError, Delivery, Parsed, WebhookSource};
-use payhook_domain::{
-    Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest,
-};
+use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -51,6 +50,16 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The `processing_result` this reply stands for (a metrics label).
+    pub fn result(&self) -> &'static str {
+        match self {
+            Reply::Accepted { .. } => ProcessingResult::Accepted.as_str(),
+            Reply::Duplicate { .. } => ProcessingResult::Duplicate.as_str(),
+            Reply::Ignored { reason, .. } => reason.as_str(),
+            Reply::Rejected { code, .. } => code.as_str(),
+        }
+    }
+
     fn rejected(outcome: &Outcome) -> Self {
         Reply::Rejected {
             status: outcome.http_status,
@@ -65,10 +74,7 @@ impl Reply {
 
 enum Verdict {
     Admit(Box<WebhookEvent>),
-    Ignore {
-        event_id: Option<String>,
-        reason: String,
-    },
+    Ignore { event_id: Option<String>, reason: String },
     Reject(Outcome),
 }
 
@@ -87,6 +93,8 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     /// Wakes the worker when an event is accepted, so it need not wait for its poll.
     accepted: Arc<Notify>,
+    /// Takes forensic records the store refused, when enabled.
+    fallback: Option<FallbackLog>,
 }
 
 impl IngestService {
@@ -96,6 +104,7 @@ impl IngestService {
         inbox: Arc<dyn WebhookInbox>,
         clock: Arc<dyn Clock>,
         accepted: Arc<Notify>,
+        fallback: Option<FallbackLog>,
     ) -> Self {
         let sources = sources.into_iter().map(|s| (s.provider(), s)).collect();
         Self {
@@ -104,10 +113,20 @@ impl IngestService {
             inbox,
             clock,
             accepted,
+            fallback,
         }
     }
 
     pub async fn receive(&self, inbound: Inbound) -> Reply {
+        // Only real provider names become labels: the path segment is caller-chosen.
+        let provider = inbound.provider.parse::<Provider>().map_or("unknown", |p| p.as_str());
+        let reply = self.handle(inbound).await;
+        metrics::counter!("payhook_webhooks_received_total", "provider" => provider, "result" => reply.result())
+            .increment(1);
+        reply
+    }
+
+    async fn handle(&self, inbound: Inbound) -> Reply {
         let received_at = self.clock.now();
         let mut request = WebhookRequest::new(
             &inbound.provider,
@@ -125,20 +144,16 @@ impl IngestService {
             body: &inbound.body,
             received_at,
         };
-        let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.classify(&inbound, &delivery)
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(provider = %inbound.provider, "panic while classifying a webhook");
-            (
-                reject(500, ProcessingResult::InternalError, "internal error"),
-                PrimaryFields::default(),
-            )
-        });
+        let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| self.classify(&inbound, &delivery)))
+            .unwrap_or_else(|_| {
+                tracing::error!(provider = %inbound.provider, "panic while classifying a webhook");
+                (
+                    reject(500, ProcessingResult::InternalError, "internal error"),
+                    PrimaryFields::default(),
+                )
+            });
         request.primary = primary;
-        let reply = AssertUnwindSafe(self.settle(&request, verdict))
-            .catch_unwind()
-            .await;
+        let reply = AssertUnwindSafe(self.settle(&request, verdict)).catch_unwind().await;
         match reply {
             Ok(reply) => reply,
             Err(_) => {
@@ -156,10 +171,7 @@ impl IngestService {
     /// Everything that needs no I/O: size, provider, method, authenticity, parsing.
     fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields) {
         if inbound.oversized {
-            let msg = format!(
-                "request body exceeds the limit of {} bytes",
-                inbound.body.len()
-            );
+            let msg = format!("request body exceeds the limit of {} bytes", inbound.body.len());
             return (
                 reject(413, ProcessingResult::PayloadTooLarge, msg),
                 PrimaryFields::default(),
@@ -181,14 +193,8 @@ impl IngestService {
         };
         let primary = source.primary_fields(delivery.body);
         if !source.accepts_method(&inbound.method) {
-            let msg = format!(
-                "{provider} webhooks are not delivered with {}",
-                inbound.method
-            );
-            return (
-                reject(405, ProcessingResult::MethodNotAllowed, msg),
-                primary,
-            );
+            let msg = format!("{provider} webhooks are not delivered with {}", inbound.method);
+            return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary);
         }
         if let Err(e) = source.authenticate(delivery) {
             let verdict = match e {
@@ -214,12 +220,12 @@ impl IngestService {
                     result: ProcessingResult::UnhandledEventType,
                     error: Some(reason),
                 };
-                match self.forensic.record(request, &outcome).await {
-                    Ok(_) => Reply::Ignored {
+                match self.keep(request, &outcome).await {
+                    Ok(()) => Reply::Ignored {
                         event_id,
                         reason: outcome.result,
                     },
-                    Err(e) => self.unavailable(request, &e),
+                    Err(()) => self.unavailable(),
                 }
             }
             Verdict::Admit(event) => {
@@ -246,8 +252,8 @@ impl IngestService {
 
     /// Records a rejected request with its outcome and answers with that outcome.
     async fn record(&self, request: &WebhookRequest, outcome: Outcome) -> Reply {
-        match self.forensic.record(request, &outcome).await {
-            Ok(_) => {
+        match self.keep(request, &outcome).await {
+            Ok(()) => {
                 tracing::info!(
                     provider = %request.provider,
                     status = outcome.http_status,
@@ -256,14 +262,29 @@ impl IngestService {
                 );
                 Reply::rejected(&outcome)
             }
-            Err(e) => self.unavailable(request, &e),
+            Err(()) => self.unavailable(),
         }
+    }
+
+    /// Writes the forensic record to the store, else to the fallback file if enabled.
+    /// `Err` when neither took it.
+    async fn keep(&self, request: &WebhookRequest, outcome: &Outcome) -> Result<(), ()> {
+        let error: StoreError = match self.forensic.record(request, outcome).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        tracing::error!(%error, provider = %request.provider, "forensic log write failed");
+        let Some(fallback) = &self.fallback else {
+            return Err(());
+        };
+        fallback.append(request, outcome).await.map_err(|e| {
+            tracing::error!(error = %e, "fallback log write failed too");
+        })
     }
 
     /// Not even the forensic log took the request: ask the provider to retry, so
     /// nothing is acknowledged that was not recorded.
-    fn unavailable(&self, request: &WebhookRequest, error: &StoreError) -> Reply {
-        tracing::error!(%error, provider = %request.provider, "forensic log write failed");
+    fn unavailable(&self) -> Reply {
         Reply::Rejected {
             status: 503,
             code: ProcessingResult::StoreUnavailable,

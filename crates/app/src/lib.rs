@@ -2,11 +2,15 @@
 //! adapter, the worker, configuration, and the wiring that only this crate does:
 //! it is the one crate that knows every adapter.
 
+pub mod bus;
 pub mod cli;
 pub mod clock;
+pub mod fallback;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod processing;
+pub mod relay;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{ClaimedEvent, Clock, PaymentStore, StoreError, WebhookInbox};
-use payhook_domain::{NewPayment, Payment, PaymentId, ProcessingResult, WebhookEvent};
+use payhook_domain::{InboxId, NewPayment, Payment, PaymentId, ProcessingResult, WebhookEvent};
 use rand::Rng;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 /// How often a commit may lose a race with another worker before the event is retried later.
@@ -37,24 +38,24 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// When to try again after the `attempts`-th failure, or `None` when it was the last.
-    /// `min(max, base · 2^(attempts-1))`, then ±20 % jitter so retries of a burst spread out.
-    pub fn next_attempt(
-        &self,
-        attempts: i32,
-        now: DateTime<Utc>,
-        jitter: f64,
-    ) -> Option<DateTime<Utc>> {
-        if attempts >= self.max_attempts {
-            return None;
-        }
-        let exp = u32::try_from(attempts.saturating_sub(1))
-            .unwrap_or(0)
-            .min(30);
+    pub fn next_attempt(&self, attempts: i32, now: DateTime<Utc>, jitter: f64) -> Option<DateTime<Utc>> {
+        (attempts < self.max_attempts).then(|| self.backoff(attempts, now, jitter))
+    }
+
+    /// `now + min(max, base · 2^(attempts-1))`, with ±20 % jitter so the retries of a
+    /// burst spread out instead of arriving together.
+    pub fn backoff(&self, attempts: i32, now: DateTime<Utc>, jitter: f64) -> DateTime<Utc> {
+        let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(30);
         let raw = self.backoff_base.saturating_mul(2u32.saturating_pow(exp));
         let capped = raw.min(self.backoff_max);
         let jittered = capped.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0));
-        Some(now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX))
+        now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX)
     }
+}
+
+/// A jitter factor in [-0.2, 0.2] for [`RetryPolicy::backoff`].
+pub fn jitter() -> f64 {
+    rand::rng().random_range(-0.2..=0.2)
 }
 
 pub struct Processor {
@@ -63,6 +64,10 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     lease: Duration,
+    /// Wakes the outbox relay when a commit wrote domain events.
+    published: Arc<Notify>,
+    /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
+    in_flight: Mutex<HashSet<InboxId>>,
 }
 
 impl Processor {
@@ -72,6 +77,7 @@ impl Processor {
         clock: Arc<dyn Clock>,
         policy: RetryPolicy,
         lease: Duration,
+        published: Arc<Notify>,
     ) -> Self {
         Self {
             inbox,
@@ -79,21 +85,34 @@ impl Processor {
             clock,
             policy,
             lease,
+            published,
+            in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Gives back the leases of events this worker claimed and did not finish (it was
+    /// stopped mid-batch), so another worker takes them at once.
+    pub async fn release_unfinished(&self) -> Result<u64, StoreError> {
+        let ids: Vec<InboxId> = self.in_flight_guard().drain().collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.inbox.release(&ids).await
+    }
+
+    fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashSet<InboxId>> {
+        // A panic while holding this lock leaves a set that is still valid.
+        self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Claims one batch and processes it, `concurrency` events at a time. Returns how
     /// many events were claimed.
-    pub async fn run_batch(
-        &self,
-        batch_size: u32,
-        concurrency: usize,
-    ) -> Result<usize, StoreError> {
+    pub async fn run_batch(&self, batch_size: u32, concurrency: usize) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let lease_until =
-            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = self.inbox.claim_due(now, batch_size, lease_until).await?;
         let count = claimed.len();
+        self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
         futures_util::stream::iter(claimed)
             .for_each_concurrent(concurrency, |event| self.handle(event))
             .await;
@@ -102,25 +121,26 @@ impl Processor {
 
     async fn handle(&self, claimed: ClaimedEvent) {
         let id = claimed.id;
-        match self.apply(&claimed).await {
+        let started = Instant::now();
+        let outcome = self.apply(&claimed).await;
+        metrics::histogram!("payhook_processing_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("payhook_processing_attempts_total", "outcome" => if outcome.is_ok() { "applied" } else { "failed" })
+            .increment(1);
+        match outcome {
             Ok(result) => {
                 tracing::debug!(inbox_id = %id, event_id = %claimed.event.event_id, result = result.as_str(), "event applied");
             }
             Err(error) => {
                 let attempts = claimed.attempts + 1;
-                let jitter = rand::rng().random_range(-0.2..=0.2);
-                let retry_at = self.policy.next_attempt(attempts, self.clock.now(), jitter);
+                let retry_at = self.policy.next_attempt(attempts, self.clock.now(), jitter());
                 tracing::warn!(inbox_id = %id, attempts, dead = retry_at.is_none(), %error, "event not applied");
-                if let Err(e) = self
-                    .inbox
-                    .record_failure(id, &error.to_string(), retry_at)
-                    .await
-                {
+                if let Err(e) = self.inbox.record_failure(id, &error.to_string(), retry_at).await {
                     // The lease runs out and the event is claimed again: nothing is lost.
                     tracing::error!(inbox_id = %id, error = %e, "could not record the failure");
                 }
             }
         }
+        self.in_flight_guard().remove(&id);
     }
 
     /// Applies one event; idempotent, since a stale or repeated event changes nothing.
@@ -129,12 +149,13 @@ impl Processor {
         let mut payment = self.payment_for(event).await?;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let application = payment.apply(event, self.clock.now());
-            match self
-                .payments
-                .commit_application(claimed.id, &application)
-                .await
-            {
-                Ok(()) => return Ok(application.result),
+            match self.payments.commit_application(claimed.id, &application).await {
+                Ok(()) => {
+                    if !application.publications.is_empty() {
+                        self.published.notify_one();
+                    }
+                    return Ok(application.result);
+                }
                 Err(StoreError::Conflict(_)) => {
                     payment = self
                         .payments
@@ -151,11 +172,7 @@ impl Processor {
     /// The event's payment; one payhook never created (an existing Stripe account
     /// pointed at payhook) is created from what the event says about it.
     async fn payment_for(&self, event: &WebhookEvent) -> Result<Payment, ProcessError> {
-        if let Some(payment) = self
-            .payments
-            .find_payment(event.provider, &event.payment)
-            .await?
-        {
+        if let Some(payment) = self.payments.find_payment(event.provider, &event.payment).await? {
             return Ok(payment);
         }
         // A payment payhook created is never re-created from an event: if its id is
@@ -184,10 +201,7 @@ impl Processor {
 fn not_found(event: &WebhookEvent) -> ProcessError {
     ProcessError::PaymentNotFound {
         provider: event.provider.to_string(),
-        reference: event
-            .payment
-            .describe()
-            .unwrap_or_else(|| "no reference".into()),
+        reference: event.payment.describe().unwrap_or_else(|| "no reference".into()),
     }
 }
 

@@ -5,8 +5,7 @@ use chrono::TimeZone;
 use mockall::predicate::eq;
 use payhook_domain::ports::{MockClock, MockPaymentStore, MockWebhookInbox};
 use payhook_domain::{
-    Currency, EventId, InboxId, Money, PaymentChange, PaymentDetails, PaymentRef, PaymentStatus,
-    Provider,
+    Currency, EventId, InboxId, Money, PaymentChange, PaymentDetails, PaymentRef, PaymentStatus, Provider,
 };
 
 fn now() -> DateTime<Utc> {
@@ -53,11 +52,7 @@ fn payment(status: PaymentStatus) -> Payment {
     }
 }
 
-fn claimed(
-    change: PaymentChange,
-    reference: PaymentRef,
-    details: Option<PaymentDetails>,
-) -> ClaimedEvent {
+fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<PaymentDetails>) -> ClaimedEvent {
     ClaimedEvent {
         id: InboxId(42),
         attempts: 0,
@@ -87,6 +82,7 @@ fn processor(inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
         clock(),
         policy(),
         Duration::from_secs(30),
+        Arc::new(Notify::new()),
     )
 }
 
@@ -124,10 +120,7 @@ async fn unknown_provider_payment_is_created_from_the_event() {
         .withf(|new| new.provider_ref.as_deref() == Some("pi_1") && new.amount == usd(500))
         .times(1)
         .returning(|_| Ok(payment(PaymentStatus::Pending)));
-    store
-        .expect_commit_application()
-        .times(1)
-        .returning(|_, _| Ok(()));
+    store.expect_commit_application().times(1).returning(|_, _| Ok(()));
     let details = PaymentDetails {
         amount: usd(500),
         description: None,
@@ -157,11 +150,7 @@ async fn a_payhook_payment_id_that_is_not_found_is_never_recreated() {
     };
     let p = processor(MockWebhookInbox::new(), store);
     let err = p
-        .apply(&claimed(
-            PaymentChange::paid(None),
-            reference,
-            Some(details),
-        ))
+        .apply(&claimed(PaymentChange::paid(None), reference, Some(details)))
         .await
         .unwrap_err();
     assert!(matches!(err, ProcessError::PaymentNotFound { .. }), "{err}");
@@ -193,10 +182,7 @@ async fn a_lost_race_is_recomputed_from_the_fresh_payment() {
         .returning(|_, _| Ok(()));
     let p = processor(MockWebhookInbox::new(), store);
     let late_failure = claimed(PaymentChange::status(PaymentStatus::Failed), by_ref(), None);
-    assert_eq!(
-        p.apply(&late_failure).await.unwrap(),
-        ProcessingResult::StaleTransition
-    );
+    assert_eq!(p.apply(&late_failure).await.unwrap(), ProcessingResult::StaleTransition);
 }
 
 #[tokio::test]
@@ -217,9 +203,7 @@ async fn failures_are_retried_with_backoff_then_dead_lettered() {
             eq(InboxId(42)),
             mockall::predicate::function(|e: &str| e.starts_with("payment_not_found")),
             mockall::predicate::function(|at: &Option<DateTime<Utc>>| {
-                at.is_some_and(|at| {
-                    at > now() && at <= now() + chrono::Duration::milliseconds(1200)
-                })
+                at.is_some_and(|at| at > now() && at <= now() + chrono::Duration::milliseconds(1200))
             }),
         )
         .times(1)
@@ -235,6 +219,20 @@ async fn failures_are_retried_with_backoff_then_dead_lettered() {
     assert_eq!(p.run_batch(10, 2).await.unwrap(), 2);
 }
 
+#[tokio::test]
+async fn events_left_unfinished_are_released_for_other_workers() {
+    let mut inbox = MockWebhookInbox::new();
+    inbox
+        .expect_release()
+        .withf(|ids| ids == [InboxId(42)])
+        .times(1)
+        .returning(|ids| Ok(ids.len() as u64));
+    let p = processor(inbox, MockPaymentStore::new());
+    p.in_flight_guard().insert(InboxId(42));
+    assert_eq!(p.release_unfinished().await.unwrap(), 1);
+    assert_eq!(p.release_unfinished().await.unwrap(), 0, "nothing left to release");
+}
+
 #[test]
 fn backoff_doubles_is_capped_and_jittered() {
     let p = RetryPolicy {
@@ -242,9 +240,7 @@ fn backoff_doubles_is_capped_and_jittered() {
         backoff_base: Duration::from_secs(1),
         backoff_max: Duration::from_secs(10),
     };
-    let delay = |attempts, jitter| {
-        (p.next_attempt(attempts, now(), jitter).unwrap() - now()).num_milliseconds()
-    };
+    let delay = |attempts, jitter| (p.next_attempt(attempts, now(), jitter).unwrap() - now()).num_milliseconds();
     assert_eq!(delay(1, 0.0), 1000);
     assert_eq!(delay(2, 0.0), 2000);
     assert_eq!(delay(3, 0.0), 4000);

@@ -22,7 +22,41 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub worker: WorkerSettings,
+    pub outbox: OutboxSettings,
+    pub fallback_log: FallbackLogSettings,
+    pub admin: AdminSettings,
+    pub notify: NotifySettings,
     pub providers: ProvidersSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// How often undelivered domain events are looked for, besides right after a commit.
+    pub sweep_interval_ms: u64,
+    pub batch_size: u32,
+    pub lease_secs: u64,
+}
+
+/// Where forensic records go when the store refuses them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FallbackLogSettings {
+    pub enabled: bool,
+    pub dir: std::path::PathBuf,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    /// Bearer token of the admin API; without one the admin API does not exist (404).
+    pub token: Option<SecretString>,
+}
+
+/// The optional outgoing webhook: every domain event POSTed to the merchant.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotifySettings {
+    pub url: Option<String>,
+    /// Standard Webhooks signing secret (`whsec_` + base64).
+    pub secret: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,10 +119,7 @@ impl Settings {
     /// Loads and validates the layered configuration. `file` is the optional
     /// operator file; `env` supplies the `PAYHOOK__…` variables (the process
     /// environment in production, a fixed map in tests).
-    pub fn load(
-        file: Option<&Path>,
-        env: Option<config::Map<String, String>>,
-    ) -> Result<Self, SettingsError> {
+    pub fn load(file: Option<&Path>, env: Option<config::Map<String, String>>) -> Result<Self, SettingsError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));
@@ -137,21 +168,28 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
         }
-        if self.worker.max_attempts < 1
-            || self.worker.concurrency == 0
-            || self.worker.batch_size == 0
-        {
-            return invalid(
-                "worker.max_attempts, worker.concurrency and worker.batch_size must be at least 1"
-                    .into(),
-            );
+        if self.worker.max_attempts < 1 || self.worker.concurrency == 0 || self.worker.batch_size == 0 {
+            return invalid("worker.max_attempts, worker.concurrency and worker.batch_size must be at least 1".into());
         }
-        if self.worker.backoff_base_ms == 0
-            || self.worker.backoff_max_ms < self.worker.backoff_base_ms
-        {
-            return invalid(
-                "worker.backoff_base_ms must be positive and at most worker.backoff_max_ms".into(),
-            );
+        if self.worker.backoff_base_ms == 0 || self.worker.backoff_max_ms < self.worker.backoff_base_ms {
+            return invalid("worker.backoff_base_ms must be positive and at most worker.backoff_max_ms".into());
+        }
+        if self.admin.token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+            return invalid("admin.token must be at least 16 characters (it guards replay of payments)".into());
+        }
+        match (&self.notify.url, &self.notify.secret) {
+            (Some(_), None) => {
+                return invalid(
+                    "notify.url is set but notify.secret is not: outgoing webhooks are always signed".into(),
+                )
+            }
+            (Some(url), Some(_)) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                return invalid(format!("notify.url must be an http(s) URL, got {url:?}"));
+            }
+            _ => {}
+        }
+        if self.fallback_log.enabled && self.fallback_log.name.trim().is_empty() {
+            return invalid("fallback_log.name must not be empty".into());
         }
         self.store_kind().map(|_| ())
     }
@@ -184,12 +222,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
     #[test]
@@ -197,13 +230,15 @@ mod tests {
         let s = Settings::load(None, env(&[])).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:8080");
         assert_eq!(s.server.max_body_bytes, 1024 * 1024);
-        assert!(
-            !s.providers.stripe.enabled,
-            "providers are disabled by default"
-        );
+        assert!(!s.providers.stripe.enabled, "providers are disabled by default");
         assert_eq!(s.providers.stripe.tolerance_secs, 300);
         assert_eq!(s.database.url.expose_secret(), "sqlite://data/payhook.db");
         assert_eq!(s.store_kind().unwrap(), StoreKind::Sqlite);
+        assert!(!s.fallback_log.enabled, "no fallback file unless asked for");
+        assert_eq!(s.fallback_log.dir, std::path::PathBuf::from("./logs"));
+        assert_eq!(s.fallback_log.name, "payhook-webhook-fallback");
+        assert!(s.admin.token.is_none(), "admin API off by default");
+        assert!(s.notify.url.is_none());
     }
 
     #[test]
@@ -214,10 +249,7 @@ mod tests {
                 ("PAYHOOK__DATABASE__URL", "postgres://u@h/db"),
                 ("PAYHOOK__SERVER__MAX_BODY_BYTES", "2048"),
                 ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
-                (
-                    "PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS",
-                    "whsec_a,whsec_b",
-                ),
+                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_a,whsec_b"),
             ]),
         )
         .unwrap();
@@ -235,21 +267,25 @@ mod tests {
 
     #[test]
     fn enabled_stripe_without_secret_is_a_start_up_error() {
-        let err = Settings::load(
-            None,
-            env(&[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")]),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("providers.stripe.webhook_secrets"),
-            "{err}"
-        );
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")])).unwrap_err();
+        assert!(err.to_string().contains("providers.stripe.webhook_secrets"), "{err}");
+    }
+
+    #[test]
+    fn notify_url_without_secret_is_refused() {
+        let err = Settings::load(None, env(&[("PAYHOOK__NOTIFY__URL", "https://merchant.example/hooks")])).unwrap_err();
+        assert!(err.to_string().contains("notify.secret"), "{err}");
+    }
+
+    #[test]
+    fn short_admin_tokens_are_refused() {
+        assert!(Settings::load(None, env(&[("PAYHOOK__ADMIN__TOKEN", "short")])).is_err());
+        assert!(Settings::load(None, env(&[("PAYHOOK__ADMIN__TOKEN", "a-long-enough-admin-token")])).is_ok());
     }
 
     #[test]
     fn enabling_a_provider_without_adapter_is_refused() {
-        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true")]))
-            .unwrap_err();
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true")])).unwrap_err();
         assert!(err.to_string().contains("qpay"), "{err}");
     }
 
@@ -271,10 +307,7 @@ mod tests {
             env(&[
                 ("PAYHOOK__DATABASE__URL", "postgres://u:hunter2@h/db"),
                 ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
-                (
-                    "PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS",
-                    "whsec_topsecret",
-                ),
+                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_topsecret"),
             ]),
         )
         .unwrap();

@@ -1,17 +1,22 @@
-//! Builds a running payhook from `Settings`: store, providers, services, HTTP server
-//! and worker. `main` and the end-to-end tests start the same `Application`.
+//! Builds a running payhook from `Settings`: store, providers, services, HTTP server,
+//! worker and outbox relay. `main` and the end-to-end tests start the same `Application`.
 
+use crate::bus::EventBus;
 use crate::clock::SystemClock;
+use crate::fallback::FallbackLog;
 use crate::http::{routes, AppState};
 use crate::ingest::IngestService;
 use crate::processing::{run_worker, Processor, RetryPolicy};
+use crate::relay::{run_relay, OutboxRelay};
 use crate::settings::{Settings, SettingsError, StoreKind};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use payhook_domain::ports::{
-    Clock, ForensicLog, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+    Clock, EventPublisher, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::source::WebhookSource;
+use payhook_domain::OutboxMessage;
+use payhook_notify::{NotifyError, NotifyWebhook};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use payhook_stripe::{SignatureVerifier, StripeWebhooks};
@@ -19,8 +24,13 @@ use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
+
+/// How long an outgoing webhook may take before the delivery counts as failed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up spends delivering domain events left undelivered by a previous run.
+const RECONCILE_BUDGET: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -29,12 +39,11 @@ pub enum StartupError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("the database has migrations this version needs and has not applied: run `payhook migrate` first, or set database.auto_migrate = true")]
     PendingMigrations,
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 /// Every store port, served by one store.
@@ -43,6 +52,7 @@ pub struct Stores {
     pub forensic: Arc<dyn ForensicLog>,
     pub inbox: Arc<dyn WebhookInbox>,
     pub payments: Arc<dyn PaymentStore>,
+    pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
 }
 
@@ -50,13 +60,14 @@ impl Stores {
     /// Serves every port from one store (what both built-in stores do).
     pub fn from_one<S>(store: S) -> Self
     where
-        S: ForensicLog + WebhookInbox + PaymentStore + StoreHealth + 'static,
+        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static,
     {
         let store = Arc::new(store);
         Self {
             forensic: store.clone(),
             inbox: store.clone(),
             payments: store.clone(),
+            outbox: store.clone(),
             health: store,
         }
     }
@@ -64,28 +75,23 @@ impl Stores {
     /// Opens the store `database.url` names, migrating it first if configured to.
     pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
         let url = settings.database.url.expose_secret();
+        let migrate = settings.auto_migrate()?;
         match settings.store_kind()? {
             StoreKind::Postgres => {
-                if settings.auto_migrate()? {
+                if migrate {
                     PgStore::migrate(url).await?;
                 } else if PgStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(PgStore::connect(
-                    url,
-                    settings.database.pool_size,
-                )?))
+                Ok(Self::from_one(PgStore::connect(url, settings.database.pool_size)?))
             }
             StoreKind::Sqlite => {
-                if settings.auto_migrate()? {
+                if migrate {
                     SqliteStore::migrate(url).await?;
                 } else if SqliteStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(SqliteStore::connect(
-                    url,
-                    settings.database.pool_size,
-                )?))
+                Ok(Self::from_one(SqliteStore::connect(url, settings.database.pool_size)?))
             }
         }
     }
@@ -96,8 +102,7 @@ fn enabled_sources(settings: &Settings) -> Vec<Arc<dyn WebhookSource>> {
     let mut sources: Vec<Arc<dyn WebhookSource>> = Vec::new();
     let stripe = &settings.providers.stripe;
     if stripe.enabled {
-        let verifier =
-            SignatureVerifier::new(stripe.webhook_secrets.clone(), stripe.tolerance_secs);
+        let verifier = SignatureVerifier::new(stripe.webhook_secrets.clone(), stripe.tolerance_secs);
         sources.push(Arc::new(StripeWebhooks::new(verifier)));
     }
     sources
@@ -107,85 +112,124 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: JoinHandle<()>,
-    stop_worker: watch::Sender<bool>,
+    relay: JoinHandle<()>,
+    processor: Arc<Processor>,
+    stop: watch::Sender<bool>,
+    bus: EventBus,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let stores = Stores::open(&settings).await?;
-        Self::build_with(settings, stores, Vec::new())
+        Self::build_with(settings, stores, Vec::new()).await
     }
 
     /// Builds on given stores; `extra_sources` add to (or replace, per provider) the
-    /// configured webhook sources, for embedding code and tests.
-    pub fn build_with(
+    /// configured webhook sources, for embedding code and tests. Before the server
+    /// listens, leases of crashed workers are released and undelivered domain events
+    /// are delivered.
+    pub async fn build_with(
         settings: Settings,
         stores: Stores,
         extra_sources: Vec<Arc<dyn WebhookSource>>,
     ) -> Result<Self, StartupError> {
+        install_crypto_provider();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let accepted = Arc::new(Notify::new());
-        let mut sources = enabled_sources(&settings);
-        sources.extend(extra_sources);
-        let ingest = IngestService::new(
-            sources,
-            stores.forensic.clone(),
-            stores.inbox.clone(),
-            clock.clone(),
-            accepted.clone(),
-        );
-
+        let published = Arc::new(Notify::new());
         let w = &settings.worker;
         let policy = RetryPolicy {
             max_attempts: w.max_attempts,
             backoff_base: Duration::from_millis(w.backoff_base_ms),
             backoff_max: Duration::from_millis(w.backoff_max_ms),
         };
+
+        let bus = EventBus::new();
+        let mut subscribers: Vec<Arc<dyn EventPublisher>> = vec![Arc::new(bus.clone())];
+        if let (Some(url), Some(secret)) = (&settings.notify.url, &settings.notify.secret) {
+            subscribers.push(Arc::new(NotifyWebhook::new(url, secret, NOTIFY_TIMEOUT)?));
+        }
+        let relay = Arc::new(OutboxRelay::new(
+            stores.outbox.clone(),
+            subscribers,
+            clock.clone(),
+            policy.clone(),
+            settings.outbox.batch_size,
+            Duration::from_secs(settings.outbox.lease_secs),
+        ));
+        reconcile(&stores, &relay, clock.as_ref()).await;
+
+        let mut sources = enabled_sources(&settings);
+        sources.extend(extra_sources);
+        let fallback = settings
+            .fallback_log
+            .enabled
+            .then(|| FallbackLog::new(settings.fallback_log.dir.clone(), settings.fallback_log.name.clone()));
+        let ingest = IngestService::new(
+            sources,
+            stores.forensic.clone(),
+            stores.inbox.clone(),
+            clock.clone(),
+            accepted.clone(),
+            fallback,
+        );
         let processor = Arc::new(Processor::new(
             stores.inbox.clone(),
             stores.payments.clone(),
             clock,
             policy,
             Duration::from_secs(w.lease_secs),
+            published.clone(),
         ));
-        let (stop_worker, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run_worker(
-            processor,
+            processor.clone(),
             w.batch_size,
             w.concurrency,
             Duration::from_millis(w.poll_interval_ms),
-            accepted,
+            accepted.clone(),
+            stopped.clone(),
+        ));
+        let relay = tokio::spawn(run_relay(
+            relay,
+            Duration::from_millis(settings.outbox.sweep_interval_ms),
+            published,
             stopped,
         ));
 
         let state = web::Data::new(AppState {
             ingest,
             payments: stores.payments,
+            inbox: stores.inbox,
+            outbox: stores.outbox,
             health: stores.health,
             max_body_bytes: settings.server.max_body_bytes,
+            admin_token: settings.admin.token.clone(),
+            accepted,
+            metrics: crate::metrics::handle(),
         });
         let addr = settings.server.bind.clone();
-        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
+        let bind_error = |source| StartupError::Bind {
             addr: addr.clone(),
             source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: addr.clone(),
-                source,
-            })?
-            .port();
+        };
+        let listener = TcpListener::bind(&addr).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .listen(listener)
-            .map_err(|source| StartupError::Bind { addr, source })?
+            .map_err(bind_error)?
             .shutdown_timeout(settings.server.shutdown_timeout_secs)
             .run();
         Ok(Self {
             port,
             server,
             worker,
-            stop_worker,
+            relay,
+            processor,
+            stop,
+            bus,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -193,14 +237,62 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT: the server stops accepting and finishes in-flight
-    /// requests, then the worker finishes its batch.
+    /// Domain events as they are delivered, for code in the same process.
+    pub fn subscribe(&self) -> broadcast::Receiver<OutboxMessage> {
+        self.bus.subscribe()
+    }
+
+    /// Serves until SIGTERM/SIGINT. Then: the server stops accepting and finishes
+    /// in-flight requests; the worker finishes its batch and the relay its delivery,
+    /// within `server.shutdown_timeout_secs`; whatever the worker had not finished by
+    /// then is released for other instances.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        let _ = self.stop_worker.send(true);
-        if let Err(e) = self.worker.await {
-            tracing::error!(error = %e, "worker task failed");
+        let _ = self.stop.send(true);
+        let stopped = tokio::time::timeout(self.shutdown_timeout, async {
+            let _ = self.worker.await;
+            let _ = self.relay.await;
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!("worker did not finish its batch in time; releasing its events");
         }
+        match self.processor.release_unfinished().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "released unfinished events"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not release unfinished events; their leases will expire")
+            }
+        }
+        tracing::info!("payhook stopped");
         served
+    }
+}
+
+/// One TLS crypto provider for the whole process, ring (see DEPENDENCIES.md): every
+/// HTTPS client payhook builds (reqwest is compiled without a provider) uses it. An
+/// embedding program that installed its own keeps it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Start-up reconciliation: events leased by workers that died are due again, and
+/// domain events committed but never delivered are delivered (within a time budget;
+/// the relay goes on with the rest while serving).
+async fn reconcile(stores: &Stores, relay: &OutboxRelay, clock: &dyn Clock) {
+    match stores.inbox.release_expired_leases(clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "released expired leases of stopped workers"),
+        Err(e) => tracing::warn!(error = %e, "could not release expired leases"),
+    }
+    let deliver = async {
+        while let Ok(n) = relay.run_once().await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(RECONCILE_BUDGET, deliver).await.is_err() {
+        tracing::warn!("undelivered domain events remain after start-up; the relay goes on with them");
     }
 }

@@ -77,9 +77,6 @@ impl PaymentChange {
     }
 
     pub fn status(to: PaymentStatus) -> Self {
-        Self::Status {
-            to,
-            paid_amount: None,
-        }
+        Self::Status { to, paid_amount: None }
     }
 }

@@ -50,10 +50,7 @@ impl WebhookRequest {
             method: method.to_owned(),
             path: path.to_owned(),
             query: redact_query(query),
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| redact_header(n, v))
-                .collect(),
+            headers: headers.into_iter().map(|(n, v)| redact_header(n, v)).collect(),
             body,
             remote_addr,
             received_at,
@@ -79,10 +76,7 @@ pub fn redact_query(query: &str) -> String {
         .split('&')
         .map(|pair| {
             let key = pair.split('=').next().unwrap_or_default();
-            if SECRET_QUERY_PARAMS
-                .iter()
-                .any(|s| key.eq_ignore_ascii_case(s))
-            {
+            if SECRET_QUERY_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
                 format!("{key}={REDACTED}")
             } else {
                 pair.to_owned()
@@ -195,15 +189,9 @@ mod tests {
             None,
             Utc.timestamp_opt(0, 0).single().unwrap(),
         );
-        assert_eq!(
-            req.query,
-            "payment_id=abc&token=[redacted]&TOKEN=[redacted]"
-        );
+        assert_eq!(req.query, "payment_id=abc&token=[redacted]&TOKEN=[redacted]");
         let values: Vec<&str> = req.headers.iter().map(|(_, v)| v.as_str()).collect();
-        assert_eq!(
-            values,
-            vec![REDACTED, REDACTED, REDACTED, REDACTED, "application/json"]
-        );
+        assert_eq!(values, vec![REDACTED, REDACTED, REDACTED, REDACTED, "application/json"]);
     }
 
     #[test]

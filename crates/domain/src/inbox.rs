@@ -19,13 +19,7 @@ pub enum InboxStatus {
 }
 
 impl InboxStatus {
-    pub const ALL: [InboxStatus; 5] = [
-        Self::Pending,
-        Self::Processed,
-        Self::Ignored,
-        Self::Failed,
-        Self::Dead,
-    ];
+    pub const ALL: [InboxStatus; 5] = [Self::Pending, Self::Processed, Self::Ignored, Self::Failed, Self::Dead];
 
     pub fn as_str(&self) -> &'static str {
         match self {

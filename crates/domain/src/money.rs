@@ -118,10 +118,7 @@ impl Money {
         if amount_minor < 0 {
             return Err(MoneyError::NegativeAmount(amount_minor));
         }
-        Ok(Self {
-            amount_minor,
-            currency,
-        })
+        Ok(Self { amount_minor, currency })
     }
 
     pub fn amount_minor(&self) -> i64 {
@@ -139,10 +136,7 @@ mod tests {
 
     #[test]
     fn currency_is_normalized_to_upper_case() {
-        assert_eq!(
-            Currency::parse("usd").map(|c| c.to_string()),
-            Ok("USD".to_owned())
-        );
+        assert_eq!(Currency::parse("usd").map(|c| c.to_string()), Ok("USD".to_owned()));
     }
 
     #[test]

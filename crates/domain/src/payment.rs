@@ -2,8 +2,7 @@
 //! Stores persist the result (`Application`) in one transaction; they never decide.
 
 use crate::{
-    DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, ProcessingResult,
-    Provider, WebhookEvent,
+    DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider, WebhookEvent,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -127,12 +126,7 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    fn move_status(
-        &mut self,
-        p: &mut Payment,
-        to: PaymentStatus,
-        paid_amount: Option<i64>,
-    ) -> bool {
+    fn move_status(&mut self, p: &mut Payment, to: PaymentStatus, paid_amount: Option<i64>) -> bool {
         let from = p.status;
         let applied = from.can_move_to(to);
         if applied {
@@ -200,14 +194,7 @@ impl Steps<'_> {
         }
     }
 
-    fn record(
-        &mut self,
-        p: &Payment,
-        from: PaymentStatus,
-        to: PaymentStatus,
-        applied: bool,
-        reason: String,
-    ) {
+    fn record(&mut self, p: &Payment, from: PaymentStatus, to: PaymentStatus, applied: bool, reason: String) {
         self.history.push(HistoryEntry {
             from_status: from,
             to_status: to,
@@ -300,8 +287,7 @@ mod tests {
 
     #[test]
     fn paid_event_moves_pending_to_paid_with_one_history_row_and_publication() {
-        let app = payment(PaymentStatus::Pending)
-            .apply(&event("e1", PaymentChange::paid(Some(1000))), at(5));
+        let app = payment(PaymentStatus::Pending).apply(&event("e1", PaymentChange::paid(Some(1000))), at(5));
         assert_eq!(app.result, ProcessingResult::Applied);
         assert_eq!(app.payment.status, PaymentStatus::Paid);
         assert_eq!(app.payment.paid_amount, 1000);
@@ -315,15 +301,9 @@ mod tests {
     #[test]
     fn late_failure_does_not_regress_paid_payment() {
         let paid = payment(PaymentStatus::Paid);
-        let app = paid.apply(
-            &event("e2", PaymentChange::status(PaymentStatus::Failed)),
-            at(5),
-        );
+        let app = paid.apply(&event("e2", PaymentChange::status(PaymentStatus::Failed)), at(5));
         assert_eq!(app.result, ProcessingResult::StaleTransition);
-        assert_eq!(
-            app.payment, paid,
-            "a stale event must leave the payment untouched"
-        );
+        assert_eq!(app.payment, paid, "a stale event must leave the payment untouched");
         assert_eq!(app.history.len(), 1);
         assert!(!app.history[0].applied);
         assert!(app.publications.is_empty());
@@ -334,16 +314,8 @@ mod tests {
         let p = payment(PaymentStatus::Pending);
         let success = event("s", PaymentChange::paid(None));
         let failure = event("f", PaymentChange::status(PaymentStatus::Failed));
-        let a = p
-            .apply(&success, at(1))
-            .payment
-            .apply(&failure, at(2))
-            .payment;
-        let b = p
-            .apply(&failure, at(1))
-            .payment
-            .apply(&success, at(2))
-            .payment;
+        let a = p.apply(&success, at(1)).payment.apply(&failure, at(2)).payment;
+        let b = p.apply(&failure, at(1)).payment.apply(&success, at(2)).payment;
         assert_eq!(a.status, PaymentStatus::Paid);
         assert_eq!(b.status, PaymentStatus::Paid);
     }
@@ -385,9 +357,7 @@ mod tests {
             ]
         );
         // A late `paid` afterwards changes nothing.
-        let late = app
-            .payment
-            .apply(&event("p", PaymentChange::paid(None)), at(2));
+        let late = app.payment.apply(&event("p", PaymentChange::paid(None)), at(2));
         assert_eq!(late.result, ProcessingResult::StaleTransition);
         assert_eq!(late.payment.status, PaymentStatus::Refunded);
     }

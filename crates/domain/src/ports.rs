@@ -2,9 +2,8 @@
 //! Each has a mockall mock behind the `mock` feature (`MockPaymentStore`, ...).
 
 use crate::{
-    Application, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
-    OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, PublishError, Replay,
-    WebhookEvent, WebhookRequest,
+    Application, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment, OutboxMessage,
+    Outcome, Payment, PaymentId, PaymentRef, Provider, PublishError, Replay, WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,11 +26,7 @@ pub enum StoreError {
 #[async_trait]
 pub trait ForensicLog: Send + Sync {
     /// Records a request that does not reach the inbox, together with its outcome.
-    async fn record(
-        &self,
-        request: &WebhookRequest,
-        outcome: &Outcome,
-    ) -> Result<LogId, StoreError>;
+    async fn record(&self, request: &WebhookRequest, outcome: &Outcome) -> Result<LogId, StoreError>;
 }
 
 /// Whether an admitted event was new or a repeat of one already in the inbox.
@@ -57,11 +52,7 @@ pub trait WebhookInbox: Send + Sync {
     /// Records the request in the forensic log and stores its event, unless the
     /// provider sent it before, in one transaction; the log row carries the outcome
     /// (`accepted` or `duplicate`). Concurrent repeats resolve to one inbox row.
-    async fn admit(
-        &self,
-        request: &WebhookRequest,
-        event: &WebhookEvent,
-    ) -> Result<Admission, StoreError>;
+    async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError>;
 
     /// Leases up to `limit` due events to the caller until `lease_until`. Rows leased
     /// by another worker are skipped; expired leases are due again.
@@ -74,12 +65,8 @@ pub trait WebhookInbox: Send + Sync {
 
     /// Counts a failed attempt: `retry_at` makes it due again then (status `failed`);
     /// `None` marks it `dead`.
-    async fn record_failure(
-        &self,
-        id: InboxId,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    async fn record_failure(&self, id: InboxId, error: &str, retry_at: Option<DateTime<Utc>>)
+        -> Result<(), StoreError>;
 
     /// Gives up leases: the events are due again at once. For a worker stopping with
     /// events it did not finish.
@@ -122,12 +109,7 @@ pub trait Outbox: Send + Sync {
     async fn mark_published(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Counts a failed delivery; the message is due again at `retry_at`.
-    async fn record_publish_failure(
-        &self,
-        id: i64,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn record_publish_failure(&self, id: i64, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Messages not yet delivered.
     async fn backlog(&self) -> Result<i64, StoreError>;
@@ -149,11 +131,7 @@ pub trait PaymentStore: Send + Sync {
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
 
     /// Finds the payment an event names: by payhook id first, then by the provider's reference.
-    async fn find_payment(
-        &self,
-        provider: Provider,
-        reference: &PaymentRef,
-    ) -> Result<Option<Payment>, StoreError>;
+    async fn find_payment(&self, provider: Provider, reference: &PaymentRef) -> Result<Option<Payment>, StoreError>;
 
     /// Inserts a payment, or returns the one already stored under `(provider, provider_ref)`.
     async fn create_payment(&self, payment: &NewPayment) -> Result<Payment, StoreError>;
@@ -161,11 +139,7 @@ pub trait PaymentStore: Send + Sync {
     /// Commits the effect of inbox event `inbox`: the payment's new state (only if it
     /// is still at `application.payment.version`, else `Conflict`), its history rows,
     /// its outbox rows, and the event marked processed with the application's result.
-    async fn commit_application(
-        &self,
-        inbox: InboxId,
-        application: &Application,
-    ) -> Result<(), StoreError>;
+    async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError>;
 
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError>;
 }

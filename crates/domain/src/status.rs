@@ -167,10 +167,7 @@ mod tests {
         assert!(!Paid.can_move_to(Failed));
         assert!(!Refunded.can_move_to(Paid));
         for from in PaymentStatus::ALL {
-            assert!(
-                !from.can_move_to(Pending),
-                "{from} -> pending must be stale"
-            );
+            assert!(!from.can_move_to(Pending), "{from} -> pending must be stale");
         }
     }
 

@@ -74,8 +74,7 @@ impl PgStore {
 /// Opens the synchronous connection diesel's migration harness needs.
 fn migration_connection(
     database_url: &str,
-) -> impl FnOnce() -> Result<AsyncConnectionWrapper<AsyncPgConnection>, StoreError> + Send + 'static
-{
+) -> impl FnOnce() -> Result<AsyncConnectionWrapper<AsyncPgConnection>, StoreError> + Send + 'static {
     let url = database_url.to_owned();
     move || {
         <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)

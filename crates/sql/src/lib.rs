@@ -41,9 +41,7 @@ pub enum TxError {
 pub fn db_error(e: diesel::result::Error) -> StoreError {
     use diesel::result::Error;
     match e {
-        Error::DeserializationError(e) | Error::SerializationError(e) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        Error::DeserializationError(e) | Error::SerializationError(e) => StoreError::Corrupt(e.to_string()),
         other => StoreError::Unavailable(other.to_string()),
     }
 }

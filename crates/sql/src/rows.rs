@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
 use payhook_domain::{
-    Application, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment,
-    OutboxMessage, Outcome, Payment, PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
+    Application, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage, Outcome,
+    Payment, PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -38,11 +38,7 @@ pub struct NewLogRow<'a> {
 }
 
 impl<'a> NewLogRow<'a> {
-    pub fn new(
-        req: &'a WebhookRequest,
-        outcome: Option<&'a Outcome>,
-        completed_at: DateTime<Utc>,
-    ) -> Self {
+    pub fn new(req: &'a WebhookRequest, outcome: Option<&'a Outcome>, completed_at: DateTime<Utc>) -> Self {
         let p = &req.primary;
         Self {
             provider: &req.provider,
@@ -82,11 +78,7 @@ pub struct NewEventRow<'a> {
 }
 
 impl<'a> NewEventRow<'a> {
-    pub fn new(
-        event: &'a WebhookEvent,
-        received_at: DateTime<Utc>,
-        log_id: i64,
-    ) -> Result<Self, StoreError> {
+    pub fn new(event: &'a WebhookEvent, received_at: DateTime<Utc>, log_id: i64) -> Result<Self, StoreError> {
         Ok(Self {
             provider: event.provider.as_str(),
             event_id: event.event_id.as_str(),
@@ -119,10 +111,7 @@ impl ClaimedRow {
                 event,
                 attempts: self.attempts,
             }),
-            Err(e) => Err((
-                InboxId(self.id),
-                format!("stored payload is not a readable event: {e}"),
-            )),
+            Err(e) => Err((InboxId(self.id), format!("stored payload is not a readable event: {e}"))),
         }
     }
 }
@@ -217,17 +206,11 @@ impl TryFrom<PaymentRow> for Payment {
         let currency = Currency::parse(&r.currency).map_err(|e| corrupt("payments.currency", e))?;
         Ok(Payment {
             id: PaymentId::from_uuid(r.id.0),
-            provider: r
-                .provider
-                .parse()
-                .map_err(|e| corrupt("payments.provider", e))?,
+            provider: r.provider.parse().map_err(|e| corrupt("payments.provider", e))?,
             provider_ref: r.provider_ref,
             merchant_ref: r.merchant_ref,
             amount: Money::new(r.amount, currency).map_err(|e| corrupt("payments.amount", e))?,
-            status: r
-                .status
-                .parse()
-                .map_err(|e| corrupt("payments.status", e))?,
+            status: r.status.parse().map_err(|e| corrupt("payments.status", e))?,
             paid_amount: r.paid_amount,
             refunded_amount: r.refunded_amount,
             dispute_status: r
@@ -315,14 +298,8 @@ impl TryFrom<HistoryRow> for HistoryEntry {
     type Error = StoreError;
     fn try_from(r: HistoryRow) -> Result<Self, StoreError> {
         Ok(HistoryEntry {
-            from_status: r
-                .from_status
-                .parse()
-                .map_err(|e| corrupt("history.from_status", e))?,
-            to_status: r
-                .to_status
-                .parse()
-                .map_err(|e| corrupt("history.to_status", e))?,
+            from_status: r.from_status.parse().map_err(|e| corrupt("history.from_status", e))?,
+            to_status: r.to_status.parse().map_err(|e| corrupt("history.to_status", e))?,
             applied: r.applied,
             event_id: r
                 .event_id
@@ -349,10 +326,7 @@ pub fn failure_changes<'a>(error: &'a str, status: &'static str, next_attempt_at
 }
 
 /// Status and next attempt after a failure: `failed` until `retry_at`, else `dead` as of `now`.
-pub fn after_failure(
-    retry_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> (&'static str, DbInstant) {
+pub fn after_failure(retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (&'static str, DbInstant) {
     match retry_at {
         Some(at) => ("failed", DbInstant(at)),
         None => ("dead", DbInstant(now)),
@@ -416,10 +390,7 @@ impl TryFrom<InboxEntryRow> for InboxEntry {
             event_id: r.event_id,
             event_type: r.event_type,
             payment_ref: r.payment_ref,
-            status: r
-                .status
-                .parse()
-                .map_err(|e| corrupt("webhook_events.status", e))?,
+            status: r.status.parse().map_err(|e| corrupt("webhook_events.status", e))?,
             result: r.result,
             attempts: r.attempts,
             next_attempt_at: r.next_attempt_at.0,

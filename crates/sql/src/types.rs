@@ -53,9 +53,7 @@ pub struct DbBytes(pub Vec<u8>);
 
 const SQLITE_INSTANT_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-fn sqlite_text(
-    value: <Sqlite as diesel::backend::Backend>::RawValue<'_>,
-) -> deserialize::Result<String> {
+fn sqlite_text(value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<String> {
     <String as FromSql<native::Text, Sqlite>>::from_sql(value)
 }
 
@@ -105,9 +103,7 @@ impl ToSql<Bytes, Pg> for DbBytes {
 // SQLite: text and blobs in the formats documented on each type.
 
 impl FromSql<Uuid, Sqlite> for DbUuid {
-    fn from_sql(
-        value: <Sqlite as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
+    fn from_sql(value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
         Ok(Self(uuid::Uuid::parse_str(&sqlite_text(value)?)?))
     }
 }
@@ -118,9 +114,7 @@ impl ToSql<Uuid, Sqlite> for DbUuid {
     }
 }
 impl FromSql<Json, Sqlite> for DbJson {
-    fn from_sql(
-        value: <Sqlite as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
+    fn from_sql(value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
         Ok(Self(serde_json::from_str(&sqlite_text(value)?)?))
     }
 }
@@ -131,9 +125,7 @@ impl ToSql<Json, Sqlite> for DbJson {
     }
 }
 impl FromSql<Instant, Sqlite> for DbInstant {
-    fn from_sql(
-        value: <Sqlite as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
+    fn from_sql(value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
         Ok(Self(
             DateTime::parse_from_rfc3339(&sqlite_text(value)?)?.with_timezone(&Utc),
         ))
@@ -146,9 +138,7 @@ impl ToSql<Instant, Sqlite> for DbInstant {
     }
 }
 impl FromSql<Bytes, Sqlite> for DbBytes {
-    fn from_sql(
-        value: <Sqlite as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
+    fn from_sql(value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
         <Vec<u8> as FromSql<native::Binary, Sqlite>>::from_sql(value).map(Self)
     }
 }
@@ -180,9 +170,6 @@ mod tests {
         ];
         assert!(ordered.windows(2).all(|w| w[0] < w[1]), "{ordered:?}");
         assert_eq!(ordered[1], "2023-11-14T22:13:20.000005Z");
-        assert!(
-            ordered.iter().all(|s| s.len() == ordered[0].len()),
-            "fixed width"
-        );
+        assert!(ordered.iter().all(|s| s.len() == ordered[0].len()), "fixed width");
     }
 }

@@ -39,9 +39,9 @@ impl SqliteStore {
     /// The database file a `sqlite://` URL names: `sqlite://data/payhook.db` is
     /// relative to the working directory, `sqlite:///var/lib/payhook.db` absolute.
     pub fn path_of(database_url: &str) -> Result<PathBuf, StoreError> {
-        let path = database_url.strip_prefix("sqlite://").ok_or_else(|| {
-            StoreError::Unavailable(format!("not a sqlite:// URL: {database_url}"))
-        })?;
+        let path = database_url
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| StoreError::Unavailable(format!("not a sqlite:// URL: {database_url}")))?;
         if path.is_empty() || path.contains(":memory:") {
             // Each pooled connection would get its own empty in-memory database.
             return Err(StoreError::Unavailable(
@@ -66,8 +66,7 @@ impl SqliteStore {
                 Ok(conn)
             })
         });
-        let manager =
-            AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
+        let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
         Ok(Self {
             pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,
         })

@@ -13,10 +13,7 @@ impl Drop for TempDir {
 }
 
 async fn fresh() -> Option<(SqliteStore, TempDir)> {
-    let dir = std::env::temp_dir().join(format!(
-        "payhook-contract-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir = std::env::temp_dir().join(format!("payhook-contract-{}", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}/payhook.db", dir.display());
     SqliteStore::migrate(&url).await.unwrap();
     Some((SqliteStore::connect(&url, 4).unwrap(), TempDir(dir)))

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
-    Currency, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef,
-    PaymentStatus, PrimaryFields, Provider, WebhookEvent,
+    Currency, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef, PaymentStatus,
+    PrimaryFields, Provider, WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -87,26 +87,20 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         .ok_or_else(|| ParseError("created is not a valid unix timestamp".into()))?;
     let object = envelope.data.object;
     let mapped = match envelope.event_type.as_str() {
-        "payment_intent.succeeded" => {
-            from_payment_intent(object, |pi| PaymentChange::paid(pi.amount_received))?
-        }
+        "payment_intent.succeeded" => from_payment_intent(object, |pi| PaymentChange::paid(pi.amount_received))?,
         "payment_intent.payment_failed" => {
             from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Failed))?
         }
-        "payment_intent.canceled" => {
-            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Canceled))?
+        "payment_intent.canceled" => from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Canceled))?,
+        "payment_intent.requires_action" => {
+            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::RequiresAction))?
         }
-        "payment_intent.requires_action" => from_payment_intent(object, |_| {
-            PaymentChange::status(PaymentStatus::RequiresAction)
-        })?,
         "charge.succeeded" => from_charge(object, |ch| {
             Ok(PaymentChange::paid(Some(
                 ch.amount_captured.filter(|a| *a > 0).unwrap_or(ch.amount),
             )))
         })?,
-        "charge.failed" => {
-            from_charge(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?
-        }
+        "charge.failed" => from_charge(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?,
         "charge.refunded" => from_charge(object, |ch| {
             // `refunded` is Stripe's word that the charge is refunded in full.
             let total = if ch.refunded {
@@ -147,8 +141,7 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
 type Mapped = Option<(PaymentRef, PaymentChange, Option<PaymentDetails>)>;
 
 fn object<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, ParseError> {
-    serde_json::from_value(value)
-        .map_err(|e| ParseError(format!("data.object is not a {what}: {e}")))
+    serde_json::from_value(value).map_err(|e| ParseError(format!("data.object is not a {what}: {e}")))
 }
 
 fn currency(code: &str) -> Result<Currency, ParseError> {

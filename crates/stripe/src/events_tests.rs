@@ -36,10 +36,7 @@ fn event(body: &[u8]) -> WebhookEvent {
 
 #[test]
 fn payment_intent_succeeded_is_paid_with_amount_received() {
-    let e = event(&envelope(
-        "payment_intent.succeeded",
-        payment_intent("succeeded", 2500),
-    ));
+    let e = event(&envelope("payment_intent.succeeded", payment_intent("succeeded", 2500)));
     assert_eq!(e.provider, Provider::Stripe);
     assert_eq!(e.event_id.as_str(), "evt_1Test");
     assert_eq!(e.occurred_at.timestamp(), 1_732_000_000);
@@ -62,15 +59,9 @@ fn payment_intent_status_events_map_to_statuses() {
     for (event_type, status) in [
         ("payment_intent.payment_failed", PaymentStatus::Failed),
         ("payment_intent.canceled", PaymentStatus::Canceled),
-        (
-            "payment_intent.requires_action",
-            PaymentStatus::RequiresAction,
-        ),
+        ("payment_intent.requires_action", PaymentStatus::RequiresAction),
     ] {
-        let e = event(&envelope(
-            event_type,
-            payment_intent("requires_payment_method", 0),
-        ));
+        let e = event(&envelope(event_type, payment_intent("requires_payment_method", 0)));
         assert_eq!(e.change, PaymentChange::status(status), "{event_type}");
         assert_eq!(e.event_type, event_type);
     }
@@ -95,10 +86,7 @@ fn charge_events_resolve_to_their_payment_intent() {
         charge(json!({ "status": "failed", "amount_captured": 0 })),
     ));
     assert_eq!(failed.change, PaymentChange::status(PaymentStatus::Failed));
-    let legacy = event(&envelope(
-        "charge.succeeded",
-        charge(json!({ "payment_intent": null })),
-    ));
+    let legacy = event(&envelope("charge.succeeded", charge(json!({ "payment_intent": null }))));
     assert_eq!(legacy.payment.provider_ref.as_deref(), Some("ch_3Abc"));
 }
 
@@ -132,16 +120,8 @@ fn charge_refunded_full_and_partial() {
 #[test]
 fn disputes_map_to_dispute_status() {
     for (event_type, status, expected) in [
-        (
-            "charge.dispute.created",
-            "needs_response",
-            DisputeStatus::Open,
-        ),
-        (
-            "charge.dispute.created",
-            "warning_needs_response",
-            DisputeStatus::Open,
-        ),
+        ("charge.dispute.created", "needs_response", DisputeStatus::Open),
+        ("charge.dispute.created", "warning_needs_response", DisputeStatus::Open),
         ("charge.dispute.closed", "won", DisputeStatus::Won),
         ("charge.dispute.closed", "lost", DisputeStatus::Lost),
     ] {
@@ -150,10 +130,7 @@ fn disputes_map_to_dispute_status() {
         let e = event(&envelope(event_type, dp));
         assert_eq!(e.change, PaymentChange::Dispute { status: expected });
         assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3Abc"));
-        assert!(
-            e.details.is_none(),
-            "a dispute's amount is not the payment's amount"
-        );
+        assert!(e.details.is_none(), "a dispute's amount is not the payment's amount");
     }
 }
 
@@ -211,10 +188,8 @@ fn malformed_bodies_are_errors_not_panics() {
             json!({ "id": "pi_1", "amount": 5, "currency": "dollars" }),
         ),
         envelope("charge.refunded", json!("not an object")),
-        serde_json::to_vec(
-            &json!({ "id": "", "type": "charge.failed", "created": 1, "data": { "object": {} } }),
-        )
-        .unwrap(),
+        serde_json::to_vec(&json!({ "id": "", "type": "charge.failed", "created": 1, "data": { "object": {} } }))
+            .unwrap(),
         vec![0xff, 0xfe, 0x00],
     ];
     for body in bad {
@@ -228,10 +203,7 @@ fn malformed_bodies_are_errors_not_panics() {
 
 #[test]
 fn primary_fields_are_best_effort() {
-    let f = primary_fields(&envelope(
-        "payment_intent.succeeded",
-        payment_intent("succeeded", 2500),
-    ));
+    let f = primary_fields(&envelope("payment_intent.succeeded", payment_intent("succeeded", 2500)));
     assert_eq!(f.event_id.as_deref(), Some("evt_1Test"));
     assert_eq!(f.event_type.as_deref(), Some("payment_intent.succeeded"));
     assert_eq!(f.external_id.as_deref(), Some("pi_3Abc"));

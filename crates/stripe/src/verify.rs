@@ -38,12 +38,7 @@ impl SignatureVerifier {
     /// Accepts when any `v1` matches any secret and the timestamp is within tolerance
     /// of `now_unix` in either direction. Non-hex `v1` entries and other schemes
     /// (`v0`) are skipped; a header without `t` or without any usable `v1` is malformed.
-    pub fn verify(
-        &self,
-        header: Option<&str>,
-        body: &[u8],
-        now_unix: i64,
-    ) -> Result<(), SignatureError> {
+    pub fn verify(&self, header: Option<&str>, body: &[u8], now_unix: i64) -> Result<(), SignatureError> {
         let header = header.ok_or(SignatureError::MissingHeader)?;
         let parsed = ParsedHeader::parse(header)?;
         let matched = self.secrets.iter().any(|secret| {
@@ -99,10 +94,7 @@ impl ParsedHeader {
         if signatures.is_empty() {
             return Err(SignatureError::Malformed("no usable v1 signature"));
         }
-        Ok(Self {
-            timestamp,
-            signatures,
-        })
+        Ok(Self { timestamp, signatures })
     }
 }
 

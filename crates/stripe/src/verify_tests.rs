@@ -12,10 +12,7 @@ const OTHER_V1: &str = "62837b024f75143bacf95b5aefe083505d73fd291de844e4e837186d
 
 fn verifier(secrets: &[&str]) -> SignatureVerifier {
     SignatureVerifier::new(
-        secrets
-            .iter()
-            .map(|s| SecretString::from(s.to_string()))
-            .collect(),
+        secrets.iter().map(|s| SecretString::from(s.to_string())).collect(),
         DEFAULT_TOLERANCE_SECS,
     )
 }
@@ -56,8 +53,7 @@ fn secret_without_whsec_prefix_does_not_match() {
         Err(SignatureError::NoMatch)
     );
     // And the vector's "no prefix" signature is not what the real secret gives.
-    let no_prefix =
-        format!("t={T},v1=81d2dbbf6b6f7a35b1aad135f5871c81c7ac8e13f5c55b0236c9dcb3dbeb94ea");
+    let no_prefix = format!("t={T},v1=81d2dbbf6b6f7a35b1aad135f5871c81c7ac8e13f5c55b0236c9dcb3dbeb94ea");
     assert_eq!(
         verifier(&["whsec_test_secret"]).verify(Some(&no_prefix), NODE_BODY, T),
         Err(SignatureError::NoMatch)
@@ -75,10 +71,7 @@ fn rotation_header_verifies_with_either_secret_alone_or_both() {
         verifier(&["whsec_test_secret"]).verify(Some(&header), NODE_BODY, T),
         Ok(())
     );
-    assert_eq!(
-        verifier(&["whsec_other"]).verify(Some(&header), NODE_BODY, T),
-        Ok(())
-    );
+    assert_eq!(verifier(&["whsec_other"]).verify(Some(&header), NODE_BODY, T), Ok(()));
     assert_eq!(
         verifier(&["whsec_nope", "whsec_other"]).verify(Some(&header), NODE_BODY, T),
         Ok(())
@@ -108,10 +101,7 @@ fn timestamps_beyond_tolerance_are_rejected_both_ways() {
 #[test]
 fn tolerance_is_configurable() {
     let header = format!("t={T},v1={NODE_V1}");
-    let strict = SignatureVerifier::new(
-        vec![SecretString::from("whsec_test_secret".to_string())],
-        10,
-    );
+    let strict = SignatureVerifier::new(vec![SecretString::from("whsec_test_secret".to_string())], 10);
     assert_eq!(
         strict.verify(Some(&header), NODE_BODY, T + 11),
         Err(SignatureError::OutsideTolerance)
@@ -142,10 +132,7 @@ fn malformed_headers_are_errors_not_panics() {
         "t=99999999999999999999999,v1=00",
     ] {
         assert!(
-            matches!(
-                v.verify(Some(header), NODE_BODY, T),
-                Err(SignatureError::Malformed(_))
-            ),
+            matches!(v.verify(Some(header), NODE_BODY, T), Err(SignatureError::Malformed(_))),
             "{header:?} should be malformed"
         );
     }
@@ -165,10 +152,7 @@ fn empty_body_is_verified_like_any_other() {
     let header = signature_header("whsec_x", T, b"");
     let v = verifier(&["whsec_x"]);
     assert_eq!(v.verify(Some(&header), b"", T), Ok(()));
-    assert_eq!(
-        v.verify(Some(&header), b" ", T),
-        Err(SignatureError::NoMatch)
-    );
+    assert_eq!(v.verify(Some(&header), b" ", T), Err(SignatureError::NoMatch));
 }
 
 #[test]

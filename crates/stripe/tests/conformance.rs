@@ -11,8 +11,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    let dir = std::env::var("PAYHOOK_FIXTURES_DIR")
-        .expect("set PAYHOOK_FIXTURES_DIR (make conformance does)");
+    let dir = std::env::var("PAYHOOK_FIXTURES_DIR").expect("set PAYHOOK_FIXTURES_DIR (make conformance does)");
     PathBuf::from(dir).join("stripe")
 }
 
@@ -22,10 +21,7 @@ fn read(name: &str) -> Vec<u8> {
 
 fn verifier(secrets: &[&str]) -> SignatureVerifier {
     SignatureVerifier::new(
-        secrets
-            .iter()
-            .map(|s| SecretString::from(s.to_string()))
-            .collect(),
+        secrets.iter().map(|s| SecretString::from(s.to_string())).collect(),
         DEFAULT_TOLERANCE_SECS,
     )
 }
@@ -60,17 +56,9 @@ fn every_signature_vector_behaves_as_documented() {
         } else {
             let secret = v["secret"].as_str().unwrap();
             let expected = format!("t={t},v1={}", v["expected_v1"].as_str().unwrap());
-            assert_eq!(
-                payhook_stripe::signature_header(secret, t, &body),
-                expected,
-                "{name}"
-            );
+            assert_eq!(payhook_stripe::signature_header(secret, t, &body), expected, "{name}");
             let header = v["header"].as_str().map_or(expected.clone(), str::to_owned);
-            assert_eq!(
-                verifier(&[secret]).verify(Some(&header), &body, t),
-                Ok(()),
-                "{name}"
-            );
+            assert_eq!(verifier(&[secret]).verify(Some(&header), &body, t), Ok(()), "{name}");
         }
     }
 }
@@ -85,10 +73,7 @@ fn change(file: &str) -> PaymentChange {
 #[test]
 #[ignore = "reads ../shared/fixtures; run with make conformance"]
 fn example_events_map_to_domain_changes() {
-    assert_eq!(
-        change("payment_intent.succeeded.json"),
-        PaymentChange::paid(Some(1099))
-    );
+    assert_eq!(change("payment_intent.succeeded.json"), PaymentChange::paid(Some(1099)));
     assert_eq!(
         change("payment_intent.payment_failed.json"),
         PaymentChange::status(PaymentStatus::Failed)

@@ -3,21 +3,15 @@
 //! it a function that returns a fresh, migrated store (or `None` to skip).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use payhook_domain::ports::{
-    Admission, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
-};
+use payhook_domain::ports::{Admission, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox};
 use payhook_domain::{
-    Currency, EventId, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Outcome,
-    PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay,
-    WebhookEvent, WebhookRequest,
+    Currency, EventId, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Outcome, PaymentChange, PaymentId,
+    PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, WebhookEvent, WebhookRequest,
 };
 use std::sync::Arc;
 
 /// Everything a payhook store implements.
-pub trait Store:
-    ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static
-{
-}
+pub trait Store: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static {}
 impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static> Store for T {}
 
 /// Generates one `#[tokio::test]` per contract case. `$fresh` is an async fn returning
@@ -104,10 +98,7 @@ fn new_payment(provider_ref: &str) -> NewPayment {
 
 async fn admit<S: Store>(store: &S, event_id: &str) -> InboxId {
     match store
-        .admit(
-            &request(event_id),
-            &event(event_id, "pi_1", PaymentChange::paid(None)),
-        )
+        .admit(&request(event_id), &event(event_id, "pi_1", PaymentChange::paid(None)))
         .await
         .unwrap()
     {
@@ -119,10 +110,7 @@ async fn admit<S: Store>(store: &S, event_id: &str) -> InboxId {
 pub async fn admits_an_event_once_and_flags_repeats<S: Store>(store: Arc<S>) {
     let first = admit(&*store, "evt_a").await;
     let again = store
-        .admit(
-            &request("evt_a"),
-            &event("evt_a", "pi_1", PaymentChange::paid(None)),
-        )
+        .admit(&request("evt_a"), &event("evt_a", "pi_1", PaymentChange::paid(None)))
         .await
         .unwrap();
     assert_eq!(again, Admission::Duplicate(first));
@@ -159,11 +147,7 @@ pub async fn concurrent_admissions_of_one_event_make_one_row<S: Store>(store: Ar
         "repeats name the stored row"
     );
     let claimed = store
-        .claim_due(
-            t0() + Duration::seconds(1),
-            100,
-            t0() + Duration::seconds(60),
-        )
+        .claim_due(t0() + Duration::seconds(1), 100, t0() + Duration::seconds(60))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "one inbox row");
@@ -193,11 +177,7 @@ pub async fn claims_due_events_once_until_the_lease_expires<S: Store>(store: Arc
     assert_eq!(second.len(), 1, "leased rows are not handed out twice");
     assert!(store.claim_due(now, 10, lease).await.unwrap().is_empty());
     let after_lease = store
-        .claim_due(
-            lease + Duration::seconds(1),
-            10,
-            lease + Duration::seconds(61),
-        )
+        .claim_due(lease + Duration::seconds(1), 10, lease + Duration::seconds(61))
         .await
         .unwrap();
     assert_eq!(
@@ -236,23 +216,13 @@ pub async fn failures_are_retried_when_due_then_dead<S: Store>(store: Arc<S>) {
         "not due yet"
     );
     let later = now + Duration::seconds(11);
-    let retried = store
-        .claim_due(later, 10, later + Duration::seconds(60))
-        .await
-        .unwrap();
+    let retried = store.claim_due(later, 10, later + Duration::seconds(60)).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].attempts, 1, "the failure was counted");
-    store
-        .record_failure(id, "payment_not_found", None)
-        .await
-        .unwrap();
+    store.record_failure(id, "payment_not_found", None).await.unwrap();
     let much_later = later + Duration::days(1);
     assert!(
-        store
-            .claim_due(much_later, 10, much_later)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.claim_due(much_later, 10, much_later).await.unwrap().is_empty(),
         "dead events are never claimed"
     );
     assert!(
@@ -307,11 +277,7 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
         Some(new.id)
     );
     assert!(
-        store
-            .find_payment(Provider::Xendit, &by_ref)
-            .await
-            .unwrap()
-            .is_none(),
+        store.find_payment(Provider::Xendit, &by_ref).await.unwrap().is_none(),
         "scoped to the provider"
     );
     assert!(store
@@ -321,16 +287,11 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
         .is_none());
 }
 
-pub async fn commits_an_application_with_history_and_marks_the_event_processed<S: Store>(
-    store: Arc<S>,
-) {
+pub async fn commits_an_application_with_history_and_marks_the_event_processed<S: Store>(store: Arc<S>) {
     let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
     let inbox = admit(&*store, "evt_paid").await;
     let now = t0() + Duration::seconds(1);
-    let claimed = store
-        .claim_due(now, 10, now + Duration::seconds(60))
-        .await
-        .unwrap();
+    let claimed = store.claim_due(now, 10, now + Duration::seconds(60)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let application = payment.apply(&claimed[0].event, now);
     store.commit_application(inbox, &application).await.unwrap();
@@ -356,11 +317,7 @@ pub async fn refuses_a_commit_computed_from_a_stale_version<S: Store>(store: Arc
     let now = t0() + Duration::seconds(1);
     let a = payment.apply(&event("evt_paid", "pi_1", PaymentChange::paid(None)), now);
     let b = payment.apply(
-        &event(
-            "evt_failed",
-            "pi_1",
-            PaymentChange::status(PaymentStatus::Failed),
-        ),
+        &event("evt_failed", "pi_1", PaymentChange::status(PaymentStatus::Failed)),
         now,
     );
     store.commit_application(paid, &a).await.unwrap();
@@ -369,16 +326,8 @@ pub async fn refuses_a_commit_computed_from_a_stale_version<S: Store>(store: Arc
         Err(StoreError::Conflict(_))
     ));
     let stored = store.payment(payment.id).await.unwrap().unwrap();
-    assert_eq!(
-        stored.status,
-        PaymentStatus::Paid,
-        "the stale decision changed nothing"
-    );
-    assert_eq!(
-        store.history(payment.id).await.unwrap().len(),
-        1,
-        "nor wrote history"
-    );
+    assert_eq!(stored.status, PaymentStatus::Paid, "the stale decision changed nothing");
+    assert_eq!(store.history(payment.id).await.unwrap().len(), 1, "nor wrote history");
 }
 
 async fn admit_for(store: &impl Store, provider: Provider, event_id: &str) -> InboxId {
@@ -450,41 +399,24 @@ pub async fn lists_events_newest_first_with_filters<S: Store>(store: Arc<S>) {
     );
 }
 
-pub async fn replays_failed_dead_and_processed_events_but_not_pending_ones<S: Store>(
-    store: Arc<S>,
-) {
+pub async fn replays_failed_dead_and_processed_events_but_not_pending_ones<S: Store>(store: Arc<S>) {
     let now = t0() + Duration::seconds(1);
     let dead = admit(&*store, "evt_dead").await;
     let pending = admit(&*store, "evt_pending").await;
-    let claimed = store
-        .claim_due(now, 1, now + Duration::seconds(60))
-        .await
-        .unwrap();
+    let claimed = store.claim_due(now, 1, now + Duration::seconds(60)).await.unwrap();
     assert_eq!(claimed[0].id, dead);
     store.record_failure(dead, "gave up", None).await.unwrap();
 
-    assert_eq!(
-        store.replay(pending, now).await.unwrap(),
-        Replay::AlreadyPending
-    );
-    assert_eq!(
-        store.replay(InboxId(999_999), now).await.unwrap(),
-        Replay::NotFound
-    );
+    assert_eq!(store.replay(pending, now).await.unwrap(), Replay::AlreadyPending);
+    assert_eq!(store.replay(InboxId(999_999), now).await.unwrap(), Replay::NotFound);
     let later = now + Duration::seconds(5);
     assert_eq!(store.replay(dead, later).await.unwrap(), Replay::Requeued);
-    let due = store
-        .claim_due(later, 10, later + Duration::seconds(60))
-        .await
-        .unwrap();
+    let due = store.claim_due(later, 10, later + Duration::seconds(60)).await.unwrap();
     let replayed = due
         .iter()
         .find(|c| c.id == dead)
         .expect("the replayed event is due again");
-    assert_eq!(
-        replayed.attempts, 0,
-        "a replay starts a fresh set of attempts"
-    );
+    assert_eq!(replayed.attempts, 0, "a replay starts a fresh set of attempts");
 
     // Processed events can be replayed too (the state machine makes that harmless).
     let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
@@ -495,10 +427,7 @@ pub async fn replays_failed_dead_and_processed_events_but_not_pending_ones<S: St
 
     let gone = admit(&*store, "evt_gone").await;
     let other = admit_for(&*store, Provider::Xendit, "evt_other").await;
-    let all_due = store
-        .claim_due(after, 10, after + Duration::seconds(60))
-        .await
-        .unwrap();
+    let all_due = store.claim_due(after, 10, after + Duration::seconds(60)).await.unwrap();
     assert!(all_due.len() >= 3);
     for id in [gone, other, pending, dead] {
         store.record_failure(id, "down", None).await.unwrap();
@@ -509,20 +438,11 @@ pub async fn replays_failed_dead_and_processed_events_but_not_pending_ones<S: St
         .unwrap();
     assert_eq!(stripe_only, 3, "only the dead Stripe events");
     assert_eq!(
-        store
-            .replay_all(InboxStatus::Dead, None, after)
-            .await
-            .unwrap(),
+        store.replay_all(InboxStatus::Dead, None, after).await.unwrap(),
         1,
         "then the Xendit one"
     );
-    assert_eq!(
-        store
-            .replay_all(InboxStatus::Pending, None, after)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(store.replay_all(InboxStatus::Pending, None, after).await.unwrap(), 0);
 }
 
 pub async fn releases_leases_of_stopped_and_crashed_workers<S: Store>(store: Arc<S>) {
@@ -561,10 +481,7 @@ pub async fn counts_events_by_status<S: Store>(store: Arc<S>) {
     store.record_failure(dead, "x", None).await.unwrap();
     let mut depth = store.depth().await.unwrap();
     depth.sort_by_key(|(s, _)| s.as_str());
-    assert_eq!(
-        depth,
-        vec![(InboxStatus::Dead, 1), (InboxStatus::Pending, 2)]
-    );
+    assert_eq!(depth, vec![(InboxStatus::Dead, 1), (InboxStatus::Pending, 2)]);
 }
 
 pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Arc<S>) {
@@ -581,26 +498,15 @@ pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Ar
     assert_eq!(first[0].topic, "payment.paid");
     assert_eq!(first[0].payload, app.publications[0].payload);
     assert!(
-        store
-            .claim_unpublished(now, 10, lease)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.claim_unpublished(now, 10, lease).await.unwrap().is_empty(),
         "leased to one relay"
     );
     // The relay died before marking it: once the lease ends it is delivered again.
     let redelivered = store
-        .claim_unpublished(
-            lease + Duration::seconds(1),
-            10,
-            lease + Duration::seconds(31),
-        )
+        .claim_unpublished(lease + Duration::seconds(1), 10, lease + Duration::seconds(31))
         .await
         .unwrap();
-    assert_eq!(
-        redelivered.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![first[0].id]
-    );
+    assert_eq!(redelivered.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first[0].id]);
 
     let id = first[0].id;
     let retry_at = lease + Duration::seconds(100);

@@ -47,19 +47,12 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("Postgres is not reachable at {admin_url}: {e}"));
         let name = format!("payhook_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         let url = match admin_url.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{name}"),
             None => panic!("PAYHOOK_TEST_DATABASE_URL must name a database: {admin_url}"),
         };
-        Self {
-            url,
-            name,
-            admin_url,
-        }
+        Self { url, name, admin_url }
     }
 }
 

@@ -10,6 +10,14 @@ pub enum ApiError {
     PaymentNotFound(String),
     #[error("no such resource")]
     NotFound,
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("no inbox event with id {0}")]
+    EventNotFound(String),
+    #[error("inbox event {0} is already waiting to be processed")]
+    AlreadyPending(String),
     #[error("the store is unavailable; retry later")]
     StoreUnavailable(#[source] StoreError),
 }
@@ -19,6 +27,10 @@ impl ApiError {
         match self {
             Self::PaymentNotFound(_) => "payment_not_found",
             Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::EventNotFound(_) => "event_not_found",
+            Self::AlreadyPending(_) => "already_pending",
             Self::StoreUnavailable(_) => "store_unavailable",
         }
     }
@@ -33,7 +45,10 @@ impl From<StoreError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::PaymentNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PaymentNotFound(_) | Self::NotFound | Self::EventNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::AlreadyPending(_) => StatusCode::CONFLICT,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -49,6 +64,5 @@ impl ResponseError for ApiError {
 
 /// The contract's error body: `{"error":{"code":"…","message":"…"}}`.
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .json(serde_json::json!({ "error": { "code": code, "message": message } }))
+    HttpResponse::build(status).json(serde_json::json!({ "error": { "code": code, "message": message } }))
 }

@@ -1,6 +1,7 @@
 //! The actix-web adapter: routes, and the mapping of every failure to the
 //! contract's status codes and `{"error":{"code","message"}}` bodies.
 
+mod admin;
 mod error;
 mod health;
 mod payments;
@@ -9,16 +10,25 @@ mod webhooks;
 pub use error::ApiError;
 
 use crate::ingest::IngestService;
-use actix_web::web;
-use payhook_domain::ports::{PaymentStore, StoreHealth};
+use actix_web::{web, HttpResponse};
+use metrics_exporter_prometheus::PrometheusHandle;
+use payhook_domain::ports::{Outbox, PaymentStore, StoreHealth, WebhookInbox};
+use secrecy::SecretString;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// What the handlers share.
 pub struct AppState {
     pub ingest: IngestService,
     pub payments: Arc<dyn PaymentStore>,
+    pub inbox: Arc<dyn WebhookInbox>,
+    pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
     pub max_body_bytes: usize,
+    pub admin_token: Option<SecretString>,
+    /// Wakes the worker (a replayed event is due now).
+    pub accepted: Arc<Notify>,
+    pub metrics: PrometheusHandle,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -27,9 +37,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/webhooks/{provider}").route(web::route().to(webhooks::receive)),
     )
     .route("/payments/{id}", web::get().to(payments::show))
+    .route("/admin/webhooks", web::get().to(admin::list))
+    .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
     .route("/healthz", web::get().to(health::live))
     .route("/readyz", web::get().to(health::ready))
+    .route("/metrics", web::get().to(metrics))
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
     }));
+}
+
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let text = crate::metrics::render(&state.metrics, state.inbox.as_ref(), state.outbox.as_ref()).await?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }

@@ -38,10 +38,7 @@ struct HistoryView<'a> {
     at: DateTime<Utc>,
 }
 
-pub async fn show(
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn show(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
     let payment = state

@@ -41,11 +41,7 @@ pub async fn receive(
 /// Reads at most `limit` bytes. A body announced or found to be larger is flagged
 /// and not read further; the part read is kept for the forensic log. A body whose
 /// stream breaks off is kept as far as it arrived.
-async fn read_limited(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> (Vec<u8>, bool) {
+async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> (Vec<u8>, bool) {
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)

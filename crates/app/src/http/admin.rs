@@ -1,0 +1,87 @@
+//! The admin API (`/admin/*`): list inbox events and replay them. Behind
+//! `Authorization: Bearer <admin.token>`; without a configured token it does not exist.
+
+use super::{ApiError, AppState};
+use actix_web::{web, HttpRequest, HttpResponse};
+use payhook_domain::{InboxFilter, InboxId, InboxStatus, Provider, Replay};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    provider: Option<String>,
+    limit: Option<u32>,
+}
+
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(token) = &state.admin_token else {
+        return Err(ApiError::NotFound);
+    };
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+pub async fn list(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<InboxStatus>)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let provider = query
+        .provider
+        .as_deref()
+        .map(str::parse::<Provider>)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let events = state
+        .inbox
+        .list(&InboxFilter {
+            status,
+            provider,
+            limit,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
+}
+
+pub async fn replay(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let raw = path.into_inner();
+    let id = raw
+        .parse::<i64>()
+        .map(InboxId)
+        .map_err(|_| ApiError::EventNotFound(raw.clone()))?;
+    match state.inbox.replay(id, chrono::Utc::now()).await? {
+        Replay::Requeued => {
+            state.accepted.notify_one();
+            Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "requeued", "id": id.0 })))
+        }
+        Replay::AlreadyPending => Err(ApiError::AlreadyPending(raw)),
+        Replay::NotFound => Err(ApiError::EventNotFound(raw)),
+    }
+}
