@@ -1,8 +1,9 @@
 //! The `payhook` command line.
 
 use crate::settings::{Settings, StoreKind};
-use crate::startup::{Application, StartupError};
+use crate::startup::{Application, StartupError, Stores};
 use clap::{Parser, Subcommand};
+use payhook_domain::{InboxId, InboxStatus, Provider, Replay};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -25,6 +26,21 @@ enum Command {
     Serve,
     /// Apply pending migrations to database.url and exit.
     Migrate,
+    /// Make inbox events due again: one by id, or every event with a status.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "status"])))]
+struct ReplayArgs {
+    /// The inbox id (`webhook_events.id`, as listed by GET /admin/webhooks).
+    id: Option<i64>,
+    /// Replay every event with this status: dead, failed or processed.
+    #[arg(long)]
+    status: Option<InboxStatus>,
+    /// With --status: only this provider's events.
+    #[arg(long, requires = "status")]
+    provider: Option<Provider>,
 }
 
 pub async fn run() -> ExitCode {
@@ -35,6 +51,7 @@ pub async fn run() -> ExitCode {
         Ok(settings) => match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
+            Command::Replay(args) => replay(settings, args).await,
         },
         Err(e) => Err(e.into()),
     };
@@ -63,5 +80,23 @@ async fn migrate(settings: Settings) -> Result<(), StartupError> {
         StoreKind::Sqlite => SqliteStore::migrate(url).await?,
     };
     tracing::info!(count = applied.len(), ?applied, "migrations applied");
+    Ok(())
+}
+
+async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError> {
+    let stores = Stores::open(&settings).await?;
+    let now = chrono::Utc::now();
+    match (args.id, args.status) {
+        (Some(id), _) => match stores.inbox.replay(InboxId(id), now).await? {
+            Replay::Requeued => println!("event {id} is due again"),
+            Replay::AlreadyPending => println!("event {id} is already waiting to be processed"),
+            Replay::NotFound => return Err(StartupError::Usage(format!("no inbox event with id {id}"))),
+        },
+        (None, Some(status)) => {
+            let n = stores.inbox.replay_all(status, args.provider, now).await?;
+            println!("{n} {status} event(s) are due again");
+        }
+        (None, None) => return Err(StartupError::Usage("name an inbox id or --status".into())),
+    }
     Ok(())
 }

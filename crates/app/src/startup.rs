@@ -44,6 +44,8 @@ pub enum StartupError {
     PendingMigrations,
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Every store port, served by one store.

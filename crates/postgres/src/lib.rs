@@ -6,8 +6,8 @@
 use diesel::Connection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use payhook_domain::ports::StoreError;
 use payhook_sql::setup;
@@ -24,8 +24,12 @@ pub struct PgStore {
 
 impl PgStore {
     /// Builds a pool of at most `pool_size` connections; connections open lazily.
+    /// Call it inside the tokio runtime the store should live on.
     pub fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let mut config = ManagerConfig::default();
+        config.custom_setup =
+            setup::establish_on_this_runtime(|url| async move { AsyncPgConnection::establish(&url).await })?;
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
         Ok(Self {
             pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,
         })

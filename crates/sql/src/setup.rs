@@ -4,8 +4,11 @@ use deadpool::managed::Manager;
 use deadpool::managed::{Object, Pool};
 use diesel::migration::MigrationSource;
 use diesel::Connection;
+use diesel_async::pooled_connection::SetupCallback;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use payhook_domain::ports::StoreError;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A pool of at most `size` connections that waits at most `timeout` for a free or a
@@ -29,6 +32,32 @@ where
     pool.get()
         .await
         .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+}
+
+/// Makes the pool establish every connection on the runtime calling this (the one
+/// that builds the store at start-up). A diesel-async connection stays bound to the
+/// runtime it was established on (SQLite's blocking calls, Postgres' connection
+/// driver); actix-web runs each HTTP worker on a runtime of its own and stops it at
+/// shutdown, so a connection a request happened to open would die with it, and the
+/// worker finishing its batch would fail on it.
+pub fn establish_on_this_runtime<C, F, Fut>(establish: F) -> Result<SetupCallback<C>, StoreError>
+where
+    C: Send + 'static,
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = diesel::ConnectionResult<C>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| StoreError::Unavailable(format!("a store must be opened inside a tokio runtime: {e}")))?;
+    let establish = Arc::new(establish);
+    Ok(Box::new(move |url: &str| {
+        let (runtime, establish, url) = (runtime.clone(), establish.clone(), url.to_owned());
+        Box::pin(async move {
+            runtime
+                .spawn(async move { establish(url).await })
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(format!("connection task failed: {e}")))?
+        })
+    }))
 }
 
 /// Applies pending migrations on a connection `open` makes; returns the versions applied.

@@ -56,16 +56,13 @@ impl SqliteStore {
         let path = Self::path_of(database_url)?;
         create_parent_dir(&path)?;
         let mut config = ManagerConfig::default();
-        config.custom_setup = Box::new(|path| {
-            let path = path.to_owned();
-            Box::pin(async move {
-                let mut conn = <Conn as diesel_async::AsyncConnection>::establish(&path).await?;
-                conn.batch_execute(PRAGMAS)
-                    .await
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            })
-        });
+        config.custom_setup = setup::establish_on_this_runtime(|path| async move {
+            let mut conn = <Conn as diesel_async::AsyncConnection>::establish(&path).await?;
+            conn.batch_execute(PRAGMAS)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })?;
         let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
         Ok(Self {
             pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,

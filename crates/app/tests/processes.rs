@@ -1,0 +1,282 @@
+//! The `payhook` binary as an operator runs it: several processes, signals, the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::Utc;
+use diesel::sql_types::BigInt;
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use payhook_domain::ports::{Admission, WebhookInbox};
+use payhook_domain::{
+    EventId, InboxFilter, InboxStatus, PaymentChange, PaymentRef, Provider, WebhookEvent, WebhookRequest,
+};
+use payhook_postgres::PgStore;
+use payhook_sqlite::SqliteStore;
+use payhook_testkit::postgres::{postgres_available, TestDb};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_processes_test_secret";
+
+/// A running `payhook serve` and the stderr it has written so far.
+struct Gateway {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    fn start(database_url: &str, extra: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_payhook"));
+        cmd.arg("serve")
+            .env("PAYHOOK__SERVER__BIND", "127.0.0.1:0")
+            .env("PAYHOOK__DATABASE__URL", database_url)
+            .env("PAYHOOK__DATABASE__AUTO_MIGRATE", "true")
+            .env("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")
+            .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env("PAYHOOK__WORKER__POLL_INTERVAL_MS", "50")
+            .env("RUST_LOG", "info")
+            .env_remove("PAYHOOK_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("payhook serving") {
+                    let port = line.split("port=").nth(1).and_then(|p| p.split_whitespace().next());
+                    let _ = port_tx
+                        .send(port.and_then(|p| p.trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u16>().ok()));
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(60))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("payhook did not start:\n{}", log.lock().unwrap()));
+        Self { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhooks/stripe", self.port)
+    }
+
+    /// SIGTERM, then the exit status (fails the test after `within`).
+    fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("payhook did not stop within {within:?}:\n{}", self.log.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn event_body(n: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": format!("evt_proc_{n}"), "object": "event", "type": "payment_intent.succeeded",
+        "created": Utc::now().timestamp(),
+        "data": { "object": { "id": format!("pi_proc_{n}"), "object": "payment_intent", "amount": 1000 + n,
+                              "amount_received": 1000 + n, "currency": "usd", "metadata": {} } },
+    }))
+    .unwrap()
+}
+
+/// Sends events `range` spread over `gateways`, `concurrency` at a time; all must be 200.
+async fn deliver(gateways: &[String], range: std::ops::Range<usize>, concurrency: usize) {
+    use futures_util::StreamExt;
+    payhook_app::startup::install_crypto_provider();
+    let client = reqwest::Client::new();
+    futures_util::stream::iter(range)
+        .for_each_concurrent(concurrency, |n| {
+            let (client, url) = (client.clone(), gateways[n % gateways.len()].clone());
+            async move {
+                let body = event_body(n);
+                let sig = payhook_stripe::signature_header(SECRET, Utc::now().timestamp(), &body);
+                let res = client
+                    .post(url)
+                    .header("Stripe-Signature", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200, "event {n}");
+            }
+        })
+        .await;
+}
+
+fn sqlite_url() -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("payhook-proc-{}", uuid::Uuid::new_v4().simple()));
+    (format!("sqlite://{}/payhook.db", dir.display()), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
+    if !postgres_available().await {
+        return;
+    }
+    const EVENTS: usize = 2000;
+    let db = TestDb::create().await;
+    PgStore::migrate(&db.url).await.unwrap();
+    let a = Gateway::start(&db.url, &[]);
+    let b = Gateway::start(&db.url, &[]);
+    deliver(&[a.url(), b.url()], 0..EVENTS, 32).await;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let mut count = async |sql: &str| -> i64 { diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap().n };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'").await < EVENTS as i64 {
+        assert!(Instant::now() < deadline, "the inbox did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count("SELECT count(*) AS n FROM webhook_events").await,
+        EVENTS as i64,
+        "none missing, none twice"
+    );
+    assert_eq!(count("SELECT count(*) AS n FROM payments").await, EVENTS as i64);
+    assert_eq!(
+        count("SELECT count(*) AS n FROM payment_status_history").await,
+        EVENTS as i64,
+        "one history row each"
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT event_id) AS n FROM payment_status_history WHERE applied").await,
+        EVENTS as i64,
+        "every event applied, none applied twice"
+    );
+    // Both instances took part (SKIP LOCKED let them share the work).
+    let took_part = |g: &Gateway| g.log.lock().unwrap().contains("payhook serving");
+    assert!(took_part(&a) && took_part(&b));
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_work_releases_leases_and_exits_zero() {
+    let (url, dir) = sqlite_url();
+    let gateway = Gateway::start(&url, &[("PAYHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")]);
+    deliver(&[gateway.url()], 0..50, 8).await;
+    let status = gateway.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status:?}");
+
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    let all = store
+        .list(&InboxFilter {
+            status: None,
+            provider: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 50, "every acknowledged event is in the inbox");
+    // Nothing is left leased to the stopped process: whatever is not processed is due.
+    let now = Utc::now();
+    let due = store.claim_due(now, 100, now).await.unwrap().len();
+    let processed = all.iter().filter(|e| e.status == InboxStatus::Processed).count();
+    let others: Vec<_> = all
+        .iter()
+        .filter(|e| e.status != InboxStatus::Processed)
+        .map(|e| (e.status, e.last_error.clone(), e.next_attempt_at))
+        .collect();
+    assert_eq!(processed + due, 50, "not processed: {others:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_replays_dead_events() {
+    let (url, dir) = sqlite_url();
+    SqliteStore::migrate(&url).await.unwrap();
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    let now = Utc::now();
+    let request = WebhookRequest::new(
+        "stripe",
+        "POST",
+        "/webhooks/stripe",
+        "",
+        vec![],
+        b"{}".to_vec(),
+        None,
+        now,
+    );
+    let event = WebhookEvent {
+        provider: Provider::Stripe,
+        event_id: EventId::parse("evt_cli").unwrap(),
+        event_type: "payment_intent.succeeded".into(),
+        occurred_at: now,
+        payment: PaymentRef {
+            payment_id: None,
+            provider_ref: Some("pi_cli".into()),
+        },
+        change: PaymentChange::paid(None),
+        details: None,
+    };
+    let Admission::Accepted(id) = store.admit(&request, &event).await.unwrap() else {
+        panic!("not new")
+    };
+    store.record_failure(id, "payment_not_found", None).await.unwrap();
+
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_payhook"))
+            .args(args)
+            .env("PAYHOOK__DATABASE__URL", &url)
+            .env_remove("PAYHOOK_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["replay", "--status", "dead", "--provider", "stripe"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 dead event(s) are due again"
+    );
+    let pending = store
+        .list(&InboxFilter {
+            status: Some(InboxStatus::Pending),
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+
+    let again = run(&["replay", &id.0.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        format!("event {id} is already waiting to be processed")
+    );
+    let missing = run(&["replay", "999999"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no inbox event with id 999999"));
+    let _ = std::fs::remove_dir_all(dir);
+}
