@@ -90,13 +90,66 @@ impl TestStore {
             }
             Self::Sqlite { url, .. } => {
                 let path = url.trim_start_matches("sqlite://");
-                let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(path)
-                    .await
-                    .unwrap();
+                let mut conn = sqlite_conn(path).await;
                 diesel::sql_query(sql).load(&mut conn).await.unwrap()
             }
         }
     }
+}
+
+impl TestStore {
+    /// Runs statements directly on the database (to break it on purpose, say).
+    pub async fn execute(&self, sql: &str) {
+        use diesel_async::SimpleAsyncConnection;
+        match self {
+            Self::Postgres(db) => {
+                let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+                conn.batch_execute(sql).await.unwrap();
+            }
+            Self::Sqlite { url, .. } => {
+                let path = url.trim_start_matches("sqlite://");
+                let mut conn = sqlite_conn(path).await;
+                conn.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+
+    /// Makes the database refuse every insert into `webhook_logs`, as a full disk or a
+    /// revoked grant would; `accept_forensic_writes_again` undoes it.
+    pub async fn refuse_forensic_writes(&self) {
+        let sql = match self {
+            Self::Postgres(_) => {
+                "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'writes refused'; END $$;
+                 CREATE TRIGGER refuse_writes BEFORE INSERT ON webhook_logs
+                     FOR EACH ROW EXECUTE FUNCTION refuse_writes();"
+            }
+            Self::Sqlite { .. } => {
+                "CREATE TRIGGER refuse_writes BEFORE INSERT ON webhook_logs
+                     BEGIN SELECT RAISE(ABORT, 'writes refused'); END;"
+            }
+        };
+        self.execute(sql).await;
+    }
+
+    pub async fn accept_forensic_writes_again(&self) {
+        let sql = match self {
+            Self::Postgres(_) => "DROP TRIGGER refuse_writes ON webhook_logs",
+            Self::Sqlite { .. } => "DROP TRIGGER refuse_writes",
+        };
+        self.execute(sql).await;
+    }
+}
+
+/// A connection to the app's SQLite file that waits for the app's writes, as the
+/// store's own connections do.
+async fn sqlite_conn(path: &str) -> SyncConnectionWrapper<SqliteConnection> {
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(path)
+        .await
+        .unwrap();
+    conn.batch_execute("PRAGMA busy_timeout = 5000").await.unwrap();
+    conn
 }
 
 impl Drop for TestStore {
@@ -130,6 +183,8 @@ pub fn settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// Domain events as the in-process bus delivers them.
+    pub events: tokio::sync::broadcast::Receiver<payhook_domain::OutboxMessage>,
     // Declared last: dropped after the client, so the database goes once the test is done.
     pub store: TestStore,
 }
@@ -144,6 +199,7 @@ pub async fn spawn_app_with(
     overrides: &[(&str, &str)],
     extra_sources: Vec<Arc<dyn WebhookSource>>,
 ) -> TestApp {
+    payhook_app::startup::install_crypto_provider();
     let store = TestStore::create(backend).await;
     let mut overrides = overrides.to_vec();
     overrides.push(("PAYHOOK__DATABASE__AUTO_MIGRATE", "true"));
@@ -151,10 +207,12 @@ pub async fn spawn_app_with(
     let stores = payhook_app::Stores::open(&settings).await.unwrap();
     let app = Application::build_with(settings, stores, extra_sources).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let events = app.subscribe();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
+        events,
         store,
     }
 }
