@@ -63,3 +63,53 @@ async fn an_unreachable_database_stops_start_up_with_its_reason() {
     assert!(matches!(err, StartupError::Store(_)), "{err}");
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
+    use payhook_domain::ports::{Admission, Outbox, PaymentStore, WebhookInbox};
+    use payhook_domain::{Currency, EventId, Money, NewPayment, PaymentChange, PaymentId, PaymentRef, Provider};
+    let db = TestStore::create(Backend::Sqlite).await;
+    // A previous run committed a payment change and died before delivering its event.
+    payhook_sqlite::SqliteStore::migrate(db.url()).await.unwrap();
+    let store = payhook_sqlite::SqliteStore::connect(db.url(), 1).unwrap();
+    let now = chrono::Utc::now();
+    let payment = store
+        .create_payment(&NewPayment {
+            id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+            provider: Provider::Stripe,
+            provider_ref: Some("pi_left".into()),
+            merchant_ref: None,
+            amount: Money::new(500, Currency::parse("USD").unwrap()).unwrap(),
+            customer_email: None,
+            description: None,
+            metadata: serde_json::json!({}),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let event = payhook_domain::WebhookEvent {
+        provider: Provider::Stripe,
+        event_id: EventId::parse("evt_left").unwrap(),
+        event_type: "payment_intent.succeeded".into(),
+        occurred_at: now,
+        payment: PaymentRef {
+            payment_id: None,
+            provider_ref: Some("pi_left".into()),
+        },
+        change: PaymentChange::paid(None),
+        details: None,
+    };
+    let request = payhook_domain::WebhookRequest::new("stripe", "POST", "/", "", vec![], vec![], None, now);
+    let Admission::Accepted(inbox) = store.admit(&request, &event).await.unwrap() else {
+        panic!("not new")
+    };
+    store
+        .commit_application(inbox, &payment.apply(&event, now))
+        .await
+        .unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+
+    let app = Application::build(settings(db.url(), &[])).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 0, "delivered before the server listens");
+    drop(app);
+}
