@@ -423,3 +423,11 @@ impl From<OutboxRow> for OutboxMessage {
         }
     }
 }
+
+/// Not held by a running worker's lease at `now`.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub fn not_leased(now: DbInstant) -> _ {
+    webhook_events::locked_until
+        .is_null()
+        .or(webhook_events::locked_until.le(now))
+}

@@ -32,7 +32,7 @@ macro_rules! impl_store_ports {
                 OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, Replay, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
-                after_failure, application_rows, failure_changes, processed_changes, requeue_changes, ClaimedRow,
+                after_failure, application_rows, failure_changes, not_leased, processed_changes, requeue_changes, ClaimedRow,
                 HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
                 PaymentRow, CLAIMABLE,
             };
@@ -189,7 +189,7 @@ macro_rules! impl_store_ports {
                         ev::table
                             .find(id.0)
                             .filter(ev::status.ne("pending"))
-                            .filter(ev::locked_until.is_null().or(ev::locked_until.le(DbInstant(now)))),
+                            .filter(not_leased(DbInstant(now))),
                     )
                     .set(requeue_changes(DbInstant(now)))
                     .execute(&mut *conn)
@@ -215,7 +215,7 @@ macro_rules! impl_store_ports {
                     let mut conn = self.conn().await?;
                     let target = ev::table
                         .filter(ev::status.eq(status.as_str()))
-                        .filter(ev::locked_until.is_null().or(ev::locked_until.le(DbInstant(now))));
+                        .filter(not_leased(DbInstant(now)));
                     let updated = match provider {
                         Some(p) => diesel::update(target.filter(ev::provider.eq(p.as_str())))
                             .set(requeue_changes(DbInstant(now)))
