@@ -74,7 +74,11 @@ impl Reply {
 
 enum Verdict {
     Admit(Box<WebhookEvent>),
-    Ignore { event_id: Option<String>, reason: String },
+    Ignore {
+        event_id: Option<String>,
+        result: ProcessingResult,
+        reason: String,
+    },
     Reject(Outcome),
 }
 
@@ -200,12 +204,22 @@ impl IngestService {
             let verdict = match e {
                 AuthError::Missing(m) => reject(401, ProcessingResult::MissingSignature, m),
                 AuthError::Invalid(m) => reject(401, ProcessingResult::InvalidSignature, m),
+                AuthError::MissingToken(m) => reject(401, ProcessingResult::MissingCallbackToken, m),
+                AuthError::InvalidToken(m) => reject(401, ProcessingResult::InvalidCallbackToken, m),
             };
             return (verdict, primary);
         }
         let verdict = match source.parse(delivery.body) {
             Ok(Parsed::Event(event)) => Verdict::Admit(event),
-            Ok(Parsed::Ignored { event_id, reason }) => Verdict::Ignore { event_id, reason },
+            Ok(Parsed::Ignored {
+                event_id,
+                result,
+                reason,
+            }) => Verdict::Ignore {
+                event_id,
+                result,
+                reason,
+            },
             Err(e) => reject(400, ProcessingResult::MalformedPayload, e.to_string()),
         };
         (verdict, primary)
@@ -214,10 +228,14 @@ impl IngestService {
     async fn settle(&self, request: &WebhookRequest, verdict: Verdict) -> Reply {
         match verdict {
             Verdict::Reject(outcome) => self.record(request, outcome).await,
-            Verdict::Ignore { event_id, reason } => {
+            Verdict::Ignore {
+                event_id,
+                result,
+                reason,
+            } => {
                 let outcome = Outcome {
                     http_status: 200,
-                    result: ProcessingResult::UnhandledEventType,
+                    result,
                     error: Some(reason),
                 };
                 match self.keep(request, &outcome).await {

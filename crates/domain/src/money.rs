@@ -16,6 +16,12 @@ pub enum MoneyError {
     InvalidCurrency(String),
     #[error("amount must not be negative, got {0}")]
     NegativeAmount(i64),
+    #[error("{amount:?} is not an amount in {currency} (a decimal with at most {exponent} decimals)")]
+    InvalidMajorAmount {
+        amount: String,
+        currency: Currency,
+        exponent: u32,
+    },
 }
 
 /// Currencies whose minor unit is not 1/100 of the major unit.
@@ -121,6 +127,40 @@ impl Money {
         Ok(Self { amount_minor, currency })
     }
 
+    /// Parses an amount written in major units (`"150000"`, `"10.5"`), as providers such
+    /// as Xendit send them, exactly: decimal text, never a float. More decimals than the
+    /// currency has, a sign, an exponent or an overflow is an error.
+    pub fn from_major(amount: &str, currency: Currency) -> Result<Self, MoneyError> {
+        let exponent = currency.exponent();
+        let invalid = || MoneyError::InvalidMajorAmount {
+            amount: amount.to_owned(),
+            currency,
+            exponent,
+        };
+        let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+        let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits_only(whole) || !digits_only(fraction) {
+            return Err(invalid());
+        }
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > exponent as usize {
+            return Err(invalid());
+        }
+        let scale = 10i64.checked_pow(exponent).ok_or_else(invalid)?;
+        let whole: i64 = whole.parse().map_err(|_| invalid())?;
+        let padded = format!("{fraction:0<width$}", width = exponent as usize);
+        let fraction: i64 = if padded.is_empty() {
+            0
+        } else {
+            padded.parse().map_err(|_| invalid())?
+        };
+        let minor = whole
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(fraction))
+            .ok_or_else(invalid)?;
+        Self::new(minor, currency)
+    }
+
     pub fn amount_minor(&self) -> i64 {
         self.amount_minor
     }
@@ -155,6 +195,30 @@ mod tests {
         assert_eq!(exp("BRL"), Ok(2));
         assert_eq!(exp("JPY"), Ok(0));
         assert_eq!(exp("KWD"), Ok(3));
+    }
+
+    #[test]
+    fn major_amounts_convert_exactly_by_currency_exponent() {
+        let c = |code: &str| Currency::parse(code).unwrap();
+        let minor = |a: &str, code: &str| Money::from_major(a, c(code)).map(|m| m.amount_minor());
+        assert_eq!(minor("150000", "IDR"), Ok(15_000_000));
+        assert_eq!(minor("10.5", "USD"), Ok(1050));
+        assert_eq!(minor("10.50", "USD"), Ok(1050));
+        assert_eq!(minor("0.07", "USD"), Ok(7));
+        assert_eq!(minor("1500", "JPY"), Ok(1500));
+        assert_eq!(minor("1.234", "KWD"), Ok(1234));
+        for (bad, code) in [
+            ("10.005", "USD"),
+            ("1.5", "JPY"),
+            ("-1", "USD"),
+            ("1e3", "USD"),
+            ("", "USD"),
+            (".5", "USD"),
+            ("99999999999999999999", "USD"),
+            ("1.2.3", "USD"),
+        ] {
+            assert!(minor(bad, code).is_err(), "{bad:?} {code} was accepted");
+        }
     }
 
     #[test]

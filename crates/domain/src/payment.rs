@@ -128,6 +128,18 @@ struct Steps<'a> {
 impl Steps<'_> {
     fn move_status(&mut self, p: &mut Payment, to: PaymentStatus, paid_amount: Option<i64>) -> bool {
         let from = p.status;
+        if let (PaymentStatus::Paid, Some(paid)) = (to, paid_amount) {
+            if paid < p.amount.amount_minor() {
+                // Less than asked for is not paid: recorded, and the payment stays as it is.
+                let reason = format!(
+                    "{} (partial payment: {paid} of {})",
+                    self.event.event_type,
+                    p.amount.amount_minor()
+                );
+                self.record(p, from, to, false, reason);
+                return false;
+            }
+        }
         let applied = from.can_move_to(to);
         if applied {
             p.status = to;
@@ -360,6 +372,22 @@ mod tests {
         let late = app.payment.apply(&event("p", PaymentChange::paid(None)), at(2));
         assert_eq!(late.result, ProcessingResult::StaleTransition);
         assert_eq!(late.payment.status, PaymentStatus::Refunded);
+    }
+
+    #[test]
+    fn a_partial_payment_is_recorded_but_not_paid() {
+        let app = payment(PaymentStatus::Pending).apply(&event("p", PaymentChange::paid(Some(400))), at(1));
+        assert_eq!(app.result, ProcessingResult::StaleTransition);
+        assert_eq!(app.payment.status, PaymentStatus::Pending);
+        assert_eq!(app.payment.paid_amount, 0);
+        assert!(!app.history[0].applied);
+        assert!(
+            app.history[0].reason.contains("partial payment: 400 of 1000"),
+            "{}",
+            app.history[0].reason
+        );
+        let full = app.payment.apply(&event("f", PaymentChange::paid(Some(1000))), at(2));
+        assert_eq!(full.payment.status, PaymentStatus::Paid);
     }
 
     #[test]

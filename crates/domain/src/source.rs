@@ -2,7 +2,7 @@
 //! Pure and synchronous: the ingest service calls it before any I/O, so the
 //! forensic row, its outcome and the inbox row can be written in one transaction.
 
-use crate::{PrimaryFields, Provider, WebhookEvent};
+use crate::{PrimaryFields, ProcessingResult, Provider, WebhookEvent};
 use chrono::{DateTime, Utc};
 
 /// A delivery as it arrived, before redaction: only adapters see the secrets in it.
@@ -26,12 +26,18 @@ impl Delivery<'_> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No credential at all (no signature header, no token).
+    /// No signature at all.
     #[error("{0}")]
     Missing(String),
-    /// A credential that does not check out. The message never echoes it.
+    /// A signature that does not check out. The message never echoes it.
     #[error("{0}")]
     Invalid(String),
+    /// No callback token (a static or per-payment shared secret).
+    #[error("{0}")]
+    MissingToken(String),
+    /// A callback token that does not match. The message never echoes it.
+    #[error("{0}")]
+    InvalidToken(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,9 +48,11 @@ pub struct ParseError(pub String);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     Event(Box<WebhookEvent>),
-    /// Authentic, understood, and of no interest: acknowledged so the provider stops retrying.
+    /// Authentic, understood, and of no interest: acknowledged so the provider stops
+    /// retrying. `result` says why (`unhandled_event_type`, `ignored_other_app`, ...).
     Ignored {
         event_id: Option<String>,
+        result: ProcessingResult,
         reason: String,
     },
 }

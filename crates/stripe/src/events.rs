@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
     Currency, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef, PaymentStatus,
-    PrimaryFields, Provider, WebhookEvent,
+    PrimaryFields, ProcessingResult, Provider, WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -120,6 +120,7 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
     let Some((payment, change, details)) = mapped else {
         return Ok(Parsed::Ignored {
             event_id: Some(envelope.id),
+            result: ProcessingResult::UnhandledEventType,
             reason: if envelope.event_type.starts_with("refund.") {
                 "the refund has not succeeded, so no money moved".to_owned()
             } else {

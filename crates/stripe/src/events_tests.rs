@@ -163,7 +163,12 @@ fn other_event_types_are_ignored_with_their_id() {
         json!({ "id": "ii_1", "object": "invoiceitem" }),
     ));
     match parsed {
-        Ok(Parsed::Ignored { event_id, reason }) => {
+        Ok(Parsed::Ignored {
+            event_id,
+            result,
+            reason,
+        }) => {
+            assert_eq!(result, ProcessingResult::UnhandledEventType);
             assert_eq!(event_id.as_deref(), Some("evt_1Test"));
             assert!(reason.contains("invoiceitem.created"));
         }
