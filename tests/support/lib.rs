@@ -185,6 +185,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Domain events as the in-process bus delivers them.
     pub events: tokio::sync::broadcast::Receiver<payhook_domain::OutboxMessage>,
+    /// The same stores the app uses (to set up payments the way the payments API will).
+    pub stores: payhook_app::Stores,
     // Declared last: dropped after the client, so the database goes once the test is done.
     pub store: TestStore,
 }
@@ -205,7 +207,9 @@ pub async fn spawn_app_with(
     overrides.push(("PAYHOOK__DATABASE__AUTO_MIGRATE", "true"));
     let settings = settings(store.url(), &overrides);
     let stores = payhook_app::Stores::open(&settings).await.unwrap();
-    let app = Application::build_with(settings, stores, extra_sources).await.unwrap();
+    let app = Application::build_with(settings, stores.clone(), extra_sources)
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let events = app.subscribe();
     tokio::spawn(app.run_until_stopped());
@@ -213,6 +217,7 @@ pub async fn spawn_app_with(
         address,
         client: reqwest::Client::new(),
         events,
+        stores,
         store,
     }
 }
@@ -233,6 +238,19 @@ impl TestApp {
     /// Posts a body correctly signed with [`STRIPE_SECRET`] and the current time.
     pub async fn deliver(&self, body: &[u8]) -> reqwest::Response {
         self.post_stripe(body, Some(&sign(body))).await
+    }
+
+    /// Posts a Xendit callback with `token` in `x-callback-token` (none if `None`).
+    pub async fn post_xendit(&self, body: &[u8], token: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/xendit", self.address))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(token) = token {
+            req = req.header("x-callback-token", token);
+        }
+        req.send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -88,7 +88,7 @@ pub struct WorkerSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProvidersSettings {
     pub stripe: StripeSettings,
-    pub xendit: PlannedProvider,
+    pub xendit: XenditSettings,
     pub qpay: PlannedProvider,
     pub junglepay: PlannedProvider,
 }
@@ -100,6 +100,16 @@ pub struct StripeSettings {
     #[serde(default)]
     pub webhook_secrets: Vec<SecretString>,
     pub tolerance_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct XenditSettings {
+    pub enabled: bool,
+    /// The account's callback verification token (Dashboard → Settings → Callbacks).
+    pub callback_token: Option<SecretString>,
+    /// Written to `metadata.app` of invoices payhook creates; callbacks tagged with
+    /// another app are acknowledged and ignored.
+    pub app_tag: String,
 }
 
 /// A provider whose adapter is not in this version yet: it can only stay disabled.
@@ -154,11 +164,20 @@ impl Settings {
         if stripe.tolerance_secs <= 0 {
             return invalid("providers.stripe.tolerance_secs must be positive".into());
         }
-        for (name, planned) in [
-            ("xendit", &self.providers.xendit),
-            ("qpay", &self.providers.qpay),
-            ("junglepay", &self.providers.junglepay),
-        ] {
+        let xendit = &self.providers.xendit;
+        if xendit.enabled
+            && !xendit
+                .callback_token
+                .as_ref()
+                .is_some_and(|t| !t.expose_secret().trim().is_empty())
+        {
+            return invalid(
+                "providers.xendit.enabled is true but providers.xendit.callback_token is empty: \
+                 set the callback verification token from the Xendit dashboard or disable Xendit"
+                    .into(),
+            );
+        }
+        for (name, planned) in [("qpay", &self.providers.qpay), ("junglepay", &self.providers.junglepay)] {
             if planned.enabled {
                 return invalid(format!(
                     "providers.{name}.enabled is true, but this version has no {name} adapter yet"
@@ -281,6 +300,20 @@ mod tests {
     fn short_admin_tokens_are_refused() {
         assert!(Settings::load(None, env(&[("PAYHOOK__ADMIN__TOKEN", "short")])).is_err());
         assert!(Settings::load(None, env(&[("PAYHOOK__ADMIN__TOKEN", "a-long-enough-admin-token")])).is_ok());
+    }
+
+    #[test]
+    fn enabled_xendit_without_callback_token_is_a_start_up_error() {
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true")])).unwrap_err();
+        assert!(err.to_string().contains("providers.xendit.callback_token"), "{err}");
+        let ok = Settings::load(
+            None,
+            env(&[
+                ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+                ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", "tok"),
+            ]),
+        );
+        assert_eq!(ok.unwrap().providers.xendit.app_tag, "payhook");
     }
 
     #[test]

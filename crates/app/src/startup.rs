@@ -20,6 +20,7 @@ use payhook_notify::{NotifyError, NotifyWebhook};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use payhook_stripe::{SignatureVerifier, StripeWebhooks};
+use payhook_xendit::XenditWebhooks;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -106,6 +107,10 @@ fn enabled_sources(settings: &Settings) -> Vec<Arc<dyn WebhookSource>> {
     if stripe.enabled {
         let verifier = SignatureVerifier::new(stripe.webhook_secrets.clone(), stripe.tolerance_secs);
         sources.push(Arc::new(StripeWebhooks::new(verifier)));
+    }
+    let xendit = &settings.providers.xendit;
+    if let (true, Some(token)) = (xendit.enabled, &xendit.callback_token) {
+        sources.push(Arc::new(XenditWebhooks::new(token.clone(), xendit.app_tag.clone())));
     }
     sources
 }
