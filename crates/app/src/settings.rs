@@ -166,10 +166,10 @@ impl Settings {
         }
         let xendit = &self.providers.xendit;
         if xendit.enabled
-            && !xendit
+            && xendit
                 .callback_token
                 .as_ref()
-                .is_some_and(|t| !t.expose_secret().trim().is_empty())
+                .is_none_or(|t| t.expose_secret().trim().is_empty())
         {
             return invalid(
                 "providers.xendit.enabled is true but providers.xendit.callback_token is empty: \
