@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod forensic;
+pub mod gateway;
 pub mod ids;
 pub mod inbox;
 pub mod money;
@@ -20,6 +21,7 @@ pub mod status;
 
 pub use event::{PaymentChange, PaymentDetails, PaymentRef, WebhookEvent};
 pub use forensic::{Outcome, PrimaryFields, ProcessingResult, WebhookRequest};
+pub use gateway::{Checkout, CheckoutRequest, GatewayError, ProviderPaymentStatus};
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay};
 pub use money::{Currency, Money};

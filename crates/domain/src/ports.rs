@@ -2,8 +2,9 @@
 //! Each has a mockall mock behind the `mock` feature (`MockPaymentStore`, ...).
 
 use crate::{
-    Application, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment, OutboxMessage,
-    Outcome, Payment, PaymentId, PaymentRef, Provider, PublishError, Replay, WebhookEvent, WebhookRequest,
+    Application, Checkout, CheckoutRequest, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus,
+    LogId, NewPayment, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, ProviderPaymentStatus,
+    PublishError, Replay, WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -142,6 +143,17 @@ pub trait PaymentStore: Send + Sync {
     async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError>;
 
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// A provider's payment API: create a payment there, and read its status back.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    fn provider(&self) -> Provider;
+
+    async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError>;
+
+    async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError>;
 }
 
 /// Whether the store answers (for readiness probes).

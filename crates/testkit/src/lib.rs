@@ -1,8 +1,10 @@
 //! Test support for payhook and for code that embeds it: the store contract suite
-//! (one set of behaviours every store must show, run against each store), and
-//! throw-away Postgres databases for tests. A dev-dependency only; it depends on
+//! (one set of behaviours every store must show, run against each store), fake
+//! provider APIs served over real HTTP on loopback, and throw-away Postgres
+//! databases for tests. A dev-dependency only; it depends on
 //! no store crate, so each store's tests can use it without a cycle.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod contract;
+pub mod fake_xendit;
 pub mod postgres;

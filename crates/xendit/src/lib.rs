@@ -1,10 +1,13 @@
 //! Xendit adapter for payhook: authenticates invoice callbacks by their static
 //! `x-callback-token` (compared in constant time) and maps them onto domain events,
-//! converting Xendit's major-unit amounts exactly. Depends on `payhook-domain` only.
+//! converting Xendit's major-unit amounts exactly; creates and reads invoices through
+//! the invoice API (`PaymentGateway`). Depends on `payhook-domain` only.
 
 mod callback;
+mod client;
 
 pub use callback::{parse_callback, primary_fields};
+pub use client::{XenditClient, DEFAULT_API_BASE_URL};
 
 use payhook_domain::source::{AuthError, Delivery, ParseError, Parsed, WebhookSource};
 use payhook_domain::{PrimaryFields, Provider};

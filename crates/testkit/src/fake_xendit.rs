@@ -1,0 +1,158 @@
+//! A fake of the Xendit invoice API (only what payhook calls), served by a real HTTP
+//! server on 127.0.0.1 with a random port: `POST /v2/invoices`, `GET /v2/invoices/{id}`.
+//! It checks Basic auth like Xendit, answers with Xendit's shapes, records every
+//! request, and can be told to fail or stall the next requests.
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    secret_key: String,
+    invoices: HashMap<String, Value>,
+    requests: Vec<Recorded>,
+    /// Status codes to answer the next requests with, in order.
+    failures: Vec<u16>,
+    stall: Option<Duration>,
+}
+
+pub struct FakeXendit {
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeXendit {
+    /// Starts the fake on a random loopback port; requests must authenticate with `secret_key`.
+    pub async fn start(secret_key: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            secret_key: secret_key.to_owned(),
+            ..State::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let shared = web::Data::from(state.clone());
+        let url = base_url.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .app_data(web::Data::new(url.clone()))
+                .route("/v2/invoices", web::post().to(create))
+                .route("/v2/invoices/{id}", web::get().to(fetch))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self { base_url, state }
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Answer the next requests with these HTTP statuses (then behave again).
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().failures.extend_from_slice(statuses);
+    }
+
+    /// Wait this long before answering every later request (to provoke timeouts).
+    pub fn stall(&self, delay: Duration) {
+        self.state.lock().unwrap().stall = Some(delay);
+    }
+
+    /// Marks an invoice paid, as if the customer had paid it in full.
+    pub fn mark_paid(&self, invoice_id: &str) {
+        if let Some(invoice) = self.state.lock().unwrap().invoices.get_mut(invoice_id) {
+            invoice["status"] = json!("PAID");
+            invoice["paid_amount"] = invoice["amount"].clone();
+        }
+    }
+}
+
+fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Result<(), HttpResponse> {
+    let mut s = state.lock().unwrap();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    s.requests.push(Recorded {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+        authorization: authorization.clone(),
+        body,
+    });
+    if !s.failures.is_empty() {
+        let status = s.failures.remove(0);
+        let code = actix_web::http::StatusCode::from_u16(status).unwrap();
+        return Err(HttpResponse::build(code)
+            .json(json!({ "error_code": "SIMULATED_FAILURE", "message": format!("fake Xendit answered {status}") })));
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", s.secret_key))
+    );
+    if authorization.as_deref() != Some(expected.as_str()) {
+        return Err(HttpResponse::Unauthorized()
+            .json(json!({ "error_code": "INVALID_API_KEY", "message": "API key is invalid" })));
+    }
+    Ok(())
+}
+
+async fn stall(state: &Mutex<State>) {
+    let delay = state.lock().unwrap().stall;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn create(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<Mutex<State>>,
+    base: web::Data<String>,
+) -> HttpResponse {
+    stall(&state).await;
+    if let Err(response) = record(&state, &req, body.0.clone()) {
+        return response;
+    }
+    let mut s = state.lock().unwrap();
+    let id = format!("inv_fake_{:04}", s.invoices.len() + 1);
+    let invoice = json!({
+        "id": id, "external_id": body["external_id"], "user_id": "fake_user", "status": "PENDING",
+        "merchant_name": "payhook fake", "amount": body["amount"], "currency": body.get("currency").cloned().unwrap_or(json!("IDR")),
+        "payer_email": body.get("payer_email"), "description": body.get("description"),
+        "expiry_date": "2030-01-01T00:00:00.000Z", "invoice_url": format!("{}/web/{id}", base.as_str()),
+        "metadata": body.get("metadata"),
+    });
+    s.invoices.insert(id, invoice.clone());
+    HttpResponse::Ok().json(invoice)
+}
+
+async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    stall(&state).await;
+    if let Err(response) = record(&state, &req, Value::Null) {
+        return response;
+    }
+    match state.lock().unwrap().invoices.get(id.as_str()) {
+        Some(invoice) => HttpResponse::Ok().json(invoice),
+        None => HttpResponse::NotFound()
+            .json(json!({ "error_code": "INVOICE_NOT_FOUND_ERROR", "message": "Invoice not found" })),
+    }
+}

@@ -1,0 +1,221 @@
+//! The Xendit invoice API: `POST /v2/invoices` and `GET /v2/invoices/{id}`, with
+//! `Authorization: Basic base64("<secret_key>:")`. Amounts go out in major units.
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use payhook_domain::ports::PaymentGateway;
+use payhook_domain::{
+    Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentStatus, Provider, ProviderPaymentStatus,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Number, Value};
+use std::time::Duration;
+
+pub const DEFAULT_API_BASE_URL: &str = "https://api.xendit.co";
+
+pub struct XenditClient {
+    http: reqwest::Client,
+    base_url: String,
+    authorization: SecretString,
+    app_tag: String,
+}
+
+#[derive(Deserialize)]
+struct Invoice {
+    id: String,
+    status: String,
+    invoice_url: Option<String>,
+    expiry_date: Option<String>,
+    currency: Option<String>,
+    paid_amount: Option<Number>,
+}
+
+impl XenditClient {
+    /// `app_tag` goes into every invoice's `metadata.app`, so callbacks for other
+    /// applications' invoices on the same account can be told apart.
+    pub fn new(
+        base_url: &str,
+        secret_key: &SecretString,
+        app_tag: &str,
+        timeout: Duration,
+    ) -> Result<Self, GatewayError> {
+        // One TLS crypto provider for the binary (ring); a no-op if one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let authorization = format!("Basic {}", BASE64.encode(format!("{}:", secret_key.expose_secret())));
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            authorization: SecretString::from(authorization),
+            app_tag: app_tag.to_owned(),
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Invoice, GatewayError> {
+        let response = request
+            .header("authorization", self.authorization.expose_secret())
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(if e.is_timeout() {
+                    "no answer in time".to_owned()
+                } else {
+                    format!("request failed: {e}")
+                })
+            })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("reading the answer failed: {e}")))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| unavailable(format!("unexpected answer: {e}")));
+        }
+        // Xendit errors are {"error_code": "...", "message": "..."}: pass on the gist only.
+        let summary = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .map(|v| {
+                let code = v.get("error_code").and_then(Value::as_str).unwrap_or("UNKNOWN");
+                let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
+                format!("{status} {code}: {message}")
+            })
+            .unwrap_or_else(|| status.to_string());
+        if status.is_client_error() {
+            Err(GatewayError::Rejected {
+                provider: Provider::Xendit,
+                message: summary,
+            })
+        } else {
+            Err(unavailable(summary))
+        }
+    }
+}
+
+fn unavailable(message: String) -> GatewayError {
+    GatewayError::Unavailable {
+        provider: Provider::Xendit,
+        message,
+    }
+}
+
+/// Minor units to the major-unit JSON number Xendit expects. IDR invoices must be
+/// whole rupiah, so an IDR amount with sen is refused before anything is sent.
+fn major_amount(amount: Money) -> Result<Number, GatewayError> {
+    let currency = amount.currency();
+    let scale = 10i64.pow(currency.exponent());
+    let minor = amount.amount_minor();
+    if currency.code() == "IDR" && minor % scale != 0 {
+        return Err(GatewayError::Invalid {
+            field: "amount",
+            message: format!("Xendit IDR invoices are whole rupiah: {minor} sen is not a multiple of 100"),
+        });
+    }
+    let text = if minor % scale == 0 {
+        (minor / scale).to_string()
+    } else {
+        format!(
+            "{}.{:0width$}",
+            minor / scale,
+            minor % scale,
+            width = currency.exponent() as usize
+        )
+    };
+    text.parse::<Number>().map_err(|e| GatewayError::Invalid {
+        field: "amount",
+        message: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl PaymentGateway for XenditClient {
+    fn provider(&self) -> Provider {
+        Provider::Xendit
+    }
+
+    async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError> {
+        let body = json!({
+            "external_id": request.payment_id.to_string(),
+            "amount": major_amount(request.amount)?,
+            "currency": request.amount.currency().code(),
+            "payer_email": request.customer_email,
+            "description": request.description.clone().or_else(|| request.merchant_ref.clone()),
+            "metadata": { "app": self.app_tag },
+        });
+        let invoice = self
+            .send(self.http.post(format!("{}/v2/invoices", self.base_url)).json(&body))
+            .await?;
+        Ok(Checkout {
+            provider_ref: invoice.id,
+            checkout_url: invoice.invoice_url,
+            qr_text: None,
+            expires_at: invoice
+                .expiry_date
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+        })
+    }
+
+    async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        let url = format!("{}/v2/invoices/{}", self.base_url, urlencode(provider_ref));
+        let invoice = self.send(self.http.get(url)).await?;
+        let status = match invoice.status.as_str() {
+            "PAID" | "SETTLED" => PaymentStatus::Paid,
+            "EXPIRED" => PaymentStatus::Expired,
+            _ => PaymentStatus::Pending,
+        };
+        let paid_amount = match (invoice.paid_amount, invoice.currency.as_deref().map(Currency::parse)) {
+            (Some(n), Some(Ok(currency))) => Money::from_major(&n.to_string(), currency)
+                .ok()
+                .map(|m| m.amount_minor()),
+            _ => None,
+        };
+        Ok(ProviderPaymentStatus { status, paid_amount })
+    }
+}
+
+/// Invoice ids are alphanumeric; anything else is escaped rather than trusted in a path.
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn money(minor: i64, code: &str) -> Money {
+        Money::new(minor, Currency::parse(code).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn amounts_go_out_in_major_units() {
+        assert_eq!(major_amount(money(15_000_000, "IDR")).unwrap().to_string(), "150000");
+        assert_eq!(major_amount(money(1050, "USD")).unwrap().to_string(), "10.5");
+        assert_eq!(major_amount(money(7, "USD")).unwrap().to_string(), "0.07");
+        assert_eq!(major_amount(money(1500, "JPY")).unwrap().to_string(), "1500");
+        assert!(matches!(
+            major_amount(money(15_000_050, "IDR")),
+            Err(GatewayError::Invalid { field: "amount", .. })
+        ));
+    }
+
+    #[test]
+    fn invoice_ids_are_escaped_in_paths() {
+        assert_eq!(urlencode("inv_123-ab"), "inv_123-ab");
+        assert_eq!(urlencode("../x"), "%2E%2E%2Fx");
+    }
+}

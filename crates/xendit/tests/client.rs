@@ -1,0 +1,118 @@
+//! The Xendit client against the fake Xendit API on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use payhook_domain::ports::PaymentGateway;
+use payhook_domain::{CheckoutRequest, Currency, GatewayError, Money, PaymentId, PaymentStatus};
+use payhook_testkit::fake_xendit::FakeXendit;
+use payhook_xendit::XenditClient;
+use secrecy::SecretString;
+use std::time::Duration;
+
+const KEY: &str = "xnd_development_fake_key";
+
+fn client(fake: &FakeXendit, key: &str, timeout: Duration) -> XenditClient {
+    XenditClient::new(&fake.base_url, &SecretString::from(key), "payhook", timeout).unwrap()
+}
+
+fn request(minor: i64) -> CheckoutRequest {
+    CheckoutRequest {
+        payment_id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        amount: Money::new(minor, Currency::parse("IDR").unwrap()).unwrap(),
+        merchant_ref: Some("order-77".into()),
+        customer_email: Some("budi@example.co.id".into()),
+        description: Some("Order 77".into()),
+        callback_url: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_an_invoice_with_basic_auth_our_id_and_app_tag() {
+    let fake = FakeXendit::start(KEY).await;
+    let req = request(15_000_000);
+    let checkout = client(&fake, KEY, Duration::from_secs(5))
+        .create_checkout(&req)
+        .await
+        .unwrap();
+    assert_eq!(checkout.provider_ref, "inv_fake_0001");
+    assert_eq!(
+        checkout.checkout_url.as_deref(),
+        Some(format!("{}/web/inv_fake_0001", fake.base_url).as_str())
+    );
+    assert!(checkout.expires_at.is_some());
+
+    let sent = &fake.requests()[0];
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/v2/invoices"));
+    assert_eq!(
+        sent.authorization.as_deref(),
+        Some("Basic eG5kX2RldmVsb3BtZW50X2Zha2Vfa2V5Og=="),
+        "base64(key + ':')"
+    );
+    assert_eq!(sent.body["external_id"], req.payment_id.to_string());
+    assert_eq!(sent.body["amount"], 150000, "major units");
+    assert_eq!(sent.body["currency"], "IDR");
+    assert_eq!(sent.body["payer_email"], "budi@example.co.id");
+    assert_eq!(sent.body["metadata"]["app"], "payhook");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_the_invoice_status_back() {
+    let fake = FakeXendit::start(KEY).await;
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    let checkout = c.create_checkout(&request(15_000_000)).await.unwrap();
+    let before = c.fetch_status(&checkout.provider_ref).await.unwrap();
+    assert_eq!(before.status, PaymentStatus::Pending);
+    fake.mark_paid(&checkout.provider_ref);
+    let after = c.fetch_status(&checkout.provider_ref).await.unwrap();
+    assert_eq!(
+        (after.status, after.paid_amount),
+        (PaymentStatus::Paid, Some(15_000_000))
+    );
+    assert!(matches!(
+        c.fetch_status("inv_missing").await,
+        Err(GatewayError::Rejected { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified_and_summarized() {
+    let fake = FakeXendit::start(KEY).await;
+    let wrong_key = client(&fake, "xnd_wrong", Duration::from_secs(5))
+        .create_checkout(&request(10_000))
+        .await;
+    match wrong_key {
+        Err(GatewayError::Rejected { message, .. }) => assert!(message.contains("INVALID_API_KEY"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    fake.fail_next(&[400, 503]);
+    assert!(matches!(
+        c.create_checkout(&request(10_000)).await,
+        Err(GatewayError::Rejected { .. })
+    ));
+    match c.create_checkout(&request(10_000)).await {
+        Err(GatewayError::Unavailable { message, .. }) => assert!(message.contains("503"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.create_checkout(&request(10_000)).await.is_ok(), "then it works again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_is_unavailable_not_a_hang() {
+    let fake = FakeXendit::start(KEY).await;
+    fake.stall(Duration::from_secs(3));
+    let c = client(&fake, KEY, Duration::from_millis(300));
+    match c.create_checkout(&request(10_000)).await {
+        Err(GatewayError::Unavailable { message, .. }) => assert!(message.contains("in time"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idr_amount_with_sen_is_refused_before_sending() {
+    let fake = FakeXendit::start(KEY).await;
+    let result = client(&fake, KEY, Duration::from_secs(5))
+        .create_checkout(&request(15_000_050))
+        .await;
+    assert!(matches!(result, Err(GatewayError::Invalid { field: "amount", .. })));
+    assert!(fake.requests().is_empty());
+}
