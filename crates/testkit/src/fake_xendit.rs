@@ -85,7 +85,8 @@ impl FakeXendit {
     }
 }
 
-fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Result<(), HttpResponse> {
+/// Records the request; `Some` is the error answer to give instead of a normal one.
+fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Option<HttpResponse> {
     let mut s = state.lock().unwrap();
     let authorization = req
         .headers()
@@ -101,18 +102,23 @@ fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Result<(), Ht
     if !s.failures.is_empty() {
         let status = s.failures.remove(0);
         let code = actix_web::http::StatusCode::from_u16(status).unwrap();
-        return Err(HttpResponse::build(code)
-            .json(json!({ "error_code": "SIMULATED_FAILURE", "message": format!("fake Xendit answered {status}") })));
+        return Some(
+            HttpResponse::build(code).json(
+                json!({ "error_code": "SIMULATED_FAILURE", "message": format!("fake Xendit answered {status}") }),
+            ),
+        );
     }
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{}:", s.secret_key))
     );
     if authorization.as_deref() != Some(expected.as_str()) {
-        return Err(HttpResponse::Unauthorized()
-            .json(json!({ "error_code": "INVALID_API_KEY", "message": "API key is invalid" })));
+        return Some(
+            HttpResponse::Unauthorized()
+                .json(json!({ "error_code": "INVALID_API_KEY", "message": "API key is invalid" })),
+        );
     }
-    Ok(())
+    None
 }
 
 async fn stall(state: &Mutex<State>) {
@@ -129,7 +135,7 @@ async fn create(
     base: web::Data<String>,
 ) -> HttpResponse {
     stall(&state).await;
-    if let Err(response) = record(&state, &req, body.0.clone()) {
+    if let Some(response) = record(&state, &req, body.0.clone()) {
         return response;
     }
     let mut s = state.lock().unwrap();
@@ -147,7 +153,7 @@ async fn create(
 
 async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
     stall(&state).await;
-    if let Err(response) = record(&state, &req, Value::Null) {
+    if let Some(response) = record(&state, &req, Value::Null) {
         return response;
     }
     match state.lock().unwrap().invoices.get(id.as_str()) {
