@@ -95,6 +95,7 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
         payment: PaymentRef {
             payment_id: None,
             provider_ref: Some("pi_left".into()),
+            aliases: Vec::new(),
         },
         change: PaymentChange::paid(None),
         details: None,

@@ -365,6 +365,31 @@ async fn refund_and_dispute_follow_the_payment(backend: Backend) {
     assert_eq!(payment["dispute_status"], "open");
 }
 
+async fn a_dispute_naming_only_the_charge_finds_its_payment(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = now_unix();
+    let charge = json!({ "id": "ch_only", "object": "charge", "amount": 2000, "amount_captured": 2000,
+                         "amount_refunded": 0, "refunded": false, "currency": "usd",
+                         "payment_intent": "pi_charge_only", "status": "succeeded", "metadata": {} });
+    app.deliver(&stripe_event("evt_ch_ok", "charge.succeeded", t, charge))
+        .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
+        .await;
+    // Older API versions send disputes with payment_intent null.
+    let dispute = json!({ "id": "dp_old", "object": "dispute", "amount": 2000, "currency": "usd",
+                          "status": "warning_needs_response", "charge": "ch_only", "payment_intent": null });
+    app.deliver(&stripe_event("evt_dp_old", "charge.dispute.created", t, dispute))
+        .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 2)
+        .await;
+    let id = app.payment_id("pi_charge_only").await;
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(
+        (payment["status"].as_str(), payment["dispute_status"].as_str()),
+        (Some("paid"), Some("open"))
+    );
+}
+
 async fn payments_endpoint_answers_404_for_unknown_or_invalid_ids(backend: Backend) {
     let app = spawn_app(backend).await;
     for path in ["/payments/6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10", "/payments/not-a-uuid"] {
@@ -473,6 +498,7 @@ on_every_store!(
     twenty_concurrent_deliveries_make_one_inbox_row_and_one_change,
     late_failure_does_not_regress_paid_payment,
     refund_and_dispute_follow_the_payment,
+    a_dispute_naming_only_the_charge_finds_its_payment,
     payments_endpoint_answers_404_for_unknown_or_invalid_ids,
     health_and_readiness,
     a_panic_still_leaves_a_forensic_row_and_a_json_500,

@@ -72,6 +72,7 @@ fn by_ref() -> PaymentRef {
     PaymentRef {
         payment_id: None,
         provider_ref: Some("pi_1".into()),
+        aliases: Vec::new(),
     }
 }
 
@@ -141,6 +142,7 @@ async fn a_payhook_payment_id_that_is_not_found_is_never_recreated() {
     let reference = PaymentRef {
         payment_id: Some(payment(PaymentStatus::Pending).id),
         provider_ref: Some("pi_1".into()),
+        aliases: Vec::new(),
     };
     let details = PaymentDetails {
         amount: usd(500),

@@ -237,6 +237,7 @@ async fn cli_replays_dead_events() {
         payment: PaymentRef {
             payment_id: None,
             provider_ref: Some("pi_cli".into()),
+            aliases: Vec::new(),
         },
         change: PaymentChange::paid(None),
         details: None,

@@ -26,6 +26,11 @@ pub struct WebhookEvent {
 pub struct PaymentRef {
     pub payment_id: Option<PaymentId>,
     pub provider_ref: Option<String>,
+    /// Other ids the provider uses for the same payment (a Stripe charge id beside its
+    /// PaymentIntent): remembered when the event is applied, so a later event that
+    /// names only one of them (a dispute on an older API version) still finds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl PaymentRef {

@@ -67,6 +67,8 @@ pub struct Publication {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Application {
     pub payment: Payment,
+    /// Provider ids to remember for this payment (see `PaymentRef::aliases`).
+    pub aliases: Vec<String>,
     pub history: Vec<HistoryEntry>,
     pub publications: Vec<Publication>,
     pub result: ProcessingResult,
@@ -99,6 +101,7 @@ impl Payment {
         }
         Application {
             payment: next,
+            aliases: event.payment.aliases.clone(),
             history: steps.history,
             publications: steps.publications,
             result: if applied {
@@ -284,6 +287,7 @@ mod tests {
             payment: PaymentRef {
                 payment_id: None,
                 provider_ref: Some("pi_1".into()),
+                aliases: Vec::new(),
             },
             change,
             details: None,

@@ -113,6 +113,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::Uuid;
+
+    payment_aliases (provider, alias) {
+        provider -> Text,
+        alias -> Text,
+        payment_id -> Uuid,
+    }
+}
+
 diesel::joinable!(payment_status_history -> payments (payment_id));
+diesel::joinable!(payment_aliases -> payments (payment_id));
 diesel::joinable!(webhook_events -> webhook_logs (log_id));
-diesel::allow_tables_to_appear_in_same_query!(webhook_logs, webhook_events, payments, payment_status_history, outbox);
+diesel::allow_tables_to_appear_in_same_query!(
+    webhook_logs,
+    webhook_events,
+    payments,
+    payment_status_history,
+    outbox,
+    payment_aliases
+);

@@ -37,7 +37,8 @@ macro_rules! impl_store_ports {
                 PaymentRow, CLAIMABLE,
             };
             use $crate::schema::{
-                outbox, payment_status_history as history, payments, webhook_events as ev, webhook_logs as logs,
+                outbox, payment_aliases as aliases, payment_status_history as history, payments, webhook_events as ev,
+                webhook_logs as logs,
             };
             use $crate::types::{DbInstant, DbUuid, Instant};
             use $crate::{db_error, TxError};
@@ -356,6 +357,19 @@ macro_rules! impl_store_ports {
                         .await
                         .optional()
                         .map_err(db_error)?;
+                    if let Some(row) = row {
+                        return Payment::try_from(row).map(Some);
+                    }
+                    // Another of the provider's ids for a payment (a charge id, say).
+                    let row: Option<PaymentRow> = aliases::table
+                        .inner_join(payments::table)
+                        .filter(aliases::provider.eq(provider.as_str()))
+                        .filter(aliases::alias.eq(provider_ref))
+                        .select(PaymentRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
                     row.map(Payment::try_from).transpose()
                 }
 
@@ -408,6 +422,17 @@ macro_rules! impl_store_ports {
                         }
                         for row in &outbox_rows {
                             diesel::insert_into(outbox::table).values(row).execute(conn).await?;
+                        }
+                        for alias in &app.aliases {
+                            diesel::insert_into(aliases::table)
+                                .values((
+                                    aliases::provider.eq(p.provider.as_str()),
+                                    aliases::alias.eq(alias),
+                                    aliases::payment_id.eq(DbUuid(p.id.as_uuid())),
+                                ))
+                                .on_conflict_do_nothing()
+                                .execute(conn)
+                                .await?;
                         }
                         diesel::update(ev::table.find(inbox.0))
                             .set(processed_changes(app.result.as_str(), DbInstant(now)))

@@ -161,6 +161,7 @@ fn reference(metadata: &Value, provider_ref: Option<String>) -> PaymentRef {
             .and_then(Value::as_str)
             .and_then(PaymentId::parse),
         provider_ref,
+        aliases: Vec::new(),
     }
 }
 
@@ -195,11 +196,12 @@ fn from_charge(
     };
     // A charge belongs to its PaymentIntent; a legacy charge without one stands alone.
     let provider_ref = ch.payment_intent.clone().unwrap_or_else(|| ch.id.clone());
-    Ok(Some((
-        reference(&ch.metadata, Some(provider_ref)),
-        change(&ch)?,
-        Some(details),
-    )))
+    let mut payment = reference(&ch.metadata, Some(provider_ref));
+    if ch.payment_intent.is_some() {
+        // Disputes and refunds may name only the charge: remember it for the payment.
+        payment.aliases.push(ch.id.clone());
+    }
+    Ok(Some((payment, change(&ch)?, Some(details))))
 }
 
 fn from_dispute(value: Value) -> Result<Mapped, ParseError> {

@@ -45,7 +45,8 @@ fn payment_intent_succeeded_is_paid_with_amount_received() {
         e.payment,
         PaymentRef {
             payment_id: None,
-            provider_ref: Some("pi_3Abc".into())
+            provider_ref: Some("pi_3Abc".into()),
+            aliases: Vec::new()
         }
     );
     let details = e.details.unwrap();
@@ -86,8 +87,14 @@ fn charge_events_resolve_to_their_payment_intent() {
         charge(json!({ "status": "failed", "amount_captured": 0 })),
     ));
     assert_eq!(failed.change, PaymentChange::status(PaymentStatus::Failed));
+    assert_eq!(
+        ok.payment.aliases,
+        vec!["ch_3Abc".to_owned()],
+        "the charge id is remembered for the payment"
+    );
     let legacy = event(&envelope("charge.succeeded", charge(json!({ "payment_intent": null }))));
     assert_eq!(legacy.payment.provider_ref.as_deref(), Some("ch_3Abc"));
+    assert!(legacy.payment.aliases.is_empty());
 }
 
 #[test]

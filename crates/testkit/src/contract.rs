@@ -34,6 +34,7 @@ macro_rules! store_contract_tests {
             releases_leases_of_stopped_and_crashed_workers,
             counts_events_by_status,
             delivers_outbox_messages_until_marked_published,
+            finds_payments_by_the_aliases_their_events_named,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -76,6 +77,7 @@ fn event(event_id: &str, provider_ref: &str, change: PaymentChange) -> WebhookEv
         payment: PaymentRef {
             payment_id: None,
             provider_ref: Some(provider_ref.to_owned()),
+            aliases: Vec::new(),
         },
         change,
         details: None,
@@ -255,6 +257,7 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
     let by_ref = PaymentRef {
         payment_id: None,
         provider_ref: Some("pi_make".into()),
+        aliases: Vec::new(),
     };
     assert_eq!(
         store
@@ -267,6 +270,7 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
     let by_id = PaymentRef {
         payment_id: Some(new.id),
         provider_ref: None,
+        aliases: Vec::new(),
     };
     assert_eq!(
         store
@@ -532,6 +536,47 @@ pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Ar
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn finds_payments_by_the_aliases_their_events_named<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let inbox = admit(&*store, "evt_charge").await;
+    let mut charge = event("evt_charge", "pi_1", PaymentChange::paid(None));
+    charge.payment.aliases = vec!["ch_1".into()];
+    let now = t0() + Duration::seconds(1);
+    store
+        .commit_application(inbox, &payment.apply(&charge, now))
+        .await
+        .unwrap();
+
+    let by_charge = PaymentRef {
+        payment_id: None,
+        provider_ref: Some("ch_1".into()),
+        aliases: Vec::new(),
+    };
+    assert_eq!(
+        store
+            .find_payment(Provider::Stripe, &by_charge)
+            .await
+            .unwrap()
+            .map(|p| p.id),
+        Some(payment.id)
+    );
+    assert!(
+        store
+            .find_payment(Provider::Xendit, &by_charge)
+            .await
+            .unwrap()
+            .is_none(),
+        "scoped to the provider"
+    );
+    // Remembering the same alias again is harmless.
+    let again = admit(&*store, "evt_charge_again").await;
+    let fresh = store.payment(payment.id).await.unwrap().unwrap();
+    store
+        .commit_application(again, &fresh.apply(&charge, now))
+        .await
+        .unwrap();
 }
 
 pub async fn answers_health_checks<S: Store>(store: Arc<S>) {

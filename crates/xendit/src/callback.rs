@@ -88,6 +88,7 @@ pub fn parse_callback(body: &[u8], app_tag: &str) -> Result<Parsed, ParseError> 
         payment: PaymentRef {
             payment_id: Some(payment_id),
             provider_ref: Some(cb.id),
+            aliases: Vec::new(),
         },
         change,
         // payhook creates every Xendit invoice it handles, so it never creates one here.
