@@ -287,8 +287,8 @@ fn fallback_lines(dir: &std::path::Path) -> Vec<Value> {
 }
 
 async fn refused_forensic_writes_go_to_the_fallback_file(backend: Backend) {
-    let dir = std::env::temp_dir().join(format!("payhook-fallback-{}", uuid::Uuid::new_v4().simple()));
-    let dir_text = dir.to_string_lossy().into_owned();
+    let dir = TempDir::new("payhook-fallback");
+    let dir_text = dir.0.to_string_lossy().into_owned();
     let app = spawn_app_with(
         backend,
         &[
@@ -316,7 +316,7 @@ async fn refused_forensic_writes_go_to_the_fallback_file(backend: Backend) {
         "the event is not in the inbox: the provider must retry"
     );
 
-    let lines = fallback_lines(&dir);
+    let lines = fallback_lines(&dir.0);
     assert_eq!(lines.len(), 2);
     assert_eq!(
         (lines[0]["http_status"].as_u64(), lines[0]["processing_result"].as_str()),
@@ -342,7 +342,6 @@ async fn refused_forensic_writes_go_to_the_fallback_file(backend: Backend) {
     assert_eq!(retried.status(), 200);
     let reply: Value = retried.json().await.unwrap();
     assert_eq!(reply["status"], "accepted");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn refused_forensic_writes_without_fallback_give_503(backend: Backend) {

@@ -53,6 +53,21 @@ macro_rules! on_every_store {
     };
 }
 
+/// A fresh directory under the system temp dir, removed when dropped (test passed or not).
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A fresh, empty database of either kind, removed when dropped.
 pub enum TestStore {
     Postgres(TestDb),

@@ -130,9 +130,18 @@ async fn deliver(gateways: &[String], range: std::ops::Range<usize>, concurrency
         .await;
 }
 
-fn sqlite_url() -> (String, std::path::PathBuf) {
+/// A temporary directory removed when the test ends, passed or failed.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sqlite_url() -> (String, TempDir) {
     let dir = std::env::temp_dir().join(format!("payhook-proc-{}", uuid::Uuid::new_v4().simple()));
-    (format!("sqlite://{}/payhook.db", dir.display()), dir)
+    (format!("sqlite://{}/payhook.db", dir.display()), TempDir(dir))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +193,7 @@ async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_work_releases_leases_and_exits_zero() {
-    let (url, dir) = sqlite_url();
+    let (url, _dir) = sqlite_url();
     let gateway = Gateway::start(&url, &[("PAYHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")]);
     deliver(&[gateway.url()], 0..50, 8).await;
     let status = gateway.terminate(Duration::from_secs(20));
@@ -210,12 +219,11 @@ async fn sigterm_finishes_work_releases_leases_and_exits_zero() {
         .map(|e| (e.status, e.last_error.clone(), e.next_attempt_at))
         .collect();
     assert_eq!(processed + due, 50, "not processed: {others:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_replays_dead_events() {
-    let (url, dir) = sqlite_url();
+    let (url, _dir) = sqlite_url();
     SqliteStore::migrate(&url).await.unwrap();
     let store = SqliteStore::connect(&url, 1).unwrap();
     let now = Utc::now();
@@ -279,5 +287,4 @@ async fn cli_replays_dead_events() {
     let missing = run(&["replay", "999999"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no inbox event with id 999999"));
-    let _ = std::fs::remove_dir_all(dir);
 }
