@@ -1,11 +1,14 @@
 //! Stripe adapter for payhook: verifies `Stripe-Signature` (every `v1` against every
-//! configured secret, so secret rotation works) and maps Stripe events onto domain
-//! events. Depends on `payhook-domain` only, never on another adapter.
+//! configured secret, so secret rotation works), maps Stripe events onto domain
+//! events, and creates and reads PaymentIntents through the Stripe SDK
+//! (`PaymentGateway`). Depends on `payhook-domain` only, never on another adapter.
 
 mod events;
+mod gateway;
 mod verify;
 
 pub use events::{parse_event, primary_fields};
+pub use gateway::{StripeGateway, DEFAULT_API_BASE_URL};
 pub use verify::{signature_header, SignatureError, SignatureVerifier, DEFAULT_TOLERANCE_SECS};
 
 use payhook_domain::source::{AuthError, Delivery, ParseError, Parsed, WebhookSource};

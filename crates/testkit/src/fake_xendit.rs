@@ -3,7 +3,7 @@
 //! It checks Basic auth like Xendit, answers with Xendit's shapes, records every
 //! request, and can be told to fail or stall the next requests.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ pub struct Recorded {
 #[derive(Default)]
 struct State {
     secret_key: String,
+    base_url: String,
     invoices: HashMap<String, Value>,
     requests: Vec<Recorded>,
     /// Status codes to answer the next requests with, in order.
@@ -41,23 +42,16 @@ impl FakeXendit {
             secret_key: secret_key.to_owned(),
             ..State::default()
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let shared = web::Data::from(state.clone());
-        let url = base_url.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .app_data(web::Data::new(url.clone()))
-                .route("/v2/invoices", web::post().to(create))
-                .route("/v2/invoices/{id}", web::get().to(fetch))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
+        let base_url = crate::loopback::serve({
+            let shared = shared.clone();
+            move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(shared.clone())
+                    .route("/v2/invoices", web::post().to(create))
+                    .route("/v2/invoices/{id}", web::get().to(fetch));
+            }
+        });
+        shared.lock().unwrap().base_url = base_url.clone();
         Self { base_url, state }
     }
 
@@ -128,12 +122,7 @@ async fn stall(state: &Mutex<State>) {
     }
 }
 
-async fn create(
-    req: HttpRequest,
-    body: web::Json<Value>,
-    state: web::Data<Mutex<State>>,
-    base: web::Data<String>,
-) -> HttpResponse {
+async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
     stall(&state).await;
     if let Some(response) = record(&state, &req, body.0.clone()) {
         return response;
@@ -144,7 +133,7 @@ async fn create(
         "id": id, "external_id": body["external_id"], "user_id": "fake_user", "status": "PENDING",
         "merchant_name": "payhook fake", "amount": body["amount"], "currency": body.get("currency").cloned().unwrap_or(json!("IDR")),
         "payer_email": body.get("payer_email"), "description": body.get("description"),
-        "expiry_date": "2030-01-01T00:00:00.000Z", "invoice_url": format!("{}/web/{id}", base.as_str()),
+        "expiry_date": "2030-01-01T00:00:00.000Z", "invoice_url": format!("{}/web/{id}", s.base_url),
         "metadata": body.get("metadata"),
     });
     s.invoices.insert(id, invoice.clone());

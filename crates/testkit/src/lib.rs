@@ -6,5 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod contract;
+pub mod fake_stripe;
 pub mod fake_xendit;
+mod loopback;
 pub mod postgres;

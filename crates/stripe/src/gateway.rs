@@ -1,0 +1,106 @@
+//! PaymentIntents through the Stripe SDK (async-stripe, pinned), behind our
+//! `PaymentGateway` port so an SDK bump touches this file only.
+
+use crate::events::PAYMENT_ID_METADATA_KEY;
+use async_trait::async_trait;
+use payhook_domain::ports::PaymentGateway;
+use payhook_domain::{Checkout, CheckoutRequest, GatewayError, PaymentStatus, Provider, ProviderPaymentStatus};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::time::Duration;
+use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent};
+use stripe_core::PaymentIntentStatus;
+
+pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
+
+pub struct StripeGateway {
+    client: stripe::Client,
+}
+
+impl StripeGateway {
+    pub fn new(base_url: &str, api_key: &SecretString, timeout: Duration) -> Result<Self, GatewayError> {
+        // One TLS crypto provider for the binary (ring); a no-op if one is installed.
+        let _ = rustls_provider::install();
+        let client = stripe::ClientBuilder::new(api_key.expose_secret())
+            .url(base_url.trim_end_matches('/'))
+            .timeout(timeout)
+            .build()
+            .map_err(classify)?;
+        Ok(Self { client })
+    }
+}
+
+mod rustls_provider {
+    /// The SDK's `rustls-ring` feature brings ring; make it the process default.
+    pub fn install() -> bool {
+        rustls::crypto::ring::default_provider().install_default().is_ok()
+    }
+}
+
+/// Stripe's 4xx are refusals (bad request, declined card, wrong key); everything else
+/// (5xx, unreadable answers, network, timeouts) is an outage worth retrying.
+fn classify(error: stripe::StripeError) -> GatewayError {
+    match error {
+        stripe::StripeError::Stripe(api, status) if (400..500).contains(&status) => GatewayError::Rejected {
+            provider: Provider::Stripe,
+            message: format!("{status}: {}", api.message.as_deref().unwrap_or("no message")),
+        },
+        stripe::StripeError::Stripe(api, status) => GatewayError::Unavailable {
+            provider: Provider::Stripe,
+            message: format!("{status}: {}", api.message.as_deref().unwrap_or("no message")),
+        },
+        other => GatewayError::Unavailable {
+            provider: Provider::Stripe,
+            message: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for StripeGateway {
+    fn provider(&self) -> Provider {
+        Provider::Stripe
+    }
+
+    async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError> {
+        let currency: stripe_types::Currency = request
+            .amount
+            .currency()
+            .code()
+            .to_ascii_lowercase()
+            .parse()
+            .unwrap_or_else(|never| match never {});
+        // Webhooks find the payment by this metadata first (see events.rs).
+        let metadata = HashMap::from([(PAYMENT_ID_METADATA_KEY.to_owned(), request.payment_id.to_string())]);
+        let mut create = CreatePaymentIntent::new(request.amount.amount_minor(), currency).metadata(metadata);
+        if let Some(description) = request.description.clone().or_else(|| request.merchant_ref.clone()) {
+            create = create.description(description);
+        }
+        if let Some(email) = &request.customer_email {
+            create = create.receipt_email(email.clone());
+        }
+        let intent = create.send(&self.client).await.map_err(classify)?;
+        // A PaymentIntent has no hosted page: the client confirms it with Stripe.js.
+        Ok(Checkout {
+            provider_ref: intent.id.to_string(),
+            checkout_url: None,
+            qr_text: None,
+            expires_at: None,
+        })
+    }
+
+    async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        let intent = RetrievePaymentIntent::new(provider_ref)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        let status = match intent.status {
+            PaymentIntentStatus::Succeeded => PaymentStatus::Paid,
+            PaymentIntentStatus::Canceled => PaymentStatus::Canceled,
+            PaymentIntentStatus::RequiresAction => PaymentStatus::RequiresAction,
+            _ => PaymentStatus::Pending,
+        };
+        let paid_amount = (status == PaymentStatus::Paid).then_some(intent.amount_received);
+        Ok(ProviderPaymentStatus { status, paid_amount })
+    }
+}

@@ -1,0 +1,107 @@
+//! The Stripe gateway (async-stripe SDK) against the fake Stripe API on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use payhook_domain::ports::PaymentGateway;
+use payhook_domain::{CheckoutRequest, Currency, GatewayError, Money, PaymentId, PaymentStatus};
+use payhook_stripe::StripeGateway;
+use payhook_testkit::fake_stripe::FakeStripe;
+use secrecy::SecretString;
+use std::time::Duration;
+
+const KEY: &str = "sk_test_fake_key_for_payhook";
+
+fn gateway(fake: &FakeStripe, key: &str) -> StripeGateway {
+    StripeGateway::new(&fake.base_url, &SecretString::from(key), Duration::from_secs(5)).unwrap()
+}
+
+fn request() -> CheckoutRequest {
+    CheckoutRequest {
+        payment_id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        amount: Money::new(2_500, Currency::parse("EUR").unwrap()).unwrap(),
+        merchant_ref: Some("order-17".into()),
+        customer_email: Some("ana@example.com".into()),
+        description: Some("Order 17".into()),
+        callback_url: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_a_payment_intent_carrying_our_payment_id() {
+    let fake = FakeStripe::start(KEY).await;
+    let req = request();
+    let checkout = gateway(&fake, KEY).create_checkout(&req).await.unwrap();
+    assert!(
+        checkout.provider_ref.starts_with("pi_fake"),
+        "{}",
+        checkout.provider_ref
+    );
+
+    let sent = &fake.requests()[0];
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/v1/payment_intents")
+    );
+    assert_eq!(sent.authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        sent.form.get("amount").map(String::as_str),
+        Some("2500"),
+        "minor units, as Stripe takes them"
+    );
+    assert_eq!(sent.form.get("currency").map(String::as_str), Some("eur"));
+    assert_eq!(
+        sent.form.get("metadata[payhook_payment_id]"),
+        Some(&req.payment_id.to_string())
+    );
+    assert_eq!(
+        sent.form.get("receipt_email").map(String::as_str),
+        Some("ana@example.com")
+    );
+    assert_eq!(sent.form.get("description").map(String::as_str), Some("Order 17"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_the_payment_intent_status_back() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = gateway(&fake, KEY);
+    let checkout = g.create_checkout(&request()).await.unwrap();
+    assert_eq!(
+        g.fetch_status(&checkout.provider_ref).await.unwrap().status,
+        PaymentStatus::Pending
+    );
+    fake.succeed(&checkout.provider_ref);
+    let paid = g.fetch_status(&checkout.provider_ref).await.unwrap();
+    assert_eq!((paid.status, paid.paid_amount), (PaymentStatus::Paid, Some(2_500)));
+    assert!(matches!(
+        g.fetch_status("pi_missing").await,
+        Err(GatewayError::Rejected { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_outages_are_told_apart() {
+    let fake = FakeStripe::start(KEY).await;
+    match gateway(&fake, "sk_test_wrong").create_checkout(&request()).await {
+        Err(GatewayError::Rejected { message, .. }) => assert!(message.contains("401"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let g = gateway(&fake, KEY);
+    fake.fail_next(&[402, 500]);
+    assert!(matches!(
+        g.create_checkout(&request()).await,
+        Err(GatewayError::Rejected { .. })
+    ));
+    assert!(matches!(
+        g.create_checkout(&request()).await,
+        Err(GatewayError::Unavailable { .. })
+    ));
+    assert!(g.create_checkout(&request()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_stripe_is_unavailable() {
+    let g = StripeGateway::new("http://127.0.0.1:9", &SecretString::from(KEY), Duration::from_secs(2)).unwrap();
+    assert!(matches!(
+        g.create_checkout(&request()).await,
+        Err(GatewayError::Unavailable { .. })
+    ));
+}
