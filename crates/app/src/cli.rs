@@ -1,9 +1,10 @@
 //! The `payhook` command line.
 
 use crate::settings::{Settings, StoreKind};
+use crate::simulate::Simulation;
 use crate::startup::{Application, StartupError, Stores};
 use clap::{Parser, Subcommand};
-use payhook_domain::{InboxId, InboxStatus, Provider, Replay};
+use payhook_domain::{InboxId, InboxStatus, PaymentId, Provider, Replay};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -28,6 +29,37 @@ enum Command {
     Migrate,
     /// Make inbox events due again: one by id, or every event with a status.
     Replay(ReplayArgs),
+    /// Send a realistic, correctly authenticated provider webhook to a running gateway.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// stripe or xendit.
+    provider: Provider,
+    /// stripe: payment_intent.succeeded|payment_failed|canceled|requires_action, charge.refunded,
+    /// charge.dispute.created|closed. xendit: paid|settled|expired.
+    event: String,
+    /// The payhook payment the event is about (required for xendit).
+    #[arg(long)]
+    payment: Option<String>,
+    /// Amount in minor units.
+    #[arg(long, default_value_t = 2000)]
+    amount: i64,
+    #[arg(long, default_value = "USD")]
+    currency: String,
+    /// Where to send it (default: the configured server.bind).
+    #[arg(long)]
+    to: Option<String>,
+    /// Sign (or token) it wrongly, to see the rejection.
+    #[arg(long)]
+    bad_signature: bool,
+    /// charge.refunded: refund half; xendit paid: pay half.
+    #[arg(long)]
+    partial: bool,
+    /// Send the same delivery this many times (to watch deduplication).
+    #[arg(long, default_value_t = 1)]
+    replay: u32,
 }
 
 #[derive(clap::Args)]
@@ -52,6 +84,7 @@ pub async fn run() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Replay(args) => replay(settings, args).await,
+            Command::Simulate(args) => simulate(settings, args).await,
         },
         Err(e) => Err(e.into()),
     };
@@ -97,6 +130,33 @@ async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError
             println!("{n} {status} event(s) are due again");
         }
         (None, None) => return Err(StartupError::Usage("name an inbox id or --status".into())),
+    }
+    Ok(())
+}
+
+async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupError> {
+    let payment = match args.payment.as_deref() {
+        Some(raw) => Some(
+            PaymentId::parse(raw)
+                .ok_or_else(|| StartupError::Usage(format!("--payment {raw:?} is not a payment id")))?,
+        ),
+        None => None,
+    };
+    let sim = Simulation {
+        provider: args.provider,
+        event: args.event,
+        payment,
+        amount: args.amount,
+        currency: args.currency,
+        to: args.to,
+        bad_signature: args.bad_signature,
+        partial: args.partial,
+        replay: args.replay,
+    };
+    let usage = |e: crate::simulate::SimulateError| StartupError::Usage(e.to_string());
+    let delivery = crate::simulate::build(&sim, &settings).map_err(usage)?;
+    for (status, body) in crate::simulate::send(&delivery, sim.replay).await.map_err(usage)? {
+        println!("HTTP {status} {body}");
     }
     Ok(())
 }

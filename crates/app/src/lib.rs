@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod processing;
 pub mod relay;
 pub mod settings;
+pub mod simulate;
 pub mod startup;
 pub mod telemetry;
 

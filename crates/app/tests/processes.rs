@@ -288,3 +288,62 @@ async fn cli_replays_dead_events() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no inbox event with id 999999"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_sends_signed_events_replays_and_forges_on_request() {
+    let (url, _dir) = sqlite_url();
+    let gateway = Gateway::start(&url, &[]);
+    let simulate = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_payhook"))
+            .arg("simulate")
+            .args(args)
+            .args(["--to", &gateway.url()])
+            .env("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")
+            .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env_remove("PAYHOOK_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = simulate(&["stripe", "payment_intent.succeeded", "--replay", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("HTTP 200 ") && lines[0].contains("\"accepted\""),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("HTTP 200 ") && lines[1].contains("\"duplicate\""),
+        "{stdout}"
+    );
+
+    let forged = simulate(&["stripe", "charge.refunded", "--bad-signature"]);
+    assert!(
+        String::from_utf8_lossy(&forged.stdout).starts_with("HTTP 401 "),
+        "the gateway's answer is printed"
+    );
+    assert!(String::from_utf8_lossy(&forged.stdout).contains("invalid_signature"));
+
+    let unknown = simulate(&["stripe", "invoice.paid"]);
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    assert!(err.contains("unknown stripe event"), "{err}");
+
+    let down = Command::new(env!("CARGO_BIN_EXE_payhook"))
+        .args([
+            "simulate",
+            "stripe",
+            "payment_intent.succeeded",
+            "--to",
+            "http://127.0.0.1:9/webhooks/stripe",
+        ])
+        .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+        .env_remove("PAYHOOK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the gateway"));
+    assert!(gateway.terminate(Duration::from_secs(20)).success());
+}
