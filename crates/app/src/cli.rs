@@ -43,11 +43,12 @@ struct SimulateArgs {
     /// The payhook payment the event is about (required for xendit).
     #[arg(long)]
     payment: Option<String>,
-    /// Amount in minor units.
-    #[arg(long, default_value_t = 2000)]
-    amount: i64,
-    #[arg(long, default_value = "USD")]
-    currency: String,
+    /// Amount in minor units (default: the payment's, else 2000).
+    #[arg(long)]
+    amount: Option<i64>,
+    /// ISO currency (default: the payment's, else USD).
+    #[arg(long)]
+    currency: Option<String>,
     /// Where to send it (default: the configured server.bind).
     #[arg(long)]
     to: Option<String>,
@@ -142,18 +143,30 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
         ),
         None => None,
     };
+    let usage = |e: crate::simulate::SimulateError| StartupError::Usage(e.to_string());
+    let to = args
+        .to
+        .unwrap_or_else(|| format!("http://{}/webhooks/{}", settings.server.bind, args.provider));
+    // A payment the gateway knows: events about it use its real reference and amount.
+    let (provider_ref, known_amount, known_currency) = match payment {
+        Some(id) => {
+            let (r, a, c) = crate::simulate::look_up_payment(&to, id).await.map_err(usage)?;
+            (r, Some(a), Some(c))
+        }
+        None => (None, None, None),
+    };
     let sim = Simulation {
         provider: args.provider,
         event: args.event,
         payment,
-        amount: args.amount,
-        currency: args.currency,
-        to: args.to,
+        provider_ref,
+        amount: args.amount.or(known_amount).unwrap_or(2000),
+        currency: args.currency.or(known_currency).unwrap_or_else(|| "USD".into()),
+        to: Some(to),
         bad_signature: args.bad_signature,
         partial: args.partial,
         replay: args.replay,
     };
-    let usage = |e: crate::simulate::SimulateError| StartupError::Usage(e.to_string());
     let delivery = crate::simulate::build(&sim, &settings).map_err(usage)?;
     for (status, body) in crate::simulate::send(&delivery, sim.replay).await.map_err(usage)? {
         println!("HTTP {status} {body}");

@@ -18,3 +18,8 @@ pub mod telemetry;
 
 pub use settings::Settings;
 pub use startup::{Application, StartupError, Stores};
+
+/// `docs/testing.md`, compiled and run as a doc test so its example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/testing.md")]
+pub struct TestingGuide;

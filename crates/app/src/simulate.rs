@@ -14,6 +14,8 @@ pub struct Simulation {
     pub provider: Provider,
     pub event: String,
     pub payment: Option<PaymentId>,
+    /// The provider's id of that payment (its PaymentIntent), when the gateway knows it.
+    pub provider_ref: Option<String>,
     pub amount: i64,
     pub currency: String,
     pub to: Option<String>,
@@ -84,9 +86,10 @@ fn stripe(sim: &Simulation, settings: &Settings, url: String) -> Result<Delivery
         SimulateError::NotConfigured("providers.stripe.webhook_secrets is empty: nothing to sign with".into())
     })?;
     // The same payment reference across runs for one --payment, else a fresh PaymentIntent.
-    let pi = match sim.payment {
-        Some(id) => format!("pi_sim_{}", &id.as_uuid().simple().to_string()[..24]),
-        None => format!("pi_sim_{}", random_suffix()),
+    let pi = match (&sim.provider_ref, sim.payment) {
+        (Some(known), _) => known.clone(),
+        (None, Some(id)) => format!("pi_sim_{}", &id.as_uuid().simple().to_string()[..24]),
+        (None, None) => format!("pi_sim_{}", random_suffix()),
     };
     let metadata = match sim.payment {
         Some(id) => json!({ "payhook_payment_id": id.to_string() }),
@@ -196,6 +199,35 @@ fn unknown(sim: &Simulation, known: &[&str]) -> SimulateError {
     }
 }
 
+/// What the gateway knows of a payment: its provider reference, amount and currency
+/// (`GET /payments/{id}` next to the webhook URL), so simulated events match it.
+pub async fn look_up_payment(webhook_url: &str, id: PaymentId) -> Result<(Option<String>, i64, String), SimulateError> {
+    crate::startup::install_crypto_provider();
+    let base = webhook_url.split("/webhooks/").next().unwrap_or(webhook_url);
+    let url = format!("{base}/payments/{id}");
+    let unreachable = |reason: String| SimulateError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let response = reqwest::Client::new()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(SimulateError::NotConfigured(format!("the gateway has no payment {id}")));
+    }
+    let payment: Value = response.json().await.map_err(|e| unreachable(e.to_string()))?;
+    let provider_ref = payment.get("provider_ref").and_then(Value::as_str).map(str::to_owned);
+    let amount = payment.get("amount").and_then(Value::as_i64).unwrap_or_default();
+    let currency = payment
+        .get("currency")
+        .and_then(Value::as_str)
+        .unwrap_or("USD")
+        .to_owned();
+    Ok((provider_ref, amount, currency))
+}
+
 /// Sends the delivery `times` times and returns each answer (status, body).
 pub async fn send(delivery: &Delivery, times: u32) -> Result<Vec<(u16, String)>, SimulateError> {
     crate::startup::install_crypto_provider();
@@ -242,6 +274,7 @@ mod tests {
             provider,
             event: event.into(),
             payment: PaymentId::parse("0f7d3a8e-5a4b-4f0e-9d7c-2b1f6e3a9c11"),
+            provider_ref: None,
             amount: 150_000,
             currency: "IDR".into(),
             to: None,
@@ -279,6 +312,19 @@ mod tests {
                 }
                 other => panic!("{event}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_known_payment_intent_is_used_as_is() {
+        let mut known = sim(Provider::Stripe, "charge.dispute.created");
+        known.provider_ref = Some("pi_3RealOne".into());
+        let d = build(&known, &settings()).unwrap();
+        match payhook_stripe::parse_event(&d.body) {
+            Ok(payhook_domain::source::Parsed::Event(e)) => {
+                assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3RealOne"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -5,7 +5,7 @@ use chrono::Utc;
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use payhook_domain::ports::{Admission, WebhookInbox};
+use payhook_domain::ports::{Admission, PaymentStore, WebhookInbox};
 use payhook_domain::{
     EventId, InboxFilter, InboxStatus, PaymentChange, PaymentRef, Provider, WebhookEvent, WebhookRequest,
 };
@@ -317,6 +317,56 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
         lines[1].starts_with("HTTP 200 ") && lines[1].contains("\"duplicate\""),
         "{stdout}"
     );
+
+    // Dispute that payment by its payhook id: simulate asks the gateway for its PaymentIntent.
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    let inbox = store
+        .list(&InboxFilter {
+            status: None,
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let pi = inbox[0].payment_ref.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let payment = loop {
+        let by_ref = PaymentRef {
+            payment_id: None,
+            provider_ref: Some(pi.clone()),
+            aliases: Vec::new(),
+        };
+        if let Some(p) = store.find_payment(Provider::Stripe, &by_ref).await.unwrap() {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the payment was not created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let dispute = simulate(&["stripe", "charge.dispute.created", "--payment", &payment.id.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&dispute.stdout).contains("\"accepted\""),
+        "{dispute:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store
+        .payment(payment.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .dispute_status
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the dispute did not reach the payment");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unknown_payment = simulate(&[
+        "stripe",
+        "charge.refunded",
+        "--payment",
+        "6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10",
+    ]);
+    assert!(!unknown_payment.status.success());
+    assert!(String::from_utf8_lossy(&unknown_payment.stderr).contains("has no payment"));
 
     let forged = simulate(&["stripe", "charge.refunded", "--bad-signature"]);
     assert!(
