@@ -43,20 +43,20 @@ async fn creates_a_payment_intent_carrying_our_payment_id() {
     );
     assert_eq!(sent.authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
     assert_eq!(
-        sent.form.get("amount").map(String::as_str),
+        sent.body.get("amount").map(String::as_str),
         Some("2500"),
         "minor units, as Stripe takes them"
     );
-    assert_eq!(sent.form.get("currency").map(String::as_str), Some("eur"));
+    assert_eq!(sent.body.get("currency").map(String::as_str), Some("eur"));
     assert_eq!(
-        sent.form.get("metadata[payhook_payment_id]"),
+        sent.body.get("metadata[payhook_payment_id]"),
         Some(&req.payment_id.to_string())
     );
     assert_eq!(
-        sent.form.get("receipt_email").map(String::as_str),
+        sent.body.get("receipt_email").map(String::as_str),
         Some("ana@example.com")
     );
-    assert_eq!(sent.form.get("description").map(String::as_str), Some("Order 17"));
+    assert_eq!(sent.body.get("description").map(String::as_str), Some("Order 17"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

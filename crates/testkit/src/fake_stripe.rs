@@ -9,21 +9,14 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// One request the fake received; `form` is the decoded form body.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub authorization: Option<String>,
-    pub form: HashMap<String, String>,
-}
+/// One request the fake received.
+pub type Recorded = crate::loopback::Recorded<HashMap<String, String>>;
 
 #[derive(Default)]
 struct State {
+    journal: crate::loopback::Journal<HashMap<String, String>>,
     api_key: String,
     intents: HashMap<String, Value>,
-    requests: Vec<Recorded>,
-    failures: Vec<u16>,
 }
 
 pub struct FakeStripe {
@@ -48,12 +41,12 @@ impl FakeStripe {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().unwrap().requests.clone()
+        self.state.lock().unwrap().journal.requests()
     }
 
     /// Answer the next requests with these HTTP statuses (then behave again).
     pub fn fail_next(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().failures.extend_from_slice(statuses);
+        self.state.lock().unwrap().journal.fail_next(statuses);
     }
 
     /// Marks a PaymentIntent succeeded, as if the customer had paid.
@@ -73,19 +66,8 @@ fn error(status: u16, kind: &str, message: &str) -> HttpResponse {
 /// Records the request; `Some` is the error answer to give instead of a normal one.
 fn record(state: &Mutex<State>, req: &HttpRequest, form: HashMap<String, String>) -> Option<HttpResponse> {
     let mut s = state.lock().unwrap();
-    let authorization = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    s.requests.push(Recorded {
-        method: req.method().to_string(),
-        path: req.path().to_owned(),
-        authorization: authorization.clone(),
-        form,
-    });
-    if !s.failures.is_empty() {
-        let status = s.failures.remove(0);
+    let (authorization, failure) = s.journal.record(req, form);
+    if let Some(status) = failure {
         let kind = if status >= 500 {
             "api_error"
         } else {

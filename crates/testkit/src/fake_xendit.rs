@@ -11,22 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One request the fake received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub authorization: Option<String>,
-    pub body: Value,
-}
+pub type Recorded = crate::loopback::Recorded<Value>;
 
 #[derive(Default)]
 struct State {
+    journal: crate::loopback::Journal<Value>,
     secret_key: String,
     base_url: String,
     invoices: HashMap<String, Value>,
-    requests: Vec<Recorded>,
-    /// Status codes to answer the next requests with, in order.
-    failures: Vec<u16>,
     stall: Option<Duration>,
 }
 
@@ -57,12 +49,12 @@ impl FakeXendit {
 
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().unwrap().requests.clone()
+        self.state.lock().unwrap().journal.requests()
     }
 
     /// Answer the next requests with these HTTP statuses (then behave again).
     pub fn fail_next(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().failures.extend_from_slice(statuses);
+        self.state.lock().unwrap().journal.fail_next(statuses);
     }
 
     /// Wait this long before answering every later request (to provoke timeouts).
@@ -82,19 +74,8 @@ impl FakeXendit {
 /// Records the request; `Some` is the error answer to give instead of a normal one.
 fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Option<HttpResponse> {
     let mut s = state.lock().unwrap();
-    let authorization = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    s.requests.push(Recorded {
-        method: req.method().to_string(),
-        path: req.path().to_owned(),
-        authorization: authorization.clone(),
-        body,
-    });
-    if !s.failures.is_empty() {
-        let status = s.failures.remove(0);
+    let (authorization, failure) = s.journal.record(req, body);
+    if let Some(status) = failure {
         let code = actix_web::http::StatusCode::from_u16(status).unwrap();
         return Some(
             HttpResponse::build(code).json(

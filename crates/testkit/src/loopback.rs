@@ -19,3 +19,54 @@ where
     tokio::spawn(server);
     base_url
 }
+
+/// A request a fake received, with its body as that fake decodes it (JSON, a form).
+#[derive(Debug, Clone)]
+pub struct Recorded<B> {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: B,
+}
+
+/// What every fake keeps: the requests it got, and the failures a test told it to give.
+pub(crate) struct Journal<B> {
+    requests: Vec<Recorded<B>>,
+    failures: std::collections::VecDeque<u16>,
+}
+
+impl<B> Default for Journal<B> {
+    fn default() -> Self {
+        Self {
+            requests: Vec::new(),
+            failures: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<B: Clone> Journal<B> {
+    /// Records a request. Returns its `Authorization` header, and the status to fail it
+    /// with if the test asked for one.
+    pub(crate) fn record(&mut self, req: &actix_web::HttpRequest, body: B) -> (Option<String>, Option<u16>) {
+        let authorization = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        self.requests.push(Recorded {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            authorization: authorization.clone(),
+            body,
+        });
+        (authorization, self.failures.pop_front())
+    }
+
+    pub(crate) fn requests(&self) -> Vec<Recorded<B>> {
+        self.requests.clone()
+    }
+
+    pub(crate) fn fail_next(&mut self, statuses: &[u16]) {
+        self.failures.extend(statuses);
+    }
+}
