@@ -22,7 +22,7 @@ pub struct Inbound {
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
-    /// At most `server.max_body_bytes` bytes.
+    /// At most `server.max_body_bytes` bytes; the ingest service takes it over.
     pub body: Vec<u8>,
     /// The body was longer than the limit (and `body` holds its first part).
     pub oversized: bool,
@@ -130,22 +130,25 @@ impl IngestService {
         reply
     }
 
-    async fn handle(&self, inbound: Inbound) -> Reply {
+    async fn handle(&self, mut inbound: Inbound) -> Reply {
         let received_at = self.clock.now();
+        // The record owns the raw body; authentication and parsing borrow it from there
+        // (no copy of the body on the ingest path).
+        let body = std::mem::take(&mut inbound.body);
         let mut request = WebhookRequest::new(
             &inbound.provider,
             &inbound.method,
             &inbound.path,
             &inbound.query,
             inbound.headers.iter().cloned(),
-            inbound.body.clone(),
+            body,
             inbound.remote_addr.clone(),
             received_at,
         );
         let delivery = Delivery {
             headers: &inbound.headers,
             query: &inbound.query,
-            body: &inbound.body,
+            body: &request.body,
             received_at,
         };
         let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| self.classify(&inbound, &delivery)))
@@ -175,7 +178,8 @@ impl IngestService {
     /// Everything that needs no I/O: size, provider, method, authenticity, parsing.
     fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields) {
         if inbound.oversized {
-            let msg = format!("request body exceeds the limit of {} bytes", inbound.body.len());
+            // The part read is all there is (none when Content-Length announced too much).
+            let msg = "request body exceeds server.max_body_bytes".to_owned();
             return (
                 reject(413, ProcessingResult::PayloadTooLarge, msg),
                 PrimaryFields::default(),

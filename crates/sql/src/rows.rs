@@ -1,7 +1,7 @@
 //! Row types and their mapping to and from domain types, for both stores.
 
 use crate::schema::{outbox, payment_status_history, payments, webhook_events, webhook_logs};
-use crate::types::{DbBytes, DbInstant, DbJson, DbUuid};
+use crate::types::{DbBytesRef, DbInstant, DbJson, DbUuid};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
@@ -24,7 +24,7 @@ pub struct NewLogRow<'a> {
     path: &'a str,
     query: &'a str,
     headers: DbJson,
-    raw_body: DbBytes,
+    raw_body: DbBytesRef<'a>,
     remote_addr: Option<&'a str>,
     event_id: Option<&'a str>,
     event_type: Option<&'a str>,
@@ -47,7 +47,7 @@ impl<'a> NewLogRow<'a> {
             path: &req.path,
             query: &req.query,
             headers: DbJson(serde_json::json!(req.headers)),
-            raw_body: DbBytes(req.body.clone()),
+            raw_body: DbBytesRef(&req.body),
             remote_addr: req.remote_addr.as_deref(),
             event_id: p.event_id.as_deref(),
             event_type: p.event_type.as_deref(),

@@ -51,6 +51,11 @@ pub struct DbInstant(pub DateTime<Utc>);
 #[diesel(sql_type = Bytes)]
 pub struct DbBytes(pub Vec<u8>);
 
+/// Borrowed bytes to write (a raw webhook body), so inserting needs no copy.
+#[derive(Debug, Clone, Copy, AsExpression)]
+#[diesel(sql_type = Bytes)]
+pub struct DbBytesRef<'a>(pub &'a [u8]);
+
 const SQLITE_INSTANT_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
 fn sqlite_text(value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<String> {
@@ -100,6 +105,12 @@ impl ToSql<Bytes, Pg> for DbBytes {
     }
 }
 
+impl ToSql<Bytes, Pg> for DbBytesRef<'_> {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <[u8] as ToSql<native::Bytea, Pg>>::to_sql(self.0, out)
+    }
+}
+
 // SQLite: text and blobs in the formats documented on each type.
 
 impl FromSql<Uuid, Sqlite> for DbUuid {
@@ -145,6 +156,12 @@ impl FromSql<Bytes, Sqlite> for DbBytes {
 impl ToSql<Bytes, Sqlite> for DbBytes {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
         <Vec<u8> as ToSql<native::Binary, Sqlite>>::to_sql(&self.0, out)
+    }
+}
+
+impl ToSql<Bytes, Sqlite> for DbBytesRef<'_> {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        <[u8] as ToSql<native::Binary, Sqlite>>::to_sql(self.0, out)
     }
 }
 
