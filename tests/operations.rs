@@ -79,6 +79,10 @@ async fn admin_api_requires_its_bearer_token(backend: Backend) {
     assert_eq!(bad.status(), 400);
     let err: Value = bad.json().await.unwrap();
     assert_eq!(err["error"]["code"], "invalid_query");
+    let not_a_number = admin_get(&app, "/admin/webhooks?limit=abc").await;
+    assert_eq!(not_a_number.status(), 400);
+    let err: Value = not_a_number.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "invalid_query");
 }
 
 async fn dead_events_are_listed_and_replayed(backend: Backend) {

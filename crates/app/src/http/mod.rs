@@ -32,6 +32,11 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A malformed query string gets the contract's JSON error, not actix's plain text.
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::InvalidQuery(format!("invalid query string: {err}")).into()),
+    );
     cfg.service(
         // Every method reaches the handler, so even a wrong-method request is logged.
         web::resource("/webhooks/{provider}").route(web::route().to(webhooks::receive)),
