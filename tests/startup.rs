@@ -84,6 +84,9 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
             description: None,
             metadata: serde_json::json!({}),
             created_at: now,
+            client_token_hash: None,
+            callback_token_hash: None,
+            idempotency: None,
         })
         .await
         .unwrap();

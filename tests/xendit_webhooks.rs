@@ -34,6 +34,9 @@ async fn idr_payment(app: &TestApp, invoice: &str) -> PaymentId {
             description: Some("Order 77".into()),
             metadata: json!({}),
             created_at: chrono::Utc::now(),
+            client_token_hash: None,
+            callback_token_hash: None,
+            idempotency: None,
         })
         .await
         .unwrap();

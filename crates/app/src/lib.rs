@@ -9,6 +9,7 @@ pub mod fallback;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod payments;
 pub mod processing;
 pub mod relay;
 pub mod settings;

@@ -190,6 +190,9 @@ impl Processor {
                     description: details.description.clone(),
                     metadata: details.metadata.clone(),
                     created_at: self.clock.now(),
+                    client_token_hash: None,
+                    callback_token_hash: None,
+                    idempotency: None,
                 };
                 Ok(self.payments.create_payment(&new).await?)
             }

@@ -42,12 +42,15 @@ fn payment(status: PaymentStatus) -> Payment {
         refunded_amount: 0,
         dispute_status: None,
         checkout_url: None,
+        qr_text: None,
         customer_email: None,
         description: None,
         metadata: serde_json::json!({}),
         created_at: now(),
         updated_at: now(),
         paid_at: None,
+        expires_at: None,
+        failure_reason: None,
         version: 7,
     }
 }

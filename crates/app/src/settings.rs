@@ -100,6 +100,10 @@ pub struct StripeSettings {
     #[serde(default)]
     pub webhook_secrets: Vec<SecretString>,
     pub tolerance_secs: i64,
+    /// Secret API key (`sk_…`) for creating PaymentIntents; without one, Stripe is
+    /// webhook-only and `POST /payments` refuses it.
+    pub api_key: Option<SecretString>,
+    pub api_base_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +111,9 @@ pub struct XenditSettings {
     pub enabled: bool,
     /// The account's callback verification token (Dashboard → Settings → Callbacks).
     pub callback_token: Option<SecretString>,
+    /// Secret API key for creating invoices; without one, Xendit is webhook-only.
+    pub secret_key: Option<SecretString>,
+    pub api_base_url: String,
     /// Written to `metadata.app` of invoices payhook creates; callbacks tagged with
     /// another app are acknowledged and ignored.
     pub app_tag: String,
@@ -160,6 +167,14 @@ impl Settings {
                  set the endpoint's signing secret (whsec_…) or disable Stripe"
                     .into(),
             );
+        }
+        for (key, url) in [
+            ("providers.stripe.api_base_url", &stripe.api_base_url),
+            ("providers.xendit.api_base_url", &self.providers.xendit.api_base_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid(format!("{key} must be an http(s) URL, got {url:?}"));
+            }
         }
         if stripe.tolerance_secs <= 0 {
             return invalid("providers.stripe.tolerance_secs must be positive".into());

@@ -6,21 +6,23 @@ use crate::clock::SystemClock;
 use crate::fallback::FallbackLog;
 use crate::http::{routes, AppState};
 use crate::ingest::IngestService;
+use crate::payments::{PaymentRequests, GATEWAY_TIMEOUT};
 use crate::processing::{run_worker, Processor, RetryPolicy};
 use crate::relay::{run_relay, OutboxRelay};
 use crate::settings::{Settings, SettingsError, StoreKind};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use payhook_domain::ports::PaymentGateway;
 use payhook_domain::ports::{
     Clock, EventPublisher, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::source::WebhookSource;
-use payhook_domain::OutboxMessage;
+use payhook_domain::{GatewayError, OutboxMessage};
 use payhook_notify::{NotifyError, NotifyWebhook};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
-use payhook_stripe::{SignatureVerifier, StripeWebhooks};
-use payhook_xendit::XenditWebhooks;
+use payhook_stripe::{SignatureVerifier, StripeGateway, StripeWebhooks};
+use payhook_xendit::{XenditClient, XenditWebhooks};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub enum StartupError {
     PendingMigrations,
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error("cannot set up a provider's API client: {0}")]
+    Gateway(#[from] GatewayError),
     #[error("{0}")]
     Usage(String),
 }
@@ -115,6 +119,29 @@ fn enabled_sources(settings: &Settings) -> Vec<Arc<dyn WebhookSource>> {
     sources
 }
 
+/// The provider APIs payments can be created with: enabled providers with API credentials.
+fn payment_gateways(settings: &Settings) -> Result<Vec<Arc<dyn PaymentGateway>>, GatewayError> {
+    let mut gateways: Vec<Arc<dyn PaymentGateway>> = Vec::new();
+    let stripe = &settings.providers.stripe;
+    if let (true, Some(key)) = (stripe.enabled, &stripe.api_key) {
+        gateways.push(Arc::new(StripeGateway::new(
+            &stripe.api_base_url,
+            key,
+            GATEWAY_TIMEOUT,
+        )?));
+    }
+    let xendit = &settings.providers.xendit;
+    if let (true, Some(key)) = (xendit.enabled, &xendit.secret_key) {
+        gateways.push(Arc::new(XenditClient::new(
+            &xendit.api_base_url,
+            key,
+            &xendit.app_tag,
+            GATEWAY_TIMEOUT,
+        )?));
+    }
+    Ok(gateways)
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -181,6 +208,8 @@ impl Application {
             accepted.clone(),
             fallback,
         );
+        let payment_requests =
+            PaymentRequests::new(stores.payments.clone(), payment_gateways(&settings)?, clock.clone());
         let processor = Arc::new(Processor::new(
             stores.inbox.clone(),
             stores.payments.clone(),
@@ -208,6 +237,7 @@ impl Application {
         let state = web::Data::new(AppState {
             ingest,
             payments: stores.payments,
+            payment_requests,
             inbox: stores.inbox,
             outbox: stores.outbox,
             health: stores.health,

@@ -12,8 +12,31 @@ pub struct CheckoutRequest {
     pub merchant_ref: Option<String>,
     pub customer_email: Option<String>,
     pub description: Option<String>,
-    /// Where the provider should call back, for providers that take it per payment.
-    pub callback_url: Option<String>,
+    /// The per-payment token for providers that sign nothing (see
+    /// `PaymentGateway::needs_callback_token`): the adapter puts it in the callback
+    /// URL it gives the provider.
+    pub callback_token: Option<CallbackToken>,
+}
+
+/// A secret that authenticates a provider's callbacks for one payment. Its `Debug`
+/// output is redacted, so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackToken(String);
+
+impl CallbackToken {
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CallbackToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallbackToken([redacted])")
+    }
 }
 
 /// How the customer pays, as the provider answered.

@@ -21,11 +21,11 @@ pub mod status;
 
 pub use event::{PaymentChange, PaymentDetails, PaymentRef, WebhookEvent};
 pub use forensic::{Outcome, PrimaryFields, ProcessingResult, WebhookRequest};
-pub use gateway::{Checkout, CheckoutRequest, GatewayError, ProviderPaymentStatus};
+pub use gateway::{CallbackToken, Checkout, CheckoutRequest, GatewayError, ProviderPaymentStatus};
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay};
 pub use money::{Currency, Money};
 pub use outbox::{OutboxMessage, PublishError};
-pub use payment::{Application, HistoryEntry, NewPayment, Payment, Publication};
+pub use payment::{Application, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};
 pub use provider::Provider;
 pub use status::{DisputeStatus, PaymentStatus};

@@ -53,7 +53,29 @@ const EXPONENTS: &[(&str, u32)] = &[
     ("TND", 3),
 ];
 
+/// Active ISO 4217 currencies money can be paid in: the list, less precious metals,
+/// fund codes used only for accounting (CLF, UYW, XDR, …) and test codes (XTS, XXX).
+const PAYABLE: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
+    "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHE", "CHF", "CHW", "CLP",
+    "CNY", "COP", "COU", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD",
+    "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR",
+    "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK",
+    "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
+    "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR",
+    "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL",
+    "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS",
+    "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF",
+    "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
 impl Currency {
+    /// Whether this is a currency a payment can be asked in (see `PAYABLE`). Parsing
+    /// accepts any three letters, so stored and provider-sent codes always load.
+    pub fn is_payable(&self) -> bool {
+        PAYABLE.contains(&self.code())
+    }
+
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
         let bytes = code.as_bytes();
         match bytes {
@@ -172,6 +194,16 @@ impl Money {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn payable_currencies_are_real_ones() {
+        for code in ["USD", "IDR", "MNT", "BRL", "JPY", "EUR", "XOF"] {
+            assert!(Currency::parse(code).unwrap().is_payable(), "{code}");
+        }
+        for code in ["XXX", "XTS", "XAU", "ZZZ", "ABC"] {
+            assert!(!Currency::parse(code).unwrap().is_payable(), "{code}");
+        }
+    }
+
     use super::*;
 
     #[test]

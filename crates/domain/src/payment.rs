@@ -19,12 +19,17 @@ pub struct Payment {
     pub refunded_amount: i64,
     pub dispute_status: Option<DisputeStatus>,
     pub checkout_url: Option<String>,
+    pub qr_text: Option<String>,
     pub customer_email: Option<String>,
     pub description: Option<String>,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// When the provider stops accepting payment for it, if it said.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Why creating it at the provider failed, for a payment that never got there.
+    pub failure_reason: Option<String>,
     /// Optimistic-concurrency counter: a store refuses to commit an application
     /// computed from an older version.
     pub version: i64,
@@ -43,6 +48,42 @@ pub struct NewPayment {
     pub description: Option<String>,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// SHA-256 (hex) of the token that lets a customer's browser follow the payment.
+    pub client_token_hash: Option<String>,
+    /// SHA-256 (hex) of the token in the provider's callback URL (QPay, JunglePay).
+    pub callback_token_hash: Option<String>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// A caller's `Idempotency-Key` and the fingerprint of the request it first came with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// SHA-256 (hex) hashes of a payment's tokens; the tokens themselves are never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenHashes {
+    pub client: Option<String>,
+    pub callback: Option<String>,
+}
+
+/// What opening a payment found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Opened {
+    /// A new payment row, not yet known to the provider.
+    New(Payment),
+    /// The payment an earlier request with the same idempotency key opened, and that
+    /// request's fingerprint.
+    Existing { payment: Payment, fingerprint: String },
+}
+
+impl Payment {
+    /// Opened through the API and still waiting for the provider's answer.
+    pub fn is_being_created(&self) -> bool {
+        self.status == PaymentStatus::Pending && self.provider_ref.is_none() && self.failure_reason.is_none()
+    }
 }
 
 /// One row of `payment_status_history`: every status decision, applied or not.
@@ -268,12 +309,15 @@ mod tests {
             refunded_amount: 0,
             dispute_status: None,
             checkout_url: None,
+            qr_text: None,
             customer_email: None,
             description: None,
             metadata: serde_json::json!({}),
             created_at: at(0),
             updated_at: at(0),
             paid_at: None,
+            expires_at: None,
+            failure_reason: None,
             version: 1,
         }
     }

@@ -3,8 +3,8 @@
 
 use crate::{
     Application, Checkout, CheckoutRequest, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus,
-    LogId, NewPayment, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, ProviderPaymentStatus,
-    PublishError, Replay, WebhookEvent, WebhookRequest,
+    LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, ProviderPaymentStatus,
+    PublishError, Replay, TokenHashes, WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -143,6 +143,30 @@ pub trait PaymentStore: Send + Sync {
     async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError>;
 
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Inserts a payment requested through the API, before the provider is asked.
+    /// When its idempotency key was used before, nothing is inserted and the payment
+    /// that key opened comes back instead.
+    async fn open_payment(&self, payment: &NewPayment) -> Result<Opened, StoreError>;
+
+    /// Records the provider's answer for a payment being created.
+    async fn record_checkout(&self, id: PaymentId, checkout: &Checkout) -> Result<Payment, StoreError>;
+
+    /// Marks a payment the provider did not create as failed, with the reason, in its
+    /// history too. A payment that moved on meanwhile (a callback raced the answer)
+    /// keeps its status.
+    async fn record_creation_failure(
+        &self,
+        id: PaymentId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Payment, StoreError>;
+
+    /// Replaces the hash of the payment's client token.
+    async fn replace_client_token(&self, id: PaymentId, hash: &str) -> Result<(), StoreError>;
+
+    /// The stored token hashes of a payment, to check a presented token against.
+    async fn token_hashes(&self, id: PaymentId) -> Result<Option<TokenHashes>, StoreError>;
 }
 
 /// A provider's payment API: create a payment there, and read its status back.
@@ -150,6 +174,19 @@ pub trait PaymentStore: Send + Sync {
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     fn provider(&self) -> Provider;
+
+    /// Whether payments need a per-payment callback token: the provider signs nothing,
+    /// so the token in the callback URL is what authenticates its calls.
+    fn needs_callback_token(&self) -> bool {
+        false
+    }
+
+    /// Refuses a request the provider cannot take (`GatewayError::Invalid`), before
+    /// anything is stored or sent.
+    fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {
+        let _ = request;
+        Ok(())
+    }
 
     async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError>;
 

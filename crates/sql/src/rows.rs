@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
 use payhook_domain::{
-    Application, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage, Outcome,
-    Payment, PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
+    Application, Checkout, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage,
+    Outcome, Payment, PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -131,6 +131,10 @@ pub struct NewPaymentRow<'a> {
     description: Option<&'a str>,
     created_at: DbInstant,
     updated_at: DbInstant,
+    client_token_hash: Option<&'a str>,
+    callback_token_hash: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    request_fingerprint: Option<&'a str>,
 }
 
 impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
@@ -148,6 +152,31 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
             description: p.description.as_deref(),
             created_at: DbInstant(p.created_at),
             updated_at: DbInstant(p.created_at),
+            client_token_hash: p.client_token_hash.as_deref(),
+            callback_token_hash: p.callback_token_hash.as_deref(),
+            idempotency_key: p.idempotency.as_ref().map(|i| i.key.as_str()),
+            request_fingerprint: p.idempotency.as_ref().map(|i| i.fingerprint.as_str()),
+        }
+    }
+}
+
+/// What the provider answered when the payment was created there.
+#[derive(AsChangeset)]
+#[diesel(table_name = payments)]
+pub struct CheckoutChanges<'a> {
+    provider_ref: &'a str,
+    checkout_url: Option<&'a str>,
+    qr_text: Option<&'a str>,
+    expires_at: Option<DbInstant>,
+}
+
+impl<'a> From<&'a Checkout> for CheckoutChanges<'a> {
+    fn from(c: &'a Checkout) -> Self {
+        Self {
+            provider_ref: &c.provider_ref,
+            checkout_url: c.checkout_url.as_deref(),
+            qr_text: c.qr_text.as_deref(),
+            expires_at: c.expires_at.map(DbInstant),
         }
     }
 }
@@ -191,13 +220,18 @@ pub struct PaymentRow {
     refunded_amount: i64,
     dispute_status: Option<String>,
     checkout_url: Option<String>,
+    qr_text: Option<String>,
     metadata: DbJson,
     customer_email: Option<String>,
     description: Option<String>,
     created_at: DbInstant,
     updated_at: DbInstant,
     paid_at: Option<DbInstant>,
+    expires_at: Option<DbInstant>,
     version: i64,
+    failure_reason: Option<String>,
+    /// Only read to answer a repeated idempotency key.
+    pub request_fingerprint: Option<String>,
 }
 
 impl TryFrom<PaymentRow> for Payment {
@@ -219,12 +253,15 @@ impl TryFrom<PaymentRow> for Payment {
                 .transpose()
                 .map_err(|e| corrupt("payments.dispute_status", e))?,
             checkout_url: r.checkout_url,
+            qr_text: r.qr_text,
             customer_email: r.customer_email,
             description: r.description,
             metadata: r.metadata.0,
             created_at: r.created_at.0,
             updated_at: r.updated_at.0,
             paid_at: r.paid_at.map(|t| t.0),
+            expires_at: r.expires_at.map(|t| t.0),
+            failure_reason: r.failure_reason,
             version: r.version,
         })
     }

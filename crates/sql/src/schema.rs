@@ -77,6 +77,9 @@ diesel::table! {
         paid_at -> Nullable<Instant>,
         expires_at -> Nullable<Instant>,
         version -> BigInt,
+        idempotency_key -> Nullable<Text>,
+        request_fingerprint -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
     }
 }
 

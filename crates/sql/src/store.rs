@@ -28,11 +28,13 @@ macro_rules! impl_store_ports {
                 Admission, ClaimedEvent, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
-                Application, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
-                OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, Replay, WebhookEvent, WebhookRequest,
+                Application, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
+                Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, PaymentStatus, Provider, Replay,
+                TokenHashes, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
-                after_failure, application_rows, failure_changes, not_leased, processed_changes, requeue_changes, ClaimedRow,
+                after_failure, application_rows, failure_changes, not_leased, processed_changes, requeue_changes,
+                CheckoutChanges, ClaimedRow,
                 HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
                 PaymentRow, CLAIMABLE,
             };
@@ -454,6 +456,113 @@ macro_rules! impl_store_ports {
                         .await
                         .map_err(db_error)?;
                     rows.into_iter().map(HistoryEntry::try_from).collect()
+                }
+
+                async fn open_payment(&self, new: &NewPayment) -> Result<Opened, StoreError> {
+                    let mut conn = self.conn().await?;
+                    // Two requests with one key race here: the unique key lets one insert.
+                    let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
+                        .values(NewPaymentRow::from(new))
+                        .on_conflict(payments::idempotency_key)
+                        .do_nothing()
+                        .returning(PaymentRow::as_returning())
+                        .get_result(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    if let Some(row) = inserted {
+                        return Payment::try_from(row).map(Opened::New);
+                    }
+                    let key = new.idempotency.as_ref().map(|i| i.key.as_str());
+                    let row: PaymentRow = payments::table
+                        .filter(payments::idempotency_key.eq(key))
+                        .select(PaymentRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    let fingerprint = row.request_fingerprint.clone().unwrap_or_default();
+                    Ok(Opened::Existing {
+                        payment: Payment::try_from(row)?,
+                        fingerprint,
+                    })
+                }
+
+                async fn record_checkout(&self, id: PaymentId, checkout: &Checkout) -> Result<Payment, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let row: PaymentRow = diesel::update(payments::table.find(DbUuid(id.as_uuid())))
+                        .set(CheckoutChanges::from(checkout))
+                        .returning(PaymentRow::as_returning())
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Payment::try_from(row)
+                }
+
+                async fn record_creation_failure(
+                    &self,
+                    id: PaymentId,
+                    reason: &str,
+                    at: DateTime<Utc>,
+                ) -> Result<Payment, StoreError> {
+                    let key = DbUuid(id.as_uuid());
+                    let pending = PaymentStatus::Pending.as_str();
+                    let failed = PaymentStatus::Failed.as_str();
+                    let history_reason = format!("creation failed: {reason}");
+                    let mut conn = self.conn().await?;
+                    let row: PaymentRow = conn
+                        .transaction(async |conn| {
+                            let moved = diesel::update(payments::table.find(key).filter(payments::status.eq(pending)))
+                                .set((
+                                    payments::status.eq(failed),
+                                    payments::updated_at.eq(DbInstant(at)),
+                                    payments::version.eq(payments::version + 1),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            if moved == 1 {
+                                diesel::insert_into(history::table)
+                                    .values((
+                                        history::payment_id.eq(key),
+                                        history::from_status.eq(pending),
+                                        history::to_status.eq(failed),
+                                        history::applied.eq(true),
+                                        history::reason.eq(&history_reason),
+                                        history::at.eq(DbInstant(at)),
+                                    ))
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            let row = diesel::update(payments::table.find(key))
+                                .set(payments::failure_reason.eq(reason))
+                                .returning(PaymentRow::as_returning())
+                                .get_result(conn)
+                                .await?;
+                            Ok::<_, TxError>(row)
+                        })
+                        .await?;
+                    Payment::try_from(row)
+                }
+
+                async fn token_hashes(&self, id: PaymentId) -> Result<Option<TokenHashes>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    let row: Option<(Option<String>, Option<String>)> = payments::table
+                        .find(DbUuid(id.as_uuid()))
+                        .select((payments::client_token_hash, payments::callback_token_hash))
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    Ok(row.map(|(client, callback)| TokenHashes { client, callback }))
+                }
+
+                async fn replace_client_token(&self, id: PaymentId, hash: &str) -> Result<(), StoreError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(payments::table.find(DbUuid(id.as_uuid())))
+                        .set(payments::client_token_hash.eq(hash))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
                 }
             }
 

@@ -8,6 +8,7 @@ use payhook_domain::{Checkout, CheckoutRequest, GatewayError, PaymentStatus, Pro
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::time::Duration;
+use stripe::StripeRequest;
 use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent};
 use stripe_core::PaymentIntentStatus;
 
@@ -79,7 +80,17 @@ impl PaymentGateway for StripeGateway {
         if let Some(email) = &request.customer_email {
             create = create.receipt_email(email.clone());
         }
-        let intent = create.send(&self.client).await.map_err(classify)?;
+        // Keyed on our payment id: a retried creation returns the same PaymentIntent.
+        let key = stripe::IdempotencyKey::new(request.payment_id.to_string()).map_err(|e| GatewayError::Invalid {
+            field: "id",
+            message: e.to_string(),
+        })?;
+        let intent = create
+            .customize()
+            .request_strategy(stripe::RequestStrategy::Idempotent(key))
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
         // A PaymentIntent has no hosted page: the client confirms it with Stripe.js.
         Ok(Checkout {
             provider_ref: intent.id.to_string(),

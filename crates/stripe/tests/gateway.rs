@@ -21,7 +21,7 @@ fn request() -> CheckoutRequest {
         merchant_ref: Some("order-17".into()),
         customer_email: Some("ana@example.com".into()),
         description: Some("Order 17".into()),
-        callback_url: None,
+        callback_token: None,
     }
 }
 
@@ -57,6 +57,24 @@ async fn creates_a_payment_intent_carrying_our_payment_id() {
         Some("ana@example.com")
     );
     assert_eq!(sent.body.get("description").map(String::as_str), Some("Order 17"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_creation_gets_the_same_payment_intent() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = gateway(&fake, KEY);
+    let req = request();
+    let first = g.create_checkout(&req).await.unwrap();
+    let again = g.create_checkout(&req).await.unwrap();
+    assert_eq!(first.provider_ref, again.provider_ref);
+    let keys: Vec<Option<String>> = fake.requests().into_iter().map(|r| r.idempotency_key).collect();
+    assert_eq!(
+        keys,
+        vec![Some(req.payment_id.to_string()); 2],
+        "keyed on payhook's payment id"
+    );
+    let other = g.create_checkout(&request()).await.unwrap();
+    assert_ne!(other.provider_ref, first.provider_ref);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

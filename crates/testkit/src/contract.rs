@@ -5,8 +5,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{Admission, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox};
 use payhook_domain::{
-    Currency, EventId, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Outcome, PaymentChange, PaymentId,
-    PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, WebhookEvent, WebhookRequest,
+    Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
+    PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, TokenHashes, WebhookEvent,
+    WebhookRequest,
 };
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ macro_rules! store_contract_tests {
             counts_events_by_status,
             delivers_outbox_messages_until_marked_published,
             finds_payments_by_the_aliases_their_events_named,
+            opens_one_payment_per_idempotency_key,
+            records_the_providers_answer_and_creation_failures,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -95,6 +98,9 @@ fn new_payment(provider_ref: &str) -> NewPayment {
         description: None,
         metadata: serde_json::json!({ "k": "v" }),
         created_at: t0(),
+        client_token_hash: None,
+        callback_token_hash: None,
+        idempotency: None,
     }
 }
 
@@ -581,4 +587,145 @@ pub async fn finds_payments_by_the_aliases_their_events_named<S: Store>(store: A
 
 pub async fn answers_health_checks<S: Store>(store: Arc<S>) {
     store.check().await.unwrap();
+}
+
+fn requested_payment(key: &str, fingerprint: &str) -> NewPayment {
+    NewPayment {
+        provider_ref: None,
+        client_token_hash: Some(format!("client-hash-{key}")),
+        callback_token_hash: Some(format!("callback-hash-{key}")),
+        idempotency: Some(Idempotency {
+            key: key.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        }),
+        ..new_payment("unused")
+    }
+}
+
+pub async fn opens_one_payment_per_idempotency_key<S: Store>(store: Arc<S>) {
+    // Ten requests with one key at once: exactly one opens a payment, the others get it back.
+    let attempts = (0..10).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut new = requested_payment("key-1", "fp-1");
+            new.id = PaymentId::from_uuid(uuid::Uuid::new_v4());
+            new.merchant_ref = Some(format!("attempt-{i}"));
+            store.open_payment(&new).await.unwrap()
+        })
+    });
+    let mut opened_ids = Vec::new();
+    let mut new_count = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Opened::New(p) => {
+                new_count += 1;
+                opened_ids.push(p.id);
+            }
+            Opened::Existing { payment, fingerprint } => {
+                assert_eq!(fingerprint, "fp-1");
+                opened_ids.push(payment.id);
+            }
+        }
+    }
+    assert_eq!(new_count, 1, "one payment per key");
+    assert!(opened_ids.windows(2).all(|w| w[0] == w[1]), "{opened_ids:?}");
+    let hashes = store.token_hashes(opened_ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        hashes,
+        TokenHashes {
+            client: Some("client-hash-key-1".into()),
+            callback: Some("callback-hash-key-1".into()),
+        }
+    );
+    store.replace_client_token(opened_ids[0], "rotated").await.unwrap();
+    assert_eq!(
+        store
+            .token_hashes(opened_ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .client
+            .as_deref(),
+        Some("rotated")
+    );
+    assert_eq!(
+        store
+            .token_hashes(PaymentId::from_uuid(uuid::Uuid::new_v4()))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Without a key, every request opens its own payment.
+    let mut keyless = requested_payment("unused", "fp");
+    keyless.idempotency = None;
+    for _ in 0..2 {
+        keyless.id = PaymentId::from_uuid(uuid::Uuid::new_v4());
+        assert!(matches!(store.open_payment(&keyless).await.unwrap(), Opened::New(_)));
+    }
+}
+
+pub async fn records_the_providers_answer_and_creation_failures<S: Store>(store: Arc<S>) {
+    let Opened::New(opened) = store.open_payment(&requested_payment("key-a", "fp")).await.unwrap() else {
+        panic!("a fresh key opens a payment");
+    };
+    assert!(opened.is_being_created());
+    let checkout = Checkout {
+        provider_ref: "inv_1".into(),
+        checkout_url: Some("https://pay.example/inv_1".into()),
+        qr_text: Some("000201qr".into()),
+        expires_at: Some(t0() + Duration::hours(24)),
+    };
+    let answered = store.record_checkout(opened.id, &checkout).await.unwrap();
+    assert_eq!(answered.provider_ref.as_deref(), Some("inv_1"));
+    assert_eq!(answered.checkout_url, checkout.checkout_url);
+    assert_eq!(answered.qr_text, checkout.qr_text);
+    assert_eq!(answered.expires_at, checkout.expires_at);
+    assert!(!answered.is_being_created());
+
+    let Opened::New(refused) = store.open_payment(&requested_payment("key-b", "fp")).await.unwrap() else {
+        panic!("a fresh key opens a payment");
+    };
+    let failed = store
+        .record_creation_failure(refused.id, "xendit refused the request: 400", t0())
+        .await
+        .unwrap();
+    assert_eq!(failed.status, PaymentStatus::Failed);
+    assert_eq!(
+        failed.failure_reason.as_deref(),
+        Some("xendit refused the request: 400")
+    );
+    assert!(!failed.is_being_created());
+    let history = store.history(refused.id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].from_status, history[0].to_status),
+        (PaymentStatus::Pending, PaymentStatus::Failed)
+    );
+    assert!(history[0].applied && history[0].reason.contains("400"), "{history:?}");
+
+    // A payment that a callback already moved on keeps its status.
+    let Opened::New(raced) = store.open_payment(&requested_payment("key-c", "fp")).await.unwrap() else {
+        panic!("a fresh key opens a payment");
+    };
+    let inbox = admit(&*store, "evt_raced").await;
+    let mut paid_event = event("evt_raced", "unused", PaymentChange::paid(None));
+    paid_event.payment.payment_id = Some(raced.id);
+    store
+        .commit_application(inbox, &raced.apply(&paid_event, t0()))
+        .await
+        .unwrap();
+    let kept = store.record_creation_failure(raced.id, "timeout", t0()).await.unwrap();
+    assert_eq!(
+        kept.status,
+        PaymentStatus::Paid,
+        "a late failure does not undo a payment"
+    );
+    assert_eq!(kept.failure_reason.as_deref(), Some("timeout"));
+    assert!(store
+        .history(raced.id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|h| h.to_status != PaymentStatus::Failed));
 }

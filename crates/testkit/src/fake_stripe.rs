@@ -17,6 +17,8 @@ struct State {
     journal: crate::loopback::Journal<HashMap<String, String>>,
     api_key: String,
     intents: HashMap<String, Value>,
+    /// PaymentIntent ids by the Idempotency-Key that created them.
+    idempotent: HashMap<String, String>,
 }
 
 pub struct FakeStripe {
@@ -94,7 +96,15 @@ async fn create(
         return error(400, "invalid_request_error", "Missing required param: amount.");
     };
     let mut s = state.lock().unwrap();
+    // Like Stripe: a repeated Idempotency-Key gets the first answer back.
+    let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
+    if let Some(first) = key.and_then(|k| s.idempotent.get(k)).and_then(|id| s.intents.get(id)) {
+        return HttpResponse::Ok().json(first);
+    }
     let id = format!("pi_fake{:020}", s.intents.len() + 1);
+    if let Some(key) = key {
+        s.idempotent.insert(key.to_owned(), id.clone());
+    }
     let metadata: HashMap<&str, &String> = form
         .iter()
         .filter_map(|(k, v)| {

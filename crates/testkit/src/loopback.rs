@@ -26,6 +26,7 @@ pub struct Recorded<B> {
     pub method: String,
     pub path: String,
     pub authorization: Option<String>,
+    pub idempotency_key: Option<String>,
     pub body: B,
 }
 
@@ -57,6 +58,11 @@ impl<B: Clone> Journal<B> {
             method: req.method().to_string(),
             path: req.path().to_owned(),
             authorization: authorization.clone(),
+            idempotency_key: req
+                .headers()
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             body,
         });
         (authorization, self.failures.pop_front())

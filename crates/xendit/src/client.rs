@@ -138,6 +138,10 @@ impl PaymentGateway for XenditClient {
         Provider::Xendit
     }
 
+    fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {
+        major_amount(request.amount).map(|_| ())
+    }
+
     async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError> {
         let body = json!({
             "external_id": request.payment_id.to_string(),

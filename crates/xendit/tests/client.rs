@@ -21,7 +21,7 @@ fn request(minor: i64) -> CheckoutRequest {
         merchant_ref: Some("order-77".into()),
         customer_email: Some("budi@example.co.id".into()),
         description: Some("Order 77".into()),
-        callback_url: None,
+        callback_token: None,
     }
 }
 
@@ -115,4 +115,16 @@ async fn an_idr_amount_with_sen_is_refused_before_sending() {
         .await;
     assert!(matches!(result, Err(GatewayError::Invalid { field: "amount", .. })));
     assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_before_storing_refuses_sen_and_accepts_whole_rupiah() {
+    let fake = FakeXendit::start(KEY).await;
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    assert!(matches!(
+        c.check(&request(15_000_050)),
+        Err(GatewayError::Invalid { field: "amount", .. })
+    ));
+    assert_eq!(c.check(&request(15_000_000)), Ok(()));
+    assert!(fake.requests().is_empty(), "checking sends nothing");
 }

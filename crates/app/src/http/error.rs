@@ -1,5 +1,6 @@
 //! One place that maps application errors to HTTP.
 
+use crate::payments::{CreateError, RequestError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use payhook_domain::ports::StoreError;
@@ -20,6 +21,25 @@ pub enum ApiError {
     AlreadyPending(String),
     #[error("the store is unavailable; retry later")]
     StoreUnavailable(#[source] StoreError),
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Create(#[source] CreateError),
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::Store(e) => Self::StoreUnavailable(e),
+            other => Self::Create(other),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        Self::Create(CreateError::Request(e))
+    }
 }
 
 impl ApiError {
@@ -32,6 +52,18 @@ impl ApiError {
             Self::EventNotFound(_) => "event_not_found",
             Self::AlreadyPending(_) => "already_pending",
             Self::StoreUnavailable(_) => "store_unavailable",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Create(e) => match e {
+                CreateError::Request(RequestError::Malformed(_)) => "malformed_json",
+                CreateError::Request(RequestError::Invalid { .. }) => "validation_failed",
+                CreateError::Request(RequestError::UnknownProvider(_)) => "unknown_provider",
+                CreateError::ProviderDisabled(_) => "provider_disabled",
+                CreateError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+                CreateError::KeyReused => "idempotency_key_reused",
+                CreateError::InFlight => "idempotency_key_in_flight",
+                CreateError::Provider { .. } => "provider_error",
+                CreateError::Store(_) => "store_unavailable",
+            },
         }
     }
 }
@@ -50,6 +82,18 @@ impl ResponseError for ApiError {
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::AlreadyPending(_) => StatusCode::CONFLICT,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Create(e) => match e {
+                CreateError::Request(RequestError::Invalid { .. }) | CreateError::KeyReused => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                CreateError::Request(_) | CreateError::ProviderDisabled(_) | CreateError::InvalidIdempotencyKey(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                CreateError::InFlight => StatusCode::CONFLICT,
+                CreateError::Provider { .. } => StatusCode::BAD_GATEWAY,
+                CreateError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 
@@ -58,7 +102,21 @@ impl ResponseError for ApiError {
             // The cause stays in the server log; the client gets the contract's sentence.
             tracing::error!(error = %e, "store unavailable");
         }
-        error_body(self.status_code(), self.code(), &self.to_string())
+        match self {
+            // Which field is wrong, machine-readable too, so a form can point at it.
+            Self::Create(CreateError::Request(RequestError::Invalid { field, .. })) => {
+                HttpResponse::build(self.status_code()).json(serde_json::json!({
+                    "error": { "code": self.code(), "message": self.to_string(), "field": field }
+                }))
+            }
+            // The payment row the failed creation left (status failed), so it can be looked at.
+            Self::Create(CreateError::Provider {
+                payment_id: Some(id), ..
+            }) => HttpResponse::build(self.status_code()).json(serde_json::json!({
+                "error": { "code": self.code(), "message": self.to_string(), "payment_id": id.to_string() }
+            })),
+            _ => error_body(self.status_code(), self.code(), &self.to_string()),
+        }
     }
 }
 

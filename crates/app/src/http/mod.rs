@@ -10,7 +10,10 @@ mod webhooks;
 pub use error::ApiError;
 
 use crate::ingest::IngestService;
-use actix_web::{web, HttpResponse};
+use crate::payments::PaymentRequests;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use payhook_domain::ports::{Outbox, PaymentStore, StoreHealth, WebhookInbox};
 use secrecy::SecretString;
@@ -21,6 +24,7 @@ use tokio::sync::Notify;
 pub struct AppState {
     pub ingest: IngestService,
     pub payments: Arc<dyn PaymentStore>,
+    pub payment_requests: PaymentRequests,
     pub inbox: Arc<dyn WebhookInbox>,
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
@@ -41,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // Every method reaches the handler, so even a wrong-method request is logged.
         web::resource("/webhooks/{provider}").route(web::route().to(webhooks::receive)),
     )
+    .route("/payments", web::post().to(payments::create))
     .route("/payments/{id}", web::get().to(payments::show))
     .route("/admin/webhooks", web::get().to(admin::list))
     .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
@@ -50,6 +55,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
     }));
+}
+
+/// Reads at most `limit` bytes. A body announced or found to be larger is flagged
+/// and not read further; the part read is kept for the forensic log. A body whose
+/// stream breaks off is kept as far as it arrived.
+pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> (Vec<u8>, bool) {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return (Vec::new(), true);
+    }
+    let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            break;
+        };
+        if body.len() + chunk.len() > limit {
+            let room = limit - body.len();
+            body.extend(chunk.iter().take(room));
+            return (body, true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -1,10 +1,66 @@
-//! `GET /payments/{id}`: status, amounts and history.
+//! `POST /payments`: create a payment request; `GET /payments/{id}`: status,
+//! amounts and history.
 
-use super::{ApiError, AppState};
-use actix_web::{web, HttpResponse};
+use super::{read_limited, ApiError, AppState};
+use crate::payments::{CreateError, PaymentRequest};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use payhook_domain::{HistoryEntry, Payment, PaymentId};
 use serde::Serialize;
+
+/// The answer to `POST /payments`.
+#[derive(Serialize)]
+struct CreatedView<'a> {
+    id: String,
+    status: &'a str,
+    provider: &'a str,
+    provider_ref: Option<&'a str>,
+    merchant_ref: Option<&'a str>,
+    amount: i64,
+    currency: &'a str,
+    checkout_url: Option<&'a str>,
+    qr_text: Option<&'a str>,
+    expires_at: Option<DateTime<Utc>>,
+    client_token: &'a str,
+}
+
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = state.max_body_bytes;
+    let (body, oversized) = read_limited(&req, payload, limit).await;
+    if oversized {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let request = PaymentRequest::from_json(&body)?;
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            CreateError::InvalidIdempotencyKey("Idempotency-Key must be visible ASCII characters".into())
+        })?),
+    };
+    let created = state.payment_requests.create(request, key).await?;
+    let p = &created.payment;
+    let mut response = HttpResponse::Created();
+    if created.replayed {
+        response.insert_header(("idempotent-replayed", "true"));
+    }
+    Ok(response.json(CreatedView {
+        id: p.id.to_string(),
+        status: p.status.as_str(),
+        provider: p.provider.as_str(),
+        provider_ref: p.provider_ref.as_deref(),
+        merchant_ref: p.merchant_ref.as_deref(),
+        amount: p.amount.amount_minor(),
+        currency: p.amount.currency().code(),
+        checkout_url: p.checkout_url.as_deref(),
+        qr_text: p.qr_text.as_deref(),
+        expires_at: p.expires_at,
+        client_token: &created.client_token,
+    }))
+}
 
 #[derive(Serialize)]
 struct PaymentView<'a> {
@@ -19,6 +75,9 @@ struct PaymentView<'a> {
     refunded_amount: i64,
     dispute_status: Option<&'a str>,
     checkout_url: Option<&'a str>,
+    qr_text: Option<&'a str>,
+    expires_at: Option<DateTime<Utc>>,
+    failure_reason: Option<&'a str>,
     customer_email: Option<&'a str>,
     description: Option<&'a str>,
     metadata: &'a serde_json::Value,
@@ -63,6 +122,9 @@ fn view<'a>(p: &'a Payment, history: &'a [HistoryEntry]) -> PaymentView<'a> {
         refunded_amount: p.refunded_amount,
         dispute_status: p.dispute_status.map(|d| d.as_str()),
         checkout_url: p.checkout_url.as_deref(),
+        qr_text: p.qr_text.as_deref(),
+        expires_at: p.expires_at,
+        failure_reason: p.failure_reason.as_deref(),
         customer_email: p.customer_email.as_deref(),
         description: p.description.as_deref(),
         metadata: &p.metadata,

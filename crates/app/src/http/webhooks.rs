@@ -2,11 +2,10 @@
 //! request to the ingest service; maps its reply to HTTP.
 
 use super::error::error_body;
-use super::AppState;
+use super::{read_limited, AppState};
 use crate::ingest::{Inbound, Reply};
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 pub async fn receive(
     req: HttpRequest,
@@ -36,33 +35,6 @@ pub async fn receive(
         remote_addr: req.peer_addr().map(|a| a.to_string()),
     };
     respond(state.ingest.receive(inbound).await)
-}
-
-/// Reads at most `limit` bytes. A body announced or found to be larger is flagged
-/// and not read further; the part read is kept for the forensic log. A body whose
-/// stream breaks off is kept as far as it arrived.
-async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> (Vec<u8>, bool) {
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if announced.is_some_and(|len| len > limit) {
-        return (Vec::new(), true);
-    }
-    let mut body = Vec::with_capacity(announced.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            break;
-        };
-        if body.len() + chunk.len() > limit {
-            let room = limit - body.len();
-            body.extend(chunk.iter().take(room));
-            return (body, true);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    (body, false)
 }
 
 fn respond(reply: Reply) -> HttpResponse {

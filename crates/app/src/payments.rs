@@ -1,0 +1,390 @@
+//! Payment requests: `POST /payments` opens a payment row, asks its provider for a
+//! checkout, and answers with how the customer pays.
+//!
+//! The row is written before the provider is asked, so a callback that races the
+//! provider's answer finds its payment, and so an `Idempotency-Key` has one row to
+//! point at. The provider call runs in its own task: a caller who hangs up does not
+//! leave a payment half-created.
+
+use chrono::{DateTime, Utc};
+use payhook_domain::ports::{Clock, PaymentGateway, PaymentStore, StoreError};
+use payhook_domain::{
+    CallbackToken, CheckoutRequest, Currency, GatewayError, Idempotency, Money, NewPayment, Opened, Payment, PaymentId,
+    Provider,
+};
+use rand::RngCore;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a provider may take to answer one API call.
+pub const GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A creation still unanswered after this died with its process (the provider call
+/// itself gives up after `GATEWAY_TIMEOUT`).
+const ABANDONED_AFTER: Duration = Duration::from_secs(2 * GATEWAY_TIMEOUT.as_secs());
+
+const MAX_TEXT: usize = 1000;
+const MAX_REF: usize = 255;
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A validated `POST /payments` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentRequest {
+    pub provider: Provider,
+    pub amount: Money,
+    pub merchant_ref: Option<String>,
+    pub customer_email: Option<String>,
+    pub description: Option<String>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A field is missing, of the wrong type or out of range (422).
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// The body is not a JSON object (400).
+    #[error("the body must be a JSON object: {0}")]
+    Malformed(String),
+    /// A provider payhook does not know (400).
+    #[error("unknown provider {0:?}: payhook knows stripe, xendit, qpay and junglepay")]
+    UnknownProvider(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("{0} is not set up for creating payments here: enable it and set its API credentials")]
+    ProviderDisabled(Provider),
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("this Idempotency-Key was first used with a different request")]
+    KeyReused,
+    #[error("the first request with this Idempotency-Key is still waiting for the provider; retry shortly")]
+    InFlight,
+    /// The provider did not create the payment; the payment row (when there is one)
+    /// is marked failed with this reason.
+    #[error("{reason}")]
+    Provider {
+        payment_id: Option<PaymentId>,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A created (or, for a repeated idempotency key, the first) payment.
+#[derive(Debug)]
+pub struct Created {
+    pub payment: Payment,
+    /// Authorizes following the payment's status; only its hash is stored, so a
+    /// replayed answer carries a fresh one (see docs/providers.md).
+    pub client_token: String,
+    pub replayed: bool,
+}
+
+pub struct PaymentRequests {
+    store: Arc<dyn PaymentStore>,
+    gateways: HashMap<Provider, Arc<dyn PaymentGateway>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl PaymentRequests {
+    pub fn new(store: Arc<dyn PaymentStore>, gateways: Vec<Arc<dyn PaymentGateway>>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            gateways: gateways.into_iter().map(|g| (g.provider(), g)).collect(),
+            clock,
+        }
+    }
+
+    pub async fn create(&self, request: PaymentRequest, idempotency_key: Option<&str>) -> Result<Created, CreateError> {
+        let gateway = self
+            .gateways
+            .get(&request.provider)
+            .cloned()
+            .ok_or(CreateError::ProviderDisabled(request.provider))?;
+        let idempotency = idempotency_key
+            .map(|key| {
+                check_idempotency_key(key).map(|()| Idempotency {
+                    key: key.to_owned(),
+                    fingerprint: request.fingerprint(),
+                })
+            })
+            .transpose()?;
+        let id = PaymentId::from_uuid(uuid::Uuid::new_v4());
+        let callback_token = gateway.needs_callback_token().then(new_token);
+        let checkout = CheckoutRequest {
+            payment_id: id,
+            amount: request.amount,
+            merchant_ref: request.merchant_ref.clone(),
+            customer_email: request.customer_email.clone(),
+            description: request.description.clone(),
+            callback_token: callback_token.clone().map(CallbackToken::new),
+        };
+        gateway.check(&checkout).map_err(|e| match e {
+            GatewayError::Invalid { field, message } => RequestError::Invalid { field, message }.into(),
+            other => CreateError::Provider {
+                payment_id: None,
+                reason: other.to_string(),
+            },
+        })?;
+        let client_token = new_token();
+        let new = NewPayment {
+            id,
+            provider: request.provider,
+            provider_ref: None,
+            merchant_ref: request.merchant_ref,
+            amount: request.amount,
+            customer_email: request.customer_email,
+            description: request.description,
+            metadata: request.metadata,
+            created_at: self.clock.now(),
+            client_token_hash: Some(token_hash(&client_token)),
+            callback_token_hash: callback_token.as_deref().map(token_hash),
+            idempotency,
+        };
+        match self.store.open_payment(&new).await? {
+            Opened::New(_) => {
+                let payment = self.ask_provider(gateway, checkout).await?;
+                Ok(Created {
+                    payment,
+                    client_token,
+                    replayed: false,
+                })
+            }
+            Opened::Existing { payment, fingerprint } => self.replay(payment, &fingerprint, &new).await,
+        }
+    }
+
+    /// Asks the provider in a task of its own, so the answer is recorded even if the
+    /// caller hangs up meanwhile.
+    async fn ask_provider(
+        &self,
+        gateway: Arc<dyn PaymentGateway>,
+        request: CheckoutRequest,
+    ) -> Result<Payment, CreateError> {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let task = tokio::spawn(async move {
+            let id = request.payment_id;
+            match gateway.create_checkout(&request).await {
+                Ok(checkout) => Ok(store.record_checkout(id, &checkout).await?),
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::warn!(payment_id = %id, %reason, "provider did not create the payment");
+                    store.record_creation_failure(id, &reason, clock.now()).await?;
+                    Err(CreateError::Provider {
+                        payment_id: Some(id),
+                        reason,
+                    })
+                }
+            }
+        });
+        task.await.map_err(|e| CreateError::Provider {
+            payment_id: None,
+            reason: format!("the provider call stopped unexpectedly: {e}"),
+        })?
+    }
+
+    /// The answer to a repeated idempotency key: the first request's payment.
+    async fn replay(&self, payment: Payment, fingerprint: &str, new: &NewPayment) -> Result<Created, CreateError> {
+        let expected = new.idempotency.as_ref().map(|i| i.fingerprint.as_str());
+        if expected != Some(fingerprint) {
+            return Err(CreateError::KeyReused);
+        }
+        let now = self.clock.now();
+        let payment = if payment.is_being_created() {
+            if !abandoned(payment.created_at, now) {
+                return Err(CreateError::InFlight);
+            }
+            let reason = "creation interrupted: payhook stopped before the provider answered";
+            self.store.record_creation_failure(payment.id, reason, now).await?
+        } else {
+            payment
+        };
+        if let Some(reason) = payment.failure_reason {
+            return Err(CreateError::Provider {
+                payment_id: Some(payment.id),
+                reason,
+            });
+        }
+        let client_token = new_token();
+        self.store
+            .replace_client_token(payment.id, &token_hash(&client_token))
+            .await?;
+        Ok(Created {
+            payment,
+            client_token,
+            replayed: true,
+        })
+    }
+}
+
+fn abandoned(created_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (now - created_at).to_std().is_ok_and(|age| age > ABANDONED_AFTER)
+}
+
+/// A random 128-bit token, hex.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// What the store keeps of a token: its SHA-256, hex.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), CreateError> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CreateError::InvalidIdempotencyKey(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+impl PaymentRequest {
+    /// Validates a `POST /payments` body, naming the first field that is wrong.
+    pub fn from_json(body: &[u8]) -> Result<Self, RequestError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let Value::Object(fields) = value else {
+            return Err(RequestError::Malformed(
+                "found a JSON value that is not an object".into(),
+            ));
+        };
+        const KNOWN: [&str; 7] = [
+            "provider",
+            "amount",
+            "currency",
+            "merchant_ref",
+            "customer_email",
+            "description",
+            "metadata",
+        ];
+        if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(RequestError::Invalid {
+                field: "body",
+                message: format!("unknown field {unknown:?}; expected one of {}", KNOWN.join(", ")),
+            });
+        }
+        let provider_name = required_text(&fields, "provider", MAX_REF)?;
+        let provider: Provider = provider_name
+            .parse()
+            .map_err(|_| RequestError::UnknownProvider(provider_name.clone()))?;
+        let amount = match fields.get("amount") {
+            None | Some(Value::Null) => return Err(invalid("amount", "is required (an integer in minor units)")),
+            Some(v) => v
+                .as_i64()
+                .filter(|a| *a > 0)
+                .ok_or_else(|| invalid("amount", "must be a positive integer in minor units (1000 = 10.00 USD)"))?,
+        };
+        let currency_code = required_text(&fields, "currency", 3)?;
+        let currency = Currency::parse(&currency_code)
+            .ok()
+            .filter(Currency::is_payable)
+            .ok_or_else(|| {
+                invalid(
+                    "currency",
+                    &format!("{currency_code:?} is not an ISO 4217 currency code (USD, IDR, MNT, …)"),
+                )
+            })?;
+        let amount = Money::new(amount, currency).map_err(|e| invalid("amount", &e.to_string()))?;
+        let customer_email = optional_text(&fields, "customer_email", 254)?;
+        if let Some(email) = &customer_email {
+            if !plausible_email(email) {
+                return Err(invalid("customer_email", "must be an email address"));
+            }
+        }
+        let metadata = match fields.get("metadata") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(Value::Object(m)) => Value::Object(m.clone()),
+            Some(_) => return Err(invalid("metadata", "must be a JSON object")),
+        };
+        Ok(Self {
+            provider,
+            amount,
+            merchant_ref: optional_text(&fields, "merchant_ref", MAX_REF)?,
+            customer_email,
+            description: optional_text(&fields, "description", MAX_TEXT)?,
+            metadata,
+        })
+    }
+
+    /// SHA-256 of the request in a canonical form (object keys sorted), so a repeat
+    /// with the same content matches whatever order its keys came in.
+    pub fn fingerprint(&self) -> String {
+        let canonical = canonical(&json!({
+            "provider": self.provider.as_str(),
+            "amount": self.amount.amount_minor(),
+            "currency": self.amount.currency().code(),
+            "merchant_ref": self.merchant_ref,
+            "customer_email": self.customer_email,
+            "description": self.description,
+            "metadata": self.metadata,
+        }));
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// The value with every object's keys in sorted order, whether or not serde_json
+/// keeps insertion order in this build.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&map[k]))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn invalid(field: &'static str, message: &str) -> RequestError {
+    RequestError::Invalid {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+fn required_text(fields: &Map<String, Value>, field: &'static str, max: usize) -> Result<String, RequestError> {
+    optional_text(fields, field, max)?.ok_or_else(|| invalid(field, "is required"))
+}
+
+fn optional_text(fields: &Map<String, Value>, field: &'static str, max: usize) -> Result<Option<String>, RequestError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(field, "must not be empty")),
+        Some(Value::String(s)) if s.chars().count() > max => {
+            Err(invalid(field, &format!("must be at most {max} characters")))
+        }
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
+/// Not RFC 5322: one `@` with something on each side and a dot in the domain is
+/// what catches the usual mistakes without refusing real addresses.
+fn plausible_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(char::is_whitespace)
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+#[path = "payments_tests.rs"]
+mod tests;

@@ -1,0 +1,318 @@
+//! End to end: `POST /payments` against fake provider APIs on loopback, then the
+//! provider's callback, through the real server, on both stores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use payhook_app::payments::token_hash;
+use payhook_e2e::*;
+use payhook_testkit::fake_stripe::FakeStripe;
+use payhook_testkit::fake_xendit::FakeXendit;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const XENDIT_KEY: &str = "xnd_development_e2e_secret_key";
+const XENDIT_TOKEN: &str = "xnd_callback_token_for_e2e_0123456789";
+const STRIPE_KEY: &str = "sk_test_e2e_key";
+
+on_every_store!(
+    a_xendit_payment_is_created_then_paid_by_its_callback,
+    a_stripe_payment_is_created_then_paid_by_its_webhook,
+    invalid_requests_name_the_field_and_store_nothing,
+    unknown_disabled_and_unconfigured_providers_are_bad_requests,
+    a_provider_failure_is_a_502_and_the_payment_is_marked_failed,
+    an_idempotency_key_returns_the_first_payment,
+    a_repeat_while_the_first_waits_for_the_provider_is_a_conflict,
+);
+
+async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
+    spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+        ],
+        Vec::new(),
+    )
+    .await
+}
+
+async fn create(app: &TestApp, body: &Value, key: Option<&str>) -> reqwest::Response {
+    let mut req = app.client.post(format!("{}/payments", app.address)).json(body);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    req.send().await.unwrap()
+}
+
+fn idr_order() -> Value {
+    json!({
+        "provider": "xendit", "amount": 15_000_000, "currency": "IDR", "merchant_ref": "order-77",
+        "customer_email": "budi@example.co.id", "description": "Order 77", "metadata": { "cart": "c-9" },
+    })
+}
+
+async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"].clone())
+}
+
+async fn a_xendit_payment_is_created_then_paid_by_its_callback(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+
+    let response = create(&app, &idr_order(), None).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let invoice = created["provider_ref"].as_str().unwrap().to_owned();
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["amount"], 15_000_000);
+    assert_eq!(created["currency"], "IDR");
+    assert_eq!(created["checkout_url"], format!("{}/web/{invoice}", fake.base_url));
+    let token = created["client_token"].as_str().unwrap();
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+
+    // What Xendit was asked for: our id as external_id, major units, our app tag.
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.body["external_id"], id.as_str());
+    assert_eq!(sent.body["amount"], 150_000);
+    assert_eq!(sent.body["metadata"]["app"], "payhook");
+
+    // Only the token's hash is stored.
+    let stored = app
+        .text(&format!(
+            "SELECT client_token_hash AS v FROM payments WHERE provider_ref = '{invoice}'"
+        ))
+        .await;
+    assert_eq!(stored, Some(token_hash(token)));
+
+    let callback = serde_json::to_vec(&json!({
+        "id": invoice, "external_id": id, "user_id": "5f1e2d3c4b5a69788796a5b4", "status": "PAID",
+        "amount": 150000, "paid_amount": 150000, "currency": "IDR", "payment_method": "BANK_TRANSFER",
+        "payment_channel": "BCA", "paid_at": "2026-11-20T08:15:30.123Z", "metadata": { "app": "payhook" },
+    }))
+    .unwrap();
+    let answer = app.post_xendit(&callback, Some(XENDIT_TOKEN)).await;
+    assert_eq!(answer.status().as_u16(), 200);
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE provider_ref = '{invoice}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["status"], "paid");
+    assert_eq!(payment["paid_amount"], 15_000_000);
+    assert_eq!(payment["merchant_ref"], "order-77");
+    assert_eq!(payment["metadata"], json!({ "cart": "c-9" }));
+    let history = payment["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0]["from_status"].as_str(), history[0]["to_status"].as_str()),
+        (Some("pending"), Some("paid"))
+    );
+}
+
+async fn a_stripe_payment_is_created_then_paid_by_its_webhook(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", STRIPE_KEY),
+            ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", &fake.base_url),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let response = create(
+        &app,
+        &json!({ "provider": "stripe", "amount": 2_500, "currency": "EUR", "merchant_ref": "order-17" }),
+        None,
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let intent = created["provider_ref"].as_str().unwrap().to_owned();
+    assert!(intent.starts_with("pi_fake"), "{intent}");
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.body.get("metadata[payhook_payment_id]"), Some(&id));
+    assert_eq!(sent.idempotency_key.as_deref(), Some(id.as_str()));
+
+    // The event names the payment by metadata, as Stripe echoes it.
+    let mut object = payment_intent(&intent, "succeeded", 2_500, 2_500);
+    object["currency"] = json!("eur");
+    object["metadata"] = json!({ "payhook_payment_id": id });
+    let event = stripe_event("evt_created_then_paid", "payment_intent.succeeded", now_unix(), object);
+    assert_eq!(app.deliver(&event).await.status().as_u16(), 200);
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE provider_ref = '{intent}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments").await,
+        1,
+        "no second payment from the event"
+    );
+}
+
+async fn invalid_requests_name_the_field_and_store_nothing(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let mut with_sen = idr_order();
+    with_sen["amount"] = json!(15_000_050);
+    let mut no_currency = idr_order();
+    no_currency.as_object_mut().unwrap().remove("currency");
+    let mut bad_email = idr_order();
+    bad_email["customer_email"] = json!("budi at example");
+    for (body, field) in [
+        (with_sen, "amount"),
+        (no_currency, "currency"),
+        (bad_email, "customer_email"),
+    ] {
+        let (status, error) = error_of(create(&app, &body, None).await).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(error["code"], "validation_failed");
+        assert_eq!(error["field"], field, "{error}");
+        assert!(error["message"].as_str().unwrap().starts_with(field), "{error}");
+    }
+    let malformed = app
+        .client
+        .post(format!("{}/payments", app.address))
+        .header("content-type", "application/json")
+        .body("{\"provider\":")
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(malformed).await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("malformed_json")));
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+    assert!(fake.requests().is_empty(), "nothing reached the provider");
+}
+
+async fn unknown_disabled_and_unconfigured_providers_are_bad_requests(backend: Backend) {
+    // Stripe is enabled for webhooks in every test app, but has no API key here.
+    let app = spawn_app(backend).await;
+    for (provider, code) in [
+        ("paypal", "unknown_provider"),
+        ("xendit", "provider_disabled"),
+        ("stripe", "provider_disabled"),
+    ] {
+        let (status, error) = error_of(
+            create(
+                &app,
+                &json!({ "provider": provider, "amount": 100, "currency": "USD" }),
+                None,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some(code)),
+            "{provider}: {error}"
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+}
+
+async fn a_provider_failure_is_a_502_and_the_payment_is_marked_failed(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    fake.fail_next(&[503]);
+    let (status, error) = error_of(create(&app, &idr_order(), Some("order-77-try-1")).await).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (502, Some("provider_error")),
+        "{error}"
+    );
+    assert!(error["message"].as_str().unwrap().contains("503"), "{error}");
+    let id = error["payment_id"].as_str().unwrap();
+
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["status"], "failed");
+    assert!(payment["failure_reason"].as_str().unwrap().contains("503"), "{payment}");
+    assert_eq!(payment["history"][0]["to_status"], "failed");
+
+    // The same key gets the same answer; a new key tries again.
+    let (status, again) = error_of(create(&app, &idr_order(), Some("order-77-try-1")).await).await;
+    assert_eq!((status, again["payment_id"].as_str()), (502, Some(id)));
+    assert_eq!(fake.requests().len(), 1, "the failed key is not sent again");
+    assert_eq!(
+        create(&app, &idr_order(), Some("order-77-try-2"))
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
+}
+
+async fn an_idempotency_key_returns_the_first_payment(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let first = create(&app, &idr_order(), Some("order-77")).await;
+    assert_eq!(first.status().as_u16(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    // Same request, keys reordered: the first payment again.
+    let reordered: Value = serde_json::from_str(
+        r#"{"metadata":{"cart":"c-9"},"description":"Order 77","customer_email":"budi@example.co.id",
+            "merchant_ref":"order-77","currency":"IDR","amount":15000000,"provider":"xendit"}"#,
+    )
+    .unwrap();
+    let again = create(&app, &reordered, Some("order-77")).await;
+    assert_eq!(again.status().as_u16(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    for field in ["id", "status", "provider_ref", "checkout_url", "amount", "currency"] {
+        assert_eq!(first[field], again[field], "{field}");
+    }
+    // Only hashes are kept, so the replay carries a fresh token, and that one is current.
+    let token = again["client_token"].as_str().unwrap();
+    assert_ne!(first["client_token"], again["client_token"]);
+    assert_eq!(
+        app.text("SELECT client_token_hash AS v FROM payments").await,
+        Some(token_hash(token))
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
+    assert_eq!(fake.requests().len(), 1, "the provider was asked once");
+
+    let mut changed = idr_order();
+    changed["amount"] = json!(20_000_000);
+    let (status, error) = error_of(create(&app, &changed, Some("order-77")).await).await;
+    assert_eq!((status, error["code"].as_str()), (422, Some("idempotency_key_reused")));
+}
+
+async fn a_repeat_while_the_first_waits_for_the_provider_is_a_conflict(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    fake.stall(Duration::from_millis(1500));
+    let first = {
+        let (client, url) = (app.client.clone(), format!("{}/payments", app.address));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("Idempotency-Key", "slow-1")
+                .json(&idr_order())
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // The first has its row and is waiting for the (stalled) provider.
+    app.wait_for_count("SELECT count(*) AS n FROM payments", 1).await;
+    let (status, error) = error_of(create(&app, &idr_order(), Some("slow-1")).await).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (409, Some("idempotency_key_in_flight"))
+    );
+    assert_eq!(first.await.unwrap().status().as_u16(), 201);
+    assert_eq!(create(&app, &idr_order(), Some("slow-1")).await.status().as_u16(), 201);
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
+}
