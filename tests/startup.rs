@@ -102,6 +102,7 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
         },
         change: PaymentChange::paid(None),
         details: None,
+        confirm_with_provider: false,
     };
     let request = payhook_domain::WebhookRequest::new("stripe", "POST", "/", "", vec![], vec![], None, now);
     let Admission::Accepted(inbox) = store.admit(&request, &event).await.unwrap() else {

@@ -449,7 +449,7 @@ impl WebhookSource for PanickingSource {
     fn authenticate(&self, _: &Delivery<'_>) -> Result<(), AuthError> {
         Ok(())
     }
-    fn parse(&self, _: &[u8]) -> Result<Parsed, ParseError> {
+    fn parse(&self, _: &Delivery<'_>) -> Result<Parsed, ParseError> {
         panic!("simulated bug in an adapter")
     }
     fn primary_fields(&self, _: &[u8]) -> PrimaryFields {

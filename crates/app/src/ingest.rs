@@ -1,16 +1,20 @@
 //! The ingest service: one inbound webhook request in, one reply out, and a forensic
 //! row with the reply's outcome written before the reply on every path (a panic
 //! included). Authentication and parsing are pure, so they run first and the
-//! forensic row, its outcome and the inbox row are one transaction.
+//! forensic row, its outcome and the inbox row are one transaction. Per-payment
+//! callback tokens (QPay, JunglePay) need one read of the payment's token hash
+//! before that transaction; a failed read is answered 503 like any store outage.
 
 use crate::fallback::FallbackLog;
 use futures_util::FutureExt;
-use payhook_domain::ports::{Admission, Clock, ForensicLog, StoreError, WebhookInbox};
-use payhook_domain::source::{AuthError, Delivery, Parsed, WebhookSource};
+use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError, WebhookInbox};
+use payhook_domain::source::{AuthError, Delivery, Parsed, PaymentToken, WebhookSource};
 use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 /// A webhook request as the HTTP adapter read it, secrets still in place.
@@ -94,6 +98,8 @@ pub struct IngestService {
     sources: HashMap<Provider, Arc<dyn WebhookSource>>,
     forensic: Arc<dyn ForensicLog>,
     inbox: Arc<dyn WebhookInbox>,
+    /// Holds the hashes of per-payment callback tokens.
+    payments: Arc<dyn PaymentStore>,
     clock: Arc<dyn Clock>,
     /// Wakes the worker when an event is accepted, so it need not wait for its poll.
     accepted: Arc<Notify>,
@@ -106,6 +112,7 @@ impl IngestService {
         sources: Vec<Arc<dyn WebhookSource>>,
         forensic: Arc<dyn ForensicLog>,
         inbox: Arc<dyn WebhookInbox>,
+        payments: Arc<dyn PaymentStore>,
         clock: Arc<dyn Clock>,
         accepted: Arc<Notify>,
         fallback: Option<FallbackLog>,
@@ -115,10 +122,17 @@ impl IngestService {
             sources,
             forensic,
             inbox,
+            payments,
             clock,
             accepted,
             fallback,
         }
+    }
+
+    /// The body a provider expects in a 200 answer, if not the contract's JSON.
+    pub fn acknowledgement(&self, provider: &str) -> Option<&'static str> {
+        let provider = provider.parse::<Provider>().ok()?;
+        self.sources.get(&provider)?.acknowledgement()
     }
 
     pub async fn receive(&self, inbound: Inbound) -> Reply {
@@ -151,16 +165,25 @@ impl IngestService {
             body: &request.body,
             received_at,
         };
-        let (verdict, primary) = std::panic::catch_unwind(AssertUnwindSafe(|| self.classify(&inbound, &delivery)))
-            .unwrap_or_else(|_| {
+        let (verdict, primary, token) =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.classify(&inbound, &delivery))).unwrap_or_else(|_| {
                 tracing::error!(provider = %inbound.provider, "panic while classifying a webhook");
                 (
                     reject(500, ProcessingResult::InternalError, "internal error"),
                     PrimaryFields::default(),
+                    None,
                 )
             });
         request.primary = primary;
-        let reply = AssertUnwindSafe(self.settle(&request, verdict)).catch_unwind().await;
+        let reply = AssertUnwindSafe(async {
+            let verdict = match token {
+                Some(token) => self.check_payment_token(&token).await.map_or_else(|v| v, |()| verdict),
+                None => verdict,
+            };
+            self.settle(&request, verdict).await
+        })
+        .catch_unwind()
+        .await;
         match reply {
             Ok(reply) => reply,
             Err(_) => {
@@ -175,14 +198,42 @@ impl IngestService {
         }
     }
 
+    /// Checks a per-payment callback token against the payment's stored hash, in
+    /// constant time. An unknown payment gets the same 401 as a wrong token, so the
+    /// answer tells nobody which payment ids exist.
+    async fn check_payment_token(&self, presented: &PaymentToken) -> Result<(), Verdict> {
+        let stored = match self.payments.token_hashes(presented.payment_id).await {
+            Ok(hashes) => hashes.and_then(|h| h.callback),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a callback token hash");
+                return Err(reject(
+                    503,
+                    ProcessingResult::StoreUnavailable,
+                    "the callback could not be checked; retry later",
+                ));
+            }
+        };
+        let hash = hex::encode(Sha256::digest(presented.token.as_bytes()));
+        match stored {
+            Some(expected) if bool::from(hash.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+            _ => Err(reject(
+                401,
+                ProcessingResult::InvalidCallbackToken,
+                "the callback token does not match",
+            )),
+        }
+    }
+
     /// Everything that needs no I/O: size, provider, method, authenticity, parsing.
-    fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields) {
+    /// For a provider authenticated by per-payment tokens, also the token to check.
+    fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields, Option<PaymentToken>) {
         if inbound.oversized {
             // The part read is all there is (none when Content-Length announced too much).
             let msg = "request body exceeds server.max_body_bytes".to_owned();
             return (
                 reject(413, ProcessingResult::PayloadTooLarge, msg),
                 PrimaryFields::default(),
+                None,
             );
         }
         let Ok(provider) = inbound.provider.parse::<Provider>() else {
@@ -190,6 +241,7 @@ impl IngestService {
             return (
                 reject(404, ProcessingResult::UnknownProvider, msg),
                 PrimaryFields::default(),
+                None,
             );
         };
         let Some(source) = self.sources.get(&provider) else {
@@ -197,23 +249,33 @@ impl IngestService {
             return (
                 reject(404, ProcessingResult::ProviderDisabled, msg),
                 PrimaryFields::default(),
+                None,
             );
         };
         let primary = source.primary_fields(delivery.body);
         if !source.accepts_method(&inbound.method) {
             let msg = format!("{provider} webhooks are not delivered with {}", inbound.method);
-            return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary);
+            return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary, None);
         }
-        if let Err(e) = source.authenticate(delivery) {
-            let verdict = match e {
-                AuthError::Missing(m) => reject(401, ProcessingResult::MissingSignature, m),
-                AuthError::Invalid(m) => reject(401, ProcessingResult::InvalidSignature, m),
-                AuthError::MissingToken(m) => reject(401, ProcessingResult::MissingCallbackToken, m),
-                AuthError::InvalidToken(m) => reject(401, ProcessingResult::InvalidCallbackToken, m),
-            };
-            return (verdict, primary);
-        }
-        let verdict = match source.parse(delivery.body) {
+        let authenticated = source.authenticate(delivery).and_then(|()| {
+            source
+                .authenticated_by_payment_token()
+                .then(|| PaymentToken::from_query(delivery.query))
+                .transpose()
+        });
+        let token = match authenticated {
+            Ok(token) => token,
+            Err(e) => {
+                let verdict = match e {
+                    AuthError::Missing(m) => reject(401, ProcessingResult::MissingSignature, m),
+                    AuthError::Invalid(m) => reject(401, ProcessingResult::InvalidSignature, m),
+                    AuthError::MissingToken(m) => reject(401, ProcessingResult::MissingCallbackToken, m),
+                    AuthError::InvalidToken(m) => reject(401, ProcessingResult::InvalidCallbackToken, m),
+                };
+                return (verdict, primary, None);
+            }
+        };
+        let verdict = match source.parse(delivery) {
             Ok(Parsed::Event(event)) => Verdict::Admit(event),
             Ok(Parsed::Ignored {
                 event_id,
@@ -226,7 +288,7 @@ impl IngestService {
             },
             Err(e) => reject(400, ProcessingResult::MalformedPayload, e.to_string()),
         };
-        (verdict, primary)
+        (verdict, primary, token)
     }
 
     async fn settle(&self, request: &WebhookRequest, verdict: Verdict) -> Reply {

@@ -123,6 +123,7 @@ impl PaymentRequests {
             merchant_ref: request.merchant_ref.clone(),
             customer_email: request.customer_email.clone(),
             description: request.description.clone(),
+            metadata: request.metadata.clone(),
             callback_token: callback_token.clone().map(CallbackToken::new),
         };
         gateway.check(&checkout).map_err(|e| match e {

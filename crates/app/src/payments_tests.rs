@@ -60,6 +60,7 @@ fn payment_from(new: &NewPayment) -> Payment {
         paid_at: None,
         expires_at: None,
         failure_reason: None,
+        checkout_extras: None,
         version: 1,
     }
 }
@@ -216,6 +217,7 @@ async fn a_created_payment_stores_only_the_token_hash_and_the_checkout() {
             checkout_url: Some("https://checkout.example/inv_1".into()),
             qr_text: None,
             expires_at: None,
+            extras: Value::Null,
         })
     });
     let created = service(store, vec![g]).create(request(), Some("key-1")).await.unwrap();

@@ -4,9 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use payhook_domain::ports::{ClaimedEvent, Clock, PaymentStore, StoreError, WebhookInbox};
-use payhook_domain::{InboxId, NewPayment, Payment, PaymentId, ProcessingResult, WebhookEvent};
+use payhook_domain::ports::{ClaimedEvent, Clock, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
+use payhook_domain::{
+    GatewayError, InboxId, NewPayment, Payment, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider,
+    WebhookEvent,
+};
 use rand::Rng;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +29,14 @@ pub enum ProcessError {
     PaymentNotFound { provider: String, reference: String },
     #[error("payment kept changing under concurrent updates")]
     Contended,
+    /// The provider's API does not (yet) say what its callback claimed: QPay may call
+    /// before its check endpoint agrees, so the event is retried.
+    #[error("not_confirmed: {0}")]
+    NotConfirmed(String),
+    #[error("provider_unavailable: {0}")]
+    Provider(#[from] GatewayError),
+    #[error("no {0} API client is configured to confirm this event")]
+    NoGateway(Provider),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -61,6 +73,8 @@ pub fn jitter() -> f64 {
 pub struct Processor {
     inbox: Arc<dyn WebhookInbox>,
     payments: Arc<dyn PaymentStore>,
+    /// Asked before applying events that need the provider's confirmation.
+    gateways: HashMap<Provider, Arc<dyn PaymentGateway>>,
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     lease: Duration,
@@ -74,6 +88,7 @@ impl Processor {
     pub fn new(
         inbox: Arc<dyn WebhookInbox>,
         payments: Arc<dyn PaymentStore>,
+        gateways: Vec<Arc<dyn PaymentGateway>>,
         clock: Arc<dyn Clock>,
         policy: RetryPolicy,
         lease: Duration,
@@ -82,6 +97,7 @@ impl Processor {
         Self {
             inbox,
             payments,
+            gateways: gateways.into_iter().map(|g| (g.provider(), g)).collect(),
             clock,
             policy,
             lease,
@@ -145,8 +161,14 @@ impl Processor {
 
     /// Applies one event; idempotent, since a stale or repeated event changes nothing.
     pub async fn apply(&self, claimed: &ClaimedEvent) -> Result<ProcessingResult, ProcessError> {
-        let event = &claimed.event;
-        let mut payment = self.payment_for(event).await?;
+        let mut payment = self.payment_for(&claimed.event).await?;
+        let confirmed;
+        let event = if claimed.event.confirm_with_provider {
+            confirmed = self.confirm(&claimed.event, &payment).await?;
+            &confirmed
+        } else {
+            &claimed.event
+        };
         for _ in 0..MAX_CONFLICT_RETRIES {
             let application = payment.apply(event, self.clock.now());
             match self.payments.commit_application(claimed.id, &application).await {
@@ -167,6 +189,36 @@ impl Processor {
             }
         }
         Err(ProcessError::Contended)
+    }
+
+    /// The event with the change the provider's API confirms in place of the claimed
+    /// one. A claim of progress the provider does not confirm yet is an error, so the
+    /// event is retried with backoff.
+    async fn confirm(&self, event: &WebhookEvent, payment: &Payment) -> Result<WebhookEvent, ProcessError> {
+        let gateway = self
+            .gateways
+            .get(&event.provider)
+            .ok_or(ProcessError::NoGateway(event.provider))?;
+        let reference = payment.provider_ref.as_deref().ok_or_else(|| {
+            ProcessError::NotConfirmed("the payment has no provider reference yet (its creation is unanswered)".into())
+        })?;
+        let fetched = gateway.fetch_status(reference).await?;
+        let claims_progress = !matches!(
+            event.change,
+            PaymentChange::Status {
+                to: PaymentStatus::Pending,
+                ..
+            }
+        );
+        if claims_progress && fetched.status == PaymentStatus::Pending && fetched.dispute.is_none() {
+            return Err(ProcessError::NotConfirmed(format!(
+                "{} says {reference} is not paid yet",
+                event.provider
+            )));
+        }
+        let mut confirmed = event.clone();
+        confirmed.change = fetched.change_for(payment);
+        Ok(confirmed)
     }
 
     /// The event's payment; one payhook never created (an existing Stripe account

@@ -51,6 +51,7 @@ fn payment(status: PaymentStatus) -> Payment {
         paid_at: None,
         expires_at: None,
         failure_reason: None,
+        checkout_extras: None,
         version: 7,
     }
 }
@@ -67,6 +68,7 @@ fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<Payment
             payment: reference,
             change,
             details,
+            confirm_with_provider: false,
         },
     }
 }
@@ -83,6 +85,7 @@ fn processor(inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
     Processor::new(
         Arc::new(inbox),
         Arc::new(store),
+        Vec::new(),
         clock(),
         policy(),
         Duration::from_secs(30),

@@ -89,8 +89,8 @@ pub struct WorkerSettings {
 pub struct ProvidersSettings {
     pub stripe: StripeSettings,
     pub xendit: XenditSettings,
-    pub qpay: PlannedProvider,
-    pub junglepay: PlannedProvider,
+    pub qpay: QPaySettings,
+    pub junglepay: JunglePaySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,10 +119,26 @@ pub struct XenditSettings {
     pub app_tag: String,
 }
 
-/// A provider whose adapter is not in this version yet: it can only stay disabled.
+/// QPay v2: creating invoices needs the merchant credentials, and callbacks are only
+/// authenticated by the per-payment token in the callback URL payhook builds.
 #[derive(Debug, Clone, Deserialize)]
-pub struct PlannedProvider {
+pub struct QPaySettings {
     pub enabled: bool,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub invoice_code: Option<String>,
+    pub api_base_url: String,
+    /// payhook's public base URL as QPay reaches it (`https://pay.example.mn`).
+    pub callback_base_url: Option<String>,
+}
+
+/// JunglePay v1: the secret key, and payhook's public base URL for postbacks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JunglePaySettings {
+    pub enabled: bool,
+    pub secret_key: Option<SecretString>,
+    pub api_base_url: String,
+    pub callback_base_url: Option<String>,
 }
 
 /// Which store `database.url` selects.
@@ -168,10 +184,28 @@ impl Settings {
                     .into(),
             );
         }
+        let callback_urls = [
+            (
+                "providers.qpay.callback_base_url",
+                &self.providers.qpay.callback_base_url,
+            ),
+            (
+                "providers.junglepay.callback_base_url",
+                &self.providers.junglepay.callback_base_url,
+            ),
+        ];
         for (key, url) in [
             ("providers.stripe.api_base_url", &stripe.api_base_url),
             ("providers.xendit.api_base_url", &self.providers.xendit.api_base_url),
-        ] {
+            ("providers.qpay.api_base_url", &self.providers.qpay.api_base_url),
+            (
+                "providers.junglepay.api_base_url",
+                &self.providers.junglepay.api_base_url,
+            ),
+        ]
+        .into_iter()
+        .chain(callback_urls.iter().filter_map(|(k, u)| u.as_ref().map(|u| (*k, u))))
+        {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return invalid(format!("{key} must be an http(s) URL, got {url:?}"));
             }
@@ -192,12 +226,34 @@ impl Settings {
                     .into(),
             );
         }
-        for (name, planned) in [("qpay", &self.providers.qpay), ("junglepay", &self.providers.junglepay)] {
-            if planned.enabled {
+        let qpay = &self.providers.qpay;
+        if qpay.enabled {
+            let missing = [
+                (
+                    "client_id",
+                    qpay.client_id.as_deref().is_none_or(|v| v.trim().is_empty()),
+                ),
+                ("client_secret", blank(&qpay.client_secret)),
+                (
+                    "invoice_code",
+                    qpay.invoice_code.as_deref().is_none_or(|v| v.trim().is_empty()),
+                ),
+                ("callback_base_url", qpay.callback_base_url.is_none()),
+            ];
+            if let Some((key, _)) = missing.iter().find(|(_, missing)| *missing) {
                 return invalid(format!(
-                    "providers.{name}.enabled is true, but this version has no {name} adapter yet"
+                    "providers.qpay.enabled is true but providers.qpay.{key} is not set: QPay needs \
+                     client_id, client_secret, invoice_code and callback_base_url"
                 ));
             }
+        }
+        let junglepay = &self.providers.junglepay;
+        if junglepay.enabled && (blank(&junglepay.secret_key) || junglepay.callback_base_url.is_none()) {
+            return invalid(
+                "providers.junglepay.enabled is true but providers.junglepay.secret_key or \
+                 providers.junglepay.callback_base_url is not set"
+                    .into(),
+            );
         }
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
@@ -249,6 +305,10 @@ impl Settings {
             .auto_migrate
             .unwrap_or(self.store_kind()? == StoreKind::Sqlite))
     }
+}
+
+fn blank(secret: &Option<SecretString>) -> bool {
+    secret.as_ref().is_none_or(|s| s.expose_secret().trim().is_empty())
 }
 
 #[cfg(test)]
@@ -332,9 +392,32 @@ mod tests {
     }
 
     #[test]
-    fn enabling_a_provider_without_adapter_is_refused() {
+    fn qpay_and_junglepay_need_their_credentials_and_callback_base_url() {
         let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true")])).unwrap_err();
-        assert!(err.to_string().contains("qpay"), "{err}");
+        assert!(err.to_string().contains("providers.qpay.client_id"), "{err}");
+        let qpay = [
+            ("PAYHOOK__PROVIDERS__QPAY__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__QPAY__CLIENT_ID", "id"),
+            ("PAYHOOK__PROVIDERS__QPAY__CLIENT_SECRET", "secret"),
+            ("PAYHOOK__PROVIDERS__QPAY__INVOICE_CODE", "CODE"),
+        ];
+        let err = Settings::load(None, env(&qpay)).unwrap_err();
+        assert!(err.to_string().contains("callback_base_url"), "{err}");
+        let mut complete = qpay.to_vec();
+        complete.push(("PAYHOOK__PROVIDERS__QPAY__CALLBACK_BASE_URL", "https://pay.example.mn"));
+        assert!(Settings::load(None, env(&complete)).is_ok());
+        complete.push(("PAYHOOK__PROVIDERS__QPAY__CALLBACK_BASE_URL", "pay.example.mn"));
+        assert!(Settings::load(None, env(&complete)).is_err(), "not an http(s) URL");
+
+        let err = Settings::load(
+            None,
+            env(&[
+                ("PAYHOOK__PROVIDERS__JUNGLEPAY__ENABLED", "true"),
+                ("PAYHOOK__PROVIDERS__JUNGLEPAY__SECRET_KEY", "sk"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("providers.junglepay"), "{err}");
     }
 
     #[test]

@@ -18,8 +18,10 @@ use payhook_domain::ports::{
 };
 use payhook_domain::source::WebhookSource;
 use payhook_domain::{GatewayError, OutboxMessage};
+use payhook_junglepay::{JunglePayClient, JunglePayPostbacks};
 use payhook_notify::{NotifyError, NotifyWebhook};
 use payhook_postgres::PgStore;
+use payhook_qpay::{QPayCallbacks, QPayClient, QPayCredentials};
 use payhook_sqlite::SqliteStore;
 use payhook_stripe::{SignatureVerifier, StripeGateway, StripeWebhooks};
 use payhook_xendit::{XenditClient, XenditWebhooks};
@@ -116,6 +118,12 @@ fn enabled_sources(settings: &Settings) -> Vec<Arc<dyn WebhookSource>> {
     if let (true, Some(token)) = (xendit.enabled, &xendit.callback_token) {
         sources.push(Arc::new(XenditWebhooks::new(token.clone(), xendit.app_tag.clone())));
     }
+    if settings.providers.qpay.enabled {
+        sources.push(Arc::new(QPayCallbacks));
+    }
+    if settings.providers.junglepay.enabled {
+        sources.push(Arc::new(JunglePayPostbacks));
+    }
     sources
 }
 
@@ -136,6 +144,36 @@ fn payment_gateways(settings: &Settings) -> Result<Vec<Arc<dyn PaymentGateway>>,
             &xendit.api_base_url,
             key,
             &xendit.app_tag,
+            GATEWAY_TIMEOUT,
+        )?));
+    }
+    let qpay = &settings.providers.qpay;
+    if let (true, Some(client_id), Some(client_secret), Some(invoice_code), Some(callback)) = (
+        qpay.enabled,
+        &qpay.client_id,
+        &qpay.client_secret,
+        &qpay.invoice_code,
+        &qpay.callback_base_url,
+    ) {
+        let credentials = QPayCredentials {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            invoice_code: invoice_code.clone(),
+        };
+        gateways.push(Arc::new(QPayClient::new(
+            &qpay.api_base_url,
+            credentials,
+            callback,
+            GATEWAY_TIMEOUT,
+        )?));
+    }
+    let junglepay = &settings.providers.junglepay;
+    if let (true, Some(key), Some(callback)) = (junglepay.enabled, &junglepay.secret_key, &junglepay.callback_base_url)
+    {
+        gateways.push(Arc::new(JunglePayClient::new(
+            &junglepay.api_base_url,
+            key,
+            callback,
             GATEWAY_TIMEOUT,
         )?));
     }
@@ -204,15 +242,17 @@ impl Application {
             sources,
             stores.forensic.clone(),
             stores.inbox.clone(),
+            stores.payments.clone(),
             clock.clone(),
             accepted.clone(),
             fallback,
         );
-        let payment_requests =
-            PaymentRequests::new(stores.payments.clone(), payment_gateways(&settings)?, clock.clone());
+        let gateways = payment_gateways(&settings)?;
+        let payment_requests = PaymentRequests::new(stores.payments.clone(), gateways.clone(), clock.clone());
         let processor = Arc::new(Processor::new(
             stores.inbox.clone(),
             stores.payments.clone(),
+            gateways,
             clock,
             policy,
             Duration::from_secs(w.lease_secs),

@@ -249,6 +249,7 @@ async fn cli_replays_dead_events() {
         },
         change: PaymentChange::paid(None),
         details: None,
+        confirm_with_provider: false,
     };
     let Admission::Accepted(id) = store.admit(&request, &event).await.unwrap() else {
         panic!("not new")

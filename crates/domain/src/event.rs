@@ -18,6 +18,10 @@ pub struct WebhookEvent {
     /// What the provider says about the payment itself; lets the worker create a
     /// payment it has not seen yet (an existing Stripe account pointed at payhook).
     pub details: Option<PaymentDetails>,
+    /// The delivery is a claim only (the provider signs nothing): the worker asks the
+    /// provider's API where the payment stands and applies that instead of `change`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm_with_provider: bool,
 }
 
 /// How an event names its payment. The worker tries payhook's own id first, then

@@ -1,6 +1,6 @@
 //! Creating payments at a provider and asking it where they stand.
 
-use crate::{Money, PaymentId, PaymentStatus, Provider};
+use crate::{DisputeStatus, Money, Payment, PaymentChange, PaymentId, PaymentStatus, Provider};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,9 @@ pub struct CheckoutRequest {
     pub merchant_ref: Option<String>,
     pub customer_email: Option<String>,
     pub description: Option<String>,
+    /// The caller's metadata; a provider may take details it needs from it (JunglePay:
+    /// `customer_name`, `customer_document`).
+    pub metadata: serde_json::Value,
     /// The per-payment token for providers that sign nothing (see
     /// `PaymentGateway::needs_callback_token`): the adapter puts it in the callback
     /// URL it gives the provider.
@@ -47,14 +50,50 @@ pub struct Checkout {
     pub checkout_url: Option<String>,
     pub qr_text: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// What else the provider gave for paying, in its own terms (QPay: the QR image,
+    /// short URL and bank app links); `Null` when nothing.
+    pub extras: serde_json::Value,
 }
 
-/// The provider's own view of a payment, for reconciliation.
+/// The provider's own view of a payment, for reconciliation and for confirming
+/// callbacks that carry no signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderPaymentStatus {
     pub status: PaymentStatus,
     /// Minor units received, when the provider says.
     pub paid_amount: Option<i64>,
+    /// Minor units refunded in total, when the provider says.
+    pub refunded_amount: Option<i64>,
+    /// A dispute (chargeback) the provider reports beside the status.
+    pub dispute: Option<DisputeStatus>,
+}
+
+impl ProviderPaymentStatus {
+    pub fn new(status: PaymentStatus, paid_amount: Option<i64>) -> Self {
+        Self {
+            status,
+            paid_amount,
+            refunded_amount: None,
+            dispute: None,
+        }
+    }
+
+    /// The change that brings `payment` to where the provider says it is.
+    pub fn change_for(&self, payment: &Payment) -> PaymentChange {
+        if let Some(status) = self.dispute {
+            return PaymentChange::Dispute { status };
+        }
+        match self.status {
+            PaymentStatus::Refunded | PaymentStatus::PartiallyRefunded => PaymentChange::Refund {
+                refunded_total: self.refunded_amount.unwrap_or(payment.amount.amount_minor()),
+                currency: payment.amount.currency(),
+            },
+            to => PaymentChange::Status {
+                to,
+                paid_amount: self.paid_amount,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

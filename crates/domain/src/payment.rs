@@ -30,6 +30,8 @@ pub struct Payment {
     pub expires_at: Option<DateTime<Utc>>,
     /// Why creating it at the provider failed, for a payment that never got there.
     pub failure_reason: Option<String>,
+    /// See `Checkout::extras`.
+    pub checkout_extras: Option<serde_json::Value>,
     /// Optimistic-concurrency counter: a store refuses to commit an application
     /// computed from an older version.
     pub version: i64,
@@ -318,6 +320,7 @@ mod tests {
             paid_at: None,
             expires_at: None,
             failure_reason: None,
+            checkout_extras: None,
             version: 1,
         }
     }
@@ -335,6 +338,7 @@ mod tests {
             },
             change,
             details: None,
+            confirm_with_provider: false,
         }
     }
 

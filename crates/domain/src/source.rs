@@ -2,8 +2,54 @@
 //! Pure and synchronous: the ingest service calls it before any I/O, so the
 //! forensic row, its outcome and the inbox row can be written in one transaction.
 
-use crate::{PrimaryFields, ProcessingResult, Provider, WebhookEvent};
+use crate::{PaymentId, PrimaryFields, ProcessingResult, Provider, WebhookEvent};
 use chrono::{DateTime, Utc};
+
+/// The per-payment token a delivery presents in its query string
+/// (`?payment_id=<uuid>&token=<hex>`), for providers that sign nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PaymentToken {
+    pub payment_id: PaymentId,
+    pub token: String,
+}
+
+impl std::fmt::Debug for PaymentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PaymentToken {{ payment_id: {}, token: [redacted] }}",
+            self.payment_id
+        )
+    }
+}
+
+impl PaymentToken {
+    /// Reads `payment_id` and `token` from a query string. Both missing or empty →
+    /// `MissingToken`; a `payment_id` that is not a UUID → `InvalidToken` (it can name
+    /// no payment).
+    pub fn from_query(query: &str) -> Result<Self, AuthError> {
+        let mut payment_id = None;
+        let mut token = None;
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("payment_id", v)) if !v.is_empty() => payment_id = Some(v),
+                Some(("token", v)) if !v.is_empty() => token = Some(v),
+                _ => {}
+            }
+        }
+        let (Some(payment_id), Some(token)) = (payment_id, token) else {
+            return Err(AuthError::MissingToken(
+                "the callback URL must carry payment_id and token query parameters".into(),
+            ));
+        };
+        let payment_id = PaymentId::parse(payment_id)
+            .ok_or_else(|| AuthError::InvalidToken("the callback token does not match".into()))?;
+        Ok(Self {
+            payment_id,
+            token: token.to_owned(),
+        })
+    }
+}
 
 /// A delivery as it arrived, before redaction: only adapters see the secrets in it.
 #[derive(Debug, Clone, Copy)]
@@ -67,10 +113,23 @@ pub trait WebhookSource: Send + Sync {
     }
 
     /// Checks the delivery's authenticity, in constant time where secrets are compared.
+    /// A provider authenticated by per-payment tokens checks only that they are there.
     fn authenticate(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
 
-    /// Parses an authenticated body into a normalized event.
-    fn parse(&self, body: &[u8]) -> Result<Parsed, ParseError>;
+    /// Whether the delivery's `payment_id` and `token` query parameters authenticate it:
+    /// the ingest service then checks the token against the payment's stored hash.
+    fn authenticated_by_payment_token(&self) -> bool {
+        false
+    }
+
+    /// The body of a 200 answer, when the provider expects a particular one
+    /// (QPay: `SUCCESS`); `None` answers the contract's JSON.
+    fn acknowledgement(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Parses an authenticated delivery into a normalized event.
+    fn parse(&self, delivery: &Delivery<'_>) -> Result<Parsed, ParseError>;
 
     /// Best-effort columns for the forensic log; never fails.
     fn primary_fields(&self, body: &[u8]) -> PrimaryFields;

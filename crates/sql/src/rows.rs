@@ -168,6 +168,7 @@ pub struct CheckoutChanges<'a> {
     checkout_url: Option<&'a str>,
     qr_text: Option<&'a str>,
     expires_at: Option<DbInstant>,
+    checkout_extras: Option<DbJson>,
 }
 
 impl<'a> From<&'a Checkout> for CheckoutChanges<'a> {
@@ -177,6 +178,7 @@ impl<'a> From<&'a Checkout> for CheckoutChanges<'a> {
             checkout_url: c.checkout_url.as_deref(),
             qr_text: c.qr_text.as_deref(),
             expires_at: c.expires_at.map(DbInstant),
+            checkout_extras: (!c.extras.is_null()).then(|| DbJson(c.extras.clone())),
         }
     }
 }
@@ -230,6 +232,7 @@ pub struct PaymentRow {
     expires_at: Option<DbInstant>,
     version: i64,
     failure_reason: Option<String>,
+    checkout_extras: Option<DbJson>,
     /// Only read to answer a repeated idempotency key.
     pub request_fingerprint: Option<String>,
 }
@@ -262,6 +265,7 @@ impl TryFrom<PaymentRow> for Payment {
             paid_at: r.paid_at.map(|t| t.0),
             expires_at: r.expires_at.map(|t| t.0),
             failure_reason: r.failure_reason,
+            checkout_extras: r.checkout_extras.map(|j| j.0),
             version: r.version,
         })
     }

@@ -80,6 +80,7 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         request_fingerprint -> Nullable<Text>,
         failure_reason -> Nullable<Text>,
+        checkout_extras -> Nullable<Json>,
     }
 }
 

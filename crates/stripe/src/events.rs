@@ -136,6 +136,7 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         payment,
         change,
         details,
+        confirm_with_provider: false,
     })))
 }
 

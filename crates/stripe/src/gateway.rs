@@ -97,6 +97,7 @@ impl PaymentGateway for StripeGateway {
             checkout_url: None,
             qr_text: None,
             expires_at: None,
+            extras: serde_json::Value::Null,
         })
     }
 
@@ -112,6 +113,6 @@ impl PaymentGateway for StripeGateway {
             _ => PaymentStatus::Pending,
         };
         let paid_amount = (status == PaymentStatus::Paid).then_some(intent.amount_received);
-        Ok(ProviderPaymentStatus { status, paid_amount })
+        Ok(ProviderPaymentStatus::new(status, paid_amount))
     }
 }

@@ -40,8 +40,8 @@ impl WebhookSource for StripeWebhooks {
             })
     }
 
-    fn parse(&self, body: &[u8]) -> Result<Parsed, ParseError> {
-        parse_event(body)
+    fn parse(&self, delivery: &Delivery<'_>) -> Result<Parsed, ParseError> {
+        parse_event(delivery.body)
     }
 
     fn primary_fields(&self, body: &[u8]) -> PrimaryFields {

@@ -21,6 +21,7 @@ fn request() -> CheckoutRequest {
         merchant_ref: Some("order-17".into()),
         customer_email: Some("ana@example.com".into()),
         description: Some("Order 17".into()),
+        metadata: serde_json::Value::Null,
         callback_token: None,
     }
 }

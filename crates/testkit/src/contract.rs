@@ -84,6 +84,7 @@ fn event(event_id: &str, provider_ref: &str, change: PaymentChange) -> WebhookEv
         },
         change,
         details: None,
+        confirm_with_provider: false,
     }
 }
 
@@ -675,12 +676,14 @@ pub async fn records_the_providers_answer_and_creation_failures<S: Store>(store:
         checkout_url: Some("https://pay.example/inv_1".into()),
         qr_text: Some("000201qr".into()),
         expires_at: Some(t0() + Duration::hours(24)),
+        extras: serde_json::json!({ "qr_image": "iVBORw0KGgo=" }),
     };
     let answered = store.record_checkout(opened.id, &checkout).await.unwrap();
     assert_eq!(answered.provider_ref.as_deref(), Some("inv_1"));
     assert_eq!(answered.checkout_url, checkout.checkout_url);
     assert_eq!(answered.qr_text, checkout.qr_text);
     assert_eq!(answered.expires_at, checkout.expires_at);
+    assert_eq!(answered.checkout_extras, Some(checkout.extras.clone()));
     assert!(!answered.is_being_created());
 
     let Opened::New(refused) = store.open_payment(&requested_payment("key-b", "fp")).await.unwrap() else {

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod contract;
+pub mod fake_junglepay;
+pub mod fake_qpay;
 pub mod fake_stripe;
 pub mod fake_xendit;
 mod loopback;

@@ -93,6 +93,7 @@ pub fn parse_callback(body: &[u8], app_tag: &str) -> Result<Parsed, ParseError> 
         change,
         // payhook creates every Xendit invoice it handles, so it never creates one here.
         details: None,
+        confirm_with_provider: false,
     })))
 }
 

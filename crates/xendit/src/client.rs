@@ -162,6 +162,7 @@ impl PaymentGateway for XenditClient {
                 .expiry_date
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.with_timezone(&Utc)),
+            extras: Value::Null,
         })
     }
 
@@ -179,7 +180,7 @@ impl PaymentGateway for XenditClient {
                 .map(|m| m.amount_minor()),
             _ => None,
         };
-        Ok(ProviderPaymentStatus { status, paid_amount })
+        Ok(ProviderPaymentStatus::new(status, paid_amount))
     }
 }
 

@@ -51,8 +51,8 @@ impl WebhookSource for XenditWebhooks {
         }
     }
 
-    fn parse(&self, body: &[u8]) -> Result<Parsed, ParseError> {
-        parse_callback(body, &self.app_tag)
+    fn parse(&self, delivery: &Delivery<'_>) -> Result<Parsed, ParseError> {
+        parse_callback(delivery.body, &self.app_tag)
     }
 
     fn primary_fields(&self, body: &[u8]) -> PrimaryFields {

@@ -21,6 +21,7 @@ fn request(minor: i64) -> CheckoutRequest {
         merchant_ref: Some("order-77".into()),
         customer_email: Some("budi@example.co.id".into()),
         description: Some("Order 77".into()),
+        metadata: serde_json::Value::Null,
         callback_token: None,
     }
 }

@@ -21,6 +21,8 @@ struct CreatedView<'a> {
     checkout_url: Option<&'a str>,
     qr_text: Option<&'a str>,
     expires_at: Option<DateTime<Utc>>,
+    /// Provider-specific ways to pay (QPay: `qr_image`, `short_url`, bank `urls`).
+    provider_checkout: Option<&'a serde_json::Value>,
     client_token: &'a str,
 }
 
@@ -58,6 +60,7 @@ pub async fn create(
         checkout_url: p.checkout_url.as_deref(),
         qr_text: p.qr_text.as_deref(),
         expires_at: p.expires_at,
+        provider_checkout: p.checkout_extras.as_ref(),
         client_token: &created.client_token,
     }))
 }
@@ -78,6 +81,7 @@ struct PaymentView<'a> {
     qr_text: Option<&'a str>,
     expires_at: Option<DateTime<Utc>>,
     failure_reason: Option<&'a str>,
+    provider_checkout: Option<&'a serde_json::Value>,
     customer_email: Option<&'a str>,
     description: Option<&'a str>,
     metadata: &'a serde_json::Value,
@@ -125,6 +129,7 @@ fn view<'a>(p: &'a Payment, history: &'a [HistoryEntry]) -> PaymentView<'a> {
         qr_text: p.qr_text.as_deref(),
         expires_at: p.expires_at,
         failure_reason: p.failure_reason.as_deref(),
+        provider_checkout: p.checkout_extras.as_ref(),
         customer_email: p.customer_email.as_deref(),
         description: p.description.as_deref(),
         metadata: &p.metadata,

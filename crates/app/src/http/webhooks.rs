@@ -15,8 +15,10 @@ pub async fn receive(
 ) -> HttpResponse {
     let limit = state.max_body_bytes;
     let (body, oversized) = read_limited(&req, payload, limit).await;
+    let provider = provider.into_inner();
+    let acknowledgement = state.ingest.acknowledgement(&provider);
     let inbound = Inbound {
-        provider: provider.into_inner(),
+        provider,
         method: req.method().as_str().to_owned(),
         path: req.path().to_owned(),
         query: req.query_string().to_owned(),
@@ -34,7 +36,14 @@ pub async fn receive(
         oversized,
         remote_addr: req.peer_addr().map(|a| a.to_string()),
     };
-    respond(state.ingest.receive(inbound).await)
+    let reply = state.ingest.receive(inbound).await;
+    match (acknowledgement, &reply) {
+        // The provider wants a particular body for a stored (or repeated) delivery.
+        (Some(body), Reply::Accepted { .. } | Reply::Duplicate { .. } | Reply::Ignored { .. }) => {
+            HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body)
+        }
+        _ => respond(reply),
+    }
 }
 
 fn respond(reply: Reply) -> HttpResponse {

@@ -1,0 +1,219 @@
+//! The JunglePay v1 API: `POST /transactions` and `GET /transactions/{id}`, with
+//! `Authorization: Basic base64("<secret_key>:x")`. Amounts are in cents.
+
+use crate::provider_status;
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use payhook_domain::ports::PaymentGateway;
+use payhook_domain::{Checkout, CheckoutRequest, GatewayError, Provider, ProviderPaymentStatus};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub struct JunglePayClient {
+    http: reqwest::Client,
+    base_url: String,
+    authorization: SecretString,
+    callback_base_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Transaction {
+    id: Value,
+    status: String,
+    amount: i64,
+    #[serde(default)]
+    refunded_amount: i64,
+    paid_amount: Option<i64>,
+    secure_url: Option<String>,
+    pix: Option<Pix>,
+}
+
+#[derive(Deserialize)]
+struct Pix {
+    qrcode: Option<String>,
+}
+
+impl JunglePayClient {
+    /// `base_url` includes the version (`https://api.junglepagamentos.com/v1`);
+    /// postbacks go to `{callback_base_url}/webhooks/junglepay?payment_id=…&token=…`.
+    pub fn new(
+        base_url: &str,
+        secret_key: &SecretString,
+        callback_base_url: &str,
+        timeout: Duration,
+    ) -> Result<Self, GatewayError> {
+        // One TLS crypto provider for the binary (ring); a no-op if one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let authorization = format!("Basic {}", BASE64.encode(format!("{}:x", secret_key.expose_secret())));
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            authorization: SecretString::from(authorization),
+            callback_base_url: callback_base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Transaction, GatewayError> {
+        let response = request
+            .header("authorization", self.authorization.expose_secret())
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(if e.is_timeout() {
+                    "no answer in time".to_owned()
+                } else {
+                    format!("request failed: {e}")
+                })
+            })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("reading the answer failed: {e}")))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| unavailable(format!("unexpected answer: {e}")));
+        }
+        let summary = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .map_or_else(|| status.as_u16().to_string(), |m| format!("{}: {m}", status.as_u16()));
+        if status.is_client_error() {
+            Err(GatewayError::Rejected {
+                provider: Provider::Junglepay,
+                message: summary,
+            })
+        } else {
+            Err(unavailable(summary))
+        }
+    }
+}
+
+fn unavailable(message: String) -> GatewayError {
+    GatewayError::Unavailable {
+        provider: Provider::Junglepay,
+        message,
+    }
+}
+
+fn id_text(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `metadata.customer_name` and `metadata.customer_document` (a CPF or CNPJ) of the
+/// payment request, which JunglePay requires for its customer.
+fn customer(request: &CheckoutRequest, metadata: &Value) -> Value {
+    let document = metadata
+        .get("customer_document")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = if document.chars().filter(char::is_ascii_digit).count() > 11 {
+        "cnpj"
+    } else {
+        "cpf"
+    };
+    json!({
+        "name": metadata.get("customer_name").and_then(Value::as_str).unwrap_or("Customer"),
+        "email": request.customer_email,
+        "document": { "number": document, "type": kind },
+    })
+}
+
+#[async_trait]
+impl PaymentGateway for JunglePayClient {
+    fn provider(&self) -> Provider {
+        Provider::Junglepay
+    }
+
+    fn needs_callback_token(&self) -> bool {
+        true
+    }
+
+    fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {
+        if request.amount.currency().code() != "BRL" {
+            return Err(GatewayError::Invalid {
+                field: "currency",
+                message: format!("JunglePay takes BRL only, not {}", request.amount.currency()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError> {
+        self.check(request)?;
+        let token = request.callback_token.as_ref().ok_or_else(|| GatewayError::Invalid {
+            field: "callback_token",
+            message: "JunglePay payments need a callback token".into(),
+        })?;
+        let postback_url = format!(
+            "{}/webhooks/junglepay?payment_id={}&token={}",
+            self.callback_base_url,
+            request.payment_id,
+            token.expose()
+        );
+        let title = request
+            .description
+            .clone()
+            .or_else(|| request.merchant_ref.clone())
+            .unwrap_or_else(|| format!("payment {}", request.payment_id));
+        let metadata = json!({ "payhook_payment_id": request.payment_id.to_string() });
+        let body = json!({
+            "amount": request.amount.amount_minor(),
+            "paymentMethod": "pix",
+            "customer": customer(request, &request.metadata),
+            "items": [{ "title": title, "unitPrice": request.amount.amount_minor(), "quantity": 1, "tangible": false }],
+            "pix": { "expiresInDays": 1 },
+            "postbackUrl": postback_url,
+            "metadata": metadata.to_string(),
+        });
+        let transaction = self
+            .send(self.http.post(format!("{}/transactions", self.base_url)).json(&body))
+            .await?;
+        Ok(Checkout {
+            provider_ref: id_text(&transaction.id),
+            checkout_url: transaction.secure_url,
+            qr_text: transaction.pix.and_then(|p| p.qrcode),
+            expires_at: None,
+            extras: Value::Null,
+        })
+    }
+
+    async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        if !provider_ref
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(GatewayError::Invalid {
+                field: "provider_ref",
+                message: "not a JunglePay transaction id".into(),
+            });
+        }
+        self.send(self.http.get(format!("{}/transactions/{provider_ref}", self.base_url)))
+            .await?
+            .status()
+    }
+}
+
+impl Transaction {
+    fn status(&self) -> Result<ProviderPaymentStatus, GatewayError> {
+        provider_status(&self.status, self.amount, self.refunded_amount, self.paid_amount)
+            .ok_or_else(|| unavailable(format!("unknown transaction status {:?}", self.status)))
+    }
+}
+
+/// Reads a transaction as `GET /transactions/{id}` answers it: its id and status,
+/// for conformance checks against JunglePay's published examples.
+pub fn read_transaction(body: &[u8]) -> Result<(String, ProviderPaymentStatus), GatewayError> {
+    let t: Transaction = serde_json::from_slice(body).map_err(|e| unavailable(format!("unexpected answer: {e}")))?;
+    Ok((id_text(&t.id), t.status()?))
+}

@@ -1,0 +1,116 @@
+//! The JunglePay client against the fake JunglePay API on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use payhook_domain::ports::PaymentGateway;
+use payhook_domain::{
+    CallbackToken, CheckoutRequest, Currency, DisputeStatus, GatewayError, Money, PaymentId, PaymentStatus,
+};
+use payhook_junglepay::JunglePayClient;
+use payhook_testkit::fake_junglepay::FakeJunglePay;
+use secrecy::SecretString;
+use std::time::Duration;
+
+const KEY: &str = "sk_jungle_e2e";
+
+fn client(fake: &FakeJunglePay, key: &str) -> JunglePayClient {
+    JunglePayClient::new(
+        &fake.base_url,
+        &SecretString::from(key),
+        "https://hooks.example.com.br",
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+fn request() -> CheckoutRequest {
+    CheckoutRequest {
+        payment_id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        amount: Money::new(10_000, Currency::parse("BRL").unwrap()).unwrap(),
+        merchant_ref: Some("ord_123".into()),
+        customer_email: Some("gabryel@example.com".into()),
+        description: Some("Order 123".into()),
+        metadata: serde_json::json!({ "customer_name": "Gabryel", "customer_document": "12345678910" }),
+        callback_token: Some(CallbackToken::new("feedface".repeat(4))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_a_pix_transaction_with_a_tokened_postback_url() {
+    let fake = FakeJunglePay::start(KEY).await;
+    let req = request();
+    let checkout = client(&fake, KEY).create_checkout(&req).await.unwrap();
+    assert_eq!(checkout.provider_ref, "282");
+    assert!(checkout.qr_text.unwrap().contains("br.gov.bcb.pix"));
+    assert_eq!(
+        checkout.checkout_url.as_deref(),
+        Some("https://link.compra.com.br/pagar/secure-282")
+    );
+    let sent = &fake.requests()[0];
+    assert_eq!(
+        sent.authorization.as_deref(),
+        Some("Basic c2tfanVuZ2xlX2UyZTp4"),
+        "base64(secret:x)"
+    );
+    assert_eq!(sent.body["amount"], 10_000, "cents");
+    assert_eq!(sent.body["paymentMethod"], "pix");
+    assert_eq!(sent.body["customer"]["document"]["number"], "12345678910");
+    assert_eq!(
+        sent.body["postbackUrl"],
+        format!(
+            "https://hooks.example.com.br/webhooks/junglepay?payment_id={}&token={}",
+            req.payment_id,
+            "feedface".repeat(4)
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_statuses_map_as_documented() {
+    let fake = FakeJunglePay::start(KEY).await;
+    let c = client(&fake, KEY);
+    let id = c.create_checkout(&request()).await.unwrap().provider_ref;
+    assert_eq!(c.fetch_status(&id).await.unwrap().status, PaymentStatus::Pending);
+    for (status, expected, dispute) in [
+        ("paid", PaymentStatus::Paid, None),
+        ("refused", PaymentStatus::Failed, None),
+        ("canceled", PaymentStatus::Canceled, None),
+        ("refunded", PaymentStatus::Refunded, None),
+        ("chargedback", PaymentStatus::Paid, Some(DisputeStatus::Lost)),
+    ] {
+        fake.set_status(&id, status).unwrap();
+        let fetched = c.fetch_status(&id).await.unwrap();
+        assert_eq!((fetched.status, fetched.dispute), (expected, dispute), "{status}");
+        if status == "refunded" {
+            assert_eq!(fetched.refunded_amount, Some(10_000));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified() {
+    let fake = FakeJunglePay::start(KEY).await;
+    assert!(matches!(
+        client(&fake, "wrong").create_checkout(&request()).await,
+        Err(GatewayError::Rejected { .. })
+    ));
+    let c = client(&fake, KEY);
+    fake.fail_next(&[502]);
+    assert!(matches!(
+        c.create_checkout(&request()).await,
+        Err(GatewayError::Unavailable { .. })
+    ));
+    assert!(matches!(
+        c.fetch_status("999").await,
+        Err(GatewayError::Rejected { .. })
+    ));
+    assert!(matches!(
+        c.fetch_status("../x").await,
+        Err(GatewayError::Invalid { .. })
+    ));
+    let mut usd = request();
+    usd.amount = Money::new(100, Currency::parse("USD").unwrap()).unwrap();
+    assert!(matches!(
+        c.check(&usd),
+        Err(GatewayError::Invalid { field: "currency", .. })
+    ));
+}

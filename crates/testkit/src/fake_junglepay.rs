@@ -1,0 +1,124 @@
+//! A fake of the JunglePay v1 API (only what payhook calls), on 127.0.0.1 with a
+//! random port, under `/v1`: `POST /transactions` and `GET /transactions/{id}` with
+//! Basic `secret:x`. Transactions start `waiting_payment`; [`FakeJunglePay::set_status`]
+//! moves one, as a customer or the acquirer would.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub type Recorded = crate::loopback::Recorded<Value>;
+
+struct State {
+    journal: crate::loopback::Journal<Value>,
+    basic: String,
+    transactions: HashMap<String, Value>,
+}
+
+pub struct FakeJunglePay {
+    /// Includes `/v1`, as `providers.junglepay.api_base_url` does.
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeJunglePay {
+    pub async fn start(secret_key: &str) -> Self {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{secret_key}:x"))
+        );
+        let state = Arc::new(Mutex::new(State {
+            journal: crate::loopback::Journal::default(),
+            basic,
+            transactions: HashMap::new(),
+        }));
+        let shared = web::Data::from(state.clone());
+        let root = crate::loopback::serve(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(shared.clone())
+                .route("/v1/transactions", web::post().to(create))
+                .route("/v1/transactions/{id}", web::get().to(fetch));
+        });
+        Self {
+            base_url: format!("{root}/v1"),
+            state,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().journal.requests()
+    }
+
+    /// Answer the next requests with these HTTP statuses (then behave again).
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().journal.fail_next(statuses);
+    }
+
+    /// Moves a transaction to `status` (`paid`, `refused`, `refunded`, `chargedback`, …)
+    /// and returns the postback JunglePay would send: its URL and body.
+    pub fn set_status(&self, id: &str, status: &str) -> Option<(String, Value)> {
+        let mut s = self.state.lock().unwrap();
+        let t = s.transactions.get_mut(id)?;
+        t["status"] = json!(status);
+        t["updatedAt"] = json!(chrono::Utc::now().to_rfc3339());
+        if status == "refunded" {
+            t["refundedAmount"] = t["amount"].clone();
+        }
+        let postback = json!({
+            "id": chrono::Utc::now().timestamp_micros(), "type": "transaction", "objectId": id,
+            "url": t["postbackUrl"], "data": t,
+        });
+        Some((t["postbackUrl"].as_str().unwrap_or_default().to_owned(), postback))
+    }
+
+    /// Changes the amount the transaction says it is for (to test mismatches).
+    pub fn set_amount(&self, id: &str, cents: i64) {
+        if let Some(t) = self.state.lock().unwrap().transactions.get_mut(id) {
+            t["amount"] = json!(cents);
+        }
+    }
+}
+
+fn admit(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Option<HttpResponse> {
+    let mut s = state.lock().unwrap();
+    let (authorization, failure) = s.journal.record(req, body);
+    if let Some(status) = failure {
+        let code = actix_web::http::StatusCode::from_u16(status).unwrap();
+        return Some(HttpResponse::build(code).json(json!({ "message": format!("fake JunglePay answered {status}") })));
+    }
+    (authorization.as_deref() != Some(s.basic.as_str()))
+        .then(|| HttpResponse::Unauthorized().json(json!({ "message": "Invalid credentials" })))
+}
+
+async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(answer) = admit(&state, &req, body.0.clone()) {
+        return answer;
+    }
+    let Some(amount) = body["amount"].as_i64() else {
+        return HttpResponse::BadRequest().json(json!({ "message": "amount is required" }));
+    };
+    let mut s = state.lock().unwrap();
+    let id = (s.transactions.len() + 282).to_string();
+    let now = chrono::Utc::now().to_rfc3339();
+    let transaction = json!({
+        "id": id.parse::<i64>().unwrap(), "amount": amount, "refundedAmount": 0, "installments": 1,
+        "paymentMethod": body["paymentMethod"], "status": "waiting_payment", "postbackUrl": body["postbackUrl"],
+        "metadata": body["metadata"], "secureId": format!("secure-{id}"),
+        "secureUrl": format!("https://link.compra.com.br/pagar/secure-{id}"), "createdAt": now, "updatedAt": now,
+        "customer": body["customer"], "items": body["items"],
+        "pix": { "qrcode": format!("00020101021226850014br.gov.bcb.pix{id}"), "expirationDate": "2030-01-01" },
+    });
+    s.transactions.insert(id, transaction.clone());
+    HttpResponse::Ok().json(transaction)
+}
+
+async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(answer) = admit(&state, &req, Value::Null) {
+        return answer;
+    }
+    match state.lock().unwrap().transactions.get(id.as_str()) {
+        Some(t) => HttpResponse::Ok().json(t),
+        None => HttpResponse::NotFound().json(json!({ "message": "Transaction not found" })),
+    }
+}
