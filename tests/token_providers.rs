@@ -21,6 +21,7 @@ on_every_store!(
     a_partial_qpay_payment_is_recorded_but_not_paid,
     a_junglepay_payment_takes_the_status_the_api_confirms,
     a_junglepay_postback_the_api_contradicts_is_not_applied,
+    a_junglepay_postback_before_the_api_agrees_is_retried_then_paid,
     junglepay_postbacks_without_the_right_token_are_401,
 );
 
@@ -355,4 +356,28 @@ async fn junglepay_postbacks_without_the_right_token_are_401(backend: Backend) {
     assert_eq!(reply.status().as_u16(), 401);
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0);
     assert_eq!(status_of(&app, &id).await["status"], "pending");
+}
+
+async fn a_junglepay_postback_before_the_api_agrees_is_retried_then_paid(backend: Backend) {
+    let fake = FakeJunglePay::start(JUNGLE_KEY).await;
+    let app = junglepay_app(backend, &fake).await;
+    let (id, transaction, _) = create(&app, brl_order()).await;
+    // The postback says paid; the API still says waiting_payment for a while.
+    let (url, mut early) = fake.set_status(&transaction, "waiting_payment").unwrap();
+    early["data"]["status"] = json!("paid");
+    assert_eq!(
+        call_back(&app, reqwest::Method::POST, &url, Some(&early))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE attempts >= 1", 1)
+        .await;
+    assert_eq!(status_of(&app, &id).await["status"], "pending");
+    fake.set_status(&transaction, "paid").unwrap();
+    // The same stored event, retried with backoff, now finds it confirmed.
+    app.wait_for_count("SELECT count(*) AS n FROM payments WHERE status = 'paid'", 1)
+        .await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 1);
 }

@@ -107,7 +107,8 @@ impl WebhookSource for JunglePayPostbacks {
         };
         Ok(Parsed::Event(Box::new(WebhookEvent {
             provider: Provider::Junglepay,
-            event_id: EventId::parse(event_id.as_str()).map_err(|e| ParseError(format!("unusable envelope id: {e}")))?,
+            event_id: EventId::parse(event_id.as_str())
+                .map_err(|e| ParseError(format!("unusable envelope id: {e}")))?,
             event_type: format!("transaction.{status}"),
             occurred_at: delivery.received_at,
             payment: PaymentRef {
