@@ -12,7 +12,7 @@ export PAYHOOK_REQUIRE_POSTGRES
 PAYHOOK_FIXTURES_DIR ?= $(CURDIR)/../shared/fixtures
 export PAYHOOK_FIXTURES_DIR
 
-.PHONY: run test conformance bench fmt lint migrate stores
+.PHONY: run test conformance demo bench fmt lint migrate stores
 
 ## run: payhook on 127.0.0.1:8080 with the embedded store in ./data (config/dev.toml)
 run:
@@ -27,6 +27,11 @@ test: stores
 conformance:
 	@test -d "$(PAYHOOK_FIXTURES_DIR)" || { echo "make conformance: no fixtures at $(PAYHOOK_FIXTURES_DIR)" >&2; exit 1; }
 	$(CARGO) test --workspace --locked --test conformance -- --ignored
+
+## demo: payhook and the four fake providers; one payment per provider through its lifecycle
+demo:
+	$(CARGO) build --locked -p payhook-app --bin payhook
+	timeout 300 scripts/demo.sh "$${CARGO_TARGET_DIR:-target}/debug/payhook"
 
 ## bench: micro-benchmarks of the per-webhook CPU work (numbers in docs/performance.md)
 bench:

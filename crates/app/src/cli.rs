@@ -31,18 +31,49 @@ enum Command {
     Replay(ReplayArgs),
     /// Send a realistic, correctly authenticated provider webhook to a running gateway.
     Simulate(SimulateArgs),
+    /// Run a fake provider API on loopback, to create and pay payments offline.
+    FakeProvider(FakeProviderArgs),
+}
+
+#[derive(clap::Args)]
+struct FakeProviderArgs {
+    /// xendit, qpay, junglepay or stripe.
+    provider: Provider,
+    /// Port on 127.0.0.1.
+    #[arg(long)]
+    port: u16,
+    /// The API key the fake accepts (stripe: bearer key; xendit, junglepay: secret key).
+    #[arg(long, default_value = "sk_test_payhook_fake")]
+    key: String,
+    /// qpay: the client id and secret the fake accepts.
+    #[arg(long, default_value = "payhook-fake")]
+    client_id: String,
+    #[arg(long, default_value = "payhook-fake-secret")]
+    client_secret: String,
+    /// stripe, xendit: where `POST /_fake/pay/{id}` sends its webhook (their URL is set
+    /// per account, not per payment). qpay and junglepay call the URL payhook gave.
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// stripe: the endpoint secret (whsec_…) to sign with; xendit: the callback token.
+    #[arg(long)]
+    callback_secret: Option<String>,
 }
 
 #[derive(clap::Args)]
 struct SimulateArgs {
-    /// stripe or xendit.
+    /// stripe, xendit, qpay or junglepay.
     provider: Provider,
     /// stripe: payment_intent.succeeded|payment_failed|canceled|requires_action, charge.refunded,
-    /// charge.dispute.created|closed. xendit: paid|settled|expired.
+    /// charge.dispute.created|closed. xendit: paid|settled|expired. qpay: paid.
+    /// junglepay: paid|refused|refunded|chargedback.
     event: String,
-    /// The payhook payment the event is about (required for xendit).
+    /// The payhook payment the event is about (required for xendit, qpay, junglepay).
     #[arg(long)]
     payment: Option<String>,
+    /// qpay, junglepay: the payment's callback token (payhook keeps only its hash; the
+    /// provider, or `payhook fake-provider` at GET /_fake/callback-url/{id}, has it).
+    #[arg(long)]
+    token: Option<String>,
     /// Amount in minor units (default: the payment's, else 2000).
     #[arg(long)]
     amount: Option<i64>,
@@ -86,6 +117,7 @@ pub async fn run() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Replay(args) => replay(settings, args).await,
             Command::Simulate(args) => simulate(settings, args).await,
+            Command::FakeProvider(args) => fake_provider(args).await,
         },
         Err(e) => Err(e.into()),
     };
@@ -95,6 +127,65 @@ pub async fn run() -> ExitCode {
             eprintln!("payhook: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Serves one of testkit's fake provider APIs until SIGINT/SIGTERM.
+async fn fake_provider(args: FakeProviderArgs) -> Result<(), StartupError> {
+    use payhook_testkit::{fake_junglepay, fake_qpay, fake_stripe, fake_xendit};
+    let callback = args.callback_url.zip(args.callback_secret);
+    // Each fake lives as long as this function: the binding keeps it.
+    let (base_url, _fake): (String, Box<dyn std::any::Any>) = match args.provider {
+        Provider::Stripe => {
+            let fake = fake_stripe::FakeStripe::start_on(args.port, &args.key).await;
+            if let Some((url, secret)) = &callback {
+                fake.send_webhooks_to(url, secret);
+            }
+            (fake.base_url.clone(), Box::new(fake))
+        }
+        Provider::Xendit => {
+            let fake = fake_xendit::FakeXendit::start_on(args.port, &args.key).await;
+            if let Some((url, token)) = &callback {
+                fake.send_callbacks_to(url, token);
+            }
+            (fake.base_url.clone(), Box::new(fake))
+        }
+        Provider::Qpay => {
+            let fake = fake_qpay::FakeQPay::start_on(args.port, &args.client_id, &args.client_secret).await;
+            (fake.base_url.clone(), Box::new(fake))
+        }
+        Provider::Junglepay => {
+            let fake = fake_junglepay::FakeJunglePay::start_on(args.port, &args.key).await;
+            (fake.base_url.clone(), Box::new(fake))
+        }
+    };
+    println!(
+        "fake {} API on {base_url} (POST /_fake/pay/{{id}} pays); Ctrl-C stops it",
+        args.provider
+    );
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -163,6 +254,7 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
         amount: args.amount.or(known_amount).unwrap_or(2000),
         currency: args.currency.or(known_currency).unwrap_or_else(|| "USD".into()),
         to: Some(to),
+        token: args.token,
         bad_signature: args.bad_signature,
         partial: args.partial,
         replay: args.replay,

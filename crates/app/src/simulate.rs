@@ -19,6 +19,8 @@ pub struct Simulation {
     pub amount: i64,
     pub currency: String,
     pub to: Option<String>,
+    /// QPay, JunglePay: the payment's callback token.
+    pub token: Option<String>,
     pub bad_signature: bool,
     pub partial: bool,
     pub replay: u32,
@@ -32,8 +34,6 @@ pub enum SimulateError {
         event: String,
         known: String,
     },
-    #[error("{0}")]
-    Unsupported(String),
     #[error("{0}")]
     NotConfigured(String),
     #[error("cannot reach the gateway at {url}: {reason}")]
@@ -50,6 +50,8 @@ const STRIPE_EVENTS: &[&str] = &[
     "charge.dispute.closed",
 ];
 const XENDIT_EVENTS: &[&str] = &["paid", "settled", "expired"];
+const QPAY_EVENTS: &[&str] = &["paid"];
+const JUNGLEPAY_EVENTS: &[&str] = &["paid", "refused", "refunded", "chargedback"];
 
 /// One delivery: where, what headers, what body.
 #[derive(Debug, Clone)]
@@ -72,10 +74,62 @@ pub fn build(sim: &Simulation, settings: &Settings) -> Result<Delivery, Simulate
     match sim.provider {
         Provider::Stripe => stripe(sim, settings, url),
         Provider::Xendit => xendit(sim, settings, url),
-        other => Err(SimulateError::Unsupported(format!(
-            "simulating {other} is not supported yet"
-        ))),
+        Provider::Qpay => qpay(sim, url),
+        Provider::Junglepay => junglepay(sim, url),
     }
+}
+
+/// The callback URL with the payment's token (a wrong one with `--bad-signature`).
+fn tokened_url(sim: &Simulation, url: &str) -> Result<String, SimulateError> {
+    let payment = sim.payment.ok_or_else(|| {
+        SimulateError::NotConfigured(format!(
+            "{} callbacks name a payhook payment: pass --payment <id>",
+            sim.provider
+        ))
+    })?;
+    let token = if sim.bad_signature {
+        "0".repeat(32)
+    } else {
+        sim.token.clone().ok_or_else(|| {
+            SimulateError::NotConfigured(format!(
+                "{} callbacks carry the payment's callback token: pass --token (payhook stores only its hash)",
+                sim.provider
+            ))
+        })?
+    };
+    Ok(format!("{url}?payment_id={payment}&token={token}"))
+}
+
+fn qpay(sim: &Simulation, url: String) -> Result<Delivery, SimulateError> {
+    if !QPAY_EVENTS.contains(&sim.event.as_str()) {
+        return Err(unknown(sim, QPAY_EVENTS));
+    }
+    // QPay's callback is a trigger: payhook confirms with /payment/check.
+    let body = serde_json::to_vec(&json!({ "invoice_id": sim.provider_ref })).unwrap_or_default();
+    Ok(Delivery {
+        url: tokened_url(sim, &url)?,
+        headers: Vec::new(),
+        body,
+    })
+}
+
+fn junglepay(sim: &Simulation, url: String) -> Result<Delivery, SimulateError> {
+    if !JUNGLEPAY_EVENTS.contains(&sim.event.as_str()) {
+        return Err(unknown(sim, JUNGLEPAY_EVENTS));
+    }
+    let object_id = sim.provider_ref.clone().unwrap_or_else(|| "0".into());
+    let now = Utc::now();
+    let body = serde_json::to_vec(&json!({
+        "id": now.timestamp_micros(), "type": "transaction", "objectId": object_id, "url": url,
+        "data": { "id": object_id, "amount": sim.amount, "status": sim.event, "paymentMethod": "pix",
+                  "updatedAt": now.to_rfc3339() },
+    }))
+    .unwrap_or_default();
+    Ok(Delivery {
+        url: tokened_url(sim, &url)?,
+        headers: Vec::new(),
+        body,
+    })
 }
 
 fn stripe(sim: &Simulation, settings: &Settings, url: String) -> Result<Delivery, SimulateError> {
@@ -278,6 +332,7 @@ mod tests {
             amount: 150_000,
             currency: "IDR".into(),
             to: None,
+            token: None,
             bad_signature: false,
             partial: false,
             replay: 1,
@@ -359,9 +414,55 @@ mod tests {
             build(&no_payment, &settings()),
             Err(SimulateError::NotConfigured(_))
         ));
+        assert!(
+            matches!(
+                build(&sim(Provider::Qpay, "paid"), &settings()),
+                Err(SimulateError::NotConfigured(_))
+            ),
+            "qpay needs the token"
+        );
         assert!(matches!(
-            build(&sim(Provider::Qpay, "paid"), &settings()),
-            Err(SimulateError::Unsupported(_))
+            build(&sim(Provider::Junglepay, "teleported"), &settings()),
+            Err(SimulateError::UnknownEvent { .. })
         ));
+    }
+
+    #[test]
+    fn qpay_and_junglepay_callbacks_carry_the_token_in_the_url() {
+        let mut q = sim(Provider::Qpay, "paid");
+        q.token = Some("ab".repeat(16));
+        let d = build(&q, &settings()).unwrap();
+        assert_eq!(
+            d.url,
+            format!(
+                "http://127.0.0.1:8080/webhooks/qpay?payment_id=0f7d3a8e-5a4b-4f0e-9d7c-2b1f6e3a9c11&token={}",
+                "ab".repeat(16)
+            )
+        );
+        let mut j = sim(Provider::Junglepay, "chargedback");
+        j.token = q.token.clone();
+        j.provider_ref = Some("282".into());
+        let d = build(&j, &settings()).unwrap();
+        let delivery = payhook_domain::source::Delivery {
+            headers: &[],
+            query: d.url.split_once('?').unwrap().1,
+            body: &d.body,
+            received_at: Utc::now(),
+        };
+        use payhook_domain::source::WebhookSource;
+        match payhook_junglepay::JunglePayPostbacks.parse(&delivery) {
+            Ok(payhook_domain::source::Parsed::Event(e)) => {
+                assert_eq!(e.payment.provider_ref.as_deref(), Some("282"));
+                assert_eq!(
+                    e.change,
+                    payhook_domain::PaymentChange::Dispute {
+                        status: payhook_domain::DisputeStatus::Lost
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        j.bad_signature = true;
+        assert!(build(&j, &settings()).unwrap().url.ends_with(&"0".repeat(32)));
     }
 }

@@ -25,6 +25,11 @@ pub struct FakeJunglePay {
 
 impl FakeJunglePay {
     pub async fn start(secret_key: &str) -> Self {
+        Self::start_on(0, secret_key).await
+    }
+
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
+    pub async fn start_on(port: u16, secret_key: &str) -> Self {
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{secret_key}:x"))
@@ -35,10 +40,13 @@ impl FakeJunglePay {
             transactions: HashMap::new(),
         }));
         let shared = web::Data::from(state.clone());
-        let root = crate::loopback::serve(move |cfg: &mut web::ServiceConfig| {
+        let root = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v1/transactions", web::post().to(create))
-                .route("/v1/transactions/{id}", web::get().to(fetch));
+                .route("/v1/transactions/{id}", web::get().to(fetch))
+                .route("/_fake/pay/{id}", web::post().to(fake_pay))
+                .route("/_fake/status/{id}/{status}", web::post().to(fake_status))
+                .route("/_fake/callback-url/{id}", web::get().to(fake_callback_url));
         });
         Self {
             base_url: format!("{root}/v1"),
@@ -119,6 +127,48 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
     }
     match state.lock().unwrap().transactions.get(id.as_str()) {
         Some(t) => HttpResponse::Ok().json(t),
+        None => HttpResponse::NotFound().json(json!({ "message": "Transaction not found" })),
+    }
+}
+
+/// Moves a transaction and sends its postback, as JunglePay would.
+async fn move_and_post(state: &Mutex<State>, id: &str, status: &str) -> HttpResponse {
+    let moved = {
+        let mut s = state.lock().unwrap();
+        let Some(t) = s.transactions.get_mut(id) else {
+            return HttpResponse::NotFound().json(json!({ "message": "Transaction not found" }));
+        };
+        t["status"] = json!(status);
+        t["updatedAt"] = json!(chrono::Utc::now().to_rfc3339());
+        if status == "refunded" {
+            t["refundedAmount"] = t["amount"].clone();
+        }
+        let postback = json!({
+            "id": chrono::Utc::now().timestamp_micros(), "type": "transaction", "objectId": id,
+            "url": t["postbackUrl"], "data": t,
+        });
+        (t["postbackUrl"].as_str().unwrap_or_default().to_owned(), postback)
+    };
+    let (url, postback) = moved;
+    let answer = crate::loopback::deliver(&url, &[], Some(serde_json::to_vec(&postback).unwrap())).await;
+    HttpResponse::Ok().json(json!({ "transaction": id, "status": status, "postback": answer }))
+}
+
+/// `POST /_fake/pay/{id}`: the customer pays the PIX; the postback goes out.
+async fn fake_pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    move_and_post(&state, &id, "paid").await
+}
+
+/// `POST /_fake/status/{id}/{status}`: refused, refunded, chargedback, …; the postback goes out.
+async fn fake_status(path: web::Path<(String, String)>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (id, status) = path.into_inner();
+    move_and_post(&state, &id, &status).await
+}
+
+/// `GET /_fake/callback-url/{id}`: the postback URL payhook gave, token included.
+async fn fake_callback_url(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    match state.lock().unwrap().transactions.get(id.as_str()) {
+        Some(t) => HttpResponse::Ok().json(json!({ "callback_url": t["postbackUrl"] })),
         None => HttpResponse::NotFound().json(json!({ "message": "Transaction not found" })),
     }
 }

@@ -36,6 +36,11 @@ pub struct FakeQPay {
 
 impl FakeQPay {
     pub async fn start(client_id: &str, client_secret: &str) -> Self {
+        Self::start_on(0, client_id, client_secret).await
+    }
+
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
+    pub async fn start_on(port: u16, client_id: &str, client_secret: &str) -> Self {
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"))
@@ -50,11 +55,13 @@ impl FakeQPay {
             unpaid_checks: 0,
         }));
         let shared = web::Data::from(state.clone());
-        let root = crate::loopback::serve(move |cfg: &mut web::ServiceConfig| {
+        let root = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v2/auth/token", web::post().to(token))
                 .route("/v2/invoice", web::post().to(invoice))
-                .route("/v2/payment/check", web::post().to(check));
+                .route("/v2/payment/check", web::post().to(check))
+                .route("/_fake/pay/{id}", web::post().to(fake_pay))
+                .route("/_fake/callback-url/{id}", web::get().to(fake_callback_url));
         });
         Self {
             base_url: format!("{root}/v2"),
@@ -206,4 +213,29 @@ async fn check(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex<
         "rows": [{ "payment_id": format!("pay-{id}"), "payment_status": status,
                    "payment_amount": format!("{}.00", invoice.paid), "payment_currency": "MNT" }],
     }))
+}
+
+/// `POST /_fake/pay/{invoice_id}`: the customer pays the invoice in full; QPay then
+/// calls the invoice's callback URL.
+async fn fake_pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let url = {
+        let mut s = state.lock().unwrap();
+        let Some(invoice) = s.invoices.get_mut(id.as_str()) else {
+            return error(404, "INVOICE_NOTFOUND");
+        };
+        invoice.paid = invoice.amount;
+        invoice.callback_url.clone()
+    };
+    let body = serde_json::to_vec(&json!({ "invoice_id": id.as_str() })).unwrap();
+    let answer = crate::loopback::deliver(&url, &[], Some(body)).await;
+    HttpResponse::Ok().json(json!({ "paid": id.as_str(), "callback": answer }))
+}
+
+/// `GET /_fake/callback-url/{invoice_id}`: the callback URL payhook gave, token included
+/// (what QPay itself holds), for `payhook simulate qpay … --token`.
+async fn fake_callback_url(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    match state.lock().unwrap().invoices.get(id.as_str()) {
+        Some(invoice) => HttpResponse::Ok().json(json!({ "callback_url": invoice.callback_url })),
+        None => error(404, "INVOICE_NOTFOUND"),
+    }
 }

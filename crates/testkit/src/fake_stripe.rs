@@ -19,6 +19,8 @@ struct State {
     intents: HashMap<String, Value>,
     /// PaymentIntent ids by the Idempotency-Key that created them.
     idempotent: HashMap<String, String>,
+    /// Where events go, and the endpoint secret they are signed with.
+    webhook: Option<(String, String)>,
 }
 
 pub struct FakeStripe {
@@ -29,15 +31,21 @@ pub struct FakeStripe {
 impl FakeStripe {
     /// Starts the fake; requests must carry `Authorization: Bearer <api_key>`.
     pub async fn start(api_key: &str) -> Self {
+        Self::start_on(0, api_key).await
+    }
+
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
+    pub async fn start_on(port: u16, api_key: &str) -> Self {
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.to_owned(),
             ..State::default()
         }));
         let shared = web::Data::from(state.clone());
-        let base_url = crate::loopback::serve(move |cfg: &mut web::ServiceConfig| {
+        let base_url = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v1/payment_intents", web::post().to(create))
-                .route("/v1/payment_intents/{id}", web::get().to(fetch));
+                .route("/v1/payment_intents/{id}", web::get().to(fetch))
+                .route("/_fake/pay/{id}", web::post().to(pay));
         });
         Self { base_url, state }
     }
@@ -49,6 +57,12 @@ impl FakeStripe {
     /// Answer the next requests with these HTTP statuses (then behave again).
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().journal.fail_next(statuses);
+    }
+
+    /// Where `POST /_fake/pay/{id}` sends its `payment_intent.succeeded` event, signed
+    /// with `secret` (`whsec_…`) as Stripe signs.
+    pub fn send_webhooks_to(&self, url: &str, secret: &str) {
+        self.state.lock().unwrap().webhook = Some((url.to_owned(), secret.to_owned()));
     }
 
     /// Marks a PaymentIntent succeeded, as if the customer had paid.
@@ -134,4 +148,32 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
         Some(intent) => HttpResponse::Ok().json(intent),
         None => error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'")),
     }
+}
+
+/// `POST /_fake/pay/{id}`: the customer pays; a signed `payment_intent.succeeded` goes
+/// to the configured endpoint, like Stripe's would.
+async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (intent, webhook) = {
+        let mut s = state.lock().unwrap();
+        let webhook = s.webhook.clone();
+        let Some(intent) = s.intents.get_mut(id.as_str()) else {
+            return error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'"));
+        };
+        intent["status"] = json!("succeeded");
+        intent["amount_received"] = intent["amount"].clone();
+        (intent.clone(), webhook)
+    };
+    let Some((url, secret)) = webhook else {
+        return HttpResponse::Ok().json(json!({ "paid": id.as_str(), "webhook": null }));
+    };
+    let now = chrono::Utc::now().timestamp();
+    let event = json!({
+        "id": format!("evt_fake_{}", uuid::Uuid::new_v4().simple()), "object": "event",
+        "type": "payment_intent.succeeded", "created": now, "livemode": false, "api_version": "2024-06-20",
+        "pending_webhooks": 1, "data": { "object": intent },
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    let signature = format!("t={now},v1={}", crate::signing::stripe_v1(&secret, now, &body));
+    let answer = crate::loopback::deliver(&url, &[("stripe-signature", signature)], Some(body)).await;
+    HttpResponse::Ok().json(json!({ "paid": id.as_str(), "webhook": answer }))
 }

@@ -20,6 +20,8 @@ struct State {
     base_url: String,
     invoices: HashMap<String, Value>,
     stall: Option<Duration>,
+    /// Where paid invoices are reported, and the callback token to report them with.
+    callback: Option<(String, String)>,
 }
 
 pub struct FakeXendit {
@@ -30,17 +32,23 @@ pub struct FakeXendit {
 impl FakeXendit {
     /// Starts the fake on a random loopback port; requests must authenticate with `secret_key`.
     pub async fn start(secret_key: &str) -> Self {
+        Self::start_on(0, secret_key).await
+    }
+
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
+    pub async fn start_on(port: u16, secret_key: &str) -> Self {
         let state = Arc::new(Mutex::new(State {
             secret_key: secret_key.to_owned(),
             ..State::default()
         }));
         let shared = web::Data::from(state.clone());
-        let base_url = crate::loopback::serve({
+        let base_url = crate::loopback::serve(port, {
             let shared = shared.clone();
             move |cfg: &mut web::ServiceConfig| {
                 cfg.app_data(shared.clone())
                     .route("/v2/invoices", web::post().to(create))
-                    .route("/v2/invoices/{id}", web::get().to(fetch));
+                    .route("/v2/invoices/{id}", web::get().to(fetch))
+                    .route("/_fake/pay/{id}", web::post().to(pay));
             }
         });
         shared.lock().unwrap().base_url = base_url.clone();
@@ -60,6 +68,12 @@ impl FakeXendit {
     /// Wait this long before answering every later request (to provoke timeouts).
     pub fn stall(&self, delay: Duration) {
         self.state.lock().unwrap().stall = Some(delay);
+    }
+
+    /// Where `POST /_fake/pay/{id}` reports a paid invoice (Xendit's callback URL is set
+    /// per account), with the account's callback token.
+    pub fn send_callbacks_to(&self, url: &str, callback_token: &str) {
+        self.state.lock().unwrap().callback = Some((url.to_owned(), callback_token.to_owned()));
     }
 
     /// Marks an invoice paid, as if the customer had paid it in full.
@@ -131,4 +145,26 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
         None => HttpResponse::NotFound()
             .json(json!({ "error_code": "INVOICE_NOT_FOUND_ERROR", "message": "Invoice not found" })),
     }
+}
+
+/// `POST /_fake/pay/{id}`: the customer pays the invoice in full; the callback goes
+/// to the configured URL, like Xendit's would.
+async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (invoice, callback) = {
+        let mut s = state.lock().unwrap();
+        let callback = s.callback.clone();
+        let Some(invoice) = s.invoices.get_mut(id.as_str()) else {
+            return HttpResponse::NotFound().json(json!({ "error": format!("no invoice {id}") }));
+        };
+        invoice["status"] = json!("PAID");
+        invoice["paid_amount"] = invoice["amount"].clone();
+        invoice["paid_at"] = json!(chrono::Utc::now().to_rfc3339());
+        (invoice.clone(), callback)
+    };
+    let Some((url, token)) = callback else {
+        return HttpResponse::Ok().json(json!({ "paid": id.as_str(), "callback": null }));
+    };
+    let body = serde_json::to_vec(&invoice).unwrap();
+    let answer = crate::loopback::deliver(&url, &[("x-callback-token", token)], Some(body)).await;
+    HttpResponse::Ok().json(json!({ "paid": id.as_str(), "callback": answer }))
 }

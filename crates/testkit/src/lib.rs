@@ -12,3 +12,4 @@ pub mod fake_stripe;
 pub mod fake_xendit;
 mod loopback;
 pub mod postgres;
+pub mod signing;

@@ -2,13 +2,14 @@
 
 use actix_web::{web, App, HttpServer};
 
-/// Starts an HTTP server with the routes `configure` adds; returns its base URL. The
-/// server runs on the current tokio runtime until the test ends.
-pub fn serve<F>(configure: F) -> String
+/// Starts an HTTP server with the routes `configure` adds on 127.0.0.1:`port` (0: any
+/// free port); returns its base URL. The server runs on the current tokio runtime
+/// until the test (or the `payhook fake-provider` process) ends.
+pub fn serve<F>(port: u16, configure: F) -> String
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let server = HttpServer::new(move || App::new().configure(configure.clone()))
         .workers(1)
@@ -18,6 +19,39 @@ where
         .run();
     tokio::spawn(server);
     base_url
+}
+
+/// Sends what a provider sends to payhook (a callback, a postback, a signed event)
+/// and returns the answer's status and body, or why it could not be sent.
+pub(crate) async fn deliver(url: &str, headers: &[(&str, String)], body: Option<Vec<u8>>) -> serde_json::Value {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let mut request = match &body {
+        Some(_) => client.post(url).header("content-type", "application/json"),
+        None => client.post(url),
+    };
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            serde_json::json!({ "url": strip_token(url), "status": status, "body": body })
+        }
+        Err(e) => serde_json::json!({ "url": strip_token(url), "error": e.to_string() }),
+    }
+}
+
+/// The URL without its `token` value, for answers that may end up in a terminal.
+fn strip_token(url: &str) -> String {
+    match url.split_once("token=") {
+        Some((before, _)) => format!("{before}token=[redacted]"),
+        None => url.to_owned(),
+    }
 }
 
 /// A request a fake received, with its body as that fake decodes it (JSON, a form).

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# `make demo`: payhook on the embedded store with the four fake providers, one
+# payment per provider driven through its lifecycle (a duplicate, a bad signature, an
+# out-of-order event included), each payment's history printed, everything stopped.
+# Offline: every process listens on 127.0.0.1. Exits non-zero if a payment does not
+# end where it should. Usage: scripts/demo.sh path/to/payhook
+set -euo pipefail
+
+payhook=${1:?usage: scripts/demo.sh path/to/payhook}
+command -v curl >/dev/null || { echo "demo: curl is needed" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "demo: python3 is needed (to read JSON)" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+port=$(free_port); stripe=$(free_port); xendit=$(free_port); qpay=$(free_port); jungle=$(free_port)
+gateway="http://127.0.0.1:$port"
+
+cat > "$work/demo.toml" <<EOF
+[server]
+bind = "127.0.0.1:$port"
+[database]
+url = "sqlite://$work/payhook.db"
+[worker]
+poll_interval_ms = 100
+backoff_base_ms = 200
+backoff_max_ms = 1000
+[providers.stripe]
+enabled = true
+webhook_secrets = ["whsec_demo_only"]
+api_key = "sk_test_demo"
+api_base_url = "http://127.0.0.1:$stripe"
+[providers.xendit]
+enabled = true
+callback_token = "xendit-demo-callback-token"
+secret_key = "xnd_demo"
+api_base_url = "http://127.0.0.1:$xendit"
+[providers.qpay]
+enabled = true
+client_id = "demo"
+client_secret = "demo-secret"
+invoice_code = "DEMO_INVOICE"
+api_base_url = "http://127.0.0.1:$qpay/v2"
+callback_base_url = "$gateway"
+[providers.junglepay]
+enabled = true
+secret_key = "jp_demo"
+api_base_url = "http://127.0.0.1:$jungle/v1"
+callback_base_url = "$gateway"
+EOF
+
+start() { "$@" >>"$work/processes.log" 2>&1 & pids+=($!); }
+export RUST_LOG=warn
+start "$payhook" fake-provider stripe --port "$stripe" --key sk_test_demo \
+  --callback-url "$gateway/webhooks/stripe" --callback-secret whsec_demo_only
+start "$payhook" fake-provider xendit --port "$xendit" --key xnd_demo \
+  --callback-url "$gateway/webhooks/xendit" --callback-secret xendit-demo-callback-token
+start "$payhook" fake-provider qpay --port "$qpay" --client-id demo --client-secret demo-secret
+start "$payhook" fake-provider junglepay --port "$jungle" --key jp_demo
+start "$payhook" --config "$work/demo.toml" serve
+
+up() { curl -s -o /dev/null "$1"; }  # any HTTP answer: it is listening
+for _ in $(seq 1 100); do
+  if up "$gateway/healthz" && up "http://127.0.0.1:$stripe/" && up "http://127.0.0.1:$xendit/" \
+     && up "http://127.0.0.1:$qpay/" && up "http://127.0.0.1:$jungle/"; then break; fi
+  sleep 0.2
+done
+up "$gateway/healthz" || { echo "demo: payhook did not start"; cat "$work/processes.log"; exit 1; }
+say "payhook on $gateway; fakes: stripe :$stripe, xendit :$xendit, qpay :$qpay, junglepay :$jungle"
+
+create() {
+  say "create a $1 payment"
+  local answer
+  answer=$(curl -s -X POST "$gateway/payments" -H 'content-type: application/json' -d "$2")
+  echo "$answer"
+  id=$(json "d['id']" <<<"$answer"); ref=$(json "d['provider_ref']" <<<"$answer")
+}
+simulate() { echo "\$ payhook simulate $*"; "$payhook" --config "$work/demo.toml" simulate "$@"; }
+fake() { echo "\$ curl -X POST $1"; curl -s -X POST "$1"; echo; }
+
+create stripe '{"provider":"stripe","amount":2500,"currency":"USD","merchant_ref":"demo-stripe"}'
+stripe_id=$id
+fake "http://127.0.0.1:$stripe/_fake/pay/$ref"
+simulate stripe charge.refunded --partial --payment "$stripe_id" --replay 2   # accepted, then duplicate
+simulate stripe payment_intent.payment_failed --payment "$stripe_id"          # out of order: stale
+simulate stripe payment_intent.succeeded --payment "$stripe_id" --bad-signature || true
+
+create xendit '{"provider":"xendit","amount":15000000,"currency":"IDR","merchant_ref":"demo-xendit"}'
+xendit_id=$id
+fake "http://127.0.0.1:$xendit/_fake/pay/$ref"
+simulate xendit expired --payment "$xendit_id"                                # out of order: stale
+simulate xendit paid --payment "$xendit_id" --bad-signature || true
+
+create qpay '{"provider":"qpay","amount":5000000,"currency":"MNT","description":"demo-qpay"}'
+qpay_id=$id; qpay_ref=$ref
+fake "http://127.0.0.1:$qpay/_fake/pay/$qpay_ref"
+token=$(curl -s "http://127.0.0.1:$qpay/_fake/callback-url/$qpay_ref" | json "d['callback_url'].split('token=')[1]")
+simulate qpay paid --payment "$qpay_id" --token "$token" --replay 2          # QPay calls twice: one event
+simulate qpay paid --payment "$qpay_id" --bad-signature || true
+
+create junglepay '{"provider":"junglepay","amount":10000,"currency":"BRL","customer_email":"ana@example.com.br","metadata":{"customer_name":"Ana","customer_document":"12345678910"}}'
+jungle_id=$id; jungle_ref=$ref
+token=$(curl -s "http://127.0.0.1:$jungle/_fake/callback-url/$jungle_ref" | json "d['callback_url'].split('token=')[1]")
+simulate junglepay refunded --payment "$jungle_id" --token "$token"           # a forged claim: the API disagrees
+fake "http://127.0.0.1:$jungle/_fake/pay/$jungle_ref"
+fake "http://127.0.0.1:$jungle/_fake/status/$jungle_ref/chargedback"
+
+# Wait for the worker, then show where each payment ended and how it got there.
+expect() {  # id status dispute
+  for _ in $(seq 1 100); do
+    got=$(curl -s "$gateway/payments/$1" | json "f\"{d['status']} {d['dispute_status']}\"")
+    [ "$got" = "$2 $3" ] && return 0
+    sleep 0.1
+  done
+  echo "demo: payment $1 is '$got', expected '$2 $3'" >&2
+  return 1
+}
+cat > "$work/history.py" <<'PY'
+import json, sys
+p = json.load(sys.stdin)
+print("status %s, paid %s, refunded %s %s, dispute %s" % (
+    p["status"], p["paid_amount"], p["refunded_amount"], p["currency"], p["dispute_status"]))
+for h in p["history"]:
+    mark = "applied" if h["applied"] else "NOT applied"
+    print("  %s  %18s -> %-18s %-11s %s" % (h["at"][:19], h["from_status"], h["to_status"], mark, h["reason"]))
+PY
+failed=0
+expect "$stripe_id" partially_refunded None || failed=1
+expect "$xendit_id" paid None || failed=1
+expect "$qpay_id" paid None || failed=1
+expect "$jungle_id" paid lost || failed=1
+
+for pair in "stripe $stripe_id" "xendit $xendit_id" "qpay $qpay_id" "junglepay $jungle_id"; do
+  set -- $pair
+  say "$1 payment $2: history"
+  curl -s "$gateway/payments/$2" | python3 "$work/history.py"
+done
+
+say "webhook log: every request, with its outcome"
+python3 - "$work/payhook.db" <<'EOF'
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT provider, method, http_status, processing_result FROM webhook_logs ORDER BY id").fetchall()
+for provider, method, status, result in rows:
+    print(f"  {provider:<10} {method:<5} {status}  {result}")
+EOF
+
+if [ "$failed" = 0 ]; then say "demo: every payment ended where it should"; else say "demo: FAILED"; fi
+exit "$failed"
