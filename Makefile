@@ -33,9 +33,10 @@ demo:
 	$(CARGO) build --locked -p payhook-app --bin payhook
 	timeout 300 scripts/demo.sh "$${CARGO_TARGET_DIR:-target}/debug/payhook"
 
-## bench: micro-benchmarks of the per-webhook CPU work (numbers in docs/performance.md)
+## bench: micro-benchmarks, the pgbench floor, payhook under payhook-loadgen on Postgres
+## and SQLite (release build; a few minutes; numbers in docs/performance.md)
 bench:
-	$(CARGO) bench -p payhook-microbench --bench webhooks -- --noplot
+	bench/run.sh
 
 fmt:
 	$(CARGO) fmt --all

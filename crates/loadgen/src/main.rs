@@ -1,0 +1,373 @@
+//! `payhook-loadgen`: sends N distinct, freshly signed ~2 KB Stripe events to a
+//! running payhook at concurrency C over keep-alive connections (loopback only),
+//! reports throughput and latency, waits for the inbox to drain, reports processing
+//! throughput and end-to-end lag from the store, and checks that every acknowledged
+//! event is in the inbox once and applied once (`lost=0 duplicated=0`, else exit 1).
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use payhook_sql::types::{DbInstant, Instant as SqlInstant};
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "payhook-loadgen", about = "Load generator for payhook (loopback only)")]
+struct Args {
+    /// payhook's base URL (must be on 127.0.0.1).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The store payhook writes to, to check the inbox and measure lag
+    /// (postgres://… or sqlite://…).
+    #[arg(long)]
+    database_url: String,
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The Stripe endpoint secret payhook is configured with.
+    #[arg(long, default_value = "whsec_payhook_bench")]
+    secret: String,
+    /// Gives up sending, or waiting for the drain, after this long.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("{0} is not a loopback URL: loadgen only talks to 127.0.0.1")]
+    NotLoopback(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("the inbox did not drain within the timeout ({0} events still waiting)")]
+    NotDrained(i64),
+}
+
+/// What sending produced: per-request latency and status.
+struct Sent {
+    latencies: Vec<Duration>,
+    acknowledged: Vec<String>,
+    non_2xx: HashMap<u16, usize>,
+    errors: usize,
+    elapsed: Duration,
+    finished_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = SqlInstant)]
+    received_at: DbInstant,
+    #[diesel(sql_type = Nullable<SqlInstant>)]
+    processed_at: Option<DbInstant>,
+}
+
+#[derive(QueryableByName)]
+struct AppliedRow {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("payhook-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<bool, LoadError> {
+    if !(args.url.starts_with("http://127.0.0.1:") || args.url.starts_with("http://localhost:")) {
+        return Err(LoadError::NotLoopback(args.url.clone()));
+    }
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let sent = send_all(args, &run_id).await?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let drained_at = wait_for_drain(&args.database_url, deadline).await?;
+    let drain = (drained_at - sent.finished_at).to_std().unwrap_or_default();
+    let check = verify(&args.database_url, &run_id, &sent.acknowledged).await?;
+    report(args, &sent, drain, &check);
+    Ok(check.lost == 0 && check.duplicated == 0)
+}
+
+fn body(run_id: &str, i: usize) -> Vec<u8> {
+    let now = Utc::now().timestamp();
+    // Padding in metadata brings the event to a realistic ~2 KB.
+    let padding = "x".repeat(1_250);
+    serde_json::to_vec(&serde_json::json!({
+        "id": format!("evt_load_{run_id}_{i:07}"), "object": "event", "type": "payment_intent.succeeded",
+        "created": now, "livemode": false, "api_version": "2024-06-20", "pending_webhooks": 1,
+        "request": { "id": format!("req_load_{run_id}_{i}"), "idempotency_key": null },
+        "data": { "object": {
+            "id": format!("pi_load_{run_id}_{i:07}"), "object": "payment_intent", "amount": 2000 + (i % 5000) as i64,
+            "amount_received": 2000 + (i % 5000) as i64, "currency": "usd", "status": "succeeded",
+            "description": "loadgen order", "receipt_email": "load@example.com", "livemode": false,
+            "metadata": { "order_id": format!("order-{i}"), "padding": padding },
+        } },
+    }))
+    .unwrap_or_default()
+}
+
+async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| LoadError::Client(e.to_string()))?;
+    let url = format!("{}/webhooks/stripe", args.url.trim_end_matches('/'));
+    let next = Arc::new(AtomicUsize::new(0));
+    let results = Arc::new(Mutex::new((
+        Vec::with_capacity(args.events),
+        Vec::with_capacity(args.events),
+        HashMap::new(),
+        0usize,
+    )));
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (client, url, next, results) = (client.clone(), url.clone(), next.clone(), results.clone());
+            let (secret, run_id, events) = (args.secret.clone(), run_id.to_owned(), args.events);
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events || Instant::now() > deadline {
+                        break;
+                    }
+                    let body = body(&run_id, i);
+                    let signature = payhook_stripe::signature_header(&secret, Utc::now().timestamp(), &body);
+                    let began = Instant::now();
+                    let answer = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("stripe-signature", signature)
+                        .body(body)
+                        .send()
+                        .await;
+                    let status = match answer {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            // Read the body so the connection goes back to the pool.
+                            let _ = response.bytes().await;
+                            Some(status)
+                        }
+                        Err(_) => None,
+                    };
+                    let latency = began.elapsed();
+                    let mut r = results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    r.0.push(latency);
+                    match status {
+                        Some(s) if (200..300).contains(&s) => r.1.push(format!("evt_load_{run_id}_{i:07}")),
+                        Some(s) => *r.2.entry(s).or_insert(0) += 1,
+                        None => r.3 += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let elapsed = started.elapsed();
+    let finished_at = Utc::now();
+    let (latencies, acknowledged, non_2xx, errors) =
+        std::mem::take(&mut *results.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    Ok(Sent {
+        latencies,
+        acknowledged,
+        non_2xx,
+        errors,
+        elapsed,
+        finished_at,
+    })
+}
+
+/// Runs one query for rows that read the same from both stores.
+async fn rows<T>(database_url: &str, sql: &str) -> Result<Vec<T>, LoadError>
+where
+    T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + Send + 'static,
+{
+    let store = |e: String| LoadError::Store(e);
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = SyncConnectionWrapper::<diesel::SqliteConnection>::establish(path)
+            .await
+            .map_err(|e| store(e.to_string()))?;
+        conn.batch_execute("PRAGMA busy_timeout = 5000")
+            .await
+            .map_err(|e| store(e.to_string()))?;
+        diesel::sql_query(sql).load(&mut conn).await.map_err(|e| store(e.to_string()))
+    } else {
+        let mut conn = AsyncPgConnection::establish(database_url)
+            .await
+            .map_err(|e| store(e.to_string()))?;
+        diesel::sql_query(sql).load(&mut conn).await.map_err(|e| store(e.to_string()))
+    }
+}
+
+/// Polls the inbox until nothing is waiting; returns when that was seen.
+async fn wait_for_drain(database_url: &str, deadline: Instant) -> Result<DateTime<Utc>, LoadError> {
+    loop {
+        let waiting: Vec<Count> = rows(
+            database_url,
+            "SELECT count(*) AS n FROM webhook_events WHERE status IN ('pending', 'failed')",
+        )
+        .await?;
+        let n = waiting.iter().map(|c| c.n).sum::<i64>();
+        if n == 0 {
+            return Ok(Utc::now());
+        }
+        if Instant::now() > deadline {
+            return Err(LoadError::NotDrained(n));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Check {
+    lost: usize,
+    duplicated: usize,
+    applied: usize,
+    /// Received → applied, per event.
+    lags: Vec<Duration>,
+    /// Events applied per second, first receipt to last application.
+    processing_rate: f64,
+}
+
+async fn verify(database_url: &str, run_id: &str, acknowledged: &[String]) -> Result<Check, LoadError> {
+    let pattern = format!("evt_load_{run_id}_%");
+    let events: Vec<EventRow> = rows(
+        database_url,
+        &format!(
+            "SELECT event_id, status, received_at, processed_at FROM webhook_events \
+             WHERE provider = 'stripe' AND event_id LIKE '{pattern}'"
+        ),
+    )
+    .await?;
+    let applied: Vec<AppliedRow> = rows(
+        database_url,
+        &format!(
+            "SELECT event_id, count(*) AS n FROM payment_status_history \
+             WHERE applied = true AND event_id LIKE '{pattern}' GROUP BY event_id"
+        ),
+    )
+    .await?;
+    let mut inbox: HashMap<&str, usize> = HashMap::new();
+    for e in &events {
+        *inbox.entry(e.event_id.as_str()).or_insert(0) += 1;
+    }
+    let applications: HashMap<&str, i64> = applied.iter().map(|a| (a.event_id.as_str(), a.n)).collect();
+    let lost = acknowledged
+        .iter()
+        .filter(|id| inbox.get(id.as_str()) != Some(&1) || applications.get(id.as_str()).copied().unwrap_or(0) == 0)
+        .count();
+    let duplicated = inbox.values().filter(|n| **n > 1).count() + applications.values().filter(|n| **n > 1).count();
+    let mut lags = Vec::with_capacity(events.len());
+    let (mut first, mut last) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
+    for e in events.iter().filter(|e| e.status == "processed") {
+        if let Some(done) = &e.processed_at {
+            lags.push((done.0 - e.received_at.0).to_std().unwrap_or_default());
+            first = Some(first.map_or(e.received_at.0, |f| f.min(e.received_at.0)));
+            last = Some(last.map_or(done.0, |l| l.max(done.0)));
+        }
+    }
+    let span = match (first, last) {
+        (Some(f), Some(l)) => (l - f).to_std().unwrap_or_default().as_secs_f64(),
+        _ => 0.0,
+    };
+    let processing_rate = if span > 0.0 { lags.len() as f64 / span } else { 0.0 };
+    Ok(Check {
+        lost,
+        duplicated,
+        applied: applications.len(),
+        lags,
+        processing_rate,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn report(args: &Args, sent: &Sent, drain: Duration, check: &Check) {
+    let mut latencies = sent.latencies.clone();
+    latencies.sort();
+    let mut lags = check.lags.clone();
+    lags.sort();
+    let rps = sent.latencies.len() as f64 / sent.elapsed.as_secs_f64().max(f64::EPSILON);
+    let non_2xx: usize = sent.non_2xx.values().sum::<usize>() + sent.errors;
+    let summary = serde_json::json!({
+        "events": args.events, "concurrency": args.concurrency, "sent": sent.latencies.len(),
+        "acknowledged": sent.acknowledged.len(), "non_2xx": non_2xx, "non_2xx_by_status": sent.non_2xx,
+        "transport_errors": sent.errors, "seconds": (sent.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "requests_per_second": rps.round(),
+        "latency_ms": { "p50": ms(percentile(&latencies, 50.0)), "p90": ms(percentile(&latencies, 90.0)),
+                        "p99": ms(percentile(&latencies, 99.0)), "max": ms(latencies.last().copied().unwrap_or_default()) },
+        "drain_seconds_after_last_request": (drain.as_secs_f64() * 1000.0).round() / 1000.0,
+        "applied": check.applied, "processing_per_second": check.processing_rate.round(),
+        "lag_ms": { "p50": ms(percentile(&lags, 50.0)), "p99": ms(percentile(&lags, 99.0)) },
+        "lost": check.lost, "duplicated": check.duplicated,
+    });
+    if args.json {
+        println!("{summary}");
+        return;
+    }
+    let line = |k: &str, v: String| println!("{k:<34} {v}");
+    line("events sent / acknowledged", format!("{} / {}", sent.latencies.len(), sent.acknowledged.len()));
+    line("concurrency", args.concurrency.to_string());
+    line("ingest requests/s", format!("{rps:.0}"));
+    line(
+        "ACK latency p50 / p90 / p99 / max",
+        format!(
+            "{} / {} / {} / {} ms",
+            ms(percentile(&latencies, 50.0)),
+            ms(percentile(&latencies, 90.0)),
+            ms(percentile(&latencies, 99.0)),
+            ms(latencies.last().copied().unwrap_or_default())
+        ),
+    );
+    line("non-2xx (incl. transport errors)", non_2xx.to_string());
+    line("inbox drained after last request", format!("{:.3} s", drain.as_secs_f64()));
+    line("processing events/s", format!("{:.0}", check.processing_rate));
+    line(
+        "received → applied p50 / p99",
+        format!("{} / {} ms", ms(percentile(&lags, 50.0)), ms(percentile(&lags, 99.0))),
+    );
+    println!("lost={} duplicated={}", check.lost, check.duplicated);
+}
