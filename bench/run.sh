@@ -39,7 +39,7 @@ run_payhook() {  # name database_url
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   PAYHOOK__DATABASE__URL=$url "$payhook" migrate >/dev/null 2>&1
   RUST_LOG=warn PAYHOOK__SERVER__BIND=127.0.0.1:$port PAYHOOK__DATABASE__URL=$url \
-    PAYHOOK__DATABASE__POOL_SIZE=${POOL_SIZE:-32} \
+    PAYHOOK__DATABASE__POOL_SIZE=${POOL_SIZE:-32} PAYHOOK__WORKER__CONCURRENCY=${WORKER_CONCURRENCY:-8} \
     PAYHOOK__PROVIDERS__STRIPE__ENABLED=true PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS=whsec_payhook_bench \
     "$payhook" serve >"$work/$name.log" 2>&1 &
   pid=$!
@@ -55,17 +55,18 @@ run_payhook() {  # name database_url
 
 psql -qtA -d postgres -c "DROP DATABASE IF EXISTS payhook_bench" -c "CREATE DATABASE payhook_bench"
 run_payhook postgres "postgres://$PGUSER@$PGHOST:5432/payhook_bench"
-run_payhook sqlite "sqlite://$work/bench.db"
+[ "${SKIP_SQLITE:-0}" = 1 ] || run_payhook sqlite "sqlite://$work/bench.db"
 
 say "summary ($(nproc) cores; server, database and load generator on one machine)"
 python3 - "$work" "$floor_tps" <<'PY'
 import json, sys, os
 work, floor = sys.argv[1], float(sys.argv[2] or 0)
-print(f"{'':<28}{'postgres':>12}{'sqlite':>12}")
-runs = {n: json.load(open(os.path.join(work, n + ".json"))) for n in ("postgres", "sqlite")}
-rss = {n: json.load(open(os.path.join(work, n + ".rss.json")))["peak_rss_kib"] for n in runs}
+names = [n for n in ("postgres", "sqlite") if os.path.exists(os.path.join(work, n + ".json"))]
+print(f"{'':<28}" + "".join(f"{n:>12}" for n in names))
+runs = {n: json.load(open(os.path.join(work, n + ".json"))) for n in names}
+rss = {n: json.load(open(os.path.join(work, n + ".rss.json")))["peak_rss_kib"] for n in names}
 def row(label, f):
-    print(f"{label:<28}" + "".join(f"{f(runs[n], n):>12}" for n in ("postgres", "sqlite")))
+    print(f"{label:<28}" + "".join(f"{f(runs[n], n):>12}" for n in names))
 print(f"{'floor (pgbench) tps':<28}{floor:>12.0f}{'':>12}")
 row("ingest requests/s", lambda r, n: f"{r['requests_per_second']:.0f}")
 row("ratio payhook / floor", lambda r, n: f"{r['requests_per_second'] / floor:.2f}x" if floor else "-")

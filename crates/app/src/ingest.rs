@@ -6,6 +6,7 @@
 //! before that transaction; a failed read is answered 503 like any store outage.
 
 use crate::fallback::FallbackLog;
+use crate::group_commit::GroupCommit;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError, WebhookInbox};
 use payhook_domain::source::{AuthError, Delivery, Parsed, PaymentToken, WebhookSource};
@@ -97,7 +98,8 @@ fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>
 pub struct IngestService {
     sources: HashMap<Provider, Arc<dyn WebhookSource>>,
     forensic: Arc<dyn ForensicLog>,
-    inbox: Arc<dyn WebhookInbox>,
+    /// Writes accepted deliveries, many per transaction.
+    group_commit: GroupCommit,
     /// Holds the hashes of per-payment callback tokens.
     payments: Arc<dyn PaymentStore>,
     clock: Arc<dyn Clock>,
@@ -121,7 +123,7 @@ impl IngestService {
         Self {
             sources,
             forensic,
-            inbox,
+            group_commit: GroupCommit::start(inbox),
             payments,
             clock,
             accepted,
@@ -314,7 +316,8 @@ impl IngestService {
             }
             Verdict::Admit(event) => {
                 let event_id = event.event_id.to_string();
-                match self.inbox.admit(request, &event).await {
+                // The request stays here for the failure path; the batch gets a copy.
+                match self.group_commit.admit(request.clone(), *event).await {
                     Ok(Admission::Accepted(_)) => {
                         self.accepted.notify_one();
                         Reply::Accepted { event_id }

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod fallback;
+pub mod group_commit;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -50,10 +50,20 @@ pub struct ClaimedEvent {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait WebhookInbox: Send + Sync {
-    /// Records the request in the forensic log and stores its event, unless the
-    /// provider sent it before, in one transaction; the log row carries the outcome
-    /// (`accepted` or `duplicate`). Concurrent repeats resolve to one inbox row.
-    async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError>;
+    /// Records each request in the forensic log and stores its event, unless the
+    /// provider sent it before; the log row carries the outcome (`accepted` or
+    /// `duplicate`). Concurrent repeats resolve to one inbox row. All deliveries share
+    /// one transaction, so many concurrent webhooks pay for one commit (group commit);
+    /// an error means none of them was stored.
+    async fn admit_all(&self, deliveries: &[(WebhookRequest, WebhookEvent)]) -> Result<Vec<Admission>, StoreError>;
+
+    /// [`WebhookInbox::admit_all`] for one delivery.
+    async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError> {
+        let mut admissions = self.admit_all(&[(request.clone(), event.clone())]).await?;
+        admissions
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the store gave no answer for a delivery".into()))
+    }
 
     /// Leases up to `limit` due events to the caller until `lease_until`. Rows leased
     /// by another worker are skipped; expired leases are due again.

@@ -224,12 +224,18 @@ where
         conn.batch_execute("PRAGMA busy_timeout = 5000")
             .await
             .map_err(|e| store(e.to_string()))?;
-        diesel::sql_query(sql).load(&mut conn).await.map_err(|e| store(e.to_string()))
+        diesel::sql_query(sql)
+            .load(&mut conn)
+            .await
+            .map_err(|e| store(e.to_string()))
     } else {
         let mut conn = AsyncPgConnection::establish(database_url)
             .await
             .map_err(|e| store(e.to_string()))?;
-        diesel::sql_query(sql).load(&mut conn).await.map_err(|e| store(e.to_string()))
+        diesel::sql_query(sql)
+            .load(&mut conn)
+            .await
+            .map_err(|e| store(e.to_string()))
     }
 }
 
@@ -349,7 +355,10 @@ fn report(args: &Args, sent: &Sent, drain: Duration, check: &Check) {
         return;
     }
     let line = |k: &str, v: String| println!("{k:<34} {v}");
-    line("events sent / acknowledged", format!("{} / {}", sent.latencies.len(), sent.acknowledged.len()));
+    line(
+        "events sent / acknowledged",
+        format!("{} / {}", sent.latencies.len(), sent.acknowledged.len()),
+    );
     line("concurrency", args.concurrency.to_string());
     line("ingest requests/s", format!("{rps:.0}"));
     line(
@@ -363,7 +372,10 @@ fn report(args: &Args, sent: &Sent, drain: Duration, check: &Check) {
         ),
     );
     line("non-2xx (incl. transport errors)", non_2xx.to_string());
-    line("inbox drained after last request", format!("{:.3} s", drain.as_secs_f64()));
+    line(
+        "inbox drained after last request",
+        format!("{:.3} s", drain.as_secs_f64()),
+    );
     line("processing events/s", format!("{:.0}", check.processing_rate));
     line(
         "received → applied p50 / p99",

@@ -86,4 +86,4 @@ fn migration_connection(
     }
 }
 
-payhook_sql::impl_store_ports!(PgStore);
+payhook_sql::impl_store_ports!(PgStore, multi_row);

@@ -18,7 +18,7 @@
 /// Implements `ForensicLog`, `WebhookInbox`, `PaymentStore` and `StoreHealth` for a store type.
 #[macro_export]
 macro_rules! impl_store_ports {
-    ($store:ty) => {
+    ($store:ty, $admission:ident) => {
         const _: () = {
             use $crate::__deps::chrono::{DateTime, Utc};
             use $crate::__deps::diesel::prelude::*;
@@ -61,43 +61,16 @@ macro_rules! impl_store_ports {
 
             #[$crate::__deps::async_trait]
             impl WebhookInbox for $store {
-                async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError> {
+                async fn admit_all(
+                    &self,
+                    deliveries: &[(WebhookRequest, WebhookEvent)],
+                ) -> Result<Vec<Admission>, StoreError> {
                     let mut conn = self.conn().await?;
                     let now = Utc::now();
-                    let admission = conn
-                        .transaction(async |conn| {
-                            // Optimistic: most deliveries are new, so log them as accepted and
-                            // insert the event; only a repeat pays for re-stamping the log row.
-                            let log_id: i64 = diesel::insert_into(logs::table)
-                                .values(NewLogRow::new(request, Some(&Outcome::accepted()), now))
-                                .returning(logs::id)
-                                .get_result(conn)
-                                .await?;
-                            let inserted: Option<i64> = diesel::insert_into(ev::table)
-                                .values(NewEventRow::new(event, request.received_at, log_id)?)
-                                .on_conflict((ev::provider, ev::event_id))
-                                .do_nothing()
-                                .returning(ev::id)
-                                .get_result(conn)
-                                .await
-                                .optional()?;
-                            if let Some(id) = inserted {
-                                return Ok(Admission::Accepted(InboxId(id)));
-                            }
-                            let existing: i64 = ev::table
-                                .filter(ev::provider.eq(event.provider.as_str()))
-                                .filter(ev::event_id.eq(event.event_id.as_str()))
-                                .select(ev::id)
-                                .get_result(conn)
-                                .await?;
-                            diesel::update(logs::table.find(log_id))
-                                .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
-                                .execute(conn)
-                                .await?;
-                            Ok::<_, TxError>(Admission::Duplicate(InboxId(existing)))
-                        })
+                    let admissions = conn
+                        .transaction(async |conn| $crate::admit_rows!($admission, conn, deliveries, now))
                         .await?;
-                    Ok(admission)
+                    Ok(admissions)
                 }
 
                 async fn claim_due(
@@ -576,4 +549,131 @@ macro_rules! impl_store_ports {
             }
         };
     };
+}
+
+/// The rows of `admit_all`, inside its transaction: `row_by_row` (two statements per
+/// delivery; what diesel-async's SQLite wrapper allows, and SQLite statements are
+/// in-process calls) or `multi_row` (one INSERT per table for the whole batch, then
+/// one query for repeats: on Postgres every statement is a round trip and server
+/// work, so this is what lets a batch cost about as much as a single delivery).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! admit_rows {
+    (row_by_row, $conn:ident, $deliveries:ident, $now:ident) => {{
+        let (conn, deliveries, now) = ($conn, $deliveries, $now);
+        async move {
+            let mut admissions = Vec::with_capacity(deliveries.len());
+            // Row by row (diesel-async's SQLite wrapper has no multi-row INSERT);
+            // the commit is what costs, and it is shared.
+            for (request, event) in deliveries {
+                // Optimistic: most deliveries are new, so log them as accepted and
+                // insert the event; only a repeat pays for re-stamping the log row.
+                let log_id: i64 = diesel::insert_into(logs::table)
+                    .values(NewLogRow::new(request, Some(&Outcome::accepted()), now))
+                    .returning(logs::id)
+                    .get_result(conn)
+                    .await?;
+                let inserted: Option<i64> = diesel::insert_into(ev::table)
+                    .values(NewEventRow::new(event, request.received_at, log_id)?)
+                    .on_conflict((ev::provider, ev::event_id))
+                    .do_nothing()
+                    .returning(ev::id)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                if let Some(id) = inserted {
+                    admissions.push(Admission::Accepted(InboxId(id)));
+                    continue;
+                }
+                let existing: i64 = ev::table
+                    .filter(ev::provider.eq(event.provider.as_str()))
+                    .filter(ev::event_id.eq(event.event_id.as_str()))
+                    .select(ev::id)
+                    .get_result(conn)
+                    .await?;
+                diesel::update(logs::table.find(log_id))
+                    .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
+                    .execute(conn)
+                    .await?;
+                admissions.push(Admission::Duplicate(InboxId(existing)));
+            }
+            Ok::<_, TxError>(admissions)
+        }
+        .await
+    }};
+    (multi_row, $conn:ident, $deliveries:ident, $now:ident) => {{
+        let (conn, deliveries, now) = ($conn, $deliveries, $now);
+        async move {
+            let accepted = Outcome::accepted();
+            let log_rows: Vec<NewLogRow<'_>> = deliveries
+                .iter()
+                .map(|(request, _)| NewLogRow::new(request, Some(&accepted), now))
+                .collect();
+            // Postgres returns the rows of one INSERT … VALUES in the order given.
+            let log_ids: Vec<i64> = diesel::insert_into(logs::table)
+                .values(&log_rows)
+                .returning(logs::id)
+                .get_results(conn)
+                .await?;
+            // In key order, so two batches that share events take their locks in the same
+            // order and cannot deadlock.
+            let mut keyed: Vec<_> = deliveries.iter().zip(&log_ids).collect();
+            keyed.sort_by_key(|((_, event), _)| (event.provider.as_str(), event.event_id.as_str()));
+            let event_rows = keyed
+                .into_iter()
+                .map(|((request, event), log_id)| NewEventRow::new(event, request.received_at, *log_id))
+                .collect::<Result<Vec<_>, _>>()?;
+            let inserted: Vec<(i64, Option<i64>)> = diesel::insert_into(ev::table)
+                .values(&event_rows)
+                .on_conflict((ev::provider, ev::event_id))
+                .do_nothing()
+                .returning((ev::id, ev::log_id))
+                .get_results(conn)
+                .await?;
+            let by_log: std::collections::HashMap<i64, i64> = inserted
+                .into_iter()
+                .filter_map(|(id, log)| log.map(|log| (log, id)))
+                .collect();
+            // Repeats: of an event stored before, or of one earlier in this batch.
+            let repeated: Vec<(&str, &str)> = deliveries
+                .iter()
+                .zip(&log_ids)
+                .filter(|(_, log_id)| !by_log.contains_key(*log_id))
+                .map(|((_, event), _)| (event.provider.as_str(), event.event_id.as_str()))
+                .collect();
+            let mut existing = std::collections::HashMap::new();
+            if !repeated.is_empty() {
+                let ids: Vec<&str> = repeated.iter().map(|(_, id)| *id).collect();
+                let found: Vec<(String, String, i64)> = ev::table
+                    .filter(ev::event_id.eq_any(&ids))
+                    .select((ev::provider, ev::event_id, ev::id))
+                    .load(conn)
+                    .await?;
+                existing.extend(found.into_iter().map(|(p, e, id)| ((p, e), id)));
+                let duplicate_logs: Vec<i64> = log_ids.iter().filter(|l| !by_log.contains_key(*l)).copied().collect();
+                diesel::update(logs::table.filter(logs::id.eq_any(&duplicate_logs)))
+                    .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
+                    .execute(conn)
+                    .await?;
+            }
+            let mut admissions = Vec::with_capacity(deliveries.len());
+            for ((_, event), log_id) in deliveries.iter().zip(&log_ids) {
+                match by_log.get(log_id) {
+                    Some(id) => admissions.push(Admission::Accepted(InboxId(*id))),
+                    None => {
+                        let key = (event.provider.as_str().to_owned(), event.event_id.as_str().to_owned());
+                        let id = existing.get(&key).copied().ok_or_else(|| {
+                            TxError::Store(StoreError::Corrupt(format!(
+                                "no inbox row for repeated event {}",
+                                key.1
+                            )))
+                        })?;
+                        admissions.push(Admission::Duplicate(InboxId(id)));
+                    }
+                }
+            }
+            Ok::<_, TxError>(admissions)
+        }
+        .await
+    }};
 }

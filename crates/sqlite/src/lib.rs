@@ -131,4 +131,4 @@ fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-payhook_sql::impl_store_ports!(SqliteStore);
+payhook_sql::impl_store_ports!(SqliteStore, row_by_row);

@@ -24,6 +24,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $fresh;
             admits_an_event_once_and_flags_repeats,
             concurrent_admissions_of_one_event_make_one_row,
+            admits_a_batch_in_order_with_repeats_inside_and_outside_it,
             records_rejected_requests,
             claims_due_events_once_until_the_lease_expires,
             failures_are_retried_when_due_then_dead,
@@ -125,6 +126,34 @@ pub async fn admits_an_event_once_and_flags_repeats<S: Store>(store: Arc<S>) {
     assert_eq!(again, Admission::Duplicate(first));
     let other = admit(&*store, "evt_b").await;
     assert_ne!(other, first);
+}
+
+pub async fn admits_a_batch_in_order_with_repeats_inside_and_outside_it<S: Store>(store: Arc<S>) {
+    let earlier = admit(&*store, "evt_old").await;
+    let delivery = |id: &str| (request(id), event(id, "pi_1", PaymentChange::paid(None)));
+    let batch = [
+        delivery("evt_n1"),
+        delivery("evt_old"),
+        delivery("evt_n2"),
+        delivery("evt_n1"),
+    ];
+    let answers = store.admit_all(&batch).await.unwrap();
+    assert_eq!(answers.len(), 4, "one answer per delivery, in order");
+    let Admission::Accepted(n1) = answers[0] else {
+        panic!("{answers:?}")
+    };
+    assert_eq!(answers[1], Admission::Duplicate(earlier));
+    assert!(matches!(answers[2], Admission::Accepted(n2) if n2 != n1));
+    assert_eq!(answers[3], Admission::Duplicate(n1), "a repeat within the batch");
+    let logged = store
+        .list(&InboxFilter {
+            limit: 10,
+            ..InboxFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 3, "three distinct events");
+    assert!(store.admit_all(&[]).await.unwrap().is_empty());
 }
 
 pub async fn concurrent_admissions_of_one_event_make_one_row<S: Store>(store: Arc<S>) {

@@ -1,0 +1,189 @@
+//! Group commit for the ingest path: the forensic and inbox rows of webhooks that
+//! arrive together are written in one transaction, and each request is answered only
+//! after its batch commits, so nothing is acknowledged before it is durable.
+//!
+//! There is no timer: a writer takes whatever is queued when it becomes free. Under
+//! light load every batch holds one delivery (no added latency); under heavy load the
+//! queue fills while a commit is in flight and the next batch takes all of it, so the
+//! commit cost is shared by many requests. A few writers keep the database busy while
+//! one of them waits for its commit.
+
+use futures_util::FutureExt;
+use payhook_domain::ports::{Admission, StoreError, WebhookInbox};
+use payhook_domain::{WebhookEvent, WebhookRequest};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// Deliveries written in one transaction at most.
+pub const MAX_BATCH: usize = 128;
+/// Transactions in flight at once.
+pub const WRITERS: usize = 4;
+
+struct Job {
+    delivery: (WebhookRequest, WebhookEvent),
+    reply: oneshot::Sender<Result<Admission, StoreError>>,
+}
+
+#[derive(Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the writers on the current runtime (the one the store's connections
+    /// belong to); they stop once every `GroupCommit` is dropped.
+    pub fn start(inbox: Arc<dyn WebhookInbox>) -> Self {
+        let (queue, jobs) = mpsc::channel(MAX_BATCH * WRITERS);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(jobs.clone(), inbox.clone()));
+        }
+        Self { queue }
+    }
+
+    /// Stores one delivery with whatever else is waiting; answers once it is durable.
+    pub async fn admit(&self, request: WebhookRequest, event: WebhookEvent) -> Result<Admission, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            delivery: (request, event),
+            reply,
+        };
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the ingest writers have stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("an ingest writer stopped before answering".into()))?
+    }
+}
+
+async fn write_batches(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, inbox: Arc<dyn WebhookInbox>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = jobs.lock().await;
+            match queue.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        metrics::histogram!("payhook_ingest_batch_size").record(batch.len() as f64);
+        let (deliveries, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.delivery, j.reply)).unzip();
+        // A panic in the store must not take the writer with it: its batch is answered
+        // as a failure (each request then gets 503 and is recorded on the slow path).
+        let outcome = AssertUnwindSafe(inbox.admit_all(&deliveries))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("panic while storing webhooks".into())));
+        match outcome {
+            Ok(admissions) if admissions.len() == replies.len() => {
+                for (reply, admission) in replies.into_iter().zip(admissions) {
+                    let _ = reply.send(Ok(admission));
+                }
+            }
+            Ok(_) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(
+                        "the store answered for a different batch".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payhook_domain::ports::MockWebhookInbox;
+    use payhook_domain::{EventId, InboxId, PaymentChange, PaymentRef, Provider};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn delivery(id: &str) -> (WebhookRequest, WebhookEvent) {
+        let now = chrono::Utc::now();
+        let request = WebhookRequest::new(
+            "stripe",
+            "POST",
+            "/webhooks/stripe",
+            "",
+            Vec::new(),
+            Vec::new(),
+            None,
+            now,
+        );
+        let event = WebhookEvent {
+            provider: Provider::Stripe,
+            event_id: EventId::parse(id).unwrap(),
+            event_type: "payment_intent.succeeded".into(),
+            occurred_at: now,
+            payment: PaymentRef::default(),
+            change: PaymentChange::paid(None),
+            details: None,
+            confirm_with_provider: false,
+        };
+        (request, event)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_share_transactions_and_each_gets_its_own_answer() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut inbox = MockWebhookInbox::new();
+        let counted = calls.clone();
+        inbox.expect_admit_all().returning(move |deliveries| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // A slow commit, so that deliveries queue up behind it.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(deliveries
+                .iter()
+                .map(|(_, e)| Admission::Accepted(InboxId(e.event_id.as_str()[4..].parse().unwrap())))
+                .collect())
+        });
+        let commit = GroupCommit::start(Arc::new(inbox));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let commit = commit.clone();
+                tokio::spawn(async move {
+                    let (request, event) = delivery(&format!("evt_{i}"));
+                    (i, commit.admit(request, event).await.unwrap())
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, admission) = task.await.unwrap();
+            assert_eq!(
+                admission,
+                Admission::Accepted(InboxId(i)),
+                "each request gets its own answer"
+            );
+        }
+        let transactions = calls.load(Ordering::SeqCst);
+        assert!(transactions < 200, "200 deliveries took {transactions} transactions");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_batch_fails_every_delivery_in_it() {
+        let mut inbox = MockWebhookInbox::new();
+        inbox
+            .expect_admit_all()
+            .returning(|_| Err(StoreError::Unavailable("disk full".into())));
+        let commit = GroupCommit::start(Arc::new(inbox));
+        let (request, event) = delivery("evt_1");
+        assert!(matches!(
+            commit.admit(request, event).await,
+            Err(StoreError::Unavailable(m)) if m == "disk full"
+        ));
+    }
+}
