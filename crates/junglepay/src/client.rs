@@ -7,13 +7,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{Checkout, CheckoutRequest, GatewayError, Provider, ProviderPaymentStatus};
+use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 pub struct JunglePayClient {
-    http: reqwest::Client,
+    api: ProviderApi,
     base_url: String,
     authorization: SecretString,
     callback_base_url: String,
@@ -46,15 +47,10 @@ impl JunglePayClient {
         callback_base_url: &str,
         timeout: Duration,
     ) -> Result<Self, GatewayError> {
-        // One TLS crypto provider for the binary (ring); a no-op if one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let api = ProviderApi::new(Provider::Junglepay, timeout, summarize)?;
         let authorization = format!("Basic {}", BASE64.encode(format!("{}:x", secret_key.expose_secret())));
         Ok(Self {
-            http,
+            api,
             base_url: base_url.trim_end_matches('/').to_owned(),
             authorization: SecretString::from(authorization),
             callback_base_url: callback_base_url.trim_end_matches('/').to_owned(),
@@ -62,38 +58,13 @@ impl JunglePayClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Transaction, GatewayError> {
-        let response = request
-            .header("authorization", self.authorization.expose_secret())
-            .send()
-            .await
-            .map_err(|e| {
-                unavailable(if e.is_timeout() {
-                    "no answer in time".to_owned()
-                } else {
-                    format!("request failed: {e}")
-                })
-            })?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("reading the answer failed: {e}")))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| unavailable(format!("unexpected answer: {e}")));
-        }
-        let summary = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-            .map_or_else(|| status.as_u16().to_string(), |m| format!("{}: {m}", status.as_u16()));
-        if status.is_client_error() {
-            Err(GatewayError::Rejected {
-                provider: Provider::Junglepay,
-                message: summary,
-            })
-        } else {
-            Err(unavailable(summary))
-        }
+        self.api.send(request, self.authorization.expose_secret()).await
     }
+}
+
+/// JunglePay errors carry a `message`.
+fn summarize(v: &Value) -> Option<String> {
+    v.get("message").and_then(Value::as_str).map(str::to_owned)
 }
 
 fn unavailable(message: String) -> GatewayError {
@@ -177,7 +148,12 @@ impl PaymentGateway for JunglePayClient {
             "metadata": metadata.to_string(),
         });
         let transaction = self
-            .send(self.http.post(format!("{}/transactions", self.base_url)).json(&body))
+            .send(
+                self.api
+                    .http()
+                    .post(format!("{}/transactions", self.base_url))
+                    .json(&body),
+            )
             .await?;
         Ok(Checkout {
             provider_ref: id_text(&transaction.id),
@@ -198,9 +174,13 @@ impl PaymentGateway for JunglePayClient {
                 message: "not a JunglePay transaction id".into(),
             });
         }
-        self.send(self.http.get(format!("{}/transactions/{provider_ref}", self.base_url)))
-            .await?
-            .status()
+        self.send(
+            self.api
+                .http()
+                .get(format!("{}/transactions/{provider_ref}", self.base_url)),
+        )
+        .await?
+        .status()
     }
 }
 

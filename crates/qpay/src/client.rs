@@ -11,6 +11,7 @@ use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
     Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentStatus, Provider, ProviderPaymentStatus,
 };
+use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Number, Value};
@@ -29,7 +30,7 @@ pub struct QPayCredentials {
 }
 
 pub struct QPayClient {
-    http: reqwest::Client,
+    api: ProviderApi,
     base_url: String,
     basic: SecretString,
     invoice_code: String,
@@ -84,12 +85,7 @@ impl QPayClient {
         callback_base_url: &str,
         timeout: Duration,
     ) -> Result<Self, GatewayError> {
-        // One TLS crypto provider for the binary (ring); a no-op if one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let api = ProviderApi::new(Provider::Qpay, timeout, summarize)?;
         let basic = format!(
             "Basic {}",
             BASE64.encode(format!(
@@ -99,7 +95,7 @@ impl QPayClient {
             ))
         );
         Ok(Self {
-            http,
+            api,
             base_url: base_url.trim_end_matches('/').to_owned(),
             basic: SecretString::from(basic),
             invoice_code: credentials.invoice_code,
@@ -115,7 +111,10 @@ impl QPayClient {
             return Ok(token.bearer.clone());
         }
         let answer: TokenAnswer = self
-            .send(self.http.post(format!("{}/auth/token", self.base_url)), &self.basic)
+            .send(
+                self.api.http().post(format!("{}/auth/token", self.base_url)),
+                &self.basic,
+            )
             .await?;
         let now = Utc::now();
         let expires_at = expiry(answer.expires_in, now);
@@ -134,11 +133,11 @@ impl QPayClient {
     async fn call<T: for<'de> Deserialize<'de>>(&self, path: &str, body: &Value) -> Result<T, GatewayError> {
         let url = format!("{}{path}", self.base_url);
         let bearer = self.bearer().await?;
-        match self.send(self.http.post(&url).json(body), &bearer).await {
+        match self.send(self.api.http().post(&url).json(body), &bearer).await {
             Err(GatewayError::Rejected { message, .. }) if message.starts_with("401") => {
                 self.token.lock().await.take();
                 let bearer = self.bearer().await?;
-                self.send(self.http.post(&url).json(body), &bearer).await
+                self.send(self.api.http().post(&url).json(body), &bearer).await
             }
             other => other,
         }
@@ -149,43 +148,15 @@ impl QPayClient {
         request: reqwest::RequestBuilder,
         authorization: &SecretString,
     ) -> Result<T, GatewayError> {
-        let response = request
-            .header("authorization", authorization.expose_secret())
-            .send()
-            .await
-            .map_err(|e| {
-                unavailable(if e.is_timeout() {
-                    "no answer in time".to_owned()
-                } else {
-                    format!("request failed: {e}")
-                })
-            })?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("reading the answer failed: {e}")))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| unavailable(format!("unexpected answer: {e}")));
-        }
-        // QPay errors are {"error": "CODE", "message": "..."}: pass on the gist only.
-        let summary = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .map(|v| {
-                let code = v.get("error").and_then(Value::as_str).unwrap_or("UNKNOWN");
-                let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
-                format!("{} {code}: {message}", status.as_u16())
-            })
-            .unwrap_or_else(|| status.as_u16().to_string());
-        if status.is_client_error() {
-            Err(GatewayError::Rejected {
-                provider: Provider::Qpay,
-                message: summary,
-            })
-        } else {
-            Err(unavailable(summary))
-        }
+        self.api.send(request, authorization.expose_secret()).await
     }
+}
+
+/// QPay errors are `{"error": "CODE", "message": "..."}`: pass on the gist only.
+fn summarize(v: &Value) -> Option<String> {
+    let code = v.get("error").and_then(Value::as_str).unwrap_or("UNKNOWN");
+    let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
+    Some(format!("{code}: {message}"))
 }
 
 fn unavailable(message: String) -> GatewayError {

@@ -66,18 +66,7 @@ impl FakeJunglePay {
     /// Moves a transaction to `status` (`paid`, `refused`, `refunded`, `chargedback`, …)
     /// and returns the postback JunglePay would send: its URL and body.
     pub fn set_status(&self, id: &str, status: &str) -> Option<(String, Value)> {
-        let mut s = self.state.lock().unwrap();
-        let t = s.transactions.get_mut(id)?;
-        t["status"] = json!(status);
-        t["updatedAt"] = json!(chrono::Utc::now().to_rfc3339());
-        if status == "refunded" {
-            t["refundedAmount"] = t["amount"].clone();
-        }
-        let postback = json!({
-            "id": chrono::Utc::now().timestamp_micros(), "type": "transaction", "objectId": id,
-            "url": t["postbackUrl"], "data": t,
-        });
-        Some((t["postbackUrl"].as_str().unwrap_or_default().to_owned(), postback))
+        move_transaction(&self.state, id, status)
     }
 
     /// Changes the amount the transaction says it is for (to test mismatches).
@@ -131,25 +120,27 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
     }
 }
 
+/// Moves a transaction to `status`; returns its postback URL and the postback.
+fn move_transaction(state: &Mutex<State>, id: &str, status: &str) -> Option<(String, Value)> {
+    let mut s = state.lock().unwrap();
+    let t = s.transactions.get_mut(id)?;
+    t["status"] = json!(status);
+    t["updatedAt"] = json!(chrono::Utc::now().to_rfc3339());
+    if status == "refunded" {
+        t["refundedAmount"] = t["amount"].clone();
+    }
+    let postback = json!({
+        "id": chrono::Utc::now().timestamp_micros(), "type": "transaction", "objectId": id,
+        "url": t["postbackUrl"], "data": t,
+    });
+    Some((t["postbackUrl"].as_str().unwrap_or_default().to_owned(), postback))
+}
+
 /// Moves a transaction and sends its postback, as JunglePay would.
 async fn move_and_post(state: &Mutex<State>, id: &str, status: &str) -> HttpResponse {
-    let moved = {
-        let mut s = state.lock().unwrap();
-        let Some(t) = s.transactions.get_mut(id) else {
-            return HttpResponse::NotFound().json(json!({ "message": "Transaction not found" }));
-        };
-        t["status"] = json!(status);
-        t["updatedAt"] = json!(chrono::Utc::now().to_rfc3339());
-        if status == "refunded" {
-            t["refundedAmount"] = t["amount"].clone();
-        }
-        let postback = json!({
-            "id": chrono::Utc::now().timestamp_micros(), "type": "transaction", "objectId": id,
-            "url": t["postbackUrl"], "data": t,
-        });
-        (t["postbackUrl"].as_str().unwrap_or_default().to_owned(), postback)
+    let Some((url, postback)) = move_transaction(state, id, status) else {
+        return HttpResponse::NotFound().json(json!({ "message": "Transaction not found" }));
     };
-    let (url, postback) = moved;
     let answer = crate::loopback::deliver(&url, &[], Some(serde_json::to_vec(&postback).unwrap())).await;
     HttpResponse::Ok().json(json!({ "transaction": id, "status": status, "postback": answer }))
 }

@@ -9,6 +9,7 @@ use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
     Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentStatus, Provider, ProviderPaymentStatus,
 };
+use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Number, Value};
@@ -17,7 +18,7 @@ use std::time::Duration;
 pub const DEFAULT_API_BASE_URL: &str = "https://api.xendit.co";
 
 pub struct XenditClient {
-    http: reqwest::Client,
+    api: ProviderApi,
     base_url: String,
     authorization: SecretString,
     app_tag: String,
@@ -42,15 +43,10 @@ impl XenditClient {
         app_tag: &str,
         timeout: Duration,
     ) -> Result<Self, GatewayError> {
-        // One TLS crypto provider for the binary (ring); a no-op if one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let api = ProviderApi::new(Provider::Xendit, timeout, summarize)?;
         let authorization = format!("Basic {}", BASE64.encode(format!("{}:", secret_key.expose_secret())));
         Ok(Self {
-            http,
+            api,
             base_url: base_url.trim_end_matches('/').to_owned(),
             authorization: SecretString::from(authorization),
             app_tag: app_tag.to_owned(),
@@ -58,50 +54,15 @@ impl XenditClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Invoice, GatewayError> {
-        let response = request
-            .header("authorization", self.authorization.expose_secret())
-            .send()
-            .await
-            .map_err(|e| {
-                unavailable(if e.is_timeout() {
-                    "no answer in time".to_owned()
-                } else {
-                    format!("request failed: {e}")
-                })
-            })?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("reading the answer failed: {e}")))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| unavailable(format!("unexpected answer: {e}")));
-        }
-        // Xendit errors are {"error_code": "...", "message": "..."}: pass on the gist only.
-        let summary = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .map(|v| {
-                let code = v.get("error_code").and_then(Value::as_str).unwrap_or("UNKNOWN");
-                let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
-                format!("{status} {code}: {message}")
-            })
-            .unwrap_or_else(|| status.to_string());
-        if status.is_client_error() {
-            Err(GatewayError::Rejected {
-                provider: Provider::Xendit,
-                message: summary,
-            })
-        } else {
-            Err(unavailable(summary))
-        }
+        self.api.send(request, self.authorization.expose_secret()).await
     }
 }
 
-fn unavailable(message: String) -> GatewayError {
-    GatewayError::Unavailable {
-        provider: Provider::Xendit,
-        message,
-    }
+/// Xendit errors are `{"error_code": "...", "message": "..."}`: pass on the gist only.
+fn summarize(v: &Value) -> Option<String> {
+    let code = v.get("error_code").and_then(Value::as_str).unwrap_or("UNKNOWN");
+    let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
+    Some(format!("{code}: {message}"))
 }
 
 /// Minor units to the major-unit JSON number Xendit expects. IDR invoices must be
@@ -152,7 +113,12 @@ impl PaymentGateway for XenditClient {
             "metadata": { "app": self.app_tag },
         });
         let invoice = self
-            .send(self.http.post(format!("{}/v2/invoices", self.base_url)).json(&body))
+            .send(
+                self.api
+                    .http()
+                    .post(format!("{}/v2/invoices", self.base_url))
+                    .json(&body),
+            )
             .await?;
         Ok(Checkout {
             provider_ref: invoice.id,
@@ -168,7 +134,7 @@ impl PaymentGateway for XenditClient {
 
     async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
         let url = format!("{}/v2/invoices/{}", self.base_url, urlencode(provider_ref));
-        let invoice = self.send(self.http.get(url)).await?;
+        let invoice = self.send(self.api.http().get(url)).await?;
         let status = match invoice.status.as_str() {
             "PAID" | "SETTLED" => PaymentStatus::Paid,
             "EXPIRED" => PaymentStatus::Expired,
