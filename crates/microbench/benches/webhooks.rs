@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use payhook_microbench::{stripe_event_2kb, xendit_callback};
+use payhook_domain::source::{Delivery, WebhookSource};
+use payhook_microbench::{junglepay_postback, stripe_event_2kb, xendit_callback, CALLBACK_QUERY};
 use payhook_stripe::{signature_header, SignatureVerifier, DEFAULT_TOLERANCE_SECS};
 use secrecy::SecretString;
 use std::hint::black_box;
@@ -44,6 +45,27 @@ fn parsing(c: &mut Criterion) {
     });
     group.bench_function("xendit_invoice_callback", |b| {
         b.iter(|| payhook_xendit::parse_callback(black_box(&xendit), "payhook"))
+    });
+    let now = chrono::Utc::now();
+    let qpay_body = br#"{"invoice_id":"fake-invoice-1"}"#;
+    let qpay = Delivery {
+        headers: &[],
+        query: CALLBACK_QUERY,
+        body: qpay_body,
+        received_at: now,
+    };
+    group.bench_function("qpay_callback", |b| {
+        b.iter(|| payhook_qpay::QPayCallbacks.parse(black_box(&qpay)))
+    });
+    let jungle_body = junglepay_postback();
+    let jungle = Delivery {
+        headers: &[],
+        query: CALLBACK_QUERY,
+        body: &jungle_body,
+        received_at: now,
+    };
+    group.bench_function("junglepay_postback", |b| {
+        b.iter(|| payhook_junglepay::JunglePayPostbacks.parse(black_box(&jungle)))
     });
     group.finish();
 }

@@ -44,3 +44,20 @@ pub fn xendit_callback() -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// A JunglePay `transaction` postback (the envelope with the transaction in `data`).
+pub fn junglepay_postback() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": 686401, "type": "transaction", "objectId": "282", "url": "https://pay.example.com.br/webhooks/junglepay",
+        "data": { "id": 282, "amount": 10000, "refundedAmount": 0, "installments": 1, "paymentMethod": "pix",
+                  "status": "paid", "secureId": "a4594817-be48-4a23-81aa-4bb01f95fe78",
+                  "createdAt": "2026-11-22T09:54:22.000Z", "updatedAt": "2026-11-22T09:55:01.000Z",
+                  "customer": { "id": 1, "name": "Ana", "email": "ana@example.com.br",
+                                "document": { "number": "12345678910", "type": "cpf" } } },
+    }))
+    .unwrap()
+}
+
+/// The query of a per-payment callback URL (QPay, JunglePay).
+pub const CALLBACK_QUERY: &str =
+    "payment_id=0f7d3a8e-5a4b-4f0e-9d7c-2b1f6e3a9c11&token=00112233445566778899aabbccddeeff";
