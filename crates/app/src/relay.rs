@@ -43,15 +43,20 @@ impl OutboxRelay {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let messages = self.outbox.claim_unpublished(now, self.batch_size, lease_until).await?;
+        let mut delivered = Vec::with_capacity(messages.len());
         for message in &messages {
-            self.deliver(message).await?;
+            if self.deliver(message).await? {
+                delivered.push(message.id);
+            }
         }
+        // One statement for the batch; a crash before it only means a redelivery.
+        self.outbox.mark_published(&delivered, self.clock.now()).await?;
         Ok(messages.len())
     }
 
     /// Every subscriber gets the message; if any fails, all get it again later (they
-    /// are idempotent), with backoff.
-    async fn deliver(&self, message: &OutboxMessage) -> Result<(), StoreError> {
+    /// are idempotent), with backoff. `true` when every subscriber took it.
+    async fn deliver(&self, message: &OutboxMessage) -> Result<bool, StoreError> {
         let mut failures = Vec::new();
         for subscriber in &self.subscribers {
             if let Err(e) = subscriber.publish(message).await {
@@ -59,12 +64,13 @@ impl OutboxRelay {
             }
         }
         if failures.is_empty() {
-            return self.outbox.mark_published(message.id, self.clock.now()).await;
+            return Ok(true);
         }
         let error = failures.join("; ");
         tracing::warn!(outbox_id = message.id, topic = %message.topic, %error, "domain event not delivered; will retry");
         let retry_at = self.backoff.backoff(message.attempts + 1, self.clock.now(), jitter());
-        self.outbox.record_publish_failure(message.id, &error, retry_at).await
+        self.outbox.record_publish_failure(message.id, &error, retry_at).await?;
+        Ok(false)
     }
 }
 
@@ -98,7 +104,6 @@ pub async fn run_relay(
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use mockall::predicate::eq;
     use payhook_domain::ports::{MockClock, MockEventPublisher, MockOutbox};
     use payhook_domain::PublishError;
 
@@ -157,12 +162,7 @@ mod tests {
             .returning(|_, _, _| Ok(vec![message(1), message(2)]));
         outbox
             .expect_mark_published()
-            .with(eq(1), eq(now()))
-            .times(1)
-            .returning(|_, _| Ok(()));
-        outbox
-            .expect_mark_published()
-            .with(eq(2), eq(now()))
+            .withf(|ids, at| ids == [1, 2] && *at == now())
             .times(1)
             .returning(|_, _| Ok(()));
         assert_eq!(
@@ -180,7 +180,10 @@ mod tests {
         outbox
             .expect_claim_unpublished()
             .returning(|_, _, _| Ok(vec![message(7)]));
-        outbox.expect_mark_published().never();
+        outbox
+            .expect_mark_published()
+            .withf(|ids, _| ids.is_empty())
+            .returning(|_, _| Ok(()));
         outbox
             .expect_record_publish_failure()
             .withf(|id, error, at| {

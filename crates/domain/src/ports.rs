@@ -117,7 +117,8 @@ pub trait Outbox: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
 
-    async fn mark_published(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks delivered messages, one statement for a whole batch.
+    async fn mark_published(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Counts a failed delivery; the message is due again at `retry_at`.
     async fn record_publish_failure(&self, id: i64, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError>;

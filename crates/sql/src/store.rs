@@ -244,9 +244,12 @@ macro_rules! impl_store_ports {
                     Ok(messages)
                 }
 
-                async fn mark_published(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+                async fn mark_published(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), StoreError> {
+                    if ids.is_empty() {
+                        return Ok(());
+                    }
                     let mut conn = self.conn().await?;
-                    diesel::update(outbox::table.find(id))
+                    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
                         .set((
                             outbox::published_at.eq(DbInstant(at)),
                             outbox::locked_until.eq(None::<DbInstant>),

@@ -564,7 +564,7 @@ pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Ar
         .await
         .unwrap();
     assert_eq!(retried[0].attempts, 1);
-    store.mark_published(id, retry_at).await.unwrap();
+    store.mark_published(&[id], retry_at).await.unwrap();
     assert_eq!(store.backlog().await.unwrap(), 0);
     let much_later = retry_at + Duration::days(1);
     assert!(store
