@@ -21,6 +21,7 @@ on_every_store!(
     a_provider_failure_is_a_502_and_the_payment_is_marked_failed,
     an_idempotency_key_returns_the_first_payment,
     a_repeat_while_the_first_waits_for_the_provider_is_a_conflict,
+    an_oversized_request_is_413_and_stores_nothing,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -315,4 +316,27 @@ async fn a_repeat_while_the_first_waits_for_the_provider_is_a_conflict(backend: 
     assert_eq!(first.await.unwrap().status().as_u16(), 201);
     assert_eq!(create(&app, &idr_order(), Some("slow-1")).await.status().as_u16(), 201);
     assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
+}
+
+async fn an_oversized_request_is_413_and_stores_nothing(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__SERVER__MAX_BODY_BYTES", "1024"),
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let mut big = idr_order();
+    big["description"] = json!("d".repeat(900));
+    big["metadata"] = json!({ "notes": "n".repeat(900) });
+    let (status, error) = error_of(create(&app, &big, None).await).await;
+    assert_eq!((status, error["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+    assert!(fake.requests().is_empty());
 }
