@@ -39,3 +39,45 @@ fn the_transaction_object_reads_as_paid() {
     assert_eq!(id, "282");
     assert_eq!((status.status, status.paid_amount), (PaymentStatus::Paid, Some(10_000)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads ../shared/fixtures; run with make conformance"]
+async fn the_transaction_request_has_the_shape_of_junglepays_example() {
+    use payhook_domain::ports::PaymentGateway;
+    use payhook_domain::{CallbackToken, CheckoutRequest, Currency, Money, PaymentId};
+    use std::collections::BTreeSet;
+    let fake = payhook_testkit::fake_junglepay::FakeJunglePay::start("sk").await;
+    let client = payhook_junglepay::JunglePayClient::new(
+        &fake.base_url,
+        &"sk".to_owned().into(),
+        "https://gateway.example.com",
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let request = CheckoutRequest {
+        payment_id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        amount: Money::new(10_000, Currency::parse("BRL").unwrap()).unwrap(),
+        merchant_ref: Some("ord_123".into()),
+        customer_email: Some("gabryel@hotmail.com".into()),
+        description: Some("b456".into()),
+        metadata: serde_json::json!({ "customer_name": "Gabryel", "customer_document": "12345678910" }),
+        callback_token: Some(CallbackToken::new("ab".repeat(16))),
+    };
+    client.create_checkout(&request).await.unwrap();
+    let sent = fake.requests()[0].body.clone();
+    let example: serde_json::Value =
+        serde_json::from_slice(&fixture("create_transaction_request_pix_constructed.json")).unwrap();
+    let keys = |v: &serde_json::Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&sent), keys(&example), "top-level fields");
+    assert!(keys(&sent["customer"]).is_subset(&keys(&example["customer"])));
+    assert_eq!(
+        keys(&sent["customer"]["document"]),
+        keys(&example["customer"]["document"])
+    );
+    assert!(keys(&sent["items"][0]).is_subset(&keys(&example["items"][0])));
+    assert_eq!(keys(&sent["pix"]), keys(&example["pix"]));
+    assert!(
+        sent["metadata"].is_string(),
+        "metadata is a JSON string, as in the example"
+    );
+}

@@ -41,3 +41,57 @@ fn payment_checks_read_paid_and_unpaid() {
     let unpaid = wire::check(&fixture("payment_check_response_unpaid.json")).unwrap();
     assert_eq!((unpaid.status, unpaid.paid_amount), (PaymentStatus::Pending, None));
 }
+
+/// Every key payhook sends is one QPay's example request has, and payhook sends every
+/// key of it but the optional branch code.
+fn same_keys(sent: &serde_json::Value, example: &serde_json::Value, optional: &[&str]) {
+    let keys = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    let (sent_keys, example_keys) = (keys(sent), keys(example));
+    assert!(sent_keys.is_subset(&example_keys), "{sent_keys:?} ⊄ {example_keys:?}");
+    for key in example_keys.iter().filter(|k| !optional.contains(&k.as_str())) {
+        assert!(sent_keys.contains(key), "{key} is not sent");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads ../shared/fixtures; run with make conformance"]
+async fn requests_have_the_shape_of_qpays_examples() {
+    use payhook_domain::ports::PaymentGateway;
+    use payhook_domain::{CallbackToken, CheckoutRequest, Currency, Money, PaymentId};
+    let fake = payhook_testkit::fake_qpay::FakeQPay::start("id", "secret").await;
+    let client = payhook_qpay::QPayClient::new(
+        &fake.base_url,
+        payhook_qpay::QPayCredentials {
+            client_id: "id".into(),
+            client_secret: "secret".to_owned().into(),
+            invoice_code: "TEST_INVOICE".into(),
+        },
+        "https://api.your-domain.mn",
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let request = CheckoutRequest {
+        payment_id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        amount: Money::new(150_000, Currency::parse("MNT").unwrap()).unwrap(),
+        merchant_ref: None,
+        customer_email: None,
+        description: Some("test".into()),
+        metadata: serde_json::Value::Null,
+        callback_token: Some(CallbackToken::new("ab".repeat(16))),
+    };
+    let invoice = client.create_checkout(&request).await.unwrap();
+    client.fetch_status(&invoice.provider_ref).await.unwrap();
+    let sent = fake.requests();
+    let json = |name| serde_json::from_slice::<serde_json::Value>(&fixture(name)).unwrap();
+    same_keys(
+        &sent[1].body,
+        &json("create_invoice_request_simple.json"),
+        &["sender_branch_code"],
+    );
+    let check = &sent[2].body;
+    same_keys(check, &json("payment_check_request.json"), &[]);
+    same_keys(&check["offset"], &json("payment_check_request.json")["offset"], &[]);
+    assert_eq!(check["object_type"], "INVOICE");
+}
