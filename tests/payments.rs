@@ -22,6 +22,7 @@ on_every_store!(
     an_idempotency_key_returns_the_first_payment,
     a_repeat_while_the_first_waits_for_the_provider_is_a_conflict,
     an_oversized_request_is_413_and_stores_nothing,
+    the_status_stream_follows_the_payment_for_its_client_token_only,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -339,4 +340,55 @@ async fn an_oversized_request_is_413_and_stores_nothing(backend: Backend) {
     assert_eq!((status, error["code"].as_str()), (413, Some("payload_too_large")));
     assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
     assert!(fake.requests().is_empty());
+}
+
+/// Reads the stream until `needle` has arrived (10 s at most); returns all it read.
+async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in time; got {seen:?}"))
+            .unwrap()
+            .expect("the stream ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
+async fn the_status_stream_follows_the_payment_for_its_client_token_only(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let (id, token) = (created["id"].as_str().unwrap(), created["client_token"].as_str().unwrap());
+    let url = |query: &str| format!("{}/payments/{id}/events{query}", app.address);
+
+    for (query, status, code) in [
+        (String::new(), 401, "missing_client_token"),
+        (format!("?token={}", "0".repeat(32)), 401, "invalid_client_token"),
+    ] {
+        let (got, error) = error_of(app.client.get(url(&query)).send().await.unwrap()).await;
+        assert_eq!((got, error["code"].as_str()), (status, Some(code)), "{query}");
+    }
+    let unknown = format!("{}/payments/{}/events?token={token}", app.address, uuid::Uuid::new_v4());
+    assert_eq!(app.client.get(unknown).send().await.unwrap().status().as_u16(), 404);
+
+    let mut stream = app.client.get(url(&format!("?token={token}"))).send().await.unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = read_until(&mut stream, "\n\n").await;
+    assert!(first.starts_with("event: status\ndata: "), "{first}");
+    assert!(first.contains("\"status\":\"pending\""), "{first}");
+
+    let callback = serde_json::to_vec(&json!({
+        "id": created["provider_ref"], "external_id": id, "user_id": "5f1e2d3c4b5a69788796a5b4",
+        "status": "PAID", "amount": 150000, "paid_amount": 150000, "currency": "IDR",
+        "payment_method": "BANK_TRANSFER", "payment_channel": "BCA", "paid_at": "2026-11-20T08:15:30.123Z",
+        "metadata": { "app": "payhook" },
+    }))
+    .unwrap();
+    assert_eq!(app.post_xendit(&callback, Some(XENDIT_TOKEN)).await.status().as_u16(), 200);
+    let next = read_until(&mut stream, "\"status\":\"paid\"").await;
+    assert!(next.contains(&format!("\"payment_id\":\"{id}\"")), "{next}");
 }

@@ -278,6 +278,7 @@ impl Application {
             ingest,
             payments: stores.payments,
             payment_requests,
+            bus: bus.clone(),
             inbox: stores.inbox,
             outbox: stores.outbox,
             health: stores.health,

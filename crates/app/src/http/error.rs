@@ -13,6 +13,10 @@ pub enum ApiError {
     NotFound,
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("the status stream needs the payment's client token: ?token=<client_token>")]
+    MissingClientToken,
+    #[error("the client token does not match this payment")]
+    InvalidClientToken,
     #[error("{0}")]
     InvalidQuery(String),
     #[error("no inbox event with id {0}")]
@@ -48,6 +52,8 @@ impl ApiError {
             Self::PaymentNotFound(_) => "payment_not_found",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::MissingClientToken => "missing_client_token",
+            Self::InvalidClientToken => "invalid_client_token",
             Self::InvalidQuery(_) => "invalid_query",
             Self::EventNotFound(_) => "event_not_found",
             Self::AlreadyPending(_) => "already_pending",
@@ -78,7 +84,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::PaymentNotFound(_) | Self::NotFound | Self::EventNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::MissingClientToken | Self::InvalidClientToken => StatusCode::UNAUTHORIZED,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::AlreadyPending(_) => StatusCode::CONFLICT,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

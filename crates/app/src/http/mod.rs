@@ -3,6 +3,7 @@
 
 mod admin;
 mod error;
+mod events;
 mod health;
 mod payments;
 mod webhooks;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub ingest: IngestService,
     pub payments: Arc<dyn PaymentStore>,
     pub payment_requests: PaymentRequests,
+    /// Domain events as they are delivered, for the status streams.
+    pub bus: crate::bus::EventBus,
     pub inbox: Arc<dyn WebhookInbox>,
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
@@ -47,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/payments", web::post().to(payments::create))
     .route("/payments/{id}", web::get().to(payments::show))
+    .route("/payments/{id}/events", web::get().to(events::stream))
     .route("/admin/webhooks", web::get().to(admin::list))
     .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
     .route("/healthz", web::get().to(health::live))
