@@ -361,7 +361,10 @@ async fn the_status_stream_follows_the_payment_for_its_client_token_only(backend
     let fake = FakeXendit::start(XENDIT_KEY).await;
     let app = xendit_app(backend, &fake).await;
     let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
-    let (id, token) = (created["id"].as_str().unwrap(), created["client_token"].as_str().unwrap());
+    let (id, token) = (
+        created["id"].as_str().unwrap(),
+        created["client_token"].as_str().unwrap(),
+    );
     let url = |query: &str| format!("{}/payments/{id}/events{query}", app.address);
 
     for (query, status, code) in [
@@ -388,7 +391,10 @@ async fn the_status_stream_follows_the_payment_for_its_client_token_only(backend
         "metadata": { "app": "payhook" },
     }))
     .unwrap();
-    assert_eq!(app.post_xendit(&callback, Some(XENDIT_TOKEN)).await.status().as_u16(), 200);
+    assert_eq!(
+        app.post_xendit(&callback, Some(XENDIT_TOKEN)).await.status().as_u16(),
+        200
+    );
     let next = read_until(&mut stream, "\"status\":\"paid\"").await;
     assert!(next.contains(&format!("\"payment_id\":\"{id}\"")), "{next}");
 }
