@@ -134,28 +134,40 @@ pub async fn run() -> ExitCode {
 async fn fake_provider(args: FakeProviderArgs) -> Result<(), StartupError> {
     use payhook_testkit::{fake_junglepay, fake_qpay, fake_stripe, fake_xendit};
     let callback = args.callback_url.zip(args.callback_secret);
+    let taken = |source| StartupError::Bind {
+        addr: format!("127.0.0.1:{}", args.port),
+        source,
+    };
     // Each fake lives as long as this function: the binding keeps it.
     let (base_url, _fake): (String, Box<dyn std::any::Any>) = match args.provider {
         Provider::Stripe => {
-            let fake = fake_stripe::FakeStripe::start_on(args.port, &args.key).await;
+            let fake = fake_stripe::FakeStripe::start_on(args.port, &args.key)
+                .await
+                .map_err(taken)?;
             if let Some((url, secret)) = &callback {
                 fake.send_webhooks_to(url, secret);
             }
             (fake.base_url.clone(), Box::new(fake))
         }
         Provider::Xendit => {
-            let fake = fake_xendit::FakeXendit::start_on(args.port, &args.key).await;
+            let fake = fake_xendit::FakeXendit::start_on(args.port, &args.key)
+                .await
+                .map_err(taken)?;
             if let Some((url, token)) = &callback {
                 fake.send_callbacks_to(url, token);
             }
             (fake.base_url.clone(), Box::new(fake))
         }
         Provider::Qpay => {
-            let fake = fake_qpay::FakeQPay::start_on(args.port, &args.client_id, &args.client_secret).await;
+            let fake = fake_qpay::FakeQPay::start_on(args.port, &args.client_id, &args.client_secret)
+                .await
+                .map_err(taken)?;
             (fake.base_url.clone(), Box::new(fake))
         }
         Provider::Junglepay => {
-            let fake = fake_junglepay::FakeJunglePay::start_on(args.port, &args.key).await;
+            let fake = fake_junglepay::FakeJunglePay::start_on(args.port, &args.key)
+                .await
+                .map_err(taken)?;
             (fake.base_url.clone(), Box::new(fake))
         }
     };

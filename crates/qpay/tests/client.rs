@@ -151,3 +151,13 @@ async fn failures_are_classified_and_wrong_credentials_refused() {
     );
     assert!(c.create_checkout(&request(5_000_000)).await.is_ok(), "it recovers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_early_is_replaced_once_and_the_call_succeeds() {
+    let fake = FakeQPay::start(ID, SECRET).await;
+    let c = client(&fake, SECRET);
+    let invoice = c.create_checkout(&request(5_000_000)).await.unwrap().provider_ref;
+    fake.revoke_tokens();
+    assert_eq!(c.fetch_status(&invoice).await.unwrap().status, PaymentStatus::Pending);
+    assert_eq!(fake.token_requests(), 2, "one new token after the 401");
+}

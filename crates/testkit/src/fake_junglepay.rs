@@ -25,11 +25,11 @@ pub struct FakeJunglePay {
 
 impl FakeJunglePay {
     pub async fn start(secret_key: &str) -> Self {
-        Self::start_on(0, secret_key).await
+        Self::start_on(0, secret_key).await.expect("a free loopback port")
     }
 
-    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
-    pub async fn start_on(port: u16, secret_key: &str) -> Self {
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port); fails when the port is taken.
+    pub async fn start_on(port: u16, secret_key: &str) -> std::io::Result<Self> {
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{secret_key}:x"))
@@ -47,11 +47,11 @@ impl FakeJunglePay {
                 .route("/_fake/pay/{id}", web::post().to(fake_pay))
                 .route("/_fake/status/{id}/{status}", web::post().to(fake_status))
                 .route("/_fake/callback-url/{id}", web::get().to(fake_callback_url));
-        });
-        Self {
+        })?;
+        Ok(Self {
             base_url: format!("{root}/v1"),
             state,
-        }
+        })
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

@@ -36,11 +36,13 @@ pub struct FakeQPay {
 
 impl FakeQPay {
     pub async fn start(client_id: &str, client_secret: &str) -> Self {
-        Self::start_on(0, client_id, client_secret).await
+        Self::start_on(0, client_id, client_secret)
+            .await
+            .expect("a free loopback port")
     }
 
-    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
-    pub async fn start_on(port: u16, client_id: &str, client_secret: &str) -> Self {
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port); fails when the port is taken.
+    pub async fn start_on(port: u16, client_id: &str, client_secret: &str) -> std::io::Result<Self> {
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"))
@@ -62,11 +64,11 @@ impl FakeQPay {
                 .route("/v2/payment/check", web::post().to(check))
                 .route("/_fake/pay/{id}", web::post().to(fake_pay))
                 .route("/_fake/callback-url/{id}", web::get().to(fake_callback_url));
-        });
-        Self {
+        })?;
+        Ok(Self {
             base_url: format!("{root}/v2"),
             state,
-        }
+        })
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -84,6 +86,11 @@ impl FakeQPay {
         let mut s = self.state.lock().unwrap();
         s.token_lifetime_secs = secs;
         s.epoch_expiry = as_epoch;
+    }
+
+    /// Invalidates every token issued so far, as QPay does when a session ends early.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().unwrap().issued.clear();
     }
 
     /// Answer the next requests with these HTTP statuses (then behave again).

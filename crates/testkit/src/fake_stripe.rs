@@ -31,11 +31,11 @@ pub struct FakeStripe {
 impl FakeStripe {
     /// Starts the fake; requests must carry `Authorization: Bearer <api_key>`.
     pub async fn start(api_key: &str) -> Self {
-        Self::start_on(0, api_key).await
+        Self::start_on(0, api_key).await.expect("a free loopback port")
     }
 
-    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
-    pub async fn start_on(port: u16, api_key: &str) -> Self {
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port); fails when the port is taken.
+    pub async fn start_on(port: u16, api_key: &str) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.to_owned(),
             ..State::default()
@@ -46,8 +46,8 @@ impl FakeStripe {
                 .route("/v1/payment_intents", web::post().to(create))
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
                 .route("/_fake/pay/{id}", web::post().to(pay));
-        });
-        Self { base_url, state }
+        })?;
+        Ok(Self { base_url, state })
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

@@ -32,11 +32,11 @@ pub struct FakeXendit {
 impl FakeXendit {
     /// Starts the fake on a random loopback port; requests must authenticate with `secret_key`.
     pub async fn start(secret_key: &str) -> Self {
-        Self::start_on(0, secret_key).await
+        Self::start_on(0, secret_key).await.expect("a free loopback port")
     }
 
-    /// Starts the fake on 127.0.0.1:`port` (0: any free port).
-    pub async fn start_on(port: u16, secret_key: &str) -> Self {
+    /// Starts the fake on 127.0.0.1:`port` (0: any free port); fails when the port is taken.
+    pub async fn start_on(port: u16, secret_key: &str) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
             secret_key: secret_key.to_owned(),
             ..State::default()
@@ -50,9 +50,9 @@ impl FakeXendit {
                     .route("/v2/invoices/{id}", web::get().to(fetch))
                     .route("/_fake/pay/{id}", web::post().to(pay));
             }
-        });
+        })?;
         shared.lock().unwrap().base_url = base_url.clone();
-        Self { base_url, state }
+        Ok(Self { base_url, state })
     }
 
     /// Every request so far, oldest first.

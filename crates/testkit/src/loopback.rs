@@ -5,20 +5,19 @@ use actix_web::{web, App, HttpServer};
 /// Starts an HTTP server with the routes `configure` adds on 127.0.0.1:`port` (0: any
 /// free port); returns its base URL. The server runs on the current tokio runtime
 /// until the test (or the `payhook fake-provider` process) ends.
-pub fn serve<F>(port: u16, configure: F) -> String
+pub fn serve<F>(port: u16, configure: F) -> std::io::Result<String>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let base_url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
     let server = HttpServer::new(move || App::new().configure(configure.clone()))
         .workers(1)
         .disable_signals()
-        .listen(listener)
-        .unwrap()
+        .listen(listener)?
         .run();
     tokio::spawn(server);
-    base_url
+    Ok(base_url)
 }
 
 /// Sends what a provider sends to payhook (a callback, a postback, a signed event)
