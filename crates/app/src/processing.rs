@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use payhook_domain::ports::{ClaimedEvent, Clock, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
+use payhook_domain::ports::{ClaimedEvent, Clock, Commit, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
 use payhook_domain::{
     GatewayError, InboxId, NewPayment, Payment, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider,
     WebhookEvent,
@@ -121,18 +121,121 @@ impl Processor {
         self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Claims one batch and processes it, `concurrency` events at a time. Returns how
-    /// many events were claimed.
+    /// Claims one batch and processes it. Events that need no word from the provider
+    /// are applied together under one commit ([`Processor::apply_together`]); the
+    /// others, and those the batch could not take, one by one, `concurrency` at a
+    /// time. Returns how many events were claimed.
     pub async fn run_batch(&self, batch_size: u32, concurrency: usize) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = self.inbox.claim_due(now, batch_size, lease_until).await?;
         let count = claimed.len();
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
-        futures_util::stream::iter(claimed)
+        let (to_confirm, direct): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|c| c.event.confirm_with_provider);
+        let mut one_by_one = self.apply_together(direct).await;
+        one_by_one.extend(to_confirm);
+        futures_util::stream::iter(one_by_one)
             .for_each_concurrent(concurrency, |event| self.handle(event))
             .await;
         Ok(count)
+    }
+
+    /// Applies events as one unit of store work: one lookup of all their payments, one
+    /// insert of those to create, one commit of all the applications. One commit for
+    /// many events is what lets the worker keep up with ingest; applying events one at
+    /// a time costs two commits and about ten round trips each. Returns the events left
+    /// to apply one by one: a second event for a payment already in this batch, a
+    /// stale application, an event whose payment is not found (so its failure is
+    /// recorded the usual way), or all of them when the store failed.
+    async fn apply_together(&self, events: Vec<ClaimedEvent>) -> Vec<ClaimedEvent> {
+        if events.is_empty() {
+            return events;
+        }
+        let started = Instant::now();
+        let payments = match self.payments_for_all(&events).await {
+            Ok(payments) => payments,
+            Err(error) => {
+                tracing::warn!(events = events.len(), %error, "could not look up a batch's payments; applying one by one");
+                return events;
+            }
+        };
+        let now = self.clock.now();
+        let mut seen = HashSet::new();
+        let mut applications = Vec::new();
+        let mut together = Vec::new();
+        let mut one_by_one = Vec::new();
+        for (claimed, payment) in events.into_iter().zip(payments) {
+            match payment {
+                Some(payment) if seen.insert(payment.id) => {
+                    applications.push((claimed.id, payment.apply(&claimed.event, now)));
+                    together.push(claimed);
+                }
+                _ => one_by_one.push(claimed),
+            }
+        }
+        if applications.is_empty() {
+            return one_by_one;
+        }
+        let commits = match self.payments.commit_applications(&applications).await {
+            Ok(commits) => commits,
+            Err(error) => {
+                tracing::warn!(events = together.len(), %error, "could not commit a batch; applying one by one");
+                one_by_one.extend(together);
+                return one_by_one;
+            }
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut published = false;
+        for ((claimed, (_, application)), commit) in together.into_iter().zip(&applications).zip(commits) {
+            if commit == Commit::Stale {
+                one_by_one.push(claimed);
+                continue;
+            }
+            published |= !application.publications.is_empty();
+            metrics::histogram!("payhook_processing_seconds").record(elapsed);
+            metrics::counter!("payhook_processing_attempts_total", "outcome" => "applied").increment(1);
+            tracing::debug!(inbox_id = %claimed.id, event_id = %claimed.event.event_id, result = application.result.as_str(), "event applied");
+            self.in_flight_guard().remove(&claimed.id);
+        }
+        if published {
+            self.published.notify_one();
+        }
+        one_by_one
+    }
+
+    /// The payment of each event, creating in one go those payhook never created (see
+    /// [`Processor::payment_for`]); `None` where the event's payment is not found.
+    async fn payments_for_all(&self, events: &[ClaimedEvent]) -> Result<Vec<Option<Payment>>, StoreError> {
+        let wanted: Vec<_> = events
+            .iter()
+            .map(|c| (c.event.provider, c.event.payment.clone()))
+            .collect();
+        let mut found = self.payments.find_payments(&wanted).await?;
+        let mut to_create: Vec<NewPayment> = Vec::new();
+        let mut creates = Vec::new(); // (event index, index in to_create)
+        let mut by_reference = HashMap::new();
+        for (i, claimed) in events.iter().enumerate() {
+            if found[i].is_some() {
+                continue;
+            }
+            let Some(new) = self.payment_to_create(&claimed.event) else {
+                continue;
+            };
+            // Two events of one new payment create it once.
+            let key = (new.provider, new.provider_ref.clone());
+            let at = *by_reference.entry(key).or_insert_with(|| {
+                to_create.push(new);
+                to_create.len() - 1
+            });
+            creates.push((i, at));
+        }
+        if !to_create.is_empty() {
+            let created = self.payments.create_payments(&to_create).await?;
+            for (i, at) in creates {
+                found[i] = created.get(at).cloned();
+            }
+        }
+        Ok(found)
     }
 
     async fn handle(&self, claimed: ClaimedEvent) {
@@ -227,29 +330,34 @@ impl Processor {
         if let Some(payment) = self.payments.find_payment(event.provider, &event.payment).await? {
             return Ok(payment);
         }
-        // A payment payhook created is never re-created from an event: if its id is
-        // not found yet, the event raced its creation and is retried.
-        let creatable = event.payment.payment_id.is_none() && event.payment.provider_ref.is_some();
-        match (&event.details, creatable) {
-            (Some(details), true) => {
-                let new = NewPayment {
-                    id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
-                    provider: event.provider,
-                    provider_ref: event.payment.provider_ref.clone(),
-                    merchant_ref: None,
-                    amount: details.amount,
-                    customer_email: details.customer_email.clone(),
-                    description: details.description.clone(),
-                    metadata: details.metadata.clone(),
-                    created_at: self.clock.now(),
-                    client_token_hash: None,
-                    callback_token_hash: None,
-                    idempotency: None,
-                };
-                Ok(self.payments.create_payment(&new).await?)
-            }
-            _ => Err(not_found(event)),
+        match self.payment_to_create(event) {
+            Some(new) => Ok(self.payments.create_payment(&new).await?),
+            None => Err(not_found(event)),
         }
+    }
+
+    /// The payment to create for an event whose payment is not found, if it may be
+    /// created. A payment payhook created is never re-created from an event: if its id
+    /// is not found yet, the event raced its creation and is retried.
+    fn payment_to_create(&self, event: &WebhookEvent) -> Option<NewPayment> {
+        let details = event.details.as_ref()?;
+        if event.payment.payment_id.is_some() || event.payment.provider_ref.is_none() {
+            return None;
+        }
+        Some(NewPayment {
+            id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+            provider: event.provider,
+            provider_ref: event.payment.provider_ref.clone(),
+            merchant_ref: None,
+            amount: details.amount,
+            customer_email: details.customer_email.clone(),
+            description: details.description.clone(),
+            metadata: details.metadata.clone(),
+            created_at: self.clock.now(),
+            client_token_hash: None,
+            callback_token_hash: None,
+            idempotency: None,
+        })
     }
 }
 

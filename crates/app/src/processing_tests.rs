@@ -222,9 +222,203 @@ async fn failures_are_retried_with_backoff_then_dead_lettered() {
         .times(1)
         .returning(|_, _, _| Ok(()));
     let mut store = MockPaymentStore::new();
+    store
+        .expect_find_payments()
+        .returning(|wanted| Ok(wanted.iter().map(|_| None).collect()));
     store.expect_find_payment().returning(|_, _| Ok(None));
+    store.expect_commit_applications().never();
     let p = processor(inbox, store);
     assert_eq!(p.run_batch(10, 2).await.unwrap(), 2);
+}
+
+fn claimed_for(id: i64, provider_ref: &str, change: PaymentChange) -> ClaimedEvent {
+    let mut c = claimed(
+        change,
+        PaymentRef {
+            payment_id: None,
+            provider_ref: Some(provider_ref.into()),
+            aliases: Vec::new(),
+        },
+        Some(PaymentDetails {
+            amount: usd(500),
+            description: None,
+            customer_email: None,
+            metadata: serde_json::json!({}),
+        }),
+    );
+    c.id = InboxId(id);
+    c.event.event_id = EventId::parse(format!("evt_{id}")).unwrap();
+    c
+}
+
+fn payment_with_ref(provider_ref: &str, id: &str) -> Payment {
+    let mut p = payment(PaymentStatus::Pending);
+    p.provider_ref = Some(provider_ref.into());
+    p.id = PaymentId::parse(id).unwrap();
+    p
+}
+
+const ID_A: &str = "00000000-0000-4000-8000-00000000000a";
+const ID_B: &str = "00000000-0000-4000-8000-00000000000b";
+
+fn batch_inbox(events: Vec<ClaimedEvent>) -> MockWebhookInbox {
+    let mut inbox = MockWebhookInbox::new();
+    inbox
+        .expect_claim_due()
+        .times(1)
+        .returning(move |_, _, _| Ok(events.clone()));
+    inbox
+}
+
+#[tokio::test]
+async fn a_batch_is_looked_up_created_and_committed_together() {
+    let inbox = batch_inbox(vec![
+        claimed_for(1, "pi_a", PaymentChange::paid(None)),
+        claimed_for(2, "pi_new", PaymentChange::paid(None)),
+        claimed_for(3, "pi_new2", PaymentChange::paid(None)),
+    ]);
+    let mut store = MockPaymentStore::new();
+    store
+        .expect_find_payments()
+        .withf(|wanted| wanted.len() == 3)
+        .times(1)
+        .returning(|_| Ok(vec![Some(payment_with_ref("pi_a", ID_A)), None, None]));
+    store
+        .expect_create_payments()
+        .withf(|new| {
+            let refs: Vec<_> = new.iter().map(|n| n.provider_ref.as_deref()).collect();
+            refs == [Some("pi_new"), Some("pi_new2")]
+        })
+        .times(1)
+        .returning(|new| {
+            Ok(new
+                .iter()
+                .map(|n| {
+                    let mut p = payment_with_ref(n.provider_ref.as_deref().unwrap(), ID_B);
+                    p.id = n.id;
+                    p
+                })
+                .collect())
+        });
+    store
+        .expect_commit_applications()
+        .withf(|apps| {
+            apps.iter().map(|(id, _)| id.0).collect::<Vec<_>>() == [1, 2, 3]
+                && apps.iter().all(|(_, a)| a.payment.status == PaymentStatus::Paid)
+        })
+        .times(1)
+        .returning(|apps| Ok(vec![Commit::Committed; apps.len()]));
+    // Nothing goes one by one.
+    store.expect_find_payment().never();
+    store.expect_commit_application().never();
+    let p = processor(inbox, store);
+    assert_eq!(p.run_batch(10, 2).await.unwrap(), 3);
+    assert!(p.in_flight_guard().is_empty(), "committed events are finished");
+}
+
+#[tokio::test]
+async fn a_second_event_for_a_payment_and_a_stale_one_are_applied_one_by_one_after_the_batch() {
+    let inbox = batch_inbox(vec![
+        claimed_for(1, "pi_a", PaymentChange::paid(None)),
+        claimed_for(
+            2,
+            "pi_a",
+            PaymentChange::Refund {
+                refunded_total: 500,
+                currency: Currency::parse("USD").unwrap(),
+            },
+        ),
+        claimed_for(3, "pi_b", PaymentChange::paid(None)),
+    ]);
+    let mut store = MockPaymentStore::new();
+    store.expect_find_payments().times(1).returning(|_| {
+        Ok(vec![
+            Some(payment_with_ref("pi_a", ID_A)),
+            Some(payment_with_ref("pi_a", ID_A)),
+            Some(payment_with_ref("pi_b", ID_B)),
+        ])
+    });
+    let mut seq = mockall::Sequence::new();
+    store
+        .expect_commit_applications()
+        .withf(|apps| apps.iter().map(|(id, _)| id.0).collect::<Vec<_>>() == [1, 3])
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(vec![Commit::Committed, Commit::Stale]));
+    // Then one by one, from a fresh read: the refund after the payment it refunds.
+    let mut paid_a = payment_with_ref("pi_a", ID_A);
+    paid_a.status = PaymentStatus::Paid;
+    paid_a.paid_amount = 500;
+    paid_a.version = 8;
+    let mut paid_b = payment_with_ref("pi_b", ID_B);
+    paid_b.version = 8;
+    store.expect_find_payment().returning(move |_, r| {
+        Ok(Some(if r.provider_ref.as_deref() == Some("pi_a") {
+            paid_a.clone()
+        } else {
+            paid_b.clone()
+        }))
+    });
+    store
+        .expect_commit_application()
+        .withf(|inbox, app| {
+            (inbox.0 == 2 && app.payment.status == PaymentStatus::Refunded && app.payment.version == 8)
+                || (inbox.0 == 3 && app.payment.status == PaymentStatus::Paid && app.payment.version == 8)
+        })
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let p = processor(inbox, store);
+    assert_eq!(p.run_batch(10, 1).await.unwrap(), 3);
+    assert!(p.in_flight_guard().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_is_applied_one_by_one() {
+    let inbox = batch_inbox(vec![
+        claimed_for(1, "pi_a", PaymentChange::paid(None)),
+        claimed_for(2, "pi_b", PaymentChange::paid(None)),
+    ]);
+    let mut store = MockPaymentStore::new();
+    store.expect_find_payments().times(1).returning(|_| {
+        Ok(vec![
+            Some(payment_with_ref("pi_a", ID_A)),
+            Some(payment_with_ref("pi_b", ID_B)),
+        ])
+    });
+    store
+        .expect_commit_applications()
+        .times(1)
+        .returning(|_| Err(StoreError::Unavailable("connection reset".into())));
+    store
+        .expect_find_payment()
+        .returning(|_, r| Ok(Some(payment_with_ref(r.provider_ref.as_deref().unwrap(), ID_A))));
+    store.expect_commit_application().times(2).returning(|_, _| Ok(()));
+    let p = processor(inbox, store);
+    assert_eq!(p.run_batch(10, 2).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn events_to_confirm_with_the_provider_skip_the_batch() {
+    let mut to_confirm = claimed_for(1, "pi_a", PaymentChange::paid(None));
+    to_confirm.event.confirm_with_provider = true;
+    let mut inbox = batch_inbox(vec![to_confirm]);
+    inbox
+        .expect_record_failure()
+        .with(
+            eq(InboxId(1)),
+            mockall::predicate::function(|e: &str| e.contains("API client")),
+            mockall::predicate::always(),
+        )
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut store = MockPaymentStore::new();
+    store.expect_find_payments().never();
+    store.expect_commit_applications().never();
+    store
+        .expect_find_payment()
+        .returning(|_, _| Ok(Some(payment_with_ref("pi_a", ID_A))));
+    let p = processor(inbox, store);
+    assert_eq!(p.run_batch(10, 2).await.unwrap(), 1);
 }
 
 #[tokio::test]

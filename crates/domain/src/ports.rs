@@ -37,6 +37,16 @@ pub enum Admission {
     Duplicate(InboxId),
 }
 
+/// What became of one application in [`PaymentStore::commit_applications`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Stored: the payment's new state, its history and outbox rows, the event processed.
+    Committed,
+    /// The payment changed since it was read, so nothing of this one was stored;
+    /// recompute it from the fresh payment.
+    Stale,
+}
+
 /// An inbox event handed to one worker until its lease runs out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedEvent {
@@ -142,16 +152,49 @@ pub trait EventPublisher: Send + Sync {
 pub trait PaymentStore: Send + Sync {
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
 
-    /// Finds the payment an event names: by payhook id first, then by the provider's reference.
-    async fn find_payment(&self, provider: Provider, reference: &PaymentRef) -> Result<Option<Payment>, StoreError>;
+    /// Finds the payment each event names, in one pass for a whole batch: by payhook id
+    /// first, then by the provider's reference, then by another of the provider's ids
+    /// remembered for it. The answer is in the order asked.
+    async fn find_payments(&self, wanted: &[(Provider, PaymentRef)]) -> Result<Vec<Option<Payment>>, StoreError>;
 
-    /// Inserts a payment, or returns the one already stored under `(provider, provider_ref)`.
-    async fn create_payment(&self, payment: &NewPayment) -> Result<Payment, StoreError>;
+    /// [`PaymentStore::find_payments`] for one event.
+    async fn find_payment(&self, provider: Provider, reference: &PaymentRef) -> Result<Option<Payment>, StoreError> {
+        let mut found = self.find_payments(&[(provider, reference.clone())]).await?;
+        Ok(found.pop().flatten())
+    }
 
-    /// Commits the effect of inbox event `inbox`: the payment's new state (only if it
-    /// is still at `application.payment.version`, else `Conflict`), its history rows,
-    /// its outbox rows, and the event marked processed with the application's result.
-    async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError>;
+    /// Inserts payments, in one transaction; for each one already stored under
+    /// `(provider, provider_ref)` the stored one comes back instead. The answer is in
+    /// the order given.
+    async fn create_payments(&self, payments: &[NewPayment]) -> Result<Vec<Payment>, StoreError>;
+
+    /// [`PaymentStore::create_payments`] for one payment.
+    async fn create_payment(&self, payment: &NewPayment) -> Result<Payment, StoreError> {
+        let mut created = self.create_payments(std::slice::from_ref(payment)).await?;
+        created
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the store gave no answer for a new payment".into()))
+    }
+
+    /// Commits the effects of inbox events under one commit. For each `(inbox,
+    /// application)`: the payment's new state, only if it is still at
+    /// `application.payment.version` (else that one is [`Commit::Stale`] and nothing
+    /// of it is stored), its history rows, its outbox rows, and the event marked
+    /// processed with the application's result. At most one application per payment.
+    /// The answer is in the order given; an error means nothing was stored.
+    async fn commit_applications(&self, applications: &[(InboxId, Application)]) -> Result<Vec<Commit>, StoreError>;
+
+    /// [`PaymentStore::commit_applications`] for one event; a stale one is `Conflict`.
+    async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError> {
+        let commits = self.commit_applications(&[(inbox, application.clone())]).await?;
+        match commits.first() {
+            Some(Commit::Committed) => Ok(()),
+            Some(Commit::Stale) => Err(StoreError::Conflict(format!("payment {}", application.payment.id))),
+            None => Err(StoreError::Corrupt(
+                "the store gave no answer for an application".into(),
+            )),
+        }
+    }
 
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError>;
 

@@ -18,14 +18,14 @@
 /// Implements `ForensicLog`, `WebhookInbox`, `PaymentStore` and `StoreHealth` for a store type.
 #[macro_export]
 macro_rules! impl_store_ports {
-    ($store:ty, $admission:ident) => {
+    ($store:ty, $batching:ident) => {
         const _: () = {
             use $crate::__deps::chrono::{DateTime, Utc};
             use $crate::__deps::diesel::prelude::*;
             use $crate::__deps::diesel::sql_types::BigInt;
             use $crate::__deps::diesel_async::{AsyncConnection, RunQueryDsl};
             use $crate::__deps::payhook_domain::ports::{
-                Admission, ClaimedEvent, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+                Admission, ClaimedEvent, Commit, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
                 Application, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
@@ -68,7 +68,7 @@ macro_rules! impl_store_ports {
                     let mut conn = self.conn().await?;
                     let now = Utc::now();
                     let admissions = conn
-                        .transaction(async |conn| $crate::admit_rows!($admission, conn, deliveries, now))
+                        .transaction(async |conn| $crate::admit_rows!($batching, conn, deliveries, now))
                         .await?;
                     Ok(admissions)
                 }
@@ -306,120 +306,107 @@ macro_rules! impl_store_ports {
                     row.map(Payment::try_from).transpose()
                 }
 
-                async fn find_payment(
+                async fn find_payments(
                     &self,
-                    provider: Provider,
-                    reference: &PaymentRef,
-                ) -> Result<Option<Payment>, StoreError> {
+                    wanted: &[(Provider, PaymentRef)],
+                ) -> Result<Vec<Option<Payment>>, StoreError> {
+                    use std::collections::HashMap;
+                    let mut found: Vec<Option<Payment>> = wanted.iter().map(|_| None).collect();
+                    if wanted.is_empty() {
+                        return Ok(found);
+                    }
                     let mut conn = self.conn().await?;
-                    let by_provider = payments::table.filter(payments::provider.eq(provider.as_str()));
-                    if let Some(id) = reference.payment_id {
-                        let row: Option<PaymentRow> = by_provider
-                            .filter(payments::id.eq(DbUuid(id.as_uuid())))
+                    // One query per way of naming a payment, each only for the events
+                    // the previous ones did not resolve.
+                    let ids: Vec<DbUuid> =
+                        wanted.iter().filter_map(|(_, r)| r.payment_id.map(|id| DbUuid(id.as_uuid()))).collect();
+                    if !ids.is_empty() {
+                        let rows: Vec<PaymentRow> = payments::table
+                            .filter(payments::id.eq_any(&ids))
                             .select(PaymentRow::as_select())
-                            .first(&mut *conn)
+                            .load(&mut *conn)
                             .await
-                            .optional()
                             .map_err(db_error)?;
-                        if let Some(row) = row {
-                            return Payment::try_from(row).map(Some);
+                        let by_id = rows
+                            .into_iter()
+                            .map(|row| Payment::try_from(row).map(|p| (p.id, p)))
+                            .collect::<Result<HashMap<_, _>, _>>()?;
+                        for (slot, (provider, reference)) in found.iter_mut().zip(wanted) {
+                            *slot = reference
+                                .payment_id
+                                .and_then(|id| by_id.get(&id))
+                                .filter(|p| p.provider == *provider)
+                                .cloned();
                         }
                     }
-                    let Some(provider_ref) = &reference.provider_ref else {
-                        return Ok(None);
+                    let unresolved = |found: &[Option<Payment>]| -> Vec<String> {
+                        found
+                            .iter()
+                            .zip(wanted)
+                            .filter(|(slot, _)| slot.is_none())
+                            .filter_map(|(_, (_, r))| r.provider_ref.clone())
+                            .collect()
                     };
-                    let row: Option<PaymentRow> = by_provider
-                        .filter(payments::provider_ref.eq(provider_ref))
-                        .select(PaymentRow::as_select())
-                        .first(&mut *conn)
-                        .await
-                        .optional()
-                        .map_err(db_error)?;
-                    if let Some(row) = row {
-                        return Payment::try_from(row).map(Some);
+                    let refs = unresolved(&found);
+                    if !refs.is_empty() {
+                        let rows: Vec<PaymentRow> = payments::table
+                            .filter(payments::provider_ref.eq_any(&refs))
+                            .select(PaymentRow::as_select())
+                            .load(&mut *conn)
+                            .await
+                            .map_err(db_error)?;
+                        let mut by_ref = HashMap::new();
+                        for row in rows {
+                            let p = Payment::try_from(row)?;
+                            if let Some(r) = p.provider_ref.clone() {
+                                by_ref.insert((p.provider, r), p);
+                            }
+                        }
+                        fill_by_reference(&mut found, wanted, &by_ref);
                     }
                     // Another of the provider's ids for a payment (a charge id, say).
-                    let row: Option<PaymentRow> = aliases::table
-                        .inner_join(payments::table)
-                        .filter(aliases::provider.eq(provider.as_str()))
-                        .filter(aliases::alias.eq(provider_ref))
-                        .select(PaymentRow::as_select())
-                        .first(&mut *conn)
-                        .await
-                        .optional()
-                        .map_err(db_error)?;
-                    row.map(Payment::try_from).transpose()
-                }
-
-                async fn create_payment(&self, new: &NewPayment) -> Result<Payment, StoreError> {
-                    let mut conn = self.conn().await?;
-                    let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
-                        .values(NewPaymentRow::from(new))
-                        .on_conflict((payments::provider, payments::provider_ref))
-                        .do_nothing()
-                        .returning(PaymentRow::as_returning())
-                        .get_result(&mut *conn)
-                        .await
-                        .optional()
-                        .map_err(db_error)?;
-                    if let Some(row) = inserted {
-                        return Payment::try_from(row);
+                    let refs = unresolved(&found);
+                    if !refs.is_empty() {
+                        let rows: Vec<(String, PaymentRow)> = aliases::table
+                            .inner_join(payments::table)
+                            .filter(aliases::alias.eq_any(&refs))
+                            .select((aliases::alias, PaymentRow::as_select()))
+                            .load(&mut *conn)
+                            .await
+                            .map_err(db_error)?;
+                        let by_alias = rows
+                            .into_iter()
+                            .map(|(alias, row)| Payment::try_from(row).map(|p| ((p.provider, alias), p)))
+                            .collect::<Result<HashMap<_, _>, _>>()?;
+                        fill_by_reference(&mut found, wanted, &by_alias);
                     }
-                    // Another worker created it first: both agree on the stored one.
-                    let row: PaymentRow = payments::table
-                        .filter(payments::provider.eq(new.provider.as_str()))
-                        .filter(payments::provider_ref.eq(&new.provider_ref))
-                        .select(PaymentRow::as_select())
-                        .first(&mut *conn)
-                        .await
-                        .map_err(db_error)?;
-                    Payment::try_from(row)
+                    Ok(found)
                 }
 
-                async fn commit_application(&self, inbox: InboxId, app: &Application) -> Result<(), StoreError> {
-                    let p = &app.payment;
-                    let now = Utc::now();
-                    let (history_rows, outbox_rows) = application_rows(app, now);
+                async fn create_payments(&self, new: &[NewPayment]) -> Result<Vec<Payment>, StoreError> {
+                    if new.is_empty() {
+                        return Ok(Vec::new());
+                    }
                     let mut conn = self.conn().await?;
-                    conn.transaction(async |conn| {
-                        // The version check makes a decision computed from an older read
-                        // fail instead of overwriting a concurrent worker's change.
-                        let updated = diesel::update(
-                            payments::table.find(DbUuid(p.id.as_uuid())).filter(payments::version.eq(p.version)),
-                        )
-                        .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
-                        .execute(conn)
+                    let created = conn.transaction(async |conn| $crate::create_rows!($batching, conn, new)).await?;
+                    Ok(created)
+                }
+
+                async fn commit_applications(
+                    &self,
+                    applications: &[(InboxId, Application)],
+                ) -> Result<Vec<Commit>, StoreError> {
+                    if applications.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let now = Utc::now();
+                    let mut pooled = self.conn().await?;
+                    // The connection itself, not the pool's handle: pipelining needs it.
+                    let conn = &mut *pooled;
+                    let commits = conn
+                        .transaction(async |conn| $crate::apply_rows!($batching, conn, applications, now))
                         .await?;
-                        if updated == 0 {
-                            return Err(TxError::Stale);
-                        }
-                        // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT,
-                        // and an event writes one or two rows of each.
-                        for row in &history_rows {
-                            diesel::insert_into(history::table).values(row).execute(conn).await?;
-                        }
-                        for row in &outbox_rows {
-                            diesel::insert_into(outbox::table).values(row).execute(conn).await?;
-                        }
-                        for alias in &app.aliases {
-                            diesel::insert_into(aliases::table)
-                                .values((
-                                    aliases::provider.eq(p.provider.as_str()),
-                                    aliases::alias.eq(alias),
-                                    aliases::payment_id.eq(DbUuid(p.id.as_uuid())),
-                                ))
-                                .on_conflict_do_nothing()
-                                .execute(conn)
-                                .await?;
-                        }
-                        diesel::update(ev::table.find(inbox.0))
-                            .set(processed_changes(app.result.as_str(), DbInstant(now)))
-                            .execute(conn)
-                            .await?;
-                        Ok(())
-                    })
-                    .await
-                    .map_err(StoreError::from)
+                    Ok(commits)
                 }
 
                 async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -539,6 +526,19 @@ macro_rules! impl_store_ports {
                         .await
                         .map_err(db_error)?;
                     Ok(())
+                }
+            }
+
+            /// Fills the unresolved slots whose `(provider, provider_ref)` is a key of `by`.
+            fn fill_by_reference(
+                found: &mut [Option<Payment>],
+                wanted: &[(Provider, PaymentRef)],
+                by: &std::collections::HashMap<(Provider, String), Payment>,
+            ) {
+                for (slot, (provider, reference)) in found.iter_mut().zip(wanted) {
+                    if slot.is_none() {
+                        *slot = reference.provider_ref.clone().and_then(|r| by.get(&(*provider, r))).cloned();
+                    }
                 }
             }
 
@@ -676,6 +676,248 @@ macro_rules! admit_rows {
                 }
             }
             Ok::<_, TxError>(admissions)
+        }
+        .await
+    }};
+}
+
+/// The rows of `create_payments`, inside its transaction, answering the stored rows in
+/// the order given: `row_by_row` (an insert, and a read when it was already there,
+/// per payment) or `multi_row` (one INSERT for the batch, in key order so two
+/// batches creating the same payments cannot deadlock, then one read for those that
+/// were already there).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! create_rows {
+    (row_by_row, $conn:ident, $new:ident) => {{
+        let (conn, new) = ($conn, $new);
+        async move {
+            let mut rows = Vec::with_capacity(new.len());
+            for payment in new {
+                let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
+                    .values(NewPaymentRow::from(payment))
+                    .on_conflict((payments::provider, payments::provider_ref))
+                    .do_nothing()
+                    .returning(PaymentRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                let row = match inserted {
+                    Some(row) => row,
+                    // Another worker created it first: both agree on the stored one.
+                    None => {
+                        payments::table
+                            .filter(payments::provider.eq(payment.provider.as_str()))
+                            .filter(payments::provider_ref.eq(&payment.provider_ref))
+                            .select(PaymentRow::as_select())
+                            .first(conn)
+                            .await?
+                    }
+                };
+                rows.push(Payment::try_from(row)?);
+            }
+            Ok::<_, TxError>(rows)
+        }
+        .await
+    }};
+    (multi_row, $conn:ident, $new:ident) => {{
+        let (conn, new) = ($conn, $new);
+        async move {
+            use std::collections::HashMap;
+            let mut keyed: Vec<&NewPayment> = new.iter().collect();
+            keyed.sort_by(|a, b| (a.provider.as_str(), &a.provider_ref).cmp(&(b.provider.as_str(), &b.provider_ref)));
+            let values: Vec<NewPaymentRow<'_>> = keyed.into_iter().map(NewPaymentRow::from).collect();
+            let inserted: Vec<PaymentRow> = diesel::insert_into(payments::table)
+                .values(&values)
+                .on_conflict((payments::provider, payments::provider_ref))
+                .do_nothing()
+                .returning(PaymentRow::as_returning())
+                .get_results(conn)
+                .await?;
+            let mut by_id: HashMap<PaymentId, Payment> = HashMap::new();
+            for row in inserted {
+                let payment = Payment::try_from(row)?;
+                by_id.insert(payment.id, payment);
+            }
+            // Those another worker created first: both agree on the stored ones.
+            let taken: Vec<&str> = new
+                .iter()
+                .filter(|p| !by_id.contains_key(&p.id))
+                .filter_map(|p| p.provider_ref.as_deref())
+                .collect();
+            let mut by_ref: HashMap<(Provider, String), Payment> = HashMap::new();
+            if !taken.is_empty() {
+                let stored: Vec<PaymentRow> = payments::table
+                    .filter(payments::provider_ref.eq_any(&taken))
+                    .select(PaymentRow::as_select())
+                    .load(conn)
+                    .await?;
+                for row in stored {
+                    let payment = Payment::try_from(row)?;
+                    if let Some(r) = payment.provider_ref.clone() {
+                        by_ref.insert((payment.provider, r), payment);
+                    }
+                }
+            }
+            let mut rows = Vec::with_capacity(new.len());
+            for payment in new {
+                let key = payment.provider_ref.clone().map(|r| (payment.provider, r));
+                let row = by_id
+                    .remove(&payment.id)
+                    .or_else(|| key.and_then(|k| by_ref.get(&k).cloned()))
+                    .ok_or_else(|| {
+                        TxError::Store(StoreError::Corrupt(format!(
+                            "payment {} was neither created nor found",
+                            payment.id
+                        )))
+                    })?;
+                rows.push(row);
+            }
+            Ok::<_, TxError>(rows)
+        }
+        .await
+    }};
+}
+
+/// The rows of `commit_applications`, inside its transaction: `row_by_row` (each
+/// application's statements in turn) or `multi_row` (the version-checked updates
+/// pipelined in payment order, so two batches touching the same payments take their
+/// locks in the same order; then one INSERT per table and one UPDATE of the events
+/// per result for the whole batch). Each answers a `Commit` per application.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! apply_rows {
+    (row_by_row, $conn:ident, $applications:ident, $now:ident) => {{
+        let (conn, applications, now) = ($conn, $applications, $now);
+        async move {
+            let mut commits = Vec::with_capacity(applications.len());
+            for (inbox, app) in applications {
+                let p = &app.payment;
+                // The version check makes a decision computed from an older read
+                // fail instead of overwriting a concurrent worker's change.
+                let updated = diesel::update(
+                    payments::table
+                        .find(DbUuid(p.id.as_uuid()))
+                        .filter(payments::version.eq(p.version)),
+                )
+                .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
+                .execute(conn)
+                .await?;
+                if updated == 0 {
+                    commits.push(Commit::Stale);
+                    continue;
+                }
+                let (history_rows, outbox_rows) = application_rows(app, now);
+                // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT.
+                for row in &history_rows {
+                    diesel::insert_into(history::table).values(row).execute(conn).await?;
+                }
+                for row in &outbox_rows {
+                    diesel::insert_into(outbox::table).values(row).execute(conn).await?;
+                }
+                for alias in &app.aliases {
+                    diesel::insert_into(aliases::table)
+                        .values((
+                            aliases::provider.eq(p.provider.as_str()),
+                            aliases::alias.eq(alias),
+                            aliases::payment_id.eq(DbUuid(p.id.as_uuid())),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                }
+                diesel::update(ev::table.find(inbox.0))
+                    .set(processed_changes(app.result.as_str(), DbInstant(now)))
+                    .execute(conn)
+                    .await?;
+                commits.push(Commit::Committed);
+            }
+            Ok::<_, TxError>(commits)
+        }
+        .await
+    }};
+    (multi_row, $conn:ident, $applications:ident, $now:ident) => {{
+        let (conn, applications, now) = ($conn, $applications, $now);
+        async move {
+            let mut order: Vec<usize> = (0..applications.len()).collect();
+            order.sort_by_key(|&i| applications[i].1.payment.id.as_uuid());
+            // Sent together through one connection (diesel-async pipelines queries
+            // polled at once on a shared reference): one round trip for all of them.
+            let updated: Vec<usize> = {
+                let shared = &*conn;
+                let updates = order.iter().map(|&i| {
+                    let p = &applications[i].1.payment;
+                    diesel::update(
+                        payments::table
+                            .find(DbUuid(p.id.as_uuid()))
+                            .filter(payments::version.eq(p.version)),
+                    )
+                    .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
+                    .execute(&mut &*shared)
+                });
+                $crate::__deps::futures_util::future::try_join_all(updates).await?
+            };
+            let mut commits = vec![Commit::Stale; applications.len()];
+            let mut history_rows = Vec::new();
+            let mut outbox_rows = Vec::new();
+            let mut alias_rows = Vec::new();
+            let mut processed: std::collections::BTreeMap<&'static str, Vec<i64>> = Default::default();
+            for (&i, count) in order.iter().zip(updated) {
+                if count == 0 {
+                    continue;
+                }
+                let (inbox, app) = &applications[i];
+                commits[i] = Commit::Committed;
+                let (history, outbox) = application_rows(app, now);
+                history_rows.extend(history);
+                outbox_rows.extend(outbox);
+                for alias in &app.aliases {
+                    alias_rows.push((
+                        app.payment.provider.as_str(),
+                        alias.as_str(),
+                        DbUuid(app.payment.id.as_uuid()),
+                    ));
+                }
+                processed.entry(app.result.as_str()).or_default().push(inbox.0);
+            }
+            if !history_rows.is_empty() {
+                diesel::insert_into(history::table)
+                    .values(&history_rows)
+                    .execute(conn)
+                    .await?;
+            }
+            if !outbox_rows.is_empty() {
+                diesel::insert_into(outbox::table)
+                    .values(&outbox_rows)
+                    .execute(conn)
+                    .await?;
+            }
+            if !alias_rows.is_empty() {
+                alias_rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                alias_rows.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+                let values: Vec<_> = alias_rows
+                    .iter()
+                    .map(|(provider, alias, payment)| {
+                        (
+                            aliases::provider.eq(*provider),
+                            aliases::alias.eq(*alias),
+                            aliases::payment_id.eq(*payment),
+                        )
+                    })
+                    .collect();
+                diesel::insert_into(aliases::table)
+                    .values(&values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for (result, ids) in processed {
+                diesel::update(ev::table.filter(ev::id.eq_any(ids)))
+                    .set(processed_changes(result, DbInstant(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, TxError>(commits)
         }
         .await
     }};

@@ -3,7 +3,9 @@
 //! it a function that returns a fresh, migrated store (or `None` to skip).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use payhook_domain::ports::{Admission, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox};
+use payhook_domain::ports::{
+    Admission, Commit, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+};
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
     PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, TokenHashes, WebhookEvent,
@@ -31,6 +33,8 @@ macro_rules! store_contract_tests {
             creates_payments_idempotently_and_finds_them,
             commits_an_application_with_history_and_marks_the_event_processed,
             refuses_a_commit_computed_from_a_stale_version,
+            finds_and_creates_payments_in_batches,
+            commits_a_batch_of_applications_and_skips_stale_ones,
             lists_events_newest_first_with_filters,
             replays_failed_dead_and_processed_events_but_not_pending_ones,
             releases_leases_of_stopped_and_crashed_workers,
@@ -368,6 +372,137 @@ pub async fn refuses_a_commit_computed_from_a_stale_version<S: Store>(store: Arc
     let stored = store.payment(payment.id).await.unwrap().unwrap();
     assert_eq!(stored.status, PaymentStatus::Paid, "the stale decision changed nothing");
     assert_eq!(store.history(payment.id).await.unwrap().len(), 1, "nor wrote history");
+}
+
+fn by_provider_ref(provider_ref: &str) -> PaymentRef {
+    PaymentRef {
+        payment_id: None,
+        provider_ref: Some(provider_ref.to_owned()),
+        aliases: Vec::new(),
+    }
+}
+
+pub async fn finds_and_creates_payments_in_batches<S: Store>(store: Arc<S>) {
+    let existing = store.create_payment(&new_payment("pi_old")).await.unwrap();
+    let a = new_payment("pi_a");
+    let b = new_payment("pi_b");
+    let a_again = new_payment("pi_a");
+    let old_again = new_payment("pi_old");
+    let created = store
+        .create_payments(&[a.clone(), b.clone(), a_again, old_again])
+        .await
+        .unwrap();
+    let ids: Vec<PaymentId> = created.iter().map(|p| p.id).collect();
+    assert_eq!(
+        ids,
+        [a.id, b.id, a.id, existing.id],
+        "in the order given; a payment already stored, or twice in the batch, is created once"
+    );
+    assert_eq!(created[1].provider_ref.as_deref(), Some("pi_b"));
+
+    let by_id = PaymentRef {
+        payment_id: Some(b.id),
+        provider_ref: None,
+        aliases: Vec::new(),
+    };
+    let found = store
+        .find_payments(&[
+            (Provider::Stripe, by_provider_ref("pi_a")),
+            (Provider::Stripe, by_provider_ref("pi_unknown")),
+            (Provider::Stripe, by_id.clone()),
+            (Provider::Xendit, by_provider_ref("pi_a")),
+            (Provider::Xendit, by_id),
+            (Provider::Stripe, by_provider_ref("pi_old")),
+        ])
+        .await
+        .unwrap();
+    let found: Vec<Option<PaymentId>> = found.iter().map(|p| p.as_ref().map(|p| p.id)).collect();
+    assert_eq!(
+        found,
+        [Some(a.id), None, Some(b.id), None, None, Some(existing.id)],
+        "in the order asked, scoped to the provider"
+    );
+    assert!(store.find_payments(&[]).await.unwrap().is_empty());
+    assert!(store.create_payments(&[]).await.unwrap().is_empty());
+}
+
+pub async fn commits_a_batch_of_applications_and_skips_stale_ones<S: Store>(store: Arc<S>) {
+    let first = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let raced = store.create_payment(&new_payment("pi_2")).await.unwrap();
+    let last = store.create_payment(&new_payment("pi_3")).await.unwrap();
+    let now = t0() + Duration::seconds(1);
+    let mut inbox = Vec::new();
+    for (event_id, provider_ref) in [
+        ("evt_1", "pi_1"),
+        ("evt_2", "pi_2"),
+        ("evt_3", "pi_3"),
+        ("evt_2b", "pi_2"),
+    ] {
+        let e = event(event_id, provider_ref, PaymentChange::paid(None));
+        match store.admit(&request(event_id), &e).await.unwrap() {
+            Admission::Accepted(id) => inbox.push((id, e)),
+            other => panic!("{event_id} was not new: {other:?}"),
+        }
+    }
+    let claimed = store.claim_due(now, 10, now + Duration::seconds(60)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    // Another worker moves the second payment first.
+    let (raced_inbox, raced_event) = &inbox[3];
+    store
+        .commit_application(*raced_inbox, &raced.apply(raced_event, now))
+        .await
+        .unwrap();
+
+    let mut charge = inbox[2].1.clone();
+    charge.payment.aliases = vec!["ch_3".into()];
+    let batch = vec![
+        (inbox[0].0, first.apply(&inbox[0].1, now)),
+        (inbox[1].0, raced.apply(&inbox[1].1, now)),
+        (inbox[2].0, last.apply(&charge, now)),
+    ];
+    let commits = store.commit_applications(&batch).await.unwrap();
+    assert_eq!(commits, [Commit::Committed, Commit::Stale, Commit::Committed]);
+
+    for payment in [&first, &last] {
+        let stored = store.payment(payment.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, PaymentStatus::Paid);
+        assert_eq!(stored.version, payment.version + 1);
+        assert_eq!(store.history(payment.id).await.unwrap().len(), 1);
+    }
+    let stored = store.payment(raced.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, raced.version + 1, "the stale one changed nothing");
+    assert_eq!(store.history(raced.id).await.unwrap().len(), 1, "nor wrote history");
+    assert_eq!(
+        store
+            .find_payment(Provider::Stripe, &by_provider_ref("ch_3"))
+            .await
+            .unwrap()
+            .map(|p| p.id),
+        Some(last.id),
+        "aliases are remembered"
+    );
+    let outbox = store
+        .claim_unpublished(now + Duration::days(1), 10, now + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox.len(),
+        3,
+        "one domain event per committed change, the racing worker's included"
+    );
+    // The committed events are processed; the stale one is still leased to its worker.
+    let processed = store
+        .list(&InboxFilter {
+            status: Some(InboxStatus::Processed),
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let mut processed: Vec<InboxId> = processed.iter().map(|e| e.id).collect();
+    processed.sort_by_key(|id| id.0);
+    assert_eq!(processed, [inbox[0].0, inbox[2].0, inbox[3].0]);
+    assert!(store.commit_applications(&[]).await.unwrap().is_empty());
 }
 
 async fn admit_for(store: &impl Store, provider: Provider, event_id: &str) -> InboxId {
