@@ -34,6 +34,9 @@ pgbench -n -c "$CONCURRENCY" -j 2 -T "$FLOOR_SECONDS" -f bench/floor.sql payhook
   | grep -E 'tps|latency average'
 floor_tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$work/floor.txt" | head -1)
 
+# The worker's batch size is payhook's default unless given.
+if [ -n "${WORKER_BATCH_SIZE:-}" ]; then export PAYHOOK__WORKER__BATCH_SIZE=$WORKER_BATCH_SIZE; fi
+
 run_payhook() {  # name database_url
   local name=$1 url=$2 port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -18,6 +18,9 @@ use tokio::sync::{watch, Notify};
 
 /// How often a commit may lose a race with another worker before the event is retried later.
 const MAX_CONFLICT_RETRIES: usize = 5;
+/// How many rounds of `concurrency` provider confirmations one batch may take on:
+/// each round can last the provider's timeout, and all must end within the lease.
+const CONFIRM_ROUNDS_PER_BATCH: usize = 4;
 /// Longest pause between claims while the store keeps failing.
 const MAX_ERROR_PAUSE: Duration = Duration::from_secs(10);
 
@@ -131,7 +134,24 @@ impl Processor {
         let claimed = self.inbox.claim_due(now, batch_size, lease_until).await?;
         let count = claimed.len();
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
-        let (to_confirm, direct): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|c| c.event.confirm_with_provider);
+        let (mut to_confirm, direct): (Vec<_>, Vec<_>) =
+            claimed.into_iter().partition(|c| c.event.confirm_with_provider);
+        // Each of these waits on a provider call: more than a few rounds of them
+        // could outlast the lease, so the rest are given back for the next poll.
+        let keep = concurrency.saturating_mul(CONFIRM_ROUNDS_PER_BATCH);
+        if to_confirm.len() > keep {
+            let given_back: Vec<InboxId> = to_confirm.split_off(keep).into_iter().map(|c| c.id).collect();
+            {
+                let mut in_flight = self.in_flight_guard();
+                for id in &given_back {
+                    in_flight.remove(id);
+                }
+            }
+            if let Err(error) = self.inbox.release(&given_back).await {
+                // Their leases run out instead: later, but nothing is lost.
+                tracing::warn!(events = given_back.len(), %error, "could not give back events to confirm");
+            }
+        }
         let mut one_by_one = self.apply_together(direct).await;
         one_by_one.extend(to_confirm);
         futures_util::stream::iter(one_by_one)

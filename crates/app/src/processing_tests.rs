@@ -455,3 +455,36 @@ fn backoff_doubles_is_capped_and_jittered() {
         "the last attempt dead-letters"
     );
 }
+
+#[tokio::test]
+async fn events_to_confirm_beyond_a_few_rounds_are_given_back_for_the_next_poll() {
+    let events: Vec<ClaimedEvent> = (1..=6)
+        .map(|id| {
+            let mut c = claimed_for(id, &format!("pi_{id}"), PaymentChange::paid(None));
+            c.event.confirm_with_provider = true;
+            c
+        })
+        .collect();
+    let mut inbox = batch_inbox(events);
+    // Concurrency 1: four rounds keep four events, the other two go back.
+    inbox
+        .expect_release()
+        .withf(|ids| ids == [InboxId(5), InboxId(6)])
+        .times(1)
+        .returning(|ids| Ok(ids.len() as u64));
+    inbox
+        .expect_record_failure()
+        .withf(|id, _, _| id.0 <= 4)
+        .times(4)
+        .returning(|_, _, _| Ok(()));
+    let mut store = MockPaymentStore::new();
+    store
+        .expect_find_payment()
+        .returning(|_, r| Ok(Some(payment_with_ref(r.provider_ref.as_deref().unwrap(), ID_A))));
+    let p = processor(inbox, store);
+    assert_eq!(p.run_batch(10, 1).await.unwrap(), 6);
+    assert!(
+        p.in_flight_guard().is_empty(),
+        "given-back events are not left in flight"
+    );
+}

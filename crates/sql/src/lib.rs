@@ -18,7 +18,6 @@ pub mod __deps {
     pub use chrono;
     pub use diesel;
     pub use diesel_async;
-    pub use futures_util;
     pub use payhook_domain;
     pub use tracing;
 }

@@ -208,6 +208,41 @@ impl From<&Payment> for PaymentChanges {
     }
 }
 
+/// The changes of many applied events as one column array each, for a set-based
+/// UPDATE (Postgres `unnest`), in the order of the applications given.
+#[derive(Default)]
+pub struct PaymentChangeArrays {
+    pub ids: Vec<DbUuid>,
+    pub versions: Vec<i64>,
+    pub statuses: Vec<&'static str>,
+    pub paid_amounts: Vec<i64>,
+    pub refunded_amounts: Vec<i64>,
+    pub dispute_statuses: Vec<Option<&'static str>>,
+    pub updated_ats: Vec<DbInstant>,
+    pub paid_ats: Vec<Option<DbInstant>>,
+}
+
+impl PaymentChangeArrays {
+    pub fn push(&mut self, p: &Payment) {
+        let changes = PaymentChanges::from(p);
+        self.ids.push(DbUuid(p.id.as_uuid()));
+        self.versions.push(p.version);
+        self.statuses.push(changes.status);
+        self.paid_amounts.push(changes.paid_amount);
+        self.refunded_amounts.push(changes.refunded_amount);
+        self.dispute_statuses.push(changes.dispute_status);
+        self.updated_ats.push(changes.updated_at);
+        self.paid_ats.push(changes.paid_at);
+    }
+}
+
+/// A payment id a statement returned.
+#[derive(QueryableByName)]
+pub struct PaymentIdRow {
+    #[diesel(sql_type = crate::types::Uuid)]
+    pub id: DbUuid,
+}
+
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = payments)]
 pub struct PaymentRow {

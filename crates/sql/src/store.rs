@@ -347,9 +347,13 @@ macro_rules! impl_store_ports {
                             .filter_map(|(_, (_, r))| r.provider_ref.clone())
                             .collect()
                     };
+                    // Both key columns, so the (provider, provider_ref) index is searched,
+                    // not scanned whole.
+                    let providers: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
                     let refs = unresolved(&found);
                     if !refs.is_empty() {
                         let rows: Vec<PaymentRow> = payments::table
+                            .filter(payments::provider.eq_any(&providers))
                             .filter(payments::provider_ref.eq_any(&refs))
                             .select(PaymentRow::as_select())
                             .load(&mut *conn)
@@ -369,6 +373,7 @@ macro_rules! impl_store_ports {
                     if !refs.is_empty() {
                         let rows: Vec<(String, PaymentRow)> = aliases::table
                             .inner_join(payments::table)
+                            .filter(aliases::provider.eq_any(&providers))
                             .filter(aliases::alias.eq_any(&refs))
                             .select((aliases::alias, PaymentRow::as_select()))
                             .load(&mut *conn)
@@ -400,9 +405,7 @@ macro_rules! impl_store_ports {
                         return Ok(Vec::new());
                     }
                     let now = Utc::now();
-                    let mut pooled = self.conn().await?;
-                    // The connection itself, not the pool's handle: pipelining needs it.
-                    let conn = &mut *pooled;
+                    let mut conn = self.conn().await?;
                     let commits = conn
                         .transaction(async |conn| $crate::apply_rows!($batching, conn, applications, now))
                         .await?;
@@ -747,7 +750,9 @@ macro_rules! create_rows {
                 .collect();
             let mut by_ref: HashMap<(Provider, String), Payment> = HashMap::new();
             if !taken.is_empty() {
+                let providers: Vec<&str> = new.iter().map(|p| p.provider.as_str()).collect();
                 let stored: Vec<PaymentRow> = payments::table
+                    .filter(payments::provider.eq_any(&providers))
                     .filter(payments::provider_ref.eq_any(&taken))
                     .select(PaymentRow::as_select())
                     .load(conn)
@@ -780,10 +785,11 @@ macro_rules! create_rows {
 }
 
 /// The rows of `commit_applications`, inside its transaction: `row_by_row` (each
-/// application's statements in turn) or `multi_row` (the version-checked updates
-/// pipelined in payment order, so two batches touching the same payments take their
-/// locks in the same order; then one INSERT per table and one UPDATE of the events
-/// per result for the whole batch). Each answers a `Commit` per application.
+/// application's statements in turn) or `multi_row` (one UPDATE for all the
+/// version-checked payment changes, one INSERT per table and one UPDATE of the events
+/// per result). Each answers a `Commit` per application. Two instances' batches that
+/// share payments can deadlock in the multi-row UPDATE; Postgres then aborts one, and
+/// its worker applies those events one by one.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! apply_rows {
@@ -839,35 +845,45 @@ macro_rules! apply_rows {
     (multi_row, $conn:ident, $applications:ident, $now:ident) => {{
         let (conn, applications, now) = ($conn, $applications, $now);
         async move {
-            let mut order: Vec<usize> = (0..applications.len()).collect();
-            order.sort_by_key(|&i| applications[i].1.payment.id.as_uuid());
-            // Sent together through one connection (diesel-async pipelines queries
-            // polled at once on a shared reference): one round trip for all of them.
-            let updated: Vec<usize> = {
-                let shared = &*conn;
-                let updates = order.iter().map(|&i| {
-                    let p = &applications[i].1.payment;
-                    diesel::update(
-                        payments::table
-                            .find(DbUuid(p.id.as_uuid()))
-                            .filter(payments::version.eq(p.version)),
-                    )
-                    .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
-                    .execute(&mut &*shared)
-                });
-                $crate::__deps::futures_util::future::try_join_all(updates).await?
-            };
+            use $crate::__deps::diesel::sql_types::{Array, BigInt, Nullable, Text};
+            use $crate::types::Uuid;
+            // One statement for every version-checked update: each row costs the
+            // server a lookup and a write, not a statement of its own.
+            let mut changes = $crate::rows::PaymentChangeArrays::default();
+            for (_, app) in applications {
+                changes.push(&app.payment);
+            }
+            let updated: Vec<$crate::rows::PaymentIdRow> = diesel::sql_query(
+                "UPDATE payments AS p SET status = u.status, paid_amount = u.paid_amount,
+                     refunded_amount = u.refunded_amount, dispute_status = u.dispute_status,
+                     updated_at = u.updated_at, paid_at = u.paid_at, version = p.version + 1
+                 FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
+                     AS u(id, version, status, paid_amount, refunded_amount, dispute_status, updated_at, paid_at)
+                 WHERE p.id = u.id AND p.version = u.version
+                 RETURNING p.id",
+            )
+            .bind::<Array<Uuid>, _>(&changes.ids)
+            .bind::<Array<BigInt>, _>(&changes.versions)
+            .bind::<Array<Text>, _>(&changes.statuses)
+            .bind::<Array<BigInt>, _>(&changes.paid_amounts)
+            .bind::<Array<BigInt>, _>(&changes.refunded_amounts)
+            .bind::<Array<Nullable<Text>>, _>(&changes.dispute_statuses)
+            .bind::<Array<Instant>, _>(&changes.updated_ats)
+            .bind::<Array<Nullable<Instant>>, _>(&changes.paid_ats)
+            .load(conn)
+            .await?;
+            let updated: std::collections::HashSet<PaymentId> =
+                updated.into_iter().map(|row| PaymentId::from_uuid(row.id.0)).collect();
             let mut commits = vec![Commit::Stale; applications.len()];
             let mut history_rows = Vec::new();
             let mut outbox_rows = Vec::new();
             let mut alias_rows = Vec::new();
             let mut processed: std::collections::BTreeMap<&'static str, Vec<i64>> = Default::default();
-            for (&i, count) in order.iter().zip(updated) {
-                if count == 0 {
+            for ((inbox, app), commit) in applications.iter().zip(commits.iter_mut()) {
+                if !updated.contains(&app.payment.id) {
                     continue;
                 }
-                let (inbox, app) = &applications[i];
-                commits[i] = Commit::Committed;
+                *commit = Commit::Committed;
                 let (history, outbox) = application_rows(app, now);
                 history_rows.extend(history);
                 outbox_rows.extend(outbox);
