@@ -77,7 +77,8 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkerSettings {
     pub concurrency: usize,
-    pub batch_size: u32,
+    /// Unset: chosen for the store, see [`Settings::worker_batch_size`].
+    pub batch_size: Option<u32>,
     pub poll_interval_ms: u64,
     pub lease_secs: u64,
     pub max_attempts: i32,
@@ -258,7 +259,7 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
         }
-        if self.worker.max_attempts < 1 || self.worker.concurrency == 0 || self.worker.batch_size == 0 {
+        if self.worker.max_attempts < 1 || self.worker.concurrency == 0 || self.worker.batch_size == Some(0) {
             return invalid("worker.max_attempts, worker.concurrency and worker.batch_size must be at least 1".into());
         }
         if self.worker.backoff_base_ms == 0 || self.worker.backoff_max_ms < self.worker.backoff_base_ms {
@@ -295,6 +296,18 @@ impl Settings {
                 "database.url must start with postgres://, postgresql:// or sqlite://".into(),
             ))
         }
+    }
+
+    /// Events the worker claims per poll. Default: 512 on Postgres, where applying
+    /// many under one commit is what keeps the worker up with ingest; 64 on SQLite,
+    /// where a batch's transaction holds the database's only write lock, and ingest
+    /// waits behind it.
+    pub fn worker_batch_size(&self) -> Result<u32, SettingsError> {
+        Ok(match (self.worker.batch_size, self.store_kind()?) {
+            (Some(size), _) => size,
+            (None, StoreKind::Postgres) => 512,
+            (None, StoreKind::Sqlite) => 64,
+        })
     }
 
     /// Whether `payhook serve` applies migrations first. Default: on for the embedded
@@ -357,6 +370,18 @@ mod tests {
             .map(|s| s.expose_secret())
             .collect();
         assert_eq!(secrets, vec!["whsec_a", "whsec_b"]);
+    }
+
+    #[test]
+    fn the_worker_batch_size_suits_the_store_unless_set() {
+        let sqlite = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(sqlite.worker_batch_size().unwrap(), 64);
+        let postgres = Settings::load(None, env(&[("PAYHOOK__DATABASE__URL", "postgres://u@h/db")])).unwrap();
+        assert_eq!(postgres.worker_batch_size().unwrap(), 512);
+        let set = Settings::load(None, env(&[("PAYHOOK__WORKER__BATCH_SIZE", "100")])).unwrap();
+        assert_eq!(set.worker_batch_size().unwrap(), 100);
+        let zero = Settings::load(None, env(&[("PAYHOOK__WORKER__BATCH_SIZE", "0")])).unwrap_err();
+        assert!(zero.to_string().contains("worker.batch_size"), "{zero}");
     }
 
     #[test]

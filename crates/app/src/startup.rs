@@ -261,7 +261,7 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run_worker(
             processor.clone(),
-            w.batch_size,
+            settings.worker_batch_size()?,
             w.concurrency,
             Duration::from_millis(w.poll_interval_ms),
             accepted.clone(),
