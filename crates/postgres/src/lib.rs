@@ -70,6 +70,14 @@ impl PgStore {
             FOR UPDATE SKIP LOCKED)
         RETURNING id, topic, payload, created_at, attempts";
 
+    /// Bitmap scans off for the claims. Every event or message claimed and finished
+    /// since the last vacuum still has entries at the front of the claim's partial
+    /// index; expecting few rows, the planner picks a bitmap scan, which visits every
+    /// one of them on every claim, so a claim cost grew with the burst (outbox claims
+    /// from 1.5 to 22 ms over 20,000 events). An index scan in key order stops at the
+    /// limit, and marks the dead entries it passes so the next claim skips them.
+    const CLAIM_SETTINGS: &'static [&'static str] = &["SET LOCAL enable_bitmapscan = off"];
+
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
         setup::pooled(&self.pool).await
     }

@@ -10,7 +10,9 @@
 //!   taking `now`, `limit` and `lease_until` as its three bind parameters, written in
 //!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`), and
 //! - `const OUTBOX_CLAIM_SQL: &'static str`: the same for the outbox, returning
-//!   `id, topic, payload, created_at, attempts`.
+//!   `id, topic, payload, created_at, attempts`, and
+//! - `const CLAIM_SETTINGS: &'static [&'static str]`: statements run first in each
+//!   claim's transaction (Postgres uses it to steer the planner, see there).
 //!
 //! Every write transaction starts with a write, so SQLite takes its write lock under
 //! the busy timeout instead of failing a read-to-write upgrade.
@@ -81,13 +83,7 @@ macro_rules! impl_store_ports {
                 ) -> Result<Vec<ClaimedEvent>, StoreError> {
                     let rows: Vec<ClaimedRow> = {
                         let mut conn = self.conn().await?;
-                        diesel::sql_query(<$store>::CLAIM_SQL)
-                            .bind::<Instant, _>(DbInstant(now))
-                            .bind::<BigInt, _>(i64::from(limit))
-                            .bind::<Instant, _>(DbInstant(lease_until))
-                            .load(&mut *conn)
-                            .await
-                            .map_err(db_error)?
+                        $crate::claim_rows!($store, CLAIM_SQL, conn, now, limit, lease_until)?
                     };
                     let mut claimed = Vec::with_capacity(rows.len());
                     for row in rows {
@@ -231,13 +227,8 @@ macro_rules! impl_store_ports {
                     lease_until: DateTime<Utc>,
                 ) -> Result<Vec<OutboxMessage>, StoreError> {
                     let mut conn = self.conn().await?;
-                    let mut rows: Vec<OutboxRow> = diesel::sql_query(<$store>::OUTBOX_CLAIM_SQL)
-                        .bind::<Instant, _>(DbInstant(now))
-                        .bind::<BigInt, _>(i64::from(limit))
-                        .bind::<Instant, _>(DbInstant(lease_until))
-                        .load(&mut *conn)
-                        .await
-                        .map_err(db_error)?;
+                    let mut rows: Vec<OutboxRow> =
+                        $crate::claim_rows!($store, OUTBOX_CLAIM_SQL, conn, now, limit, lease_until)?;
                     let mut messages: Vec<OutboxMessage> = rows.drain(..).map(OutboxMessage::from).collect();
                     // RETURNING gives no order; subscribers see events in commit order.
                     messages.sort_by_key(|m| m.id);
@@ -554,6 +545,29 @@ macro_rules! impl_store_ports {
                 }
             }
         };
+    };
+}
+
+/// Runs the store's claim statement `$sql` (binding `now`, `limit`, `lease_until`) in
+/// a transaction that starts with the store's `CLAIM_SETTINGS`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! claim_rows {
+    ($store:ty, $sql:ident, $conn:ident, $now:ident, $limit:ident, $lease_until:ident) => {
+        $conn
+            .transaction(async |conn| {
+                for setting in <$store>::CLAIM_SETTINGS {
+                    diesel::sql_query(*setting).execute(conn).await?;
+                }
+                diesel::sql_query(<$store>::$sql)
+                    .bind::<Instant, _>(DbInstant($now))
+                    .bind::<BigInt, _>(i64::from($limit))
+                    .bind::<Instant, _>(DbInstant($lease_until))
+                    .load(conn)
+                    .await
+            })
+            .await
+            .map_err(db_error)
     };
 }
 
