@@ -223,37 +223,28 @@ impl Processor {
         one_by_one
     }
 
-    /// The payment of each event, creating in one go those payhook never created (see
-    /// [`Processor::payment_for`]); `None` where the event's payment is not found.
+    /// The payment of each event; for one payhook never created (see
+    /// [`Processor::payment_for`]), the payment its event describes, not stored yet, so
+    /// the commit writes it once with the event applied; `None` where the event's
+    /// payment is not found.
     async fn payments_for_all(&self, events: &[ClaimedEvent]) -> Result<Vec<Option<Payment>>, StoreError> {
         let wanted: Vec<_> = events
             .iter()
             .map(|c| (c.event.provider, c.event.payment.clone()))
             .collect();
         let mut found = self.payments.find_payments(&wanted).await?;
-        let mut to_create: Vec<NewPayment> = Vec::new();
-        let mut creates = Vec::new(); // (event index, index in to_create)
-        let mut by_reference = HashMap::new();
-        for (i, claimed) in events.iter().enumerate() {
-            if found[i].is_some() {
+        let mut unstored = HashMap::new();
+        for (claimed, payment) in events.iter().zip(found.iter_mut()) {
+            if payment.is_some() {
                 continue;
             }
             let Some(new) = self.payment_to_create(&claimed.event) else {
                 continue;
             };
-            // Two events of one new payment create it once.
+            // Two events of one new payment name the same one (the second then goes
+            // one by one, after the first is committed).
             let key = (new.provider, new.provider_ref.clone());
-            let at = *by_reference.entry(key).or_insert_with(|| {
-                to_create.push(new);
-                to_create.len() - 1
-            });
-            creates.push((i, at));
-        }
-        if !to_create.is_empty() {
-            let created = self.payments.create_payments(&to_create).await?;
-            for (i, at) in creates {
-                found[i] = created.get(at).cloned();
-            }
+            *payment = Some(unstored.entry(key).or_insert_with(|| Payment::unstored(new)).clone());
         }
         Ok(found)
     }

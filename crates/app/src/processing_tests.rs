@@ -271,7 +271,7 @@ fn batch_inbox(events: Vec<ClaimedEvent>) -> MockWebhookInbox {
 }
 
 #[tokio::test]
-async fn a_batch_is_looked_up_created_and_committed_together() {
+async fn a_batch_is_looked_up_and_committed_together_new_payments_written_once() {
     let inbox = batch_inbox(vec![
         claimed_for(1, "pi_a", PaymentChange::paid(None)),
         claimed_for(2, "pi_new", PaymentChange::paid(None)),
@@ -283,28 +283,22 @@ async fn a_batch_is_looked_up_created_and_committed_together() {
         .withf(|wanted| wanted.len() == 3)
         .times(1)
         .returning(|_| Ok(vec![Some(payment_with_ref("pi_a", ID_A)), None, None]));
-    store
-        .expect_create_payments()
-        .withf(|new| {
-            let refs: Vec<_> = new.iter().map(|n| n.provider_ref.as_deref()).collect();
-            refs == [Some("pi_new"), Some("pi_new2")]
-        })
-        .times(1)
-        .returning(|new| {
-            Ok(new
-                .iter()
-                .map(|n| {
-                    let mut p = payment_with_ref(n.provider_ref.as_deref().unwrap(), ID_B);
-                    p.id = n.id;
-                    p
-                })
-                .collect())
-        });
+    // The new payments are not inserted first: the commit writes them with the event applied.
+    store.expect_create_payments().never();
     store
         .expect_commit_applications()
         .withf(|apps| {
+            let versions: Vec<_> = apps.iter().map(|(_, a)| a.payment.version).collect();
+            let refs: Vec<_> = apps.iter().map(|(_, a)| a.payment.provider_ref.as_deref()).collect();
             apps.iter().map(|(id, _)| id.0).collect::<Vec<_>>() == [1, 2, 3]
                 && apps.iter().all(|(_, a)| a.payment.status == PaymentStatus::Paid)
+                && versions
+                    == [
+                        payment_with_ref("pi_a", ID_A).version,
+                        Payment::UNSTORED,
+                        Payment::UNSTORED,
+                    ]
+                && refs == [Some("pi_a"), Some("pi_new"), Some("pi_new2")]
         })
         .times(1)
         .returning(|apps| Ok(vec![Commit::Committed; apps.len()]));
@@ -314,6 +308,40 @@ async fn a_batch_is_looked_up_created_and_committed_together() {
     let p = processor(inbox, store);
     assert_eq!(p.run_batch(10, 2).await.unwrap(), 3);
     assert!(p.in_flight_guard().is_empty(), "committed events are finished");
+}
+
+#[tokio::test]
+async fn two_events_of_one_new_payment_write_it_once_then_apply_the_second() {
+    let inbox = batch_inbox(vec![
+        claimed_for(1, "pi_new", PaymentChange::paid(None)),
+        claimed_for(2, "pi_new", PaymentChange::paid(None)),
+    ]);
+    let mut store = MockPaymentStore::new();
+    store
+        .expect_find_payments()
+        .times(1)
+        .returning(|_| Ok(vec![None, None]));
+    store
+        .expect_commit_applications()
+        .withf(|apps| apps.len() == 1 && apps[0].0 .0 == 1 && apps[0].1.payment.version == Payment::UNSTORED)
+        .times(1)
+        .returning(|_| Ok(vec![Commit::Committed]));
+    // The second, one by one, finds the payment the batch stored.
+    let mut stored = payment_with_ref("pi_new", ID_A);
+    stored.status = PaymentStatus::Paid;
+    stored.paid_amount = 500;
+    store
+        .expect_find_payment()
+        .times(1)
+        .returning(move |_, _| Ok(Some(stored.clone())));
+    store.expect_create_payments().never();
+    store
+        .expect_commit_application()
+        .withf(|inbox, app| inbox.0 == 2 && app.payment.version != Payment::UNSTORED)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let p = processor(inbox, store);
+    assert_eq!(p.run_batch(10, 1).await.unwrap(), 2);
 }
 
 #[tokio::test]

@@ -33,7 +33,8 @@ pub struct Payment {
     /// See `Checkout::extras`.
     pub checkout_extras: Option<serde_json::Value>,
     /// Optimistic-concurrency counter: a store refuses to commit an application
-    /// computed from an older version.
+    /// computed from an older version. Stored payments start at 1;
+    /// [`Payment::UNSTORED`] marks one not stored yet.
     pub version: i64,
 }
 
@@ -118,6 +119,42 @@ pub struct Application {
 }
 
 impl Payment {
+    /// The version of a payment not stored yet: committing an application to it
+    /// inserts it, unless a payment with its `(provider, provider_ref)` was stored
+    /// meanwhile (then the application is stale, like any computed from an old read).
+    pub const UNSTORED: i64 = 0;
+
+    /// The payment `new` describes as it stands before anything happened to it, not
+    /// stored yet: so a payment payhook learns of from its first event is written once,
+    /// with that event applied, instead of inserted and then updated. `new`'s token
+    /// hashes and idempotency key are not part of a `Payment`: this is for payments
+    /// learned of from a provider's event, which have none.
+    pub fn unstored(new: NewPayment) -> Payment {
+        Payment {
+            id: new.id,
+            provider: new.provider,
+            provider_ref: new.provider_ref,
+            merchant_ref: new.merchant_ref,
+            amount: new.amount,
+            status: PaymentStatus::Pending,
+            paid_amount: 0,
+            refunded_amount: 0,
+            dispute_status: None,
+            checkout_url: None,
+            qr_text: None,
+            customer_email: new.customer_email,
+            description: new.description,
+            metadata: new.metadata,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            paid_at: None,
+            expires_at: None,
+            failure_reason: None,
+            checkout_extras: None,
+            version: Self::UNSTORED,
+        }
+    }
+
     /// Applies `event` to this payment without touching any store. Moves that the
     /// state machine forbids are recorded in history as not applied and give
     /// `stale_transition`; the payment is then unchanged.

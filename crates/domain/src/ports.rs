@@ -180,7 +180,9 @@ pub trait PaymentStore: Send + Sync {
     /// application)`: the payment's new state, only if it is still at
     /// `application.payment.version` (else that one is [`Commit::Stale`] and nothing
     /// of it is stored), its history rows, its outbox rows, and the event marked
-    /// processed with the application's result. At most one application per payment.
+    /// processed with the application's result. A payment at [`Payment::UNSTORED`] is
+    /// inserted in its new state, only if no payment with its `(provider,
+    /// provider_ref)` is stored (else `Stale`). At most one application per payment.
     /// The answer is in the order given; an error means nothing was stored.
     async fn commit_applications(&self, applications: &[(InboxId, Application)]) -> Result<Vec<Commit>, StoreError>;
 

@@ -160,6 +160,64 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
     }
 }
 
+/// A payment not stored yet ([`Payment::UNSTORED`]), written in the state an applied
+/// event left it in: stored payments start at version 1.
+#[derive(Insertable)]
+#[diesel(table_name = payments)]
+pub struct UnstoredPaymentRow<'a> {
+    id: DbUuid,
+    provider: &'a str,
+    provider_ref: Option<&'a str>,
+    merchant_ref: Option<&'a str>,
+    amount: i64,
+    currency: String,
+    metadata: DbJson,
+    customer_email: Option<&'a str>,
+    description: Option<&'a str>,
+    created_at: DbInstant,
+    checkout_url: Option<&'a str>,
+    qr_text: Option<&'a str>,
+    expires_at: Option<DbInstant>,
+    failure_reason: Option<&'a str>,
+    checkout_extras: Option<DbJson>,
+    version: i64,
+    status: &'static str,
+    paid_amount: i64,
+    refunded_amount: i64,
+    dispute_status: Option<&'static str>,
+    updated_at: DbInstant,
+    paid_at: Option<DbInstant>,
+}
+
+impl<'a> From<&'a Payment> for UnstoredPaymentRow<'a> {
+    fn from(p: &'a Payment) -> Self {
+        Self {
+            id: DbUuid(p.id.as_uuid()),
+            provider: p.provider.as_str(),
+            provider_ref: p.provider_ref.as_deref(),
+            merchant_ref: p.merchant_ref.as_deref(),
+            amount: p.amount.amount_minor(),
+            currency: p.amount.currency().to_string(),
+            metadata: DbJson(p.metadata.clone()),
+            customer_email: p.customer_email.as_deref(),
+            description: p.description.as_deref(),
+            created_at: DbInstant(p.created_at),
+            checkout_url: p.checkout_url.as_deref(),
+            qr_text: p.qr_text.as_deref(),
+            expires_at: p.expires_at.map(DbInstant),
+            failure_reason: p.failure_reason.as_deref(),
+            checkout_extras: p.checkout_extras.clone().map(DbJson),
+            version: 1,
+            status: p.status.as_str(),
+            paid_amount: p.paid_amount,
+            refunded_amount: p.refunded_amount,
+            dispute_status: p.dispute_status.map(|d| d.as_str()),
+            updated_at: DbInstant(p.updated_at),
+            paid_at: p.paid_at.map(DbInstant),
+        }
+    }
+}
+
 /// What the provider answered when the payment was created there.
 #[derive(AsChangeset)]
 #[diesel(table_name = payments)]

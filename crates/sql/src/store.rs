@@ -38,7 +38,7 @@ macro_rules! impl_store_ports {
                 after_failure, application_rows, failure_changes, not_leased, processed_changes, requeue_changes,
                 CheckoutChanges, ClaimedRow,
                 HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
-                PaymentRow, CLAIMABLE,
+                PaymentRow, UnstoredPaymentRow, CLAIMABLE,
             };
             use $crate::schema::{
                 outbox, payment_aliases as aliases, payment_status_history as history, payments, webhook_events as ev,
@@ -814,15 +814,25 @@ macro_rules! apply_rows {
             for (inbox, app) in applications {
                 let p = &app.payment;
                 // The version check makes a decision computed from an older read
-                // fail instead of overwriting a concurrent worker's change.
-                let updated = diesel::update(
-                    payments::table
-                        .find(DbUuid(p.id.as_uuid()))
-                        .filter(payments::version.eq(p.version)),
-                )
-                .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
-                .execute(conn)
-                .await?;
+                // fail instead of overwriting a concurrent worker's change; for a
+                // payment not stored yet, the unique reference does.
+                let updated = if p.version == Payment::UNSTORED {
+                    diesel::insert_into(payments::table)
+                        .values(UnstoredPaymentRow::from(p))
+                        .on_conflict((payments::provider, payments::provider_ref))
+                        .do_nothing()
+                        .execute(conn)
+                        .await?
+                } else {
+                    diesel::update(
+                        payments::table
+                            .find(DbUuid(p.id.as_uuid()))
+                            .filter(payments::version.eq(p.version)),
+                    )
+                    .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
+                    .execute(conn)
+                    .await?
+                };
                 if updated == 0 {
                     commits.push(Commit::Stale);
                     continue;
@@ -864,30 +874,54 @@ macro_rules! apply_rows {
             // One statement for every version-checked update: each row costs the
             // server a lookup and a write, not a statement of its own.
             let mut changes = $crate::rows::PaymentChangeArrays::default();
+            let mut unstored = Vec::new();
             for (_, app) in applications {
-                changes.push(&app.payment);
+                if app.payment.version == Payment::UNSTORED {
+                    unstored.push(&app.payment);
+                } else {
+                    changes.push(&app.payment);
+                }
             }
-            let updated: Vec<$crate::rows::PaymentIdRow> = diesel::sql_query(
-                "UPDATE payments AS p SET status = u.status, paid_amount = u.paid_amount,
+            let mut updated: std::collections::HashSet<PaymentId> = std::collections::HashSet::new();
+            if !unstored.is_empty() {
+                // In key order, so two batches inserting the same payments cannot deadlock.
+                unstored.sort_by(|a, b| {
+                    (a.provider.as_str(), &a.provider_ref).cmp(&(b.provider.as_str(), &b.provider_ref))
+                });
+                let rows: Vec<UnstoredPaymentRow<'_>> = unstored.into_iter().map(UnstoredPaymentRow::from).collect();
+                let inserted: Vec<DbUuid> = diesel::insert_into(payments::table)
+                    .values(&rows)
+                    .on_conflict((payments::provider, payments::provider_ref))
+                    .do_nothing()
+                    .returning(payments::id)
+                    .get_results(conn)
+                    .await?;
+                updated.extend(inserted.into_iter().map(|id| PaymentId::from_uuid(id.0)));
+            }
+            let changed: Vec<$crate::rows::PaymentIdRow> = if changes.ids.is_empty() {
+                Vec::new()
+            } else {
+                diesel::sql_query(
+                    "UPDATE payments AS p SET status = u.status, paid_amount = u.paid_amount,
                      refunded_amount = u.refunded_amount, dispute_status = u.dispute_status,
                      updated_at = u.updated_at, paid_at = u.paid_at, version = p.version + 1
                  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
                      AS u(id, version, status, paid_amount, refunded_amount, dispute_status, updated_at, paid_at)
                  WHERE p.id = u.id AND p.version = u.version
                  RETURNING p.id",
-            )
-            .bind::<Array<Uuid>, _>(&changes.ids)
-            .bind::<Array<BigInt>, _>(&changes.versions)
-            .bind::<Array<Text>, _>(&changes.statuses)
-            .bind::<Array<BigInt>, _>(&changes.paid_amounts)
-            .bind::<Array<BigInt>, _>(&changes.refunded_amounts)
-            .bind::<Array<Nullable<Text>>, _>(&changes.dispute_statuses)
-            .bind::<Array<Instant>, _>(&changes.updated_ats)
-            .bind::<Array<Nullable<Instant>>, _>(&changes.paid_ats)
-            .load(conn)
-            .await?;
-            let updated: std::collections::HashSet<PaymentId> =
-                updated.into_iter().map(|row| PaymentId::from_uuid(row.id.0)).collect();
+                )
+                .bind::<Array<Uuid>, _>(&changes.ids)
+                .bind::<Array<BigInt>, _>(&changes.versions)
+                .bind::<Array<Text>, _>(&changes.statuses)
+                .bind::<Array<BigInt>, _>(&changes.paid_amounts)
+                .bind::<Array<BigInt>, _>(&changes.refunded_amounts)
+                .bind::<Array<Nullable<Text>>, _>(&changes.dispute_statuses)
+                .bind::<Array<Instant>, _>(&changes.updated_ats)
+                .bind::<Array<Nullable<Instant>>, _>(&changes.paid_ats)
+                .load(conn)
+                .await?
+            };
+            updated.extend(changed.into_iter().map(|row| PaymentId::from_uuid(row.id.0)));
             let mut commits = vec![Commit::Stale; applications.len()];
             let mut history_rows = Vec::new();
             let mut outbox_rows = Vec::new();

@@ -8,8 +8,8 @@ use payhook_domain::ports::{
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
-    PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, TokenHashes, WebhookEvent,
-    WebhookRequest,
+    Payment, PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, TokenHashes,
+    WebhookEvent, WebhookRequest,
 };
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ macro_rules! store_contract_tests {
             refuses_a_commit_computed_from_a_stale_version,
             finds_and_creates_payments_in_batches,
             commits_a_batch_of_applications_and_skips_stale_ones,
+            writes_a_new_payment_once_with_its_first_event_applied,
             lists_events_newest_first_with_filters,
             replays_failed_dead_and_processed_events_but_not_pending_ones,
             releases_leases_of_stopped_and_crashed_workers,
@@ -503,6 +504,72 @@ pub async fn commits_a_batch_of_applications_and_skips_stale_ones<S: Store>(stor
     processed.sort_by_key(|id| id.0);
     assert_eq!(processed, [inbox[0].0, inbox[2].0, inbox[3].0]);
     assert!(store.commit_applications(&[]).await.unwrap().is_empty());
+}
+
+pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(store: Arc<S>) {
+    let existing = store.create_payment(&new_payment("pi_old")).await.unwrap();
+    let now = t0() + Duration::seconds(1);
+    let mut inbox = Vec::new();
+    for (event_id, provider_ref) in [("evt_new", "pi_new"), ("evt_taken", "pi_taken"), ("evt_old", "pi_old")] {
+        let e = event(event_id, provider_ref, PaymentChange::paid(None));
+        inbox.push((admit_event(store.as_ref(), event_id, &e).await, e));
+    }
+    // Another worker stores pi_taken after this one looked it up and found nothing.
+    let taken_first = store.create_payment(&new_payment("pi_taken")).await.unwrap();
+    let new = Payment::unstored(new_payment("pi_new"));
+    let taken = Payment::unstored(new_payment("pi_taken"));
+    let batch = vec![
+        (inbox[0].0, new.apply(&inbox[0].1, now)),
+        (inbox[1].0, taken.apply(&inbox[1].1, now)),
+        (inbox[2].0, existing.apply(&inbox[2].1, now)),
+    ];
+    let commits = store.commit_applications(&batch).await.unwrap();
+    assert_eq!(commits, [Commit::Committed, Commit::Stale, Commit::Committed]);
+
+    let stored = store.payment(new.id).await.unwrap().expect("the new payment is stored");
+    assert_eq!(stored.status, PaymentStatus::Paid, "in its applied state");
+    assert_eq!(stored.paid_amount, 1250);
+    assert_eq!(stored.version, 1, "as a first write");
+    assert_eq!(stored.merchant_ref.as_deref(), Some("order-1"));
+    assert_eq!(stored.metadata, serde_json::json!({ "k": "v" }));
+    assert_eq!(store.history(new.id).await.unwrap().len(), 1);
+
+    assert!(
+        store.payment(taken.id).await.unwrap().is_none(),
+        "the stale one is not stored"
+    );
+    let kept = store.payment(taken_first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.status, kept.version),
+        (PaymentStatus::Pending, 1),
+        "nor did it touch the stored one"
+    );
+    assert!(store.history(taken_first.id).await.unwrap().is_empty());
+
+    let old = store.payment(existing.id).await.unwrap().unwrap();
+    assert_eq!((old.status, old.version), (PaymentStatus::Paid, existing.version + 1));
+    let processed = store
+        .list(&InboxFilter {
+            status: Some(InboxStatus::Processed),
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let mut processed: Vec<InboxId> = processed.iter().map(|e| e.id).collect();
+    processed.sort_by_key(|id| id.0);
+    assert_eq!(
+        processed,
+        [inbox[0].0, inbox[2].0],
+        "the stale event is left for a retry"
+    );
+}
+
+async fn admit_event(store: &impl Store, event_id: &str, event: &WebhookEvent) -> InboxId {
+    match store.admit(&request(event_id), event).await.unwrap() {
+        Admission::Accepted(id) => id,
+        other => panic!("{event_id} was not new: {other:?}"),
+    }
 }
 
 async fn admit_for(store: &impl Store, provider: Provider, event_id: &str) -> InboxId {
