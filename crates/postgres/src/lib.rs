@@ -70,13 +70,19 @@ impl PgStore {
             FOR UPDATE SKIP LOCKED)
         RETURNING id, topic, payload, created_at, attempts";
 
-    /// Bitmap scans off for the claims. Every event or message claimed and finished
-    /// since the last vacuum still has entries at the front of the claim's partial
-    /// index; expecting few rows, the planner picks a bitmap scan, which visits every
-    /// one of them on every claim, so a claim cost grew with the burst (outbox claims
-    /// from 1.5 to 22 ms over 20,000 events). An index scan in key order stops at the
-    /// limit, and marks the dead entries it passes so the next claim skips them.
-    const CLAIM_SETTINGS: &'static [&'static str] = &["SET LOCAL enable_bitmapscan = off"];
+    /// The claims and the worker's payment lookups stay on their indexes. Both run
+    /// while a burst outgrows the table statistics (autovacuum analyzes a table at
+    /// most once a minute), and the plans those statistics chose grew with the burst:
+    /// - every event or message claimed and finished since the last vacuum still has
+    ///   entries at the front of the claim's partial index, and a bitmap scan visits
+    ///   all of them on every claim (outbox claims from 1.5 to 22 ms over 20,000
+    ///   events), where an index scan in key order stops at the limit and marks the
+    ///   dead entries it passes;
+    /// - a lookup of 512 references planned for a near-empty `payments` table is a
+    ///   sequential scan comparing each row with each reference (11 to 39 ms a batch
+    ///   at 20,000 payments, 1 ms through the index).
+    const INDEX_SCAN_SETTINGS: &'static [&'static str] =
+        &["SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_seqscan = off"];
 
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
         setup::pooled(&self.pool).await

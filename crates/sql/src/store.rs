@@ -11,8 +11,9 @@
 //!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`), and
 //! - `const OUTBOX_CLAIM_SQL: &'static str`: the same for the outbox, returning
 //!   `id, topic, payload, created_at, attempts`, and
-//! - `const CLAIM_SETTINGS: &'static [&'static str]`: statements run first in each
-//!   claim's transaction (Postgres uses it to steer the planner, see there).
+//! - `const INDEX_SCAN_SETTINGS: &'static [&'static str]`: statements run first in
+//!   the transaction of each claim and batch lookup (Postgres uses it to keep them on
+//!   their indexes, see there).
 //!
 //! Every write transaction starts with a write, so SQLite takes its write lock under
 //! the busy timeout instead of failing a read-to-write upgrade.
@@ -307,6 +308,10 @@ macro_rules! impl_store_ports {
                         return Ok(found);
                     }
                     let mut conn = self.conn().await?;
+                    let found = conn.transaction(async |conn| {
+                    for setting in <$store>::INDEX_SCAN_SETTINGS {
+                        diesel::sql_query(*setting).execute(conn).await?;
+                    }
                     // One query per way of naming a payment, each only for the events
                     // the previous ones did not resolve.
                     let ids: Vec<DbUuid> =
@@ -315,9 +320,8 @@ macro_rules! impl_store_ports {
                         let rows: Vec<PaymentRow> = payments::table
                             .filter(payments::id.eq_any(&ids))
                             .select(PaymentRow::as_select())
-                            .load(&mut *conn)
-                            .await
-                            .map_err(db_error)?;
+                            .load(conn)
+                            .await?;
                         let by_id = rows
                             .into_iter()
                             .map(|row| Payment::try_from(row).map(|p| (p.id, p)))
@@ -347,9 +351,8 @@ macro_rules! impl_store_ports {
                             .filter(payments::provider.eq_any(&providers))
                             .filter(payments::provider_ref.eq_any(&refs))
                             .select(PaymentRow::as_select())
-                            .load(&mut *conn)
-                            .await
-                            .map_err(db_error)?;
+                            .load(conn)
+                            .await?;
                         let mut by_ref = HashMap::new();
                         for row in rows {
                             let p = Payment::try_from(row)?;
@@ -367,15 +370,17 @@ macro_rules! impl_store_ports {
                             .filter(aliases::provider.eq_any(&providers))
                             .filter(aliases::alias.eq_any(&refs))
                             .select((aliases::alias, PaymentRow::as_select()))
-                            .load(&mut *conn)
-                            .await
-                            .map_err(db_error)?;
+                            .load(conn)
+                            .await?;
                         let by_alias = rows
                             .into_iter()
                             .map(|(alias, row)| Payment::try_from(row).map(|p| ((p.provider, alias), p)))
                             .collect::<Result<HashMap<_, _>, _>>()?;
                         fill_by_reference(&mut found, wanted, &by_alias);
                     }
+                    Ok::<_, TxError>(found)
+                    })
+                    .await?;
                     Ok(found)
                 }
 
@@ -549,14 +554,14 @@ macro_rules! impl_store_ports {
 }
 
 /// Runs the store's claim statement `$sql` (binding `now`, `limit`, `lease_until`) in
-/// a transaction that starts with the store's `CLAIM_SETTINGS`.
+/// a transaction that starts with the store's `INDEX_SCAN_SETTINGS`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! claim_rows {
     ($store:ty, $sql:ident, $conn:ident, $now:ident, $limit:ident, $lease_until:ident) => {
         $conn
             .transaction(async |conn| {
-                for setting in <$store>::CLAIM_SETTINGS {
+                for setting in <$store>::INDEX_SCAN_SETTINGS {
                     diesel::sql_query(*setting).execute(conn).await?;
                 }
                 diesel::sql_query(<$store>::$sql)

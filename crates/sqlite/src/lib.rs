@@ -102,7 +102,7 @@ impl SqliteStore {
             LIMIT ?2)
         RETURNING id, topic, payload, created_at, attempts";
 
-    const CLAIM_SETTINGS: &'static [&'static str] = &[];
+    const INDEX_SCAN_SETTINGS: &'static [&'static str] = &[];
 
     async fn conn(&self) -> Result<Object<Conn>, StoreError> {
         setup::pooled(&self.pool).await
