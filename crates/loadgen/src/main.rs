@@ -4,6 +4,9 @@
 //! throughput and end-to-end lag from the store, and checks that every acknowledged
 //! event is in the inbox once and applied once (`lost=0 duplicated=0`, else exit 1).
 
+// The event body is one `json!` literal as deep and wide as Stripe's.
+#![recursion_limit = "256"]
+
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -116,20 +119,38 @@ async fn run(args: &Args) -> Result<bool, LoadError> {
     Ok(check.lost == 0 && check.duplicated == 0)
 }
 
+/// A `payment_intent.succeeded` event shaped like Stripe's own (the fields of
+/// `fixtures/stripe/payment_intent.succeeded.json`), pretty-printed as Stripe sends
+/// it: about 2 KB, most of it fields payhook does not keep, and a merchant's usual
+/// small `metadata`.
 fn body(run_id: &str, i: usize) -> Vec<u8> {
     let now = Utc::now().timestamp();
-    // Padding in metadata brings the event to a realistic ~2 KB.
-    let padding = "x".repeat(1_250);
-    serde_json::to_vec(&serde_json::json!({
-        "id": format!("evt_load_{run_id}_{i:07}"), "object": "event", "type": "payment_intent.succeeded",
-        "created": now, "livemode": false, "api_version": "2024-06-20", "pending_webhooks": 1,
-        "request": { "id": format!("req_load_{run_id}_{i}"), "idempotency_key": null },
+    let amount = 2000 + (i % 5000) as i64;
+    let intent = format!("pi_load_{run_id}_{i:07}");
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "id": format!("evt_load_{run_id}_{i:07}"), "object": "event", "api_version": "2024-06-20", "created": now,
         "data": { "object": {
-            "id": format!("pi_load_{run_id}_{i:07}"), "object": "payment_intent", "amount": 2000 + (i % 5000) as i64,
-            "amount_received": 2000 + (i % 5000) as i64, "currency": "usd", "status": "succeeded",
-            "description": "loadgen order", "receipt_email": "load@example.com", "livemode": false,
-            "metadata": { "order_id": format!("order-{i}"), "padding": padding },
+            "amount": amount, "amount_capturable": 0, "amount_details": { "tip": {} }, "amount_received": amount,
+            "application": null, "application_fee_amount": null, "automatic_payment_methods": { "enabled": true },
+            "canceled_at": null, "cancellation_reason": null, "capture_method": "automatic",
+            "client_secret": format!("{intent}_secret_Dm43xiq1k0ywrRRjDoi8y1gkM"),
+            "confirmation_method": "automatic", "created": now, "currency": "usd", "customer": null,
+            "description": "loadgen order", "id": intent, "last_payment_error": null,
+            "latest_charge": format!("ch_load_{run_id}_{i:07}"), "livemode": false,
+            "metadata": { "order_id": format!("order-{i}") },
+            "next_action": null, "object": "payment_intent", "on_behalf_of": null, "payment_method": null,
+            "payment_method_configuration_details": { "id": "pmc_load", "parent": null },
+            "payment_method_options": { "card": {
+                "installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic",
+            } },
+            "payment_method_types": ["card"], "processing": null, "receipt_email": "load@example.com",
+            "review": null, "setup_future_usage": null, "shipping": null, "statement_descriptor": null,
+            "statement_descriptor_suffix": null, "status": "succeeded",
+            "transfer_data": null, "transfer_group": null, "source": null,
         } },
+        "livemode": false, "pending_webhooks": 1,
+        "request": { "id": format!("req_load_{run_id}_{i}"), "idempotency_key": null },
+        "type": "payment_intent.succeeded",
     }))
     .unwrap_or_default()
 }
@@ -382,4 +403,28 @@ fn report(args: &Args, sent: &Sent, drain: Duration, check: &Check) {
         format!("{} / {} ms", ms(percentile(&lags, 50.0)), ms(percentile(&lags, 99.0))),
     );
     println!("lost={} duplicated={}", check.lost, check.duplicated);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body;
+
+    #[test]
+    fn events_are_about_2_kb_with_unique_ids_and_small_metadata() {
+        let (a, b) = (body("r1", 1), body("r1", 2));
+        assert!(
+            (1_800..=2_400).contains(&a.len()),
+            "a ~2 KB body, got {} bytes",
+            a.len()
+        );
+        let (a, b): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_slice(&a).unwrap(), serde_json::from_slice(&b).unwrap());
+        assert_ne!(a["id"], b["id"]);
+        assert_ne!(a["data"]["object"]["id"], b["data"]["object"]["id"]);
+        assert_eq!(a["type"], "payment_intent.succeeded");
+        assert_eq!(
+            a["data"]["object"]["metadata"],
+            serde_json::json!({ "order_id": "order-1" })
+        );
+    }
 }
