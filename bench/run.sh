@@ -37,12 +37,12 @@ floor_tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$work/floor.txt" | head -1)
 # The worker's batch size is payhook's default unless given.
 if [ -n "${WORKER_BATCH_SIZE:-}" ]; then export PAYHOOK__WORKER__BATCH_SIZE=$WORKER_BATCH_SIZE; fi
 
-run_payhook() {  # name database_url
-  local name=$1 url=$2 port
+run_payhook() {  # name database_url pool_size ('' = payhook's default for the store)
+  local name=$1 url=$2 pool=$3 port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   PAYHOOK__DATABASE__URL=$url "$payhook" migrate >/dev/null 2>&1
-  RUST_LOG=warn PAYHOOK__SERVER__BIND=127.0.0.1:$port PAYHOOK__DATABASE__URL=$url \
-    PAYHOOK__DATABASE__POOL_SIZE=${POOL_SIZE:-32} PAYHOOK__WORKER__CONCURRENCY=${WORKER_CONCURRENCY:-8} \
+  env RUST_LOG=warn PAYHOOK__SERVER__BIND=127.0.0.1:$port PAYHOOK__DATABASE__URL=$url \
+    ${pool:+PAYHOOK__DATABASE__POOL_SIZE=$pool} PAYHOOK__WORKER__CONCURRENCY=${WORKER_CONCURRENCY:-8} \
     PAYHOOK__PROVIDERS__STRIPE__ENABLED=true PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS=whsec_payhook_bench \
     "$payhook" serve >"$work/$name.log" 2>&1 &
   pid=$!
@@ -57,8 +57,8 @@ run_payhook() {  # name database_url
 }
 
 psql -qtA -d postgres -c "DROP DATABASE IF EXISTS payhook_bench" -c "CREATE DATABASE payhook_bench"
-run_payhook postgres "postgres://$PGUSER@$PGHOST:5432/payhook_bench"
-[ "${SKIP_SQLITE:-0}" = 1 ] || run_payhook sqlite "sqlite://$work/bench.db"
+run_payhook postgres "postgres://$PGUSER@$PGHOST:5432/payhook_bench" "${POOL_SIZE:-32}"
+[ "${SKIP_SQLITE:-0}" = 1 ] || run_payhook sqlite "sqlite://$work/bench.db" "${POOL_SIZE:-}"
 
 say "summary ($(nproc) cores; server, database and load generator on one machine)"
 python3 - "$work" "$floor_tps" <<'PY'

@@ -92,7 +92,7 @@ impl Stores {
                 } else if PgStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(PgStore::connect(url, settings.database.pool_size)?))
+                Ok(Self::from_one(PgStore::connect(url, settings.pool_size()?)?))
             }
             StoreKind::Sqlite => {
                 if migrate {
@@ -100,7 +100,7 @@ impl Stores {
                 } else if SqliteStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(SqliteStore::connect(url, settings.database.pool_size)?))
+                Ok(Self::from_one(SqliteStore::connect(url, settings.pool_size()?)?))
             }
         }
     }
