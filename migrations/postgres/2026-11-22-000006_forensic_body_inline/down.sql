@@ -1,0 +1,1 @@
+ALTER TABLE webhook_logs RESET (toast_tuple_target);
