@@ -237,18 +237,66 @@ fn from_refund(value: Value) -> Result<Mapped, ParseError> {
 
 /// Event id, type, object id, status and amount for the forensic log, from any body.
 pub fn primary_fields(body: &[u8]) -> PrimaryFields {
+    // Only these fields are built; the rest of the body is skipped. Building a `Value`
+    // of the whole event cost more than the rest of classifying a delivery.
+    if let Ok(envelope) = serde_json::from_slice::<PrimaryEnvelope>(body) {
+        let object = envelope.data.and_then(|d| d.object).unwrap_or_default();
+        return primary_from(
+            &envelope.id,
+            &envelope.event_type,
+            &object.id,
+            &object.status,
+            &object.amount,
+        );
+    }
+    // A body shaped otherwise (`data.object` not an object, say): whatever can be found.
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return PrimaryFields::default();
     };
+    let field = |object: Option<&Value>, name: &str| object.and_then(|o| o.get(name)).cloned().unwrap_or_default();
     let object = v.pointer("/data/object");
-    let text = |val: Option<&Value>| val.and_then(Value::as_str).map(str::to_owned);
+    primary_from(
+        &field(Some(&v), "id"),
+        &field(Some(&v), "type"),
+        &field(object, "id"),
+        &field(object, "status"),
+        &field(object, "amount"),
+    )
+}
+
+fn primary_from(event_id: &Value, event_type: &Value, id: &Value, status: &Value, amount: &Value) -> PrimaryFields {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
     PrimaryFields {
-        event_id: text(v.get("id")),
-        event_type: text(v.get("type")),
-        external_id: text(object.and_then(|o| o.get("id"))),
-        provider_status: text(object.and_then(|o| o.get("status"))),
-        amount: object.and_then(|o| o.get("amount")).and_then(Value::as_i64),
+        event_id: text(event_id),
+        event_type: text(event_type),
+        external_id: text(id),
+        provider_status: text(status),
+        amount: amount.as_i64(),
     }
+}
+
+#[derive(Deserialize)]
+struct PrimaryEnvelope {
+    #[serde(default)]
+    id: Value,
+    #[serde(default, rename = "type")]
+    event_type: Value,
+    data: Option<PrimaryData>,
+}
+
+#[derive(Deserialize)]
+struct PrimaryData {
+    object: Option<PrimaryObject>,
+}
+
+#[derive(Deserialize, Default)]
+struct PrimaryObject {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    status: Value,
+    #[serde(default)]
+    amount: Value,
 }
 
 #[cfg(test)]

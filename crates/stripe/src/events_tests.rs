@@ -223,3 +223,25 @@ fn primary_fields_are_best_effort() {
     assert_eq!(f.amount, Some(2500));
     assert_eq!(primary_fields(b"not json"), PrimaryFields::default());
 }
+
+#[test]
+fn primary_fields_survive_an_oddly_shaped_body() {
+    let odd = br#"{"id": "evt_odd", "type": "payment_intent.succeeded", "data": {"object": "pi_3Abc"}}"#;
+    let f = primary_fields(odd);
+    assert_eq!(
+        f.event_id.as_deref(),
+        Some("evt_odd"),
+        "found despite data.object not being an object"
+    );
+    assert_eq!(f.event_type.as_deref(), Some("payment_intent.succeeded"));
+    assert_eq!(f.external_id, None);
+    let f = primary_fields(br#"{"id": 7, "type": "charge.failed", "data": {"object": {"id": "ch_1", "amount": "x"}}}"#);
+    assert_eq!(
+        (f.event_id, f.event_type.as_deref()),
+        (None, Some("charge.failed")),
+        "a non-text id is left out"
+    );
+    assert_eq!((f.external_id.as_deref(), f.amount), (Some("ch_1"), None));
+    let f = primary_fields(br#"{"id": "evt_2", "data": null}"#);
+    assert_eq!((f.event_id.as_deref(), f.external_id), (Some("evt_2"), None));
+}
