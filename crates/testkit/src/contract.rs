@@ -492,16 +492,7 @@ pub async fn commits_a_batch_of_applications_and_skips_stale_ones<S: Store>(stor
         "one domain event per committed change, the racing worker's included"
     );
     // The committed events are processed; the stale one is still leased to its worker.
-    let processed = store
-        .list(&InboxFilter {
-            status: Some(InboxStatus::Processed),
-            provider: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    let mut processed: Vec<InboxId> = processed.iter().map(|e| e.id).collect();
-    processed.sort_by_key(|id| id.0);
+    let processed = processed_ids(store.as_ref()).await;
     assert_eq!(processed, [inbox[0].0, inbox[2].0, inbox[3].0]);
     assert!(store.commit_applications(&[]).await.unwrap().is_empty());
 }
@@ -548,6 +539,16 @@ pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(st
 
     let old = store.payment(existing.id).await.unwrap().unwrap();
     assert_eq!((old.status, old.version), (PaymentStatus::Paid, existing.version + 1));
+    let processed = processed_ids(store.as_ref()).await;
+    assert_eq!(
+        processed,
+        [inbox[0].0, inbox[2].0],
+        "the stale event is left for a retry"
+    );
+}
+
+/// The ids of the processed inbox events, in id order.
+async fn processed_ids(store: &impl Store) -> Vec<InboxId> {
     let processed = store
         .list(&InboxFilter {
             status: Some(InboxStatus::Processed),
@@ -556,13 +557,9 @@ pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(st
         })
         .await
         .unwrap();
-    let mut processed: Vec<InboxId> = processed.iter().map(|e| e.id).collect();
-    processed.sort_by_key(|id| id.0);
-    assert_eq!(
-        processed,
-        [inbox[0].0, inbox[2].0],
-        "the stale event is left for a retry"
-    );
+    let mut ids: Vec<InboxId> = processed.iter().map(|e| e.id).collect();
+    ids.sort_by_key(|id| id.0);
+    ids
 }
 
 async fn admit_event(store: &impl Store, event_id: &str, event: &WebhookEvent) -> InboxId {
