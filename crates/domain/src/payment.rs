@@ -242,19 +242,8 @@ impl Steps<'_> {
             self.record(p, p.status, p.status, false, self.event.event_type.clone());
             return;
         }
-        if !p.status.is_settled() {
-            // A refund proves the money was received, even if the `paid` event is
-            // late: settle first so the outcome does not depend on delivery order.
-            let implied = format!("{} (implies paid)", self.event.event_type);
-            let from = p.status;
-            if !from.can_move_to(PaymentStatus::Paid) {
-                self.record(p, from, PaymentStatus::Paid, false, implied);
-                return;
-            }
-            p.status = PaymentStatus::Paid;
-            p.paid_amount = p.amount.amount_minor();
-            p.paid_at = Some(self.at);
-            self.record(p, from, PaymentStatus::Paid, true, implied);
+        if !self.settle_implied(p) {
+            return;
         }
         let to = if total >= p.received_or_requested() {
             PaymentStatus::Refunded
@@ -270,7 +259,30 @@ impl Steps<'_> {
         self.record(p, from, to, applied, self.event.event_type.clone());
     }
 
+    /// A refund or a dispute proves the money was received, even if the `paid` event
+    /// is late: settle first so the outcome does not depend on delivery order. `false`
+    /// when the payment can no longer become paid (recorded as not applied).
+    fn settle_implied(&mut self, p: &mut Payment) -> bool {
+        if p.status.is_settled() {
+            return true;
+        }
+        let implied = format!("{} (implies paid)", self.event.event_type);
+        let from = p.status;
+        if !from.can_move_to(PaymentStatus::Paid) {
+            self.record(p, from, PaymentStatus::Paid, false, implied);
+            return false;
+        }
+        p.status = PaymentStatus::Paid;
+        p.paid_amount = p.amount.amount_minor();
+        p.paid_at = Some(self.at);
+        self.record(p, from, PaymentStatus::Paid, true, implied);
+        true
+    }
+
     fn dispute(&mut self, p: &mut Payment, to: DisputeStatus) {
+        // Only a captured payment can be disputed. The dispute is tracked even where
+        // the payment can no longer become paid: the merchant must hear of it.
+        self.settle_implied(p);
         let applied = DisputeStatus::can_move_to(p.dispute_status, to);
         if applied {
             p.dispute_status = Some(to);
@@ -477,6 +489,40 @@ mod tests {
         );
         let full = app.payment.apply(&event("f", PaymentChange::paid(Some(1000))), at(2));
         assert_eq!(full.payment.status, PaymentStatus::Paid);
+    }
+
+    #[test]
+    fn dispute_before_paid_settles_the_payment_first() {
+        let lost = PaymentChange::Dispute {
+            status: DisputeStatus::Lost,
+        };
+        let app = payment(PaymentStatus::Pending).apply(&event("d", lost.clone()), at(1));
+        assert_eq!(app.result, ProcessingResult::Applied);
+        assert_eq!(
+            (app.payment.status, app.payment.dispute_status, app.payment.paid_amount),
+            (PaymentStatus::Paid, Some(DisputeStatus::Lost), 1000)
+        );
+        let topics: Vec<_> = app.publications.iter().map(|p| p.topic.as_str()).collect();
+        assert_eq!(topics, ["payment.paid", "payment.dispute_lost"]);
+        // The other order ends the same: the outcome does not depend on delivery order.
+        let paid_first = payment(PaymentStatus::Pending)
+            .apply(&event("p", PaymentChange::paid(None)), at(1))
+            .payment
+            .apply(&event("d", lost.clone()), at(2));
+        assert_eq!(
+            (paid_first.payment.status, paid_first.payment.dispute_status),
+            (app.payment.status, app.payment.dispute_status)
+        );
+        let late_paid = app.payment.apply(&event("p", PaymentChange::paid(None)), at(2));
+        assert_eq!(late_paid.result, ProcessingResult::StaleTransition);
+        // A payment that can no longer be paid keeps its status, and the dispute is tracked.
+        let canceled = payment(PaymentStatus::Canceled).apply(&event("d", lost), at(1));
+        assert_eq!(canceled.payment.status, PaymentStatus::Canceled);
+        assert_eq!(canceled.payment.dispute_status, Some(DisputeStatus::Lost));
+        assert!(
+            !canceled.history[0].applied,
+            "the implied payment is recorded as refused"
+        );
     }
 
     #[test]
