@@ -18,7 +18,7 @@ on_every_store!(
     a_qpay_payment_is_paid_once_the_check_confirms_it,
     qpay_callbacks_without_the_right_token_are_401_and_change_nothing,
     a_qpay_callback_before_the_check_agrees_is_retried_then_paid,
-    a_partial_qpay_payment_is_recorded_but_not_paid,
+    a_partial_qpay_payment_is_recorded_then_paid_when_complete,
     a_junglepay_payment_takes_the_status_the_api_confirms,
     a_junglepay_postback_the_api_contradicts_is_not_applied,
     a_junglepay_postback_before_the_api_agrees_is_retried_then_paid,
@@ -225,7 +225,7 @@ async fn a_qpay_callback_before_the_check_agrees_is_retried_then_paid(backend: B
     assert_eq!(status_of(&app, &id).await["status"], "paid");
 }
 
-async fn a_partial_qpay_payment_is_recorded_but_not_paid(backend: Backend) {
+async fn a_partial_qpay_payment_is_recorded_then_paid_when_complete(backend: Backend) {
     let fake = FakeQPay::start(QPAY_ID, QPAY_SECRET).await;
     let app = qpay_app(backend, &fake).await;
     let (id, invoice, _) = create(&app, mnt_order()).await;
@@ -248,6 +248,23 @@ async fn a_partial_qpay_payment_is_recorded_but_not_paid(backend: Backend) {
         history[0]["reason"].as_str().unwrap().contains("partial"),
         "{history:?}"
     );
+
+    // The customer pays the rest; QPay calls back again under the same dedup key.
+    let rest = fake.invoice_amount(&invoice).unwrap() - 20_000;
+    let url = fake.pay(&invoice, rest).unwrap();
+    assert_eq!(
+        call_back(&app, reqwest::Method::GET, &url, None)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    app.wait_for_count(
+        "SELECT count(*) AS n FROM payment_status_history WHERE applied AND to_status = 'paid'",
+        1,
+    )
+    .await;
+    assert_eq!(status_of(&app, &id).await["status"], "paid");
 }
 
 fn brl_order() -> Value {

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
 use payhook_domain::{
     Application, Checkout, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage,
-    Outcome, Payment, PaymentId, PaymentStatus, WebhookEvent, WebhookRequest,
+    Outcome, Payment, PaymentId, PaymentStatus, ProcessingResult, WebhookEvent, WebhookRequest,
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -480,6 +480,19 @@ pub fn processed_changes(result: &'static str, now: DbInstant) -> _ {
         webhook_events::locked_until.eq(no_lease),
         webhook_events::last_error.eq(no_error),
     )
+}
+
+/// Processed without changing its payment (`stale_transition`). A repeated delivery of
+/// such an event that is to be confirmed with the provider queues it again: the
+/// provider may have moved on since (a QPay invoice paid in part, then in full, calls
+/// back twice under one dedup key).
+#[diesel::dsl::auto_type(no_type_alias)]
+pub fn changed_nothing() -> _ {
+    let processed: &'static str = "processed";
+    let stale: &'static str = ProcessingResult::StaleTransition.as_str();
+    webhook_events::status
+        .eq(processed)
+        .and(webhook_events::result.eq(stale))
 }
 
 /// Statuses the worker claims from (when due).

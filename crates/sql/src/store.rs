@@ -36,7 +36,8 @@ macro_rules! impl_store_ports {
                 TokenHashes, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
-                after_failure, application_rows, failure_changes, not_leased, processed_changes, requeue_changes,
+                after_failure, application_rows, changed_nothing, failure_changes, not_leased, processed_changes,
+                requeue_changes,
                 CheckoutChanges, ClaimedRow,
                 HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
                 PaymentRow, UnstoredPaymentRow, CLAIMABLE,
@@ -620,6 +621,12 @@ macro_rules! admit_rows {
                     .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
                     .execute(conn)
                     .await?;
+                if event.confirm_with_provider {
+                    diesel::update(ev::table.find(existing).filter(changed_nothing()))
+                        .set(requeue_changes(DbInstant(now)))
+                        .execute(conn)
+                        .await?;
+                }
                 admissions.push(Admission::Duplicate(InboxId(existing)));
             }
             Ok::<_, TxError>(admissions)
@@ -675,6 +682,22 @@ macro_rules! admit_rows {
                     .load(conn)
                     .await?;
                 existing.extend(found.into_iter().map(|(p, e, id)| ((p, e), id)));
+                let requeue: Vec<i64> = deliveries
+                    .iter()
+                    .zip(&log_ids)
+                    .filter(|((_, event), log_id)| event.confirm_with_provider && !by_log.contains_key(*log_id))
+                    .filter_map(|((_, event), _)| {
+                        existing
+                            .get(&(event.provider.as_str().to_owned(), event.event_id.as_str().to_owned()))
+                            .copied()
+                    })
+                    .collect();
+                if !requeue.is_empty() {
+                    diesel::update(ev::table.filter(ev::id.eq_any(&requeue)).filter(changed_nothing()))
+                        .set(requeue_changes(DbInstant(now)))
+                        .execute(conn)
+                        .await?;
+                }
                 let duplicate_logs: Vec<i64> = log_ids.iter().filter(|l| !by_log.contains_key(*l)).copied().collect();
                 diesel::update(logs::table.filter(logs::id.eq_any(&duplicate_logs)))
                     .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))

@@ -36,6 +36,7 @@ macro_rules! store_contract_tests {
             finds_and_creates_payments_in_batches,
             commits_a_batch_of_applications_and_skips_stale_ones,
             writes_a_new_payment_once_with_its_first_event_applied,
+            queues_again_a_repeated_event_to_confirm_that_changed_nothing,
             lists_events_newest_first_with_filters,
             replays_failed_dead_and_processed_events_but_not_pending_ones,
             releases_leases_of_stopped_and_crashed_workers,
@@ -545,6 +546,55 @@ pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(st
         [inbox[0].0, inbox[2].0],
         "the stale event is left for a retry"
     );
+}
+
+pub async fn queues_again_a_repeated_event_to_confirm_that_changed_nothing<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("inv_1")).await.unwrap();
+    let now = t0() + Duration::seconds(1);
+    let mut to_confirm = event("inv_1:PAID", "inv_1", PaymentChange::paid(Some(100)));
+    to_confirm.confirm_with_provider = true;
+    let signed = event("evt_signed", "inv_1", PaymentChange::paid(Some(100)));
+    let mut inbox = Vec::new();
+    for e in [&to_confirm, &signed] {
+        inbox.push(admit_event(store.as_ref(), e.event_id.as_str(), e).await);
+    }
+    store.claim_due(now, 10, now + Duration::seconds(60)).await.unwrap();
+    // Both paid in part: recorded, nothing changed.
+    for (id, e) in inbox.iter().zip([&to_confirm, &signed]) {
+        let current = store.payment(payment.id).await.unwrap().unwrap();
+        let app = current.apply(e, now);
+        assert_eq!(app.result, ProcessingResult::StaleTransition);
+        store.commit_application(*id, &app).await.unwrap();
+    }
+    assert_eq!(processed_ids(store.as_ref()).await, inbox);
+
+    // Delivered again: the one to confirm is due again, the signed one stays processed.
+    for e in [&to_confirm, &signed] {
+        let again = store.admit(&request(e.event_id.as_str()), e).await.unwrap();
+        assert!(matches!(again, Admission::Duplicate(_)), "{again:?}");
+    }
+    assert_eq!(processed_ids(store.as_ref()).await, [inbox[1]]);
+    let later = now + Duration::seconds(1);
+    let due = store.claim_due(later, 10, later + Duration::seconds(60)).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.id).collect::<Vec<_>>(), [inbox[0]]);
+    assert_eq!(due[0].attempts, 0);
+
+    // Once it changed something, a repeat is only a duplicate.
+    let mut paid = to_confirm.clone();
+    paid.change = PaymentChange::paid(None);
+    store
+        .commit_application(
+            inbox[0],
+            &store.payment(payment.id).await.unwrap().unwrap().apply(&paid, later),
+        )
+        .await
+        .unwrap();
+    store.admit(&request("inv_1:PAID"), &to_confirm).await.unwrap();
+    assert!(store
+        .claim_due(later, 10, later + Duration::seconds(60))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// The ids of the processed inbox events, in id order.
