@@ -284,7 +284,7 @@ async fn a_batch_is_looked_up_and_committed_together_new_payments_written_once()
         .times(1)
         .returning(|_| Ok(vec![Some(payment_with_ref("pi_a", ID_A)), None, None]));
     // The new payments are not inserted first: the commit writes them with the event applied.
-    store.expect_create_payments().never();
+    store.expect_create_payment().never();
     store
         .expect_commit_applications()
         .withf(|apps| {
@@ -334,7 +334,7 @@ async fn two_events_of_one_new_payment_write_it_once_then_apply_the_second() {
         .expect_find_payment()
         .times(1)
         .returning(move |_, _| Ok(Some(stored.clone())));
-    store.expect_create_payments().never();
+    store.expect_create_payment().never();
     store
         .expect_commit_application()
         .withf(|inbox, app| inbox.0 == 2 && app.payment.version != Payment::UNSTORED)

@@ -163,18 +163,10 @@ pub trait PaymentStore: Send + Sync {
         Ok(found.pop().flatten())
     }
 
-    /// Inserts payments, in one transaction; for each one already stored under
-    /// `(provider, provider_ref)` the stored one comes back instead. The answer is in
-    /// the order given.
-    async fn create_payments(&self, payments: &[NewPayment]) -> Result<Vec<Payment>, StoreError>;
-
-    /// [`PaymentStore::create_payments`] for one payment.
-    async fn create_payment(&self, payment: &NewPayment) -> Result<Payment, StoreError> {
-        let mut created = self.create_payments(std::slice::from_ref(payment)).await?;
-        created
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("the store gave no answer for a new payment".into()))
-    }
+    /// Inserts a payment payhook learns of from an event; if one is already stored
+    /// under its `(provider, provider_ref)`, that one comes back instead. (A batch
+    /// writes such payments through [`PaymentStore::commit_applications`].)
+    async fn create_payment(&self, payment: &NewPayment) -> Result<Payment, StoreError>;
 
     /// Commits the effects of inbox events under one commit. For each `(inbox,
     /// application)`: the payment's new state, only if it is still at

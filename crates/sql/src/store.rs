@@ -385,13 +385,29 @@ macro_rules! impl_store_ports {
                     Ok(found)
                 }
 
-                async fn create_payments(&self, new: &[NewPayment]) -> Result<Vec<Payment>, StoreError> {
-                    if new.is_empty() {
-                        return Ok(Vec::new());
-                    }
+                async fn create_payment(&self, new: &NewPayment) -> Result<Payment, StoreError> {
                     let mut conn = self.conn().await?;
-                    let created = conn.transaction(async |conn| $crate::create_rows!($batching, conn, new)).await?;
-                    Ok(created)
+                    let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
+                        .values(NewPaymentRow::from(new))
+                        .on_conflict((payments::provider, payments::provider_ref))
+                        .do_nothing()
+                        .returning(PaymentRow::as_returning())
+                        .get_result(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    let row = match inserted {
+                        Some(row) => row,
+                        // Another worker created it first: both agree on the stored one.
+                        None => payments::table
+                            .filter(payments::provider.eq(new.provider.as_str()))
+                            .filter(payments::provider_ref.eq(&new.provider_ref))
+                            .select(PaymentRow::as_select())
+                            .first(&mut *conn)
+                            .await
+                            .map_err(db_error)?,
+                    };
+                    Payment::try_from(row)
                 }
 
                 async fn commit_applications(
@@ -721,106 +737,6 @@ macro_rules! admit_rows {
                 }
             }
             Ok::<_, TxError>(admissions)
-        }
-        .await
-    }};
-}
-
-/// The rows of `create_payments`, inside its transaction, answering the stored rows in
-/// the order given: `row_by_row` (an insert, and a read when it was already there,
-/// per payment) or `multi_row` (one INSERT for the batch, in key order so two
-/// batches creating the same payments cannot deadlock, then one read for those that
-/// were already there).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! create_rows {
-    (row_by_row, $conn:ident, $new:ident) => {{
-        let (conn, new) = ($conn, $new);
-        async move {
-            let mut rows = Vec::with_capacity(new.len());
-            for payment in new {
-                let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
-                    .values(NewPaymentRow::from(payment))
-                    .on_conflict((payments::provider, payments::provider_ref))
-                    .do_nothing()
-                    .returning(PaymentRow::as_returning())
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                let row = match inserted {
-                    Some(row) => row,
-                    // Another worker created it first: both agree on the stored one.
-                    None => {
-                        payments::table
-                            .filter(payments::provider.eq(payment.provider.as_str()))
-                            .filter(payments::provider_ref.eq(&payment.provider_ref))
-                            .select(PaymentRow::as_select())
-                            .first(conn)
-                            .await?
-                    }
-                };
-                rows.push(Payment::try_from(row)?);
-            }
-            Ok::<_, TxError>(rows)
-        }
-        .await
-    }};
-    (multi_row, $conn:ident, $new:ident) => {{
-        let (conn, new) = ($conn, $new);
-        async move {
-            use std::collections::HashMap;
-            let mut keyed: Vec<&NewPayment> = new.iter().collect();
-            keyed.sort_by(|a, b| (a.provider.as_str(), &a.provider_ref).cmp(&(b.provider.as_str(), &b.provider_ref)));
-            let values: Vec<NewPaymentRow<'_>> = keyed.into_iter().map(NewPaymentRow::from).collect();
-            let inserted: Vec<PaymentRow> = diesel::insert_into(payments::table)
-                .values(&values)
-                .on_conflict((payments::provider, payments::provider_ref))
-                .do_nothing()
-                .returning(PaymentRow::as_returning())
-                .get_results(conn)
-                .await?;
-            let mut by_id: HashMap<PaymentId, Payment> = HashMap::new();
-            for row in inserted {
-                let payment = Payment::try_from(row)?;
-                by_id.insert(payment.id, payment);
-            }
-            // Those another worker created first: both agree on the stored ones.
-            let taken: Vec<&str> = new
-                .iter()
-                .filter(|p| !by_id.contains_key(&p.id))
-                .filter_map(|p| p.provider_ref.as_deref())
-                .collect();
-            let mut by_ref: HashMap<(Provider, String), Payment> = HashMap::new();
-            if !taken.is_empty() {
-                let providers: Vec<&str> = new.iter().map(|p| p.provider.as_str()).collect();
-                let stored: Vec<PaymentRow> = payments::table
-                    .filter(payments::provider.eq_any(&providers))
-                    .filter(payments::provider_ref.eq_any(&taken))
-                    .select(PaymentRow::as_select())
-                    .load(conn)
-                    .await?;
-                for row in stored {
-                    let payment = Payment::try_from(row)?;
-                    if let Some(r) = payment.provider_ref.clone() {
-                        by_ref.insert((payment.provider, r), payment);
-                    }
-                }
-            }
-            let mut rows = Vec::with_capacity(new.len());
-            for payment in new {
-                let key = payment.provider_ref.clone().map(|r| (payment.provider, r));
-                let row = by_id
-                    .remove(&payment.id)
-                    .or_else(|| key.and_then(|k| by_ref.get(&k).cloned()))
-                    .ok_or_else(|| {
-                        TxError::Store(StoreError::Corrupt(format!(
-                            "payment {} was neither created nor found",
-                            payment.id
-                        )))
-                    })?;
-                rows.push(row);
-            }
-            Ok::<_, TxError>(rows)
         }
         .await
     }};
