@@ -160,8 +160,9 @@ impl Processor {
         Ok(count)
     }
 
-    /// Applies events as one unit of store work: one lookup of all their payments, one
-    /// insert of those to create, one commit of all the applications. One commit for
+    /// Applies events as one unit of store work: one lookup of all their payments, then
+    /// one commit of all the applications (which also inserts, already applied, the
+    /// payments payhook first hears of). One commit for
     /// many events is what lets the worker keep up with ingest; applying events one at
     /// a time costs two commits and about ten round trips each. Returns the events left
     /// to apply one by one: a second event for a payment already in this batch, a

@@ -310,76 +310,76 @@ macro_rules! impl_store_ports {
                     }
                     let mut conn = self.conn().await?;
                     let found = conn.transaction(async |conn| {
-                    for setting in <$store>::INDEX_SCAN_SETTINGS {
-                        diesel::sql_query(*setting).execute(conn).await?;
-                    }
-                    // One query per way of naming a payment, each only for the events
-                    // the previous ones did not resolve.
-                    let ids: Vec<DbUuid> =
-                        wanted.iter().filter_map(|(_, r)| r.payment_id.map(|id| DbUuid(id.as_uuid()))).collect();
-                    if !ids.is_empty() {
-                        let rows: Vec<PaymentRow> = payments::table
-                            .filter(payments::id.eq_any(&ids))
-                            .select(PaymentRow::as_select())
-                            .load(conn)
-                            .await?;
-                        let by_id = rows
-                            .into_iter()
-                            .map(|row| Payment::try_from(row).map(|p| (p.id, p)))
-                            .collect::<Result<HashMap<_, _>, _>>()?;
-                        for (slot, (provider, reference)) in found.iter_mut().zip(wanted) {
-                            *slot = reference
-                                .payment_id
-                                .and_then(|id| by_id.get(&id))
-                                .filter(|p| p.provider == *provider)
-                                .cloned();
+                        for setting in <$store>::INDEX_SCAN_SETTINGS {
+                            diesel::sql_query(*setting).execute(conn).await?;
                         }
-                    }
-                    let unresolved = |found: &[Option<Payment>]| -> Vec<String> {
-                        found
-                            .iter()
-                            .zip(wanted)
-                            .filter(|(slot, _)| slot.is_none())
-                            .filter_map(|(_, (_, r))| r.provider_ref.clone())
-                            .collect()
-                    };
-                    // Both key columns, so the (provider, provider_ref) index is searched,
-                    // not scanned whole.
-                    let providers: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
-                    let refs = unresolved(&found);
-                    if !refs.is_empty() {
-                        let rows: Vec<PaymentRow> = payments::table
-                            .filter(payments::provider.eq_any(&providers))
-                            .filter(payments::provider_ref.eq_any(&refs))
-                            .select(PaymentRow::as_select())
-                            .load(conn)
-                            .await?;
-                        let mut by_ref = HashMap::new();
-                        for row in rows {
-                            let p = Payment::try_from(row)?;
-                            if let Some(r) = p.provider_ref.clone() {
-                                by_ref.insert((p.provider, r), p);
+                        // One query per way of naming a payment, each only for the events
+                        // the previous ones did not resolve.
+                        let ids: Vec<DbUuid> =
+                            wanted.iter().filter_map(|(_, r)| r.payment_id.map(|id| DbUuid(id.as_uuid()))).collect();
+                        if !ids.is_empty() {
+                            let rows: Vec<PaymentRow> = payments::table
+                                .filter(payments::id.eq_any(&ids))
+                                .select(PaymentRow::as_select())
+                                .load(conn)
+                                .await?;
+                            let by_id = rows
+                                .into_iter()
+                                .map(|row| Payment::try_from(row).map(|p| (p.id, p)))
+                                .collect::<Result<HashMap<_, _>, _>>()?;
+                            for (slot, (provider, reference)) in found.iter_mut().zip(wanted) {
+                                *slot = reference
+                                    .payment_id
+                                    .and_then(|id| by_id.get(&id))
+                                    .filter(|p| p.provider == *provider)
+                                    .cloned();
                             }
                         }
-                        fill_by_reference(&mut found, wanted, &by_ref);
-                    }
-                    // Another of the provider's ids for a payment (a charge id, say).
-                    let refs = unresolved(&found);
-                    if !refs.is_empty() {
-                        let rows: Vec<(String, PaymentRow)> = aliases::table
-                            .inner_join(payments::table)
-                            .filter(aliases::provider.eq_any(&providers))
-                            .filter(aliases::alias.eq_any(&refs))
-                            .select((aliases::alias, PaymentRow::as_select()))
-                            .load(conn)
-                            .await?;
-                        let by_alias = rows
-                            .into_iter()
-                            .map(|(alias, row)| Payment::try_from(row).map(|p| ((p.provider, alias), p)))
-                            .collect::<Result<HashMap<_, _>, _>>()?;
-                        fill_by_reference(&mut found, wanted, &by_alias);
-                    }
-                    Ok::<_, TxError>(found)
+                        let unresolved = |found: &[Option<Payment>]| -> Vec<String> {
+                            found
+                                .iter()
+                                .zip(wanted)
+                                .filter(|(slot, _)| slot.is_none())
+                                .filter_map(|(_, (_, r))| r.provider_ref.clone())
+                                .collect()
+                        };
+                        // Both key columns, so the (provider, provider_ref) index is searched,
+                        // not scanned whole.
+                        let providers: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
+                        let refs = unresolved(&found);
+                        if !refs.is_empty() {
+                            let rows: Vec<PaymentRow> = payments::table
+                                .filter(payments::provider.eq_any(&providers))
+                                .filter(payments::provider_ref.eq_any(&refs))
+                                .select(PaymentRow::as_select())
+                                .load(conn)
+                                .await?;
+                            let mut by_ref = HashMap::new();
+                            for row in rows {
+                                let p = Payment::try_from(row)?;
+                                if let Some(r) = p.provider_ref.clone() {
+                                    by_ref.insert((p.provider, r), p);
+                                }
+                            }
+                            fill_by_reference(&mut found, wanted, &by_ref);
+                        }
+                        // Another of the provider's ids for a payment (a charge id, say).
+                        let refs = unresolved(&found);
+                        if !refs.is_empty() {
+                            let rows: Vec<(String, PaymentRow)> = aliases::table
+                                .inner_join(payments::table)
+                                .filter(aliases::provider.eq_any(&providers))
+                                .filter(aliases::alias.eq_any(&refs))
+                                .select((aliases::alias, PaymentRow::as_select()))
+                                .load(conn)
+                                .await?;
+                            let by_alias = rows
+                                .into_iter()
+                                .map(|(alias, row)| Payment::try_from(row).map(|p| ((p.provider, alias), p)))
+                                .collect::<Result<HashMap<_, _>, _>>()?;
+                            fill_by_reference(&mut found, wanted, &by_alias);
+                        }
+                        Ok::<_, TxError>(found)
                     })
                     .await?;
                     Ok(found)
@@ -698,22 +698,6 @@ macro_rules! admit_rows {
                     .load(conn)
                     .await?;
                 existing.extend(found.into_iter().map(|(p, e, id)| ((p, e), id)));
-                let requeue: Vec<i64> = deliveries
-                    .iter()
-                    .zip(&log_ids)
-                    .filter(|((_, event), log_id)| event.confirm_with_provider && !by_log.contains_key(*log_id))
-                    .filter_map(|((_, event), _)| {
-                        existing
-                            .get(&(event.provider.as_str().to_owned(), event.event_id.as_str().to_owned()))
-                            .copied()
-                    })
-                    .collect();
-                if !requeue.is_empty() {
-                    diesel::update(ev::table.filter(ev::id.eq_any(&requeue)).filter(changed_nothing()))
-                        .set(requeue_changes(DbInstant(now)))
-                        .execute(conn)
-                        .await?;
-                }
                 let duplicate_logs: Vec<i64> = log_ids.iter().filter(|l| !by_log.contains_key(*l)).copied().collect();
                 diesel::update(logs::table.filter(logs::id.eq_any(&duplicate_logs)))
                     .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
@@ -721,6 +705,7 @@ macro_rules! admit_rows {
                     .await?;
             }
             let mut admissions = Vec::with_capacity(deliveries.len());
+            let mut requeue = Vec::new();
             for ((_, event), log_id) in deliveries.iter().zip(&log_ids) {
                 match by_log.get(log_id) {
                     Some(id) => admissions.push(Admission::Accepted(InboxId(*id))),
@@ -732,9 +717,18 @@ macro_rules! admit_rows {
                                 key.1
                             )))
                         })?;
+                        if event.confirm_with_provider {
+                            requeue.push(id);
+                        }
                         admissions.push(Admission::Duplicate(InboxId(id)));
                     }
                 }
+            }
+            if !requeue.is_empty() {
+                diesel::update(ev::table.filter(ev::id.eq_any(&requeue)).filter(changed_nothing()))
+                    .set(requeue_changes(DbInstant(now)))
+                    .execute(conn)
+                    .await?;
             }
             Ok::<_, TxError>(admissions)
         }
