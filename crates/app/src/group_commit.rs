@@ -7,13 +7,17 @@
 //! queue fills while a commit is in flight and the next batch takes all of it, so the
 //! commit cost is shared by many requests. A few writers keep the database busy while
 //! one of them waits for its commit.
+//!
+//! The events a batch accepts go to the worker: handed over in-process when it has
+//! room (`crate::handoff`), else left for it to claim, and it is woken.
 
+use crate::handoff::Handoff;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, StoreError, WebhookInbox};
 use payhook_domain::{WebhookEvent, WebhookRequest};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 /// Deliveries written in one transaction at most.
 pub const MAX_BATCH: usize = 128;
@@ -32,12 +36,18 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writers on the current runtime (the one the store's connections
-    /// belong to); they stop once every `GroupCommit` is dropped.
-    pub fn start(inbox: Arc<dyn WebhookInbox>) -> Self {
+    /// belong to); they stop once every `GroupCommit` is dropped. Accepted events go
+    /// to the worker through `handoff`, or `accepted` wakes it to claim them.
+    pub fn start(inbox: Arc<dyn WebhookInbox>, handoff: Handoff, accepted: Arc<Notify>) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * WRITERS);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..WRITERS {
-            tokio::spawn(write_batches(jobs.clone(), inbox.clone()));
+            tokio::spawn(write_batches(
+                jobs.clone(),
+                inbox.clone(),
+                handoff.clone(),
+                accepted.clone(),
+            ));
         }
         Self { queue }
     }
@@ -59,7 +69,12 @@ impl GroupCommit {
     }
 }
 
-async fn write_batches(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, inbox: Arc<dyn WebhookInbox>) {
+async fn write_batches(
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    inbox: Arc<dyn WebhookInbox>,
+    handoff: Handoff,
+    accepted: Arc<Notify>,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -79,14 +94,28 @@ async fn write_batches(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, inbox: Arc<dyn Web
         let (deliveries, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.delivery, j.reply)).unzip();
         // A panic in the store must not take the writer with it: its batch is answered
         // as a failure (each request then gets 503 and is recorded on the slow path).
-        let outcome = AssertUnwindSafe(inbox.admit_all(&deliveries))
+        let reservation = handoff.reserve(deliveries.len());
+        let lease_until = reservation.as_ref().map(|r| r.lease_until);
+        let outcome = AssertUnwindSafe(inbox.admit_all(&deliveries, lease_until))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("panic while storing webhooks".into())));
         match outcome {
             Ok(admissions) if admissions.len() == replies.len() => {
-                for (reply, admission) in replies.into_iter().zip(admissions) {
-                    let _ = reply.send(Ok(admission));
+                for (reply, admission) in replies.into_iter().zip(&admissions) {
+                    let _ = reply.send(Ok(*admission));
+                }
+                let new = admissions
+                    .iter()
+                    .zip(deliveries)
+                    .filter_map(|(admission, (_, event))| match admission {
+                        Admission::Accepted(id) => Some((*id, event)),
+                        Admission::Duplicate(_) => None,
+                    });
+                match reservation {
+                    Some(reservation) => reservation.hand_over(new),
+                    None if new.count() > 0 => accepted.notify_one(),
+                    None => {}
                 }
             }
             Ok(_) => {
@@ -108,6 +137,7 @@ async fn write_batches(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, inbox: Arc<dyn Web
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handoff::HandedOver;
     use payhook_domain::ports::MockWebhookInbox;
     use payhook_domain::{EventId, InboxId, PaymentChange, PaymentRef, Provider};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,7 +172,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let mut inbox = MockWebhookInbox::new();
         let counted = calls.clone();
-        inbox.expect_admit_all().returning(move |deliveries| {
+        inbox.expect_admit_all().returning(move |deliveries, _| {
             counted.fetch_add(1, Ordering::SeqCst);
             // A slow commit, so that deliveries queue up behind it.
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -151,7 +181,7 @@ mod tests {
                 .map(|(_, e)| Admission::Accepted(InboxId(e.event_id.as_str()[4..].parse().unwrap())))
                 .collect())
         });
-        let commit = GroupCommit::start(Arc::new(inbox));
+        let (commit, _worker, _) = start(inbox, 256);
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let commit = commit.clone();
@@ -178,12 +208,77 @@ mod tests {
         let mut inbox = MockWebhookInbox::new();
         inbox
             .expect_admit_all()
-            .returning(|_| Err(StoreError::Unavailable("disk full".into())));
-        let commit = GroupCommit::start(Arc::new(inbox));
+            .returning(|_, _| Err(StoreError::Unavailable("disk full".into())));
+        let (commit, mut worker, _) = start(inbox, 8);
         let (request, event) = delivery("evt_1");
         assert!(matches!(
             commit.admit(request, event).await,
             Err(StoreError::Unavailable(m)) if m == "disk full"
         ));
+        assert!(worker.take(10).is_empty(), "nothing is handed over");
+    }
+
+    /// The group commit, the worker's side of its handoff (room for `room` events)
+    /// and the worker's wake-up call.
+    fn start(inbox: MockWebhookInbox, room: usize) -> (GroupCommit, HandedOver, Arc<Notify>) {
+        let clock = Arc::new(crate::clock::SystemClock);
+        let (handoff, worker) = crate::handoff::channel(room, std::time::Duration::from_secs(30), clock);
+        let accepted = Arc::new(Notify::new());
+        (
+            GroupCommit::start(Arc::new(inbox), handoff, accepted.clone()),
+            worker,
+            accepted,
+        )
+    }
+
+    fn accept_all(deliveries: &[(WebhookRequest, WebhookEvent)]) -> Vec<Admission> {
+        deliveries
+            .iter()
+            .map(|(_, e)| match e.event_id.as_str() {
+                "evt_again" => Admission::Duplicate(InboxId(1)),
+                id => Admission::Accepted(InboxId(id[4..].parse().unwrap())),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_events_are_stored_leased_and_handed_to_the_worker_when_it_has_room() {
+        let mut inbox = MockWebhookInbox::new();
+        inbox
+            .expect_admit_all()
+            .withf(|_, lease_until| lease_until.is_some())
+            .returning(|deliveries, _| Ok(accept_all(deliveries)));
+        let (commit, mut worker, accepted) = start(inbox, 8);
+        for id in ["evt_7", "evt_again"] {
+            let (request, event) = delivery(id);
+            commit.admit(request, event).await.unwrap();
+        }
+        let handed: Vec<_> = worker.take(10).into_iter().map(|c| (c.id, c.event.event_id)).collect();
+        assert_eq!(
+            handed,
+            [(InboxId(7), EventId::parse("evt_7").unwrap())],
+            "a repeat is not handed over"
+        );
+        let woken = tokio::time::timeout(std::time::Duration::from_millis(50), accepted.notified()).await;
+        assert!(woken.is_err(), "the worker need not claim what it was handed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_room_new_events_are_stored_unleased_and_the_worker_is_woken_to_claim_them() {
+        let mut inbox = MockWebhookInbox::new();
+        inbox
+            .expect_admit_all()
+            .withf(|_, lease_until| lease_until.is_none())
+            .returning(|deliveries, _| Ok(accept_all(deliveries)));
+        let (commit, mut worker, accepted) = start(inbox, 8);
+        worker.close();
+        let (request, event) = delivery("evt_3");
+        assert_eq!(
+            commit.admit(request, event).await.unwrap(),
+            Admission::Accepted(InboxId(3))
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(5), accepted.notified())
+            .await
+            .expect("the worker is woken to claim it");
     }
 }

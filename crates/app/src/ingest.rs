@@ -8,7 +8,7 @@
 use crate::fallback::FallbackLog;
 use crate::group_commit::GroupCommit;
 use futures_util::FutureExt;
-use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError, WebhookInbox};
+use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError};
 use payhook_domain::source::{AuthError, Delivery, Parsed, PaymentToken, WebhookSource};
 use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest};
 use sha2::{Digest, Sha256};
@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
 
 /// A webhook request as the HTTP adapter read it, secrets still in place.
 #[derive(Debug)]
@@ -98,13 +97,11 @@ fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>
 pub struct IngestService {
     sources: HashMap<Provider, Arc<dyn WebhookSource>>,
     forensic: Arc<dyn ForensicLog>,
-    /// Writes accepted deliveries, many per transaction.
+    /// Writes accepted deliveries, many per transaction, and hands them to the worker.
     group_commit: GroupCommit,
     /// Holds the hashes of per-payment callback tokens.
     payments: Arc<dyn PaymentStore>,
     clock: Arc<dyn Clock>,
-    /// Wakes the worker when an event is accepted, so it need not wait for its poll.
-    accepted: Arc<Notify>,
     /// Takes forensic records the store refused, when enabled.
     fallback: Option<FallbackLog>,
 }
@@ -113,20 +110,18 @@ impl IngestService {
     pub fn new(
         sources: Vec<Arc<dyn WebhookSource>>,
         forensic: Arc<dyn ForensicLog>,
-        inbox: Arc<dyn WebhookInbox>,
+        group_commit: GroupCommit,
         payments: Arc<dyn PaymentStore>,
         clock: Arc<dyn Clock>,
-        accepted: Arc<Notify>,
         fallback: Option<FallbackLog>,
     ) -> Self {
         let sources = sources.into_iter().map(|s| (s.provider(), s)).collect();
         Self {
             sources,
             forensic,
-            group_commit: GroupCommit::start(inbox),
+            group_commit,
             payments,
             clock,
-            accepted,
             fallback,
         }
     }
@@ -318,10 +313,7 @@ impl IngestService {
                 let event_id = event.event_id.to_string();
                 // The request stays here for the failure path; the batch gets a copy.
                 match self.group_commit.admit(request.clone(), *event).await {
-                    Ok(Admission::Accepted(_)) => {
-                        self.accepted.notify_one();
-                        Reply::Accepted { event_id }
-                    }
+                    Ok(Admission::Accepted(_)) => Reply::Accepted { event_id },
                     Ok(Admission::Duplicate(_)) => Reply::Duplicate { event_id },
                     Err(e) => {
                         tracing::error!(error = %e, %event_id, "event not stored; asking the provider to retry");

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod fallback;
 pub mod group_commit;
+pub mod handoff;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! domain's state machine; failures are retried with capped exponential backoff
 //! and jitter, then dead-lettered.
 
+use crate::handoff::HandedOver;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{ClaimedEvent, Clock, Commit, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
@@ -119,20 +120,32 @@ impl Processor {
         self.inbox.release(&ids).await
     }
 
+    /// Gives back the leases of events this worker will not process.
+    pub async fn give_back(&self, ids: &[InboxId]) -> Result<u64, StoreError> {
+        self.inbox.release(ids).await
+    }
+
     fn in_flight_guard(&self) -> std::sync::MutexGuard<'_, HashSet<InboxId>> {
         // A panic while holding this lock leaves a set that is still valid.
         self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Claims one batch and processes it. Events that need no word from the provider
-    /// are applied together under one commit ([`Processor::apply_together`]); the
-    /// others, and those the batch could not take, one by one, `concurrency` at a
-    /// time. Returns how many events were claimed.
+    /// Claims one batch and processes it ([`Processor::process`]). Returns how many
+    /// events were claimed.
     pub async fn run_batch(&self, batch_size: u32, concurrency: usize) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = self.inbox.claim_due(now, batch_size, lease_until).await?;
         let count = claimed.len();
+        self.process(claimed, concurrency).await;
+        Ok(count)
+    }
+
+    /// Processes events leased to this worker, claimed or handed over by the ingest
+    /// path (`crate::handoff`). Events that need no word from the provider are applied
+    /// together under one commit ([`Processor::apply_together`]); the others, and
+    /// those the batch could not take, one by one, `concurrency` at a time.
+    pub async fn process(&self, claimed: Vec<ClaimedEvent>, concurrency: usize) {
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
         let (mut to_confirm, direct): (Vec<_>, Vec<_>) =
             claimed.into_iter().partition(|c| c.event.confirm_with_provider);
@@ -157,7 +170,6 @@ impl Processor {
         futures_util::stream::iter(one_by_one)
             .for_each_concurrent(concurrency, |event| self.handle(event))
             .await;
-        Ok(count)
     }
 
     /// Applies events as one unit of store work: one lookup of all their payments, then
@@ -380,44 +392,67 @@ fn not_found(event: &WebhookEvent) -> ProcessError {
     }
 }
 
-/// Runs the processor until `shutdown` turns true: after an idle poll interval, or at
-/// once when the ingest path signals a newly accepted event. The batch in hand is
-/// always finished before stopping.
+/// Runs the processor until `shutdown` turns true. Events the ingest path hands over
+/// are processed as they come; the store is claimed from when the ingest path wakes
+/// the worker (it stored events without handing them over), after an idle poll
+/// interval, and at least once per poll interval while handed-over events keep it
+/// busy (retries and expired leases are due there). The batch in hand is always
+/// finished before stopping; events still waiting in the handoff are released.
 pub async fn run_worker(
     processor: Arc<Processor>,
     batch_size: u32,
     concurrency: usize,
     poll_interval: Duration,
     accepted: Arc<Notify>,
+    mut handed_over: HandedOver,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pause = poll_interval;
+    let mut claim = true;
+    let mut last_claim = Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
         }
-        match processor.run_batch(batch_size, concurrency).await {
-            Ok(claimed) => {
-                pause = poll_interval;
-                if claimed as u32 >= batch_size {
-                    continue; // more may be due right now
+        let handed = handed_over.take(batch_size as usize);
+        let busy = !handed.is_empty();
+        if busy {
+            processor.process(handed, concurrency).await;
+        }
+        if claim || last_claim.elapsed() >= poll_interval {
+            last_claim = Instant::now();
+            match processor.run_batch(batch_size, concurrency).await {
+                Ok(claimed) => {
+                    pause = poll_interval;
+                    claim = claimed as u32 >= batch_size; // more may be due right now
                 }
-            }
-            Err(e) => {
-                // An outage: poll less and less often (and log less) until it ends.
-                tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "worker could not claim events");
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => {}
+                Err(e) => {
+                    // An outage: poll less and less often (and log less) until it ends.
+                    tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "worker could not claim events");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    pause = (pause * 2).min(MAX_ERROR_PAUSE);
+                    continue;
                 }
-                pause = (pause * 2).min(MAX_ERROR_PAUSE);
-                continue;
             }
         }
-        tokio::select! {
-            _ = accepted.notified() => {}
-            _ = tokio::time::sleep(poll_interval) => {}
-            _ = shutdown.changed() => {}
+        if busy || claim {
+            continue;
+        }
+        claim = tokio::select! {
+            _ = handed_over.arrived() => false,
+            _ = accepted.notified() => true,
+            _ = tokio::time::sleep(poll_interval) => true,
+            _ = shutdown.changed() => false,
+        };
+    }
+    let waiting = handed_over.close();
+    if !waiting.is_empty() {
+        match processor.give_back(&waiting).await {
+            Ok(n) => tracing::info!(released = n, "released handed-over events not processed"),
+            Err(e) => tracing::error!(error = %e, "could not release handed-over events; their leases will expire"),
         }
     }
     tracing::info!("worker stopped");

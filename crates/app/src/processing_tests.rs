@@ -516,3 +516,69 @@ async fn events_to_confirm_beyond_a_few_rounds_are_given_back_for_the_next_poll(
         "given-back events are not left in flight"
     );
 }
+
+/// A handoff with `events` already handed over, as the ingest path leaves them.
+fn handed_over(events: Vec<ClaimedEvent>) -> HandedOver {
+    let (handoff, handed_over) = crate::handoff::channel(16, Duration::from_secs(30), clock());
+    handoff
+        .reserve(events.len())
+        .unwrap()
+        .hand_over(events.into_iter().map(|c| (c.id, c.event)));
+    handed_over
+}
+
+#[tokio::test]
+async fn handed_over_events_are_applied_without_claiming_them_back() {
+    let mut inbox = MockWebhookInbox::new();
+    // The one claim at start finds nothing: the events came through the handoff.
+    inbox.expect_claim_due().times(1).returning(|_, _, _| Ok(Vec::new()));
+    inbox.expect_release().never();
+    let mut store = MockPaymentStore::new();
+    store
+        .expect_find_payments()
+        .returning(|wanted| Ok(wanted.iter().map(|_| Some(payment_with_ref("pi_a", ID_A))).collect()));
+    let (committed, mut commits) = tokio::sync::mpsc::unbounded_channel();
+    store.expect_commit_applications().times(1).returning(move |apps| {
+        let _ = committed.send(apps.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        Ok(vec![Commit::Committed; apps.len()])
+    });
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(run_worker(
+        Arc::new(processor(inbox, store)),
+        10,
+        2,
+        Duration::from_secs(3600),
+        Arc::new(Notify::new()),
+        handed_over(vec![claimed_for(1, "pi_a", PaymentChange::paid(None))]),
+        stopped,
+    ));
+    let applied = tokio::time::timeout(Duration::from_secs(5), commits.recv()).await;
+    assert_eq!(applied.unwrap(), Some(vec![InboxId(1)]));
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn events_still_in_the_handoff_when_the_worker_stops_are_released() {
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_claim_due().never();
+    inbox
+        .expect_release()
+        .withf(|ids| ids == [InboxId(5), InboxId(6)])
+        .times(1)
+        .returning(|ids| Ok(ids.len() as u64));
+    let (_stop, stopped) = watch::channel(true);
+    run_worker(
+        Arc::new(processor(inbox, MockPaymentStore::new())),
+        10,
+        2,
+        Duration::from_secs(3600),
+        Arc::new(Notify::new()),
+        handed_over(vec![
+            claimed_for(5, "pi_a", PaymentChange::paid(None)),
+            claimed_for(6, "pi_b", PaymentChange::paid(None)),
+        ]),
+        stopped,
+    )
+    .await;
+}

@@ -4,6 +4,8 @@
 use crate::bus::EventBus;
 use crate::clock::SystemClock;
 use crate::fallback::FallbackLog;
+use crate::group_commit::GroupCommit;
+use crate::handoff;
 use crate::http::{routes, AppState};
 use crate::ingest::IngestService;
 use crate::payments::{PaymentRequests, GATEWAY_TIMEOUT};
@@ -238,13 +240,16 @@ impl Application {
             .fallback_log
             .enabled
             .then(|| FallbackLog::new(settings.fallback_log.dir.clone(), settings.fallback_log.name.clone()));
+        let batch_size = settings.worker_batch_size()?;
+        let lease = Duration::from_secs(w.lease_secs);
+        // Room for two batches: one the worker is on, one gathering.
+        let (handoff, handed_over) = handoff::channel(2 * batch_size as usize, lease, clock.clone());
         let ingest = IngestService::new(
             sources,
             stores.forensic.clone(),
-            stores.inbox.clone(),
+            GroupCommit::start(stores.inbox.clone(), handoff, accepted.clone()),
             stores.payments.clone(),
             clock.clone(),
-            accepted.clone(),
             fallback,
         );
         let gateways = payment_gateways(&settings)?;
@@ -255,16 +260,17 @@ impl Application {
             gateways,
             clock,
             policy,
-            Duration::from_secs(w.lease_secs),
+            lease,
             published.clone(),
         ));
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run_worker(
             processor.clone(),
-            settings.worker_batch_size()?,
+            batch_size,
             w.concurrency,
             Duration::from_millis(w.poll_interval_ms),
             accepted.clone(),
+            handed_over,
             stopped.clone(),
         ));
         let relay = tokio::spawn(run_relay(

@@ -65,11 +65,19 @@ pub trait WebhookInbox: Send + Sync {
     /// `duplicate`). Concurrent repeats resolve to one inbox row. All deliveries share
     /// one transaction, so many concurrent webhooks pay for one commit (group commit);
     /// an error means none of them was stored.
-    async fn admit_all(&self, deliveries: &[(WebhookRequest, WebhookEvent)]) -> Result<Vec<Admission>, StoreError>;
+    ///
+    /// With `lease_until`, each new event is stored already leased to the caller until
+    /// then, as [`WebhookInbox::claim_due`] would leave it: the caller hands it to its
+    /// worker itself. Repeats are never leased.
+    async fn admit_all(
+        &self,
+        deliveries: &[(WebhookRequest, WebhookEvent)],
+        lease_until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Admission>, StoreError>;
 
-    /// [`WebhookInbox::admit_all`] for one delivery.
+    /// [`WebhookInbox::admit_all`] for one delivery, not leased.
     async fn admit(&self, request: &WebhookRequest, event: &WebhookEvent) -> Result<Admission, StoreError> {
-        let mut admissions = self.admit_all(&[(request.clone(), event.clone())]).await?;
+        let mut admissions = self.admit_all(&[(request.clone(), event.clone())], None).await?;
         admissions
             .pop()
             .ok_or_else(|| StoreError::Corrupt("the store gave no answer for a delivery".into()))

@@ -62,7 +62,7 @@ impl<'a> NewLogRow<'a> {
     }
 }
 
-/// A new inbox row, due at once.
+/// A new inbox row: due at once, or already leased to the worker it is handed to.
 #[derive(Insertable)]
 #[diesel(table_name = webhook_events)]
 pub struct NewEventRow<'a> {
@@ -75,10 +75,17 @@ pub struct NewEventRow<'a> {
     next_attempt_at: DbInstant,
     received_at: DbInstant,
     log_id: i64,
+    locked_until: Option<DbInstant>,
 }
 
 impl<'a> NewEventRow<'a> {
-    pub fn new(event: &'a WebhookEvent, received_at: DateTime<Utc>, log_id: i64) -> Result<Self, StoreError> {
+    /// The inbox row of a new event; `lease_until` stores it leased, as a claim would.
+    pub fn new(
+        event: &'a WebhookEvent,
+        received_at: DateTime<Utc>,
+        log_id: i64,
+        lease_until: Option<DateTime<Utc>>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             provider: event.provider.as_str(),
             event_id: event.event_id.as_str(),
@@ -89,6 +96,7 @@ impl<'a> NewEventRow<'a> {
             next_attempt_at: DbInstant(received_at),
             received_at: DbInstant(received_at),
             log_id,
+            locked_until: lease_until.map(DbInstant),
         })
     }
 }

@@ -68,11 +68,12 @@ macro_rules! impl_store_ports {
                 async fn admit_all(
                     &self,
                     deliveries: &[(WebhookRequest, WebhookEvent)],
+                    lease_until: Option<DateTime<Utc>>,
                 ) -> Result<Vec<Admission>, StoreError> {
                     let mut conn = self.conn().await?;
                     let now = Utc::now();
                     let admissions = conn
-                        .transaction(async |conn| $crate::admit_rows!($batching, conn, deliveries, now))
+                        .transaction(async |conn| $crate::admit_rows!($batching, conn, deliveries, now, lease_until))
                         .await?;
                     Ok(admissions)
                 }
@@ -601,8 +602,8 @@ macro_rules! claim_rows {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! admit_rows {
-    (row_by_row, $conn:ident, $deliveries:ident, $now:ident) => {{
-        let (conn, deliveries, now) = ($conn, $deliveries, $now);
+    (row_by_row, $conn:ident, $deliveries:ident, $now:ident, $lease_until:ident) => {{
+        let (conn, deliveries, now, lease_until) = ($conn, $deliveries, $now, $lease_until);
         async move {
             let mut admissions = Vec::with_capacity(deliveries.len());
             // Row by row (diesel-async's SQLite wrapper has no multi-row INSERT);
@@ -616,7 +617,7 @@ macro_rules! admit_rows {
                     .get_result(conn)
                     .await?;
                 let inserted: Option<i64> = diesel::insert_into(ev::table)
-                    .values(NewEventRow::new(event, request.received_at, log_id)?)
+                    .values(NewEventRow::new(event, request.received_at, log_id, lease_until)?)
                     .on_conflict((ev::provider, ev::event_id))
                     .do_nothing()
                     .returning(ev::id)
@@ -649,8 +650,8 @@ macro_rules! admit_rows {
         }
         .await
     }};
-    (multi_row, $conn:ident, $deliveries:ident, $now:ident) => {{
-        let (conn, deliveries, now) = ($conn, $deliveries, $now);
+    (multi_row, $conn:ident, $deliveries:ident, $now:ident, $lease_until:ident) => {{
+        let (conn, deliveries, now, lease_until) = ($conn, $deliveries, $now, $lease_until);
         async move {
             let accepted = Outcome::accepted();
             let log_rows: Vec<NewLogRow<'_>> = deliveries
@@ -669,7 +670,7 @@ macro_rules! admit_rows {
             keyed.sort_by_key(|((_, event), _)| (event.provider.as_str(), event.event_id.as_str()));
             let event_rows = keyed
                 .into_iter()
-                .map(|((request, event), log_id)| NewEventRow::new(event, request.received_at, *log_id))
+                .map(|((request, event), log_id)| NewEventRow::new(event, request.received_at, *log_id, lease_until))
                 .collect::<Result<Vec<_>, _>>()?;
             let inserted: Vec<(i64, Option<i64>)> = diesel::insert_into(ev::table)
                 .values(&event_rows)

@@ -29,6 +29,7 @@ macro_rules! store_contract_tests {
             admits_a_batch_in_order_with_repeats_inside_and_outside_it,
             records_rejected_requests,
             claims_due_events_once_until_the_lease_expires,
+            stores_new_events_leased_for_a_handoff,
             failures_are_retried_when_due_then_dead,
             creates_payments_idempotently_and_finds_them,
             commits_an_application_with_history_and_marks_the_event_processed,
@@ -143,7 +144,7 @@ pub async fn admits_a_batch_in_order_with_repeats_inside_and_outside_it<S: Store
         delivery("evt_n2"),
         delivery("evt_n1"),
     ];
-    let answers = store.admit_all(&batch).await.unwrap();
+    let answers = store.admit_all(&batch, None).await.unwrap();
     assert_eq!(answers.len(), 4, "one answer per delivery, in order");
     let Admission::Accepted(n1) = answers[0] else {
         panic!("{answers:?}")
@@ -159,7 +160,7 @@ pub async fn admits_a_batch_in_order_with_repeats_inside_and_outside_it<S: Store
         .await
         .unwrap();
     assert_eq!(logged.len(), 3, "three distinct events");
-    assert!(store.admit_all(&[]).await.unwrap().is_empty());
+    assert!(store.admit_all(&[], None).await.unwrap().is_empty());
 }
 
 pub async fn concurrent_admissions_of_one_event_make_one_row<S: Store>(store: Arc<S>) {
@@ -234,6 +235,37 @@ pub async fn claims_due_events_once_until_the_lease_expires<S: Store>(store: Arc
         event("evt_1", "pi_1", PaymentChange::paid(None)),
         "payload round-trips"
     );
+}
+
+/// Events admitted with a lease are the caller's until it ends, as if claimed; a
+/// repeat in the same batch keeps the state it had.
+pub async fn stores_new_events_leased_for_a_handoff<S: Store>(store: Arc<S>) {
+    let earlier = admit(&*store, "evt_old").await;
+    let lease = t0() + Duration::seconds(60);
+    let batch = vec![
+        (request("evt_new"), event("evt_new", "pi_2", PaymentChange::paid(None))),
+        (request("evt_old"), event("evt_old", "pi_1", PaymentChange::paid(None))),
+    ];
+    let answers = store.admit_all(&batch, Some(lease)).await.unwrap();
+    let Admission::Accepted(new) = answers[0] else {
+        panic!("evt_new is new: {answers:?}")
+    };
+    assert_eq!(answers[1], Admission::Duplicate(earlier));
+    let now = t0() + Duration::seconds(1);
+    let claimed = store.claim_due(now, 10, now + Duration::seconds(120)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [earlier],
+        "the leased event is not claimed while its lease runs; the repeat is due as before"
+    );
+    let after = lease + Duration::seconds(1);
+    let claimed = store.claim_due(after, 10, after + Duration::seconds(60)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [new],
+        "due once its lease ends"
+    );
+    assert_eq!(claimed[0].event.event_id.as_str(), "evt_new");
 }
 
 pub async fn failures_are_retried_when_due_then_dead<S: Store>(store: Arc<S>) {
