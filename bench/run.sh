@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: micro-benchmarks, the database floor (pgbench), then payhook (release)
 # under payhook-loadgen on Postgres and on SQLite, and one summary table. By hand only:
-# it takes a few minutes and its numbers go in docs/performance.md.
+# it takes several minutes and its numbers go in docs/performance.md. ROUNDS (default 3)
+# repeats the floor and payhook runs; the summary gives medians and ranges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,19 +27,26 @@ fi
 cargo build --release --locked -p payhook-app -p payhook-loadgen --bins 2>&1 | tail -1
 payhook="$target/release/payhook"; loadgen="$target/release/payhook-loadgen"
 
-say "the floor: pgbench, bench/floor.sql, $CONCURRENCY clients, ${FLOOR_SECONDS}s"
-psql -qtA -d postgres -c "DROP DATABASE IF EXISTS payhook_bench" -c "CREATE DATABASE payhook_bench"
-psql -qtA -d payhook_bench -c "ALTER DATABASE payhook_bench SET synchronous_commit = on" >/dev/null
-psql -qtA -d payhook_bench -f bench/floor_setup.sql >/dev/null
-pgbench -n -c "$CONCURRENCY" -j 2 -T "$FLOOR_SECONDS" -f bench/floor.sql payhook_bench 2>/dev/null | tee "$work/floor.txt" \
-  | grep -E 'tps|latency average'
-floor_tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$work/floor.txt" | head -1)
+# The machine's speed drifts (a third, from one quarter hour to the next, on the shared
+# 2-core VMs measured here), so the floor and payhook are measured in pairs, ROUNDS times,
+# and the summary gives each number's median and range, the ratio taken within each pair.
+ROUNDS=${ROUNDS:-3}
+
+floor() {  # round
+  say "round $1: the floor: pgbench, bench/floor.sql, $CONCURRENCY clients, ${FLOOR_SECONDS}s"
+  psql -qtA -d postgres -c "DROP DATABASE IF EXISTS payhook_bench" -c "CREATE DATABASE payhook_bench"
+  psql -qtA -d payhook_bench -c "ALTER DATABASE payhook_bench SET synchronous_commit = on" >/dev/null
+  psql -qtA -d payhook_bench -f bench/floor_setup.sql >/dev/null
+  pgbench -n -c "$CONCURRENCY" -j 2 -T "$FLOOR_SECONDS" -f bench/floor.sql payhook_bench 2>/dev/null | tee "$work/floor.txt" \
+    | grep -E 'tps|latency average'
+  sed -nE 's/^tps = ([0-9.]+).*/{"tps": \1}/p' "$work/floor.txt" | head -1 > "$work/floor.$1.json"
+}
 
 # The worker's batch size is payhook's default unless given.
 if [ -n "${WORKER_BATCH_SIZE:-}" ]; then export PAYHOOK__WORKER__BATCH_SIZE=$WORKER_BATCH_SIZE; fi
 
-run_payhook() {  # name database_url pool_size ('' = payhook's default for the store)
-  local name=$1 url=$2 pool=$3 port
+run_payhook() {  # name round database_url pool_size ('' = payhook's default for the store)
+  local name=$1 round=$2 url=$3 pool=$4 port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   PAYHOOK__DATABASE__URL=$url "$payhook" migrate >/dev/null 2>&1
   env RUST_LOG=warn PAYHOOK__SERVER__BIND=127.0.0.1:$port PAYHOOK__DATABASE__URL=$url \
@@ -47,40 +55,57 @@ run_payhook() {  # name database_url pool_size ('' = payhook's default for the s
     "$payhook" serve >"$work/$name.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
-  say "payhook on $name: $EVENTS events at concurrency $CONCURRENCY"
+  say "round $round: payhook on $name: $EVENTS events at concurrency $CONCURRENCY"
   "$loadgen" --url "http://127.0.0.1:$port" --database-url "$url" --events "$EVENTS" \
-    --concurrency "$CONCURRENCY" --secret whsec_payhook_bench --json | tee "$work/$name.json"
+    --concurrency "$CONCURRENCY" --secret whsec_payhook_bench --json | tee "$work/$name.$round.json"
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  echo "{\"peak_rss_kib\": $rss}" > "$work/$name.rss.json"
+  echo "{\"peak_rss_kib\": $rss}" > "$work/$name.rss.$round.json"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
 
-psql -qtA -d postgres -c "DROP DATABASE IF EXISTS payhook_bench" -c "CREATE DATABASE payhook_bench"
-run_payhook postgres "postgres://$PGUSER@$PGHOST:5432/payhook_bench" "${POOL_SIZE:-32}"
-[ "${SKIP_SQLITE:-0}" = 1 ] || run_payhook sqlite "sqlite://$work/bench.db" "${POOL_SIZE:-}"
+for round in $(seq 1 "$ROUNDS"); do
+  floor "$round"
+  psql -qtA -d postgres -c "DROP DATABASE IF EXISTS payhook_bench" -c "CREATE DATABASE payhook_bench"
+  run_payhook postgres "$round" "postgres://$PGUSER@$PGHOST:5432/payhook_bench" "${POOL_SIZE:-32}"
+  rm -f "$work"/bench.db*
+  [ "${SKIP_SQLITE:-0}" = 1 ] || run_payhook sqlite "$round" "sqlite://$work/bench.db" "${POOL_SIZE:-}"
+done
 
-say "summary ($(nproc) cores; server, database and load generator on one machine)"
-python3 - "$work" "$floor_tps" <<'PY'
-import json, sys, os
-work, floor = sys.argv[1], float(sys.argv[2] or 0)
-names = [n for n in ("postgres", "sqlite") if os.path.exists(os.path.join(work, n + ".json"))]
-print(f"{'':<28}" + "".join(f"{n:>12}" for n in names))
-runs = {n: json.load(open(os.path.join(work, n + ".json"))) for n in names}
-rss = {n: json.load(open(os.path.join(work, n + ".rss.json")))["peak_rss_kib"] for n in names}
-def row(label, f):
-    print(f"{label:<28}" + "".join(f"{f(runs[n], n):>12}" for n in names))
-print(f"{'floor (pgbench) tps':<28}{floor:>12.0f}{'':>12}")
-row("ingest requests/s", lambda r, n: f"{r['requests_per_second']:.0f}")
-row("ratio payhook / floor", lambda r, n: f"{r['requests_per_second'] / floor:.2f}x" if floor else "-")
-row("ACK p50 ms", lambda r, n: f"{r['latency_ms']['p50']}")
-row("ACK p99 ms", lambda r, n: f"{r['latency_ms']['p99']}")
-row("ACK max ms", lambda r, n: f"{r['latency_ms']['max']}")
-row("non-2xx", lambda r, n: f"{r['non_2xx']}")
-row("drain after last (s)", lambda r, n: f"{r['drain_seconds_after_last_request']}")
-row("processing events/s", lambda r, n: f"{r['processing_per_second']:.0f}")
-row("lag p50 ms", lambda r, n: f"{r['lag_ms']['p50']}")
-row("lag p99 ms", lambda r, n: f"{r['lag_ms']['p99']}")
-row("peak RSS MiB", lambda r, n: f"{rss[n] / 1024:.1f}")
-row("lost / duplicated", lambda r, n: f"{r['lost']} / {r['duplicated']}")
+say "summary: median (min-max) of $ROUNDS rounds ($(nproc) cores; server, database and load generator on one machine)"
+python3 - "$work" "$ROUNDS" <<'PY'
+import json, sys, os, statistics
+work, rounds = sys.argv[1], int(sys.argv[2])
+def load(name):
+    return [json.load(open(os.path.join(work, f"{name}.{r}.json"))) for r in range(1, rounds + 1)
+            if os.path.exists(os.path.join(work, f"{name}.{r}.json"))]
+floors = [f["tps"] for f in load("floor")]
+names = [n for n in ("postgres", "sqlite") if load(n)]
+runs = {n: load(n) for n in names}
+rss = {n: load(n + ".rss") for n in names}
+def cell(values, fmt):
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}-{fmt(max(values))})"
+def row(label, f, fmt):
+    print(f"{label:<26}" + "".join(f"{cell(f(n), fmt):>28}" for n in names))
+print(f"{'':<26}" + "".join(f"{n:>28}" for n in names))
+print(f"{'floor (pgbench) tps':<26}{cell(floors, lambda v: f'{v:.0f}'):>28}")
+row("ingest requests/s", lambda n: [r["requests_per_second"] for r in runs[n]], lambda v: f"{v:.0f}")
+# Each round's ratio is payhook against the floor measured just before it.
+row("ratio payhook / floor", lambda n: [r["requests_per_second"] / f for r, f in zip(runs[n], floors) if f],
+    lambda v: f"{v:.2f}x")
+row("ACK p50 ms", lambda n: [r["latency_ms"]["p50"] for r in runs[n]], lambda v: f"{v:.1f}")
+row("ACK p99 ms", lambda n: [r["latency_ms"]["p99"] for r in runs[n]], lambda v: f"{v:.1f}")
+row("ACK max ms", lambda n: [r["latency_ms"]["max"] for r in runs[n]], lambda v: f"{v:.0f}")
+row("non-2xx", lambda n: [r["non_2xx"] for r in runs[n]], lambda v: f"{v:.0f}")
+row("drain after last (s)", lambda n: [r["drain_seconds_after_last_request"] for r in runs[n]], lambda v: f"{v:.2f}")
+row("processing events/s", lambda n: [r["processing_per_second"] for r in runs[n]], lambda v: f"{v:.0f}")
+row("lag p50 ms", lambda n: [r["lag_ms"]["p50"] for r in runs[n]], lambda v: f"{v:.0f}")
+row("lag p99 ms", lambda n: [r["lag_ms"]["p99"] for r in runs[n]], lambda v: f"{v:.0f}")
+row("peak RSS MiB", lambda n: [r["peak_rss_kib"] / 1024 for r in rss[n]], lambda v: f"{v:.1f}")
+print(f"{'lost / duplicated, all rounds':<26}"
+      + "".join(f"{sum(r['lost'] for r in runs[n])} / {sum(r['duplicated'] for r in runs[n])}".rjust(28) for n in names))
 PY
