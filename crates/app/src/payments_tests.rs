@@ -277,6 +277,7 @@ async fn a_provider_refusal_is_a_provider_error_naming_the_payment() {
     g.expect_create_checkout().returning(|_| {
         Err(GatewayError::Rejected {
             provider: Provider::Xendit,
+            status: 400,
             message: "400 API_VALIDATION_ERROR: bad email".into(),
         })
     });

@@ -101,9 +101,14 @@ pub enum GatewayError {
     /// The request cannot be made as asked (an IDR amount in sen, say): nothing was sent.
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
-    /// The provider refused the request (4xx); the message summarizes its answer.
+    /// The provider refused the request with a 4xx `status`; the message summarizes
+    /// its answer.
     #[error("{provider} refused the request: {message}")]
-    Rejected { provider: Provider, message: String },
+    Rejected {
+        provider: Provider,
+        status: u16,
+        message: String,
+    },
     /// The provider failed or did not answer (5xx, timeout, connection): retryable.
     #[error("{provider} is unavailable: {message}")]
     Unavailable { provider: Provider, message: String },

@@ -69,6 +69,7 @@ impl ProviderApi {
         if status.is_client_error() {
             Err(GatewayError::Rejected {
                 provider: self.provider,
+                status: status.as_u16(),
                 message: summary,
             })
         } else {
@@ -81,37 +82,6 @@ impl ProviderApi {
     }
 }
 
-/// Whether `send` refused with this HTTP status (its `Rejected` messages start with
-/// the status), for clients that react to one: QPay re-authenticates on a 401.
-pub fn rejected_with(error: &GatewayError, status: u16) -> bool {
-    match error {
-        GatewayError::Rejected { message, .. } => message
-            .split_once(' ')
-            .map_or(message.as_str(), |(code, _)| code)
-            .parse::<u16>()
-            .is_ok_and(|code| code == status),
-        _ => false,
-    }
-}
-
 fn unavailable(provider: Provider, message: String) -> GatewayError {
     GatewayError::Unavailable { provider, message }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refusal_is_recognized_by_its_status() {
-        let rejected = |message: &str| GatewayError::Rejected {
-            provider: Provider::Qpay,
-            message: message.to_owned(),
-        };
-        assert!(rejected_with(&rejected("401 NO_CREDENTIALS: expired"), 401));
-        assert!(rejected_with(&rejected("401"), 401));
-        assert!(!rejected_with(&rejected("4011 odd"), 401));
-        assert!(!rejected_with(&rejected("400 BAD: 401 in the text"), 401));
-        assert!(!rejected_with(&unavailable(Provider::Qpay, "401".into()), 401));
-    }
 }

@@ -11,7 +11,7 @@ use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
     Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentStatus, Provider, ProviderPaymentStatus,
 };
-use payhook_provider_http::{rejected_with, ProviderApi};
+use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Number, Value};
@@ -134,7 +134,7 @@ impl QPayClient {
         let url = format!("{}{path}", self.base_url);
         let bearer = self.bearer().await?;
         match self.send(self.api.http().post(&url).json(body), &bearer).await {
-            Err(e) if rejected_with(&e, 401) => {
+            Err(GatewayError::Rejected { status: 401, .. }) => {
                 self.token.lock().await.take();
                 let bearer = self.bearer().await?;
                 self.send(self.api.http().post(&url).json(body), &bearer).await

@@ -44,6 +44,7 @@ fn classify(error: stripe::StripeError) -> GatewayError {
     match error {
         stripe::StripeError::Stripe(api, status) if (400..500).contains(&status) => GatewayError::Rejected {
             provider: Provider::Stripe,
+            status,
             message: format!("{status}: {}", api.message.as_deref().unwrap_or("no message")),
         },
         stripe::StripeError::Stripe(api, status) => GatewayError::Unavailable {

@@ -81,7 +81,10 @@ async fn errors_are_classified_and_summarized() {
         .create_checkout(&request(10_000))
         .await;
     match wrong_key {
-        Err(GatewayError::Rejected { message, .. }) => assert!(message.contains("INVALID_API_KEY"), "{message}"),
+        Err(GatewayError::Rejected { status, message, .. }) => {
+            assert_eq!(status, 401);
+            assert!(message.contains("INVALID_API_KEY"), "{message}");
+        }
         other => panic!("{other:?}"),
     }
     let c = client(&fake, KEY, Duration::from_secs(5));
