@@ -34,9 +34,11 @@ pub fn channel(capacity: usize, lease: Duration, clock: Arc<dyn Clock>) -> (Hand
     let handed_over = HandedOver {
         receiver,
         waiting: Vec::new(),
-        // Less than half its lease left: the worker might not finish it in time, so
-        // it is left to be claimed once the lease runs out.
-        least_left: chrono::Duration::from_std(lease / 2).unwrap_or(chrono::Duration::MAX),
+        // An event normally waits here for milliseconds. One that waited more than a
+        // quarter of its lease (the worker is stuck on slow provider calls) might not
+        // be finished within it, so it is left to be claimed once the lease runs out,
+        // rather than risk two workers applying it at once.
+        least_left: chrono::Duration::from_std(lease * 3 / 4).unwrap_or(chrono::Duration::MAX),
         clock,
     };
     (handoff, handed_over)
@@ -198,13 +200,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_event_that_waited_past_half_its_lease_is_left_to_a_claim() {
+    async fn an_event_that_waited_past_a_quarter_of_its_lease_is_left_to_a_claim() {
         let now = Arc::new(Mutex::new(at(0)));
         let (handoff, mut worker) = channel(8, Duration::from_secs(60), clock(now.clone()));
         handoff.reserve(1).unwrap().hand_over([(InboxId(1), event("evt_old"))]);
-        *now.lock().unwrap() = at(29);
+        *now.lock().unwrap() = at(14);
         handoff.reserve(1).unwrap().hand_over([(InboxId(2), event("evt_new"))]);
-        *now.lock().unwrap() = at(31);
+        *now.lock().unwrap() = at(16);
         let taken = worker.take(10);
         assert_eq!(taken.iter().map(|c| c.id).collect::<Vec<_>>(), [InboxId(2)]);
     }
