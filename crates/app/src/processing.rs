@@ -3,6 +3,7 @@
 //! and jitter, then dead-lettered.
 
 use crate::handoff::HandedOver;
+use crate::payments::GATEWAY_TIMEOUT;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{ClaimedEvent, Clock, Commit, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
@@ -19,9 +20,8 @@ use tokio::sync::{watch, Notify};
 
 /// How often a commit may lose a race with another worker before the event is retried later.
 const MAX_CONFLICT_RETRIES: usize = 5;
-/// How many rounds of `concurrency` provider confirmations one batch may take on:
-/// each round can last the provider's timeout, and all must end within the lease.
-const CONFIRM_ROUNDS_PER_BATCH: usize = 4;
+/// The most rounds of `concurrency` provider confirmations one batch takes on.
+const MAX_CONFIRM_ROUNDS: usize = 4;
 /// Longest pause between claims while the store keeps failing.
 const MAX_ERROR_PAUSE: Duration = Duration::from_secs(10);
 
@@ -120,6 +120,14 @@ impl Processor {
         self.inbox.release(&ids).await
     }
 
+    /// Rounds of provider confirmations that fit in three quarters of the lease, each
+    /// lasting at most the gateways' timeout (the last quarter is for the commits); at
+    /// least one, so a lease shorter than the timeout still makes progress.
+    fn confirm_rounds(&self) -> usize {
+        let fit = self.lease.mul_f64(0.75).as_millis() / GATEWAY_TIMEOUT.as_millis().max(1);
+        usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, MAX_CONFIRM_ROUNDS)
+    }
+
     /// Gives back the leases of events this worker will not process.
     pub async fn give_back(&self, ids: &[InboxId]) -> Result<u64, StoreError> {
         self.inbox.release(ids).await
@@ -149,9 +157,9 @@ impl Processor {
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
         let (mut to_confirm, direct): (Vec<_>, Vec<_>) =
             claimed.into_iter().partition(|c| c.event.confirm_with_provider);
-        // Each of these waits on a provider call: more than a few rounds of them
-        // could outlast the lease, so the rest are given back for the next poll.
-        let keep = concurrency.saturating_mul(CONFIRM_ROUNDS_PER_BATCH);
+        // Each of these waits on a provider call: more rounds of them than the lease
+        // holds could outlast it, so the rest are given back for the next poll.
+        let keep = concurrency.saturating_mul(self.confirm_rounds());
         if to_confirm.len() > keep {
             let given_back: Vec<InboxId> = to_confirm.split_off(keep).into_iter().map(|c| c.id).collect();
             {

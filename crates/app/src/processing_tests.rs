@@ -82,13 +82,17 @@ fn by_ref() -> PaymentRef {
 }
 
 fn processor(inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
+    leasing_for(Duration::from_secs(30), inbox, store)
+}
+
+fn leasing_for(lease: Duration, inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
     Processor::new(
         Arc::new(inbox),
         Arc::new(store),
         Vec::new(),
         clock(),
         policy(),
-        Duration::from_secs(30),
+        lease,
         Arc::new(Notify::new()),
     )
 }
@@ -484,8 +488,9 @@ fn backoff_doubles_is_capped_and_jittered() {
     );
 }
 
-#[tokio::test]
-async fn events_to_confirm_beyond_a_few_rounds_are_given_back_for_the_next_poll() {
+/// A batch of six events to confirm at concurrency 1, with `lease`: the ids kept (each
+/// fails, as no gateway is configured) and the ids given back for the next poll.
+async fn confirmations_kept_with(lease: Duration) -> (Vec<i64>, Vec<i64>) {
     let events: Vec<ClaimedEvent> = (1..=6)
         .map(|id| {
             let mut c = claimed_for(id, &format!("pi_{id}"), PaymentChange::paid(None));
@@ -494,26 +499,48 @@ async fn events_to_confirm_beyond_a_few_rounds_are_given_back_for_the_next_poll(
         })
         .collect();
     let mut inbox = batch_inbox(events);
-    // Concurrency 1: four rounds keep four events, the other two go back.
-    inbox
-        .expect_release()
-        .withf(|ids| ids == [InboxId(5), InboxId(6)])
-        .times(1)
-        .returning(|ids| Ok(ids.len() as u64));
-    inbox
-        .expect_record_failure()
-        .withf(|id, _, _| id.0 <= 4)
-        .times(4)
-        .returning(|_, _, _| Ok(()));
+    let (given_back, kept) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let released = given_back.clone();
+    inbox.expect_release().returning(move |ids| {
+        released.lock().unwrap().extend(ids.iter().map(|id| id.0));
+        Ok(ids.len() as u64)
+    });
+    let failed = kept.clone();
+    inbox.expect_record_failure().returning(move |id, _, _| {
+        failed.lock().unwrap().push(id.0);
+        Ok(())
+    });
     let mut store = MockPaymentStore::new();
     store
         .expect_find_payment()
         .returning(|_, r| Ok(Some(payment_with_ref(r.provider_ref.as_deref().unwrap(), ID_A))));
-    let p = processor(inbox, store);
+    let p = leasing_for(lease, inbox, store);
     assert_eq!(p.run_batch(10, 1).await.unwrap(), 6);
     assert!(
         p.in_flight_guard().is_empty(),
         "given-back events are not left in flight"
+    );
+    let mut kept = kept.lock().unwrap().clone();
+    kept.sort_unstable();
+    let given_back = given_back.lock().unwrap().clone();
+    (kept, given_back)
+}
+
+#[tokio::test]
+async fn events_to_confirm_beyond_the_rounds_the_lease_holds_are_given_back_for_the_next_poll() {
+    // The gateways' timeout is 30 s: a 60 s lease holds one round in its first three
+    // quarters, a 180 s lease four (the most), a lease shorter than the timeout one.
+    assert_eq!(
+        confirmations_kept_with(Duration::from_secs(60)).await,
+        (vec![1], vec![2, 3, 4, 5, 6])
+    );
+    assert_eq!(
+        confirmations_kept_with(Duration::from_secs(180)).await,
+        (vec![1, 2, 3, 4], vec![5, 6])
+    );
+    assert_eq!(
+        confirmations_kept_with(Duration::from_secs(10)).await,
+        (vec![1], vec![2, 3, 4, 5, 6])
     );
 }
 
