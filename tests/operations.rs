@@ -396,3 +396,27 @@ on_every_store!(
     refused_forensic_writes_without_fallback_give_503,
     metrics_report_webhooks_processing_inbox_and_outbox,
 );
+
+/// ARCHITECTURE.md: several instances share one Postgres, and a status stream on any of
+/// them follows a change another instance applied (LISTEN/NOTIFY). Postgres only: the
+/// embedded store serves one instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_hears_the_domain_events_of_a_webhook_another_instance_applied() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    // The other instance's relay sweeps once an hour, so it never delivers the message
+    // itself: what it hears came from the first instance.
+    let mut other = app
+        .another_instance(&[("PAYHOOK__OUTBOX__SWEEP_INTERVAL_MS", "3600000")])
+        .await;
+    assert_eq!(app.deliver(&succeeded("evt_fan_out", "pi_fan_out")).await.status(), 200);
+    let message = tokio::time::timeout(Duration::from_secs(10), other.events.recv())
+        .await
+        .expect("the other instance hears it within 10 s")
+        .unwrap();
+    assert_eq!(message.topic, "payment.paid");
+    assert_eq!(message.payload["provider_ref"], "pi_fan_out");
+    assert_eq!(message.payload["status"], "paid");
+}

@@ -237,7 +237,23 @@ pub async fn spawn_app_with(
     }
 }
 
+/// A second payhook instance on a `TestApp`'s database, as behind a load balancer.
+pub struct Instance {
+    /// Domain events as this instance's bus (behind its status streams) delivers them.
+    pub events: tokio::sync::broadcast::Receiver<payhook_domain::OutboxMessage>,
+}
+
 impl TestApp {
+    /// Starts another instance on this app's store, with its own worker and relay.
+    pub async fn another_instance(&self, overrides: &[(&str, &str)]) -> Instance {
+        let settings = settings(self.store.url(), overrides);
+        let stores = payhook_app::Stores::open(&settings).await.unwrap();
+        let app = Application::build_with(settings, stores, Vec::new()).await.unwrap();
+        let events = app.subscribe();
+        tokio::spawn(app.run_until_stopped());
+        Instance { events }
+    }
+
     pub async fn post_stripe(&self, body: &[u8], signature: Option<&str>) -> reqwest::Response {
         let mut req = self
             .client

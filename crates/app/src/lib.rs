@@ -6,6 +6,7 @@ pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod fallback;
+pub mod fan_out;
 pub mod group_commit;
 pub mod handoff;
 pub mod http;

@@ -16,13 +16,13 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::ports::{
-    Clock, EventPublisher, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+    Clock, EventPublisher, FanOut, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::source::WebhookSource;
 use payhook_domain::{GatewayError, OutboxMessage};
 use payhook_junglepay::{JunglePayClient, JunglePayPostbacks};
 use payhook_notify::{NotifyError, NotifyWebhook};
-use payhook_postgres::PgStore;
+use payhook_postgres::{PgFanOut, PgStore};
 use payhook_qpay::{QPayCallbacks, QPayClient, QPayCredentials};
 use payhook_sqlite::SqliteStore;
 use payhook_stripe::{SignatureVerifier, StripeGateway, StripeWebhooks};
@@ -65,6 +65,9 @@ pub struct Stores {
     pub payments: Arc<dyn PaymentStore>,
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
+    /// Shares domain events with the other instances on the same store, where it can
+    /// (Postgres); `None`: this instance's subscribers hear only its own relay.
+    pub fan_out: Option<Arc<dyn FanOut>>,
 }
 
 impl Stores {
@@ -80,6 +83,7 @@ impl Stores {
             payments: store.clone(),
             outbox: store.clone(),
             health: store,
+            fan_out: None,
         }
     }
 
@@ -94,7 +98,12 @@ impl Stores {
                 } else if PgStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(PgStore::connect(url, settings.pool_size()?)?))
+                let store = PgStore::connect(url, settings.pool_size()?)?;
+                let fan_out = PgFanOut::new(store.clone(), url);
+                Ok(Self {
+                    fan_out: Some(Arc::new(fan_out)),
+                    ..Self::from_one(store)
+                })
             }
             StoreKind::Sqlite => {
                 if migrate {
@@ -187,6 +196,8 @@ pub struct Application {
     server: Server,
     worker: JoinHandle<()>,
     relay: JoinHandle<()>,
+    /// Follows the other instances' domain events, where the store shares them.
+    fan_out: Option<JoinHandle<()>>,
     processor: Arc<Processor>,
     stop: watch::Sender<bool>,
     bus: EventBus,
@@ -220,7 +231,17 @@ impl Application {
         };
 
         let bus = EventBus::new();
-        let mut subscribers: Vec<Arc<dyn EventPublisher>> = vec![Arc::new(bus.clone())];
+        // With a fan-out, the relay announces to every instance, and this instance's
+        // bus hears it like the others do (from `fan_out::follow`), once.
+        let (local, fan_out): (Arc<dyn EventPublisher>, _) = match &stores.fan_out {
+            Some(fan_out) => {
+                let listener = fan_out.listen().await?;
+                let follower = tokio::spawn(crate::fan_out::follow(fan_out.clone(), listener, Arc::new(bus.clone())));
+                (fan_out.clone(), Some(follower))
+            }
+            None => (Arc::new(bus.clone()), None),
+        };
+        let mut subscribers: Vec<Arc<dyn EventPublisher>> = vec![local];
         if let (Some(url), Some(secret)) = (&settings.notify.url, &settings.notify.secret) {
             subscribers.push(Arc::new(NotifyWebhook::new(url, secret, NOTIFY_TIMEOUT)?));
         }
@@ -310,6 +331,7 @@ impl Application {
             server,
             worker,
             relay,
+            fan_out,
             processor,
             stop,
             bus,
@@ -340,6 +362,9 @@ impl Application {
         .await;
         if stopped.is_err() {
             tracing::warn!("worker did not finish its batch in time; releasing its events");
+        }
+        if let Some(follower) = &self.fan_out {
+            follower.abort();
         }
         match self.processor.release_unfinished().await {
             Ok(0) => {}

@@ -154,6 +154,24 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError>;
 }
 
+/// Domain events shared by every instance on one store, so that whichever instance
+/// applies a change, subscribers in all of them (status streams) hear of it:
+/// `publish` announces a message to every instance, `listen` follows what any
+/// instance announces (Postgres LISTEN/NOTIFY, ARCHITECTURE.md).
+#[async_trait]
+pub trait FanOut: EventPublisher {
+    async fn listen(&self) -> Result<Box<dyn FanOutListener>, StoreError>;
+}
+
+/// One instance's view of [`FanOut`] announcements.
+#[async_trait]
+pub trait FanOutListener: Send {
+    /// The next message any instance announced. An error means this listener is
+    /// broken (its connection was lost): listen again; what was announced meanwhile
+    /// is not heard.
+    async fn next(&mut self) -> Result<OutboxMessage, StoreError>;
+}
+
 /// Payments and their history.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

@@ -13,6 +13,9 @@ use payhook_domain::ports::StoreError;
 use payhook_sql::setup;
 use std::time::Duration;
 
+mod fan_out;
+pub use fan_out::PgFanOut;
+
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 

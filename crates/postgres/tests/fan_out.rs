@@ -1,0 +1,76 @@
+//! Domain events announced by one instance are heard by another on the same database.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{TimeZone, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use payhook_domain::ports::{EventPublisher, FanOut, FanOutListener};
+use payhook_domain::OutboxMessage;
+use payhook_postgres::{PgFanOut, PgStore};
+use payhook_testkit::postgres::{postgres_available, TestDb};
+use std::time::Duration;
+
+async fn instances() -> Option<(PgFanOut, PgFanOut, TestDb)> {
+    if !postgres_available().await {
+        return None;
+    }
+    let db = TestDb::create().await;
+    PgStore::migrate(&db.url).await.unwrap();
+    let one = PgFanOut::new(PgStore::connect(&db.url, 2).unwrap(), &db.url);
+    let other = PgFanOut::new(PgStore::connect(&db.url, 2).unwrap(), &db.url);
+    Some((one, other, db))
+}
+
+fn message(id: i64, payload: serde_json::Value) -> OutboxMessage {
+    OutboxMessage {
+        id,
+        topic: "payment.paid".into(),
+        payload,
+        created_at: Utc.timestamp_opt(1_800_000_000, 0).single().unwrap(),
+        attempts: 0,
+    }
+}
+
+async fn hear(listener: &mut Box<dyn FanOutListener>) -> OutboxMessage {
+    tokio::time::timeout(Duration::from_secs(10), listener.next())
+        .await
+        .expect("heard within 10 s")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_reaches_every_listening_instance_in_order() {
+    let Some((one, other, _db)) = instances().await else {
+        return;
+    };
+    let mut theirs = other.listen().await.unwrap();
+    let mut ours = one.listen().await.unwrap();
+    let first = message(1, serde_json::json!({ "payment_id": "p1", "status": "paid" }));
+    let second = message(2, serde_json::json!({ "payment_id": "p1", "status": "refunded" }));
+    one.publish(&first).await.unwrap();
+    one.publish(&second).await.unwrap();
+    assert_eq!(hear(&mut theirs).await, first);
+    assert_eq!(hear(&mut theirs).await, second);
+    assert_eq!(hear(&mut ours).await, first, "the announcing instance hears itself too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_large_for_notify_is_read_back_from_the_outbox() {
+    let Some((one, other, db)) = instances().await else {
+        return;
+    };
+    let big = "x".repeat(10_000);
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO outbox (id, topic, payload, created_at) \
+         VALUES (7, 'payment.paid', '{{\"metadata\": \"{big}\"}}', '2027-01-15T08:00:00Z')"
+    ))
+    .await
+    .unwrap();
+    let mut theirs = other.listen().await.unwrap();
+    one.publish(&message(7, serde_json::json!({ "metadata": big })))
+        .await
+        .expect("announced by id: a NOTIFY payload is limited to 8,000 bytes");
+    let heard = hear(&mut theirs).await;
+    assert_eq!(heard.id, 7);
+    assert_eq!(heard.payload["metadata"].as_str().map(str::len), Some(10_000));
+}
