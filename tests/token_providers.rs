@@ -84,6 +84,11 @@ async fn call_back(app: &TestApp, method: reqwest::Method, url: &str, body: Opti
     req.send().await.unwrap()
 }
 
+/// The HTTP status payhook answers a callback with.
+async fn status_of_call_back(app: &TestApp, method: reqwest::Method, url: &str, body: Option<&Value>) -> u16 {
+    call_back(app, method, url, body).await.status().as_u16()
+}
+
 fn token_of(url: &str) -> String {
     url.split("token=").nth(1).unwrap().to_owned()
 }
@@ -205,13 +210,7 @@ async fn a_qpay_callback_before_the_check_agrees_is_retried_then_paid(backend: B
     fake.pay(&invoice, 50_000).unwrap();
     fake.next_checks_unpaid(2);
     let url = fake.callback_url(&invoice).unwrap();
-    assert_eq!(
-        call_back(&app, reqwest::Method::POST, &url, None)
-            .await
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of_call_back(&app, reqwest::Method::POST, &url, None).await, 200);
     app.wait_for_count("SELECT count(*) AS n FROM payments WHERE status = 'paid'", 1)
         .await;
     assert_eq!(
@@ -230,13 +229,7 @@ async fn a_partial_qpay_payment_is_recorded_then_paid_when_complete(backend: Bac
     let app = qpay_app(backend, &fake).await;
     let (id, invoice, _) = create(&app, mnt_order()).await;
     let url = fake.pay(&invoice, 20_000).unwrap();
-    assert_eq!(
-        call_back(&app, reqwest::Method::GET, &url, None)
-            .await
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of_call_back(&app, reqwest::Method::GET, &url, None).await, 200);
     app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
         .await;
     let payment = status_of(&app, &id).await;
@@ -252,13 +245,7 @@ async fn a_partial_qpay_payment_is_recorded_then_paid_when_complete(backend: Bac
     // The customer pays the rest; QPay calls back again under the same dedup key.
     let rest = fake.invoice_amount(&invoice).unwrap() - 20_000;
     let url = fake.pay(&invoice, rest).unwrap();
-    assert_eq!(
-        call_back(&app, reqwest::Method::GET, &url, None)
-            .await
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of_call_back(&app, reqwest::Method::GET, &url, None).await, 200);
     app.wait_for_count(
         "SELECT count(*) AS n FROM payment_status_history WHERE applied AND to_status = 'paid'",
         1,
@@ -299,10 +286,7 @@ async fn a_junglepay_payment_takes_the_status_the_api_confirms(backend: Backend)
     // A chargeback: the dispute is lost, the status stays paid.
     let (_, chargeback) = fake.set_status(&transaction, "chargedback").unwrap();
     assert_eq!(
-        call_back(&app, reqwest::Method::POST, &url, Some(&chargeback))
-            .await
-            .status()
-            .as_u16(),
+        status_of_call_back(&app, reqwest::Method::POST, &url, Some(&chargeback)).await,
         200
     );
     app.wait_for_count("SELECT count(*) AS n FROM payments WHERE dispute_status = 'lost'", 1)
@@ -324,10 +308,7 @@ async fn a_junglepay_postback_the_api_contradicts_is_not_applied(backend: Backen
     let (url, mut forged) = fake.set_status(&transaction, "waiting_payment").unwrap();
     forged["data"]["status"] = json!("paid");
     assert_eq!(
-        call_back(&app, reqwest::Method::POST, &url, Some(&forged))
-            .await
-            .status()
-            .as_u16(),
+        status_of_call_back(&app, reqwest::Method::POST, &url, Some(&forged)).await,
         200
     );
     app.wait_for_count(
@@ -341,10 +322,7 @@ async fn a_junglepay_postback_the_api_contradicts_is_not_applied(backend: Backen
     fake.set_amount(&transaction, 5_000);
     let (_, paid) = fake.set_status(&transaction, "paid").unwrap();
     assert_eq!(
-        call_back(&app, reqwest::Method::POST, &url, Some(&paid))
-            .await
-            .status()
-            .as_u16(),
+        status_of_call_back(&app, reqwest::Method::POST, &url, Some(&paid)).await,
         200
     );
     app.wait_for_count(
@@ -383,10 +361,7 @@ async fn a_junglepay_postback_before_the_api_agrees_is_retried_then_paid(backend
     let (url, mut early) = fake.set_status(&transaction, "waiting_payment").unwrap();
     early["data"]["status"] = json!("paid");
     assert_eq!(
-        call_back(&app, reqwest::Method::POST, &url, Some(&early))
-            .await
-            .status()
-            .as_u16(),
+        status_of_call_back(&app, reqwest::Method::POST, &url, Some(&early)).await,
         200
     );
     app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE attempts >= 1", 1)

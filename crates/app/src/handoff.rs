@@ -103,16 +103,11 @@ impl HandedOver {
     /// Up to `limit` events, without waiting. One whose lease may run out before the
     /// worker is done is dropped: once its lease expires it is claimed like any other.
     pub fn take(&mut self, limit: usize) -> Vec<ClaimedEvent> {
-        let room = limit.saturating_sub(self.waiting.len());
-        if room > 0 {
-            let mut more = Vec::with_capacity(room);
-            while more.len() < room {
-                match self.receiver.try_recv() {
-                    Ok(leased) => more.push(leased),
-                    Err(_) => break,
-                }
+        while self.waiting.len() < limit {
+            match self.receiver.try_recv() {
+                Ok(leased) => self.waiting.push(leased),
+                Err(_) => break,
             }
-            self.waiting.extend(more);
         }
         let count = limit.min(self.waiting.len());
         let deadline = self.clock.now() + self.least_left;

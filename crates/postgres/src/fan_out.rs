@@ -13,6 +13,7 @@ use payhook_domain::{OutboxMessage, PublishError};
 use payhook_sql::db_error;
 use payhook_sql::rows::OutboxRow;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The channel every instance listens on.
@@ -24,11 +25,11 @@ const MAX_INLINE_BYTES: usize = 7_900;
 /// works, so a lost connection is noticed and replaced.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// What travels on the channel.
+/// What travels on the channel: borrowed when announcing, owned when heard.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Announcement {
-    Message(OutboxMessage),
+enum Announcement<'a> {
+    Message(Cow<'a, OutboxMessage>),
     OutboxId(i64),
 }
 
@@ -55,7 +56,7 @@ impl EventPublisher for PgFanOut {
             reason,
         };
         let mut text =
-            serde_json::to_string(&Announcement::Message(message.clone())).map_err(|e| fail(e.to_string()))?;
+            serde_json::to_string(&Announcement::Message(Cow::Borrowed(message))).map_err(|e| fail(e.to_string()))?;
         if text.len() > MAX_INLINE_BYTES {
             text = serde_json::to_string(&Announcement::OutboxId(message.id)).map_err(|e| fail(e.to_string()))?;
         }
@@ -118,7 +119,7 @@ impl FanOutListener for PgListener {
                 }
             };
             return match announcement {
-                Announcement::Message(message) => Ok(message),
+                Announcement::Message(message) => Ok(message.into_owned()),
                 Announcement::OutboxId(id) => {
                     let row: OutboxRow =
                         diesel::sql_query("SELECT id, topic, payload, created_at, attempts FROM outbox WHERE id = $1")
