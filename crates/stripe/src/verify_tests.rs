@@ -83,6 +83,35 @@ fn rotation_header_verifies_with_either_secret_alone_or_both() {
 }
 
 #[test]
+fn the_secret_that_matched_last_is_tried_first_and_either_still_verifies() {
+    let v = verifier(&["whsec_previous", "whsec_current"]);
+    let tried_first = |v: &SignatureVerifier| v.last_matched.load(Ordering::Relaxed);
+    let current = signature_header("whsec_current", T, NODE_BODY);
+    let previous = signature_header("whsec_previous", T, NODE_BODY);
+    assert_eq!(v.verify(Some(&current), NODE_BODY, T), Ok(()));
+    assert_eq!(tried_first(&v), 1, "Stripe now signs with the second secret only");
+    assert_eq!(v.verify(Some(&current), NODE_BODY, T), Ok(()));
+    assert_eq!(
+        v.verify(Some(&previous), NODE_BODY, T),
+        Ok(()),
+        "the other still verifies"
+    );
+    assert_eq!(tried_first(&v), 0);
+    let forged = format!("t={T},v1={OTHER_V1}");
+    assert_eq!(v.verify(Some(&forged), NODE_BODY, T), Err(SignatureError::NoMatch));
+    assert_eq!(tried_first(&v), 0, "a forgery moves nothing");
+}
+
+#[test]
+fn no_secret_matches_nothing() {
+    let header = format!("t={T},v1={NODE_V1}");
+    assert_eq!(
+        verifier(&[]).verify(Some(&header), NODE_BODY, T),
+        Err(SignatureError::NoMatch)
+    );
+}
+
+#[test]
 fn timestamps_beyond_tolerance_are_rejected_both_ways() {
     let header = format!("t={T},v1={NODE_V1}");
     let v = verifier(&["whsec_test_secret"]);
