@@ -135,7 +135,12 @@ impl IngestService {
     pub async fn receive(&self, inbound: Inbound) -> Reply {
         // Only real provider names become labels: the path segment is caller-chosen.
         let provider = inbound.provider.parse::<Provider>().map_or("unknown", |p| p.as_str());
+        let started = std::time::Instant::now();
         let reply = self.handle(inbound).await;
+        // From a body read to its answer: what a provider's timeout is measured against,
+        // less the HTTP parsing before it.
+        metrics::histogram!("payhook_webhook_ack_seconds", "provider" => provider)
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!("payhook_webhooks_received_total", "provider" => provider, "result" => reply.result())
             .increment(1);
         reply
