@@ -5,6 +5,8 @@
 //! ([`impl_store_ports!`]) that each store crate instantiates with its own
 //! connection and claim statement. It opens no connection itself.
 
+#[doc(hidden)]
+pub mod admission;
 pub mod rows;
 pub mod schema;
 pub mod setup;

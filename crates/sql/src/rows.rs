@@ -18,23 +18,23 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 #[derive(Insertable)]
 #[diesel(table_name = webhook_logs)]
 pub struct NewLogRow<'a> {
-    provider: &'a str,
-    received_at: DbInstant,
-    method: &'a str,
-    path: &'a str,
-    query: &'a str,
-    headers: DbJson,
-    raw_body: DbBytesRef<'a>,
-    remote_addr: Option<&'a str>,
-    event_id: Option<&'a str>,
-    event_type: Option<&'a str>,
-    external_id: Option<&'a str>,
-    provider_status: Option<&'a str>,
-    amount: Option<i64>,
-    http_status: Option<i32>,
-    processing_result: Option<&'a str>,
-    processing_error: Option<&'a str>,
-    completed_at: Option<DbInstant>,
+    pub(crate) provider: &'a str,
+    pub(crate) received_at: DbInstant,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) headers: DbJson,
+    pub(crate) raw_body: DbBytesRef<'a>,
+    pub(crate) remote_addr: Option<&'a str>,
+    pub(crate) event_id: Option<&'a str>,
+    pub(crate) event_type: Option<&'a str>,
+    pub(crate) external_id: Option<&'a str>,
+    pub(crate) provider_status: Option<&'a str>,
+    pub(crate) amount: Option<i64>,
+    pub(crate) http_status: Option<i32>,
+    pub(crate) processing_result: Option<&'a str>,
+    pub(crate) processing_error: Option<&'a str>,
+    pub(crate) completed_at: Option<DbInstant>,
 }
 
 impl<'a> NewLogRow<'a> {
@@ -66,24 +66,26 @@ impl<'a> NewLogRow<'a> {
 #[derive(Insertable)]
 #[diesel(table_name = webhook_events)]
 pub struct NewEventRow<'a> {
-    provider: &'a str,
-    event_id: &'a str,
-    event_type: &'a str,
-    payment_ref: Option<String>,
-    payload: DbJson,
-    status: &'static str,
-    next_attempt_at: DbInstant,
-    received_at: DbInstant,
-    log_id: i64,
-    locked_until: Option<DbInstant>,
+    pub(crate) provider: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) payment_ref: Option<String>,
+    pub(crate) payload: DbJson,
+    pub(crate) status: &'static str,
+    pub(crate) next_attempt_at: DbInstant,
+    pub(crate) received_at: DbInstant,
+    pub(crate) log_id: Option<i64>,
+    pub(crate) locked_until: Option<DbInstant>,
 }
 
 impl<'a> NewEventRow<'a> {
-    /// The inbox row of a new event; `lease_until` stores it leased, as a claim would.
+    /// The inbox row of a new event, linked to its forensic row `log_id` (`None` where
+    /// the statement that inserts it numbers its forensic rows itself); `lease_until`
+    /// stores it leased, as a claim would.
     pub fn new(
         event: &'a WebhookEvent,
         received_at: DateTime<Utc>,
-        log_id: i64,
+        log_id: Option<i64>,
         lease_until: Option<DateTime<Utc>>,
     ) -> Result<Self, StoreError> {
         Ok(Self {

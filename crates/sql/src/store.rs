@@ -72,10 +72,7 @@ macro_rules! impl_store_ports {
                 ) -> Result<Vec<Admission>, StoreError> {
                     let mut conn = self.conn().await?;
                     let now = Utc::now();
-                    let admissions = conn
-                        .transaction(async |conn| $crate::admit_rows!($batching, conn, deliveries, now, lease_until))
-                        .await?;
-                    Ok(admissions)
+                    $crate::admit_rows!($batching, conn, deliveries, now, lease_until)
                 }
 
                 async fn claim_due(
@@ -594,146 +591,65 @@ macro_rules! claim_rows {
     };
 }
 
-/// The rows of `admit_all`, inside its transaction: `row_by_row` (two statements per
-/// delivery; what diesel-async's SQLite wrapper allows, and SQLite statements are
-/// in-process calls) or `multi_row` (one INSERT per table for the whole batch, then
-/// one query for repeats: on Postgres every statement is a round trip and server
-/// work, so this is what lets a batch cost about as much as a single delivery).
+/// The rows of `admit_all`: `row_by_row` (two statements per delivery in one
+/// transaction; what diesel-async's SQLite wrapper allows, and SQLite statements are
+/// in-process calls) or `multi_row` (Postgres: the whole batch in one statement, see
+/// `admission`; every round trip there is a wait for the database and for a core).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! admit_rows {
     (row_by_row, $conn:ident, $deliveries:ident, $now:ident, $lease_until:ident) => {{
-        let (conn, deliveries, now, lease_until) = ($conn, $deliveries, $now, $lease_until);
-        async move {
-            let mut admissions = Vec::with_capacity(deliveries.len());
-            // Row by row (diesel-async's SQLite wrapper has no multi-row INSERT);
-            // the commit is what costs, and it is shared.
-            for (request, event) in deliveries {
-                // Optimistic: most deliveries are new, so log them as accepted and
-                // insert the event; only a repeat pays for re-stamping the log row.
-                let log_id: i64 = diesel::insert_into(logs::table)
-                    .values(NewLogRow::new(request, Some(&Outcome::accepted()), now))
-                    .returning(logs::id)
-                    .get_result(conn)
-                    .await?;
-                let inserted: Option<i64> = diesel::insert_into(ev::table)
-                    .values(NewEventRow::new(event, request.received_at, log_id, lease_until)?)
-                    .on_conflict((ev::provider, ev::event_id))
-                    .do_nothing()
-                    .returning(ev::id)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                if let Some(id) = inserted {
-                    admissions.push(Admission::Accepted(InboxId(id)));
-                    continue;
-                }
-                let existing: i64 = ev::table
-                    .filter(ev::provider.eq(event.provider.as_str()))
-                    .filter(ev::event_id.eq(event.event_id.as_str()))
-                    .select(ev::id)
-                    .get_result(conn)
-                    .await?;
-                diesel::update(logs::table.find(log_id))
-                    .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
-                    .execute(conn)
-                    .await?;
-                if event.confirm_with_provider {
-                    diesel::update(ev::table.find(existing).filter(changed_nothing()))
-                        .set(requeue_changes(DbInstant(now)))
+        let (deliveries, now, lease_until) = ($deliveries, $now, $lease_until);
+        $conn
+            .transaction(async |conn| {
+                let mut admissions = Vec::with_capacity(deliveries.len());
+                // Row by row (diesel-async's SQLite wrapper has no multi-row INSERT);
+                // the commit is what costs, and it is shared.
+                for (request, event) in deliveries {
+                    // Optimistic: most deliveries are new, so log them as accepted and
+                    // insert the event; only a repeat pays for re-stamping the log row.
+                    let log_id: i64 = diesel::insert_into(logs::table)
+                        .values(NewLogRow::new(request, Some(&Outcome::accepted()), now))
+                        .returning(logs::id)
+                        .get_result(conn)
+                        .await?;
+                    let inserted: Option<i64> = diesel::insert_into(ev::table)
+                        .values(NewEventRow::new(event, request.received_at, Some(log_id), lease_until)?)
+                        .on_conflict((ev::provider, ev::event_id))
+                        .do_nothing()
+                        .returning(ev::id)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    if let Some(id) = inserted {
+                        admissions.push(Admission::Accepted(InboxId(id)));
+                        continue;
+                    }
+                    let existing: i64 = ev::table
+                        .filter(ev::provider.eq(event.provider.as_str()))
+                        .filter(ev::event_id.eq(event.event_id.as_str()))
+                        .select(ev::id)
+                        .get_result(conn)
+                        .await?;
+                    diesel::update(logs::table.find(log_id))
+                        .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
                         .execute(conn)
                         .await?;
+                    if event.confirm_with_provider {
+                        diesel::update(ev::table.find(existing).filter(changed_nothing()))
+                            .set(requeue_changes(DbInstant(now)))
+                            .execute(conn)
+                            .await?;
+                    }
+                    admissions.push(Admission::Duplicate(InboxId(existing)));
                 }
-                admissions.push(Admission::Duplicate(InboxId(existing)));
-            }
-            Ok::<_, TxError>(admissions)
-        }
-        .await
+                Ok::<_, TxError>(admissions)
+            })
+            .await
+            .map_err(StoreError::from)
     }};
     (multi_row, $conn:ident, $deliveries:ident, $now:ident, $lease_until:ident) => {{
-        let (conn, deliveries, now, lease_until) = ($conn, $deliveries, $now, $lease_until);
-        async move {
-            let accepted = Outcome::accepted();
-            let log_rows: Vec<NewLogRow<'_>> = deliveries
-                .iter()
-                .map(|(request, _)| NewLogRow::new(request, Some(&accepted), now))
-                .collect();
-            // Postgres returns the rows of one INSERT … VALUES in the order given.
-            let log_ids: Vec<i64> = diesel::insert_into(logs::table)
-                .values(&log_rows)
-                .returning(logs::id)
-                .get_results(conn)
-                .await?;
-            // In key order, so two batches that share events take their locks in the same
-            // order and cannot deadlock.
-            let mut keyed: Vec<_> = deliveries.iter().zip(&log_ids).collect();
-            keyed.sort_by_key(|((_, event), _)| (event.provider.as_str(), event.event_id.as_str()));
-            let event_rows = keyed
-                .into_iter()
-                .map(|((request, event), log_id)| NewEventRow::new(event, request.received_at, *log_id, lease_until))
-                .collect::<Result<Vec<_>, _>>()?;
-            let inserted: Vec<(i64, Option<i64>)> = diesel::insert_into(ev::table)
-                .values(&event_rows)
-                .on_conflict((ev::provider, ev::event_id))
-                .do_nothing()
-                .returning((ev::id, ev::log_id))
-                .get_results(conn)
-                .await?;
-            let by_log: std::collections::HashMap<i64, i64> = inserted
-                .into_iter()
-                .filter_map(|(id, log)| log.map(|log| (log, id)))
-                .collect();
-            // Repeats: of an event stored before, or of one earlier in this batch.
-            let repeated: Vec<(&str, &str)> = deliveries
-                .iter()
-                .zip(&log_ids)
-                .filter(|(_, log_id)| !by_log.contains_key(*log_id))
-                .map(|((_, event), _)| (event.provider.as_str(), event.event_id.as_str()))
-                .collect();
-            let mut existing = std::collections::HashMap::new();
-            if !repeated.is_empty() {
-                let ids: Vec<&str> = repeated.iter().map(|(_, id)| *id).collect();
-                let found: Vec<(String, String, i64)> = ev::table
-                    .filter(ev::event_id.eq_any(&ids))
-                    .select((ev::provider, ev::event_id, ev::id))
-                    .load(conn)
-                    .await?;
-                existing.extend(found.into_iter().map(|(p, e, id)| ((p, e), id)));
-                let duplicate_logs: Vec<i64> = log_ids.iter().filter(|l| !by_log.contains_key(*l)).copied().collect();
-                diesel::update(logs::table.filter(logs::id.eq_any(&duplicate_logs)))
-                    .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
-                    .execute(conn)
-                    .await?;
-            }
-            let mut admissions = Vec::with_capacity(deliveries.len());
-            let mut requeue = Vec::new();
-            for ((_, event), log_id) in deliveries.iter().zip(&log_ids) {
-                match by_log.get(log_id) {
-                    Some(id) => admissions.push(Admission::Accepted(InboxId(*id))),
-                    None => {
-                        let key = (event.provider.as_str().to_owned(), event.event_id.as_str().to_owned());
-                        let id = existing.get(&key).copied().ok_or_else(|| {
-                            TxError::Store(StoreError::Corrupt(format!(
-                                "no inbox row for repeated event {}",
-                                key.1
-                            )))
-                        })?;
-                        if event.confirm_with_provider {
-                            requeue.push(id);
-                        }
-                        admissions.push(Admission::Duplicate(InboxId(id)));
-                    }
-                }
-            }
-            if !requeue.is_empty() {
-                diesel::update(ev::table.filter(ev::id.eq_any(&requeue)).filter(changed_nothing()))
-                    .set(requeue_changes(DbInstant(now)))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, TxError>(admissions)
-        }
-        .await
+        $crate::admission::admit_batch(&mut *$conn, $deliveries, $now, $lease_until).await
     }};
 }
 
