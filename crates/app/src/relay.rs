@@ -4,7 +4,6 @@
 
 use crate::processing::{jitter, RetryPolicy};
 use payhook_domain::ports::{Clock, EventPublisher, Outbox, StoreError};
-use payhook_domain::OutboxMessage;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -39,38 +38,40 @@ impl OutboxRelay {
     }
 
     /// Delivers one batch of due messages in commit order; returns how many were claimed.
+    /// Every subscriber gets the batch; a message that any of them failed to take is
+    /// given to all again later (they are idempotent), with backoff.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let messages = self.outbox.claim_unpublished(now, self.batch_size, lease_until).await?;
-        let mut delivered = Vec::with_capacity(messages.len());
-        for message in &messages {
-            if self.deliver(message).await? {
-                delivered.push(message.id);
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let mut failures = vec![Vec::new(); messages.len()];
+        for subscriber in &self.subscribers {
+            let results = subscriber.publish_all(&messages).await;
+            for (i, failed) in failures.iter_mut().enumerate() {
+                match results.get(i) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => failed.push(e.to_string()),
+                    None => failed.push("a subscriber gave no answer for this message".to_owned()),
+                }
             }
+        }
+        let mut delivered = Vec::with_capacity(messages.len());
+        for (message, failed) in messages.iter().zip(failures) {
+            if failed.is_empty() {
+                delivered.push(message.id);
+                continue;
+            }
+            let error = failed.join("; ");
+            tracing::warn!(outbox_id = message.id, topic = %message.topic, %error, "domain event not delivered; will retry");
+            let retry_at = self.backoff.backoff(message.attempts + 1, self.clock.now(), jitter());
+            self.outbox.record_publish_failure(message.id, &error, retry_at).await?;
         }
         // One statement for the batch; a crash before it only means a redelivery.
         self.outbox.mark_published(&delivered, self.clock.now()).await?;
         Ok(messages.len())
-    }
-
-    /// Every subscriber gets the message; if any fails, all get it again later (they
-    /// are idempotent), with backoff. `true` when every subscriber took it.
-    async fn deliver(&self, message: &OutboxMessage) -> Result<bool, StoreError> {
-        let mut failures = Vec::new();
-        for subscriber in &self.subscribers {
-            if let Err(e) = subscriber.publish(message).await {
-                failures.push(e.to_string());
-            }
-        }
-        if failures.is_empty() {
-            return Ok(true);
-        }
-        let error = failures.join("; ");
-        tracing::warn!(outbox_id = message.id, topic = %message.topic, %error, "domain event not delivered; will retry");
-        let retry_at = self.backoff.backoff(message.attempts + 1, self.clock.now(), jitter());
-        self.outbox.record_publish_failure(message.id, &error, retry_at).await?;
-        Ok(false)
     }
 }
 
@@ -105,7 +106,7 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use payhook_domain::ports::{MockClock, MockEventPublisher, MockOutbox};
-    use payhook_domain::PublishError;
+    use payhook_domain::{OutboxMessage, PublishError};
 
     fn now() -> chrono::DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000, 0).single().unwrap()
@@ -139,17 +140,23 @@ mod tests {
         )
     }
 
-    fn subscriber(ok: bool) -> Arc<dyn EventPublisher> {
+    /// A subscriber that takes every message, or fails those whose id is in `failing`.
+    fn subscriber(failing: &'static [i64]) -> Arc<dyn EventPublisher> {
         let mut s = MockEventPublisher::new();
-        s.expect_publish().returning(move |_| {
-            if ok {
-                Ok(())
-            } else {
-                Err(PublishError {
-                    subscriber: "test".into(),
-                    reason: "down".into(),
+        s.expect_publish_all().returning(move |messages| {
+            messages
+                .iter()
+                .map(|m| {
+                    if failing.contains(&m.id) {
+                        Err(PublishError {
+                            subscriber: "test".into(),
+                            reason: "down".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
                 })
-            }
+                .collect()
         });
         Arc::new(s)
     }
@@ -166,7 +173,7 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         assert_eq!(
-            relay(outbox, vec![subscriber(true), subscriber(true)])
+            relay(outbox, vec![subscriber(&[]), subscriber(&[])])
                 .run_once()
                 .await
                 .unwrap(),
@@ -195,9 +202,52 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _| Ok(()));
-        relay(outbox, vec![subscriber(true), subscriber(false)])
+        relay(outbox, vec![subscriber(&[]), subscriber(&[7])])
             .run_once()
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_the_messages_a_subscriber_failed_are_kept_for_later() {
+        let mut outbox = MockOutbox::new();
+        outbox
+            .expect_claim_unpublished()
+            .returning(|_, _, _| Ok(vec![message(1), message(2), message(3)]));
+        outbox
+            .expect_record_publish_failure()
+            .withf(|id, error, _| *id == 2 && error.contains("down"))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        outbox
+            .expect_mark_published()
+            .withf(|ids, _| ids == [1, 3])
+            .times(1)
+            .returning(|_, _| Ok(()));
+        relay(outbox, vec![subscriber(&[2]), subscriber(&[])])
+            .run_once()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_answers_for_fewer_messages_fails_the_rest() {
+        let mut outbox = MockOutbox::new();
+        outbox
+            .expect_claim_unpublished()
+            .returning(|_, _, _| Ok(vec![message(1), message(2)]));
+        let mut short = MockEventPublisher::new();
+        short.expect_publish_all().returning(|_| vec![Ok(())]);
+        outbox
+            .expect_record_publish_failure()
+            .withf(|id, error, _| *id == 2 && error.contains("no answer"))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        outbox
+            .expect_mark_published()
+            .withf(|ids, _| ids == [1])
+            .times(1)
+            .returning(|_, _| Ok(()));
+        relay(outbox, vec![Arc::new(short)]).run_once().await.unwrap();
     }
 }

@@ -152,6 +152,17 @@ pub trait Outbox: Send + Sync {
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
     async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError>;
+
+    /// Publishes a batch in order: one result per message. One `publish` each unless
+    /// the subscriber can take a batch at once (the Postgres fan-out, where each call
+    /// is a round trip to the database).
+    async fn publish_all(&self, messages: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.publish(message).await);
+        }
+        results
+    }
 }
 
 /// Domain events shared by every instance on one store, so that whichever instance

@@ -54,6 +54,47 @@ async fn an_announcement_reaches_every_listening_instance_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_announced_at_once_in_order_with_a_result_per_message() {
+    let Some((one, other, db)) = instances().await else {
+        return;
+    };
+    let big = "x".repeat(10_000);
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO outbox (id, topic, payload, created_at) \
+         VALUES (12, 'payment.paid', '{{\"metadata\": \"{big}\"}}', '2027-01-15T08:00:00Z')"
+    ))
+    .await
+    .unwrap();
+    let mut theirs = other.listen().await.unwrap();
+    let batch: Vec<_> = (10..15)
+        .map(|id| match id {
+            12 => message(id, serde_json::json!({ "metadata": big })),
+            _ => message(id, serde_json::json!({ "payment_id": format!("p{id}") })),
+        })
+        .collect();
+    let results = one.publish_all(&batch).await;
+    assert_eq!(results.len(), 5, "one result per message");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for expected in &batch {
+        assert_eq!(&hear(&mut theirs).await, expected, "heard in the order announced");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_announcement_fails_every_message_in_it() {
+    let Some((one, _other, db)) = instances().await else {
+        return;
+    };
+    drop(db); // the database is gone: nothing can be announced
+    let results = one
+        .publish_all(&[message(1, serde_json::json!({})), message(2, serde_json::json!({}))])
+        .await;
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_too_large_for_notify_is_read_back_from_the_outbox() {
     let Some((one, other, db)) = instances().await else {
         return;
