@@ -58,7 +58,10 @@ const FORENSIC: &str = "
 /// A repeat of an event that was confirmed with the provider without changing
 /// anything makes it due again (`next_attempt_at` follows): the provider may know more
 /// now (QPay's second callback after a partial payment). The UPDATE sees only rows
-/// stored before this statement, which is all a repeat can find changed.
+/// stored before this statement, which is all a repeat can find changed. A batch
+/// with nothing to confirm (every Stripe and Xendit batch) skips it before touching
+/// the table: the EXISTS is a one-time filter, whatever plan the inbox's statistics
+/// give the join.
 const REQUEUE: &str = "
     FROM delivery d JOIN numbered n USING (ord) LEFT JOIN inserted i ON i.log_id = n.log_id
 ), requeued AS (
@@ -66,16 +69,22 @@ const REQUEUE: &str = "
 /// (`result` of an event confirmed without change follows.)
 const REQUEUE_WHICH: &str = "
     FROM delivery d
-    WHERE e.provider = d.provider AND e.event_id = d.event_id AND d.confirm
+    WHERE EXISTS (SELECT 1 FROM delivery WHERE confirm)
+      AND e.provider = d.provider AND e.event_id = d.event_id AND d.confirm
       AND e.status = 'processed' AND e.result = ";
-/// Per delivery: the inbox id it was stored under, else that of the event stored
-/// before this statement, else that of the same event stored earlier in this batch.
+/// Per delivery: the inbox id it was stored under; for a repeat only, the id of the
+/// event stored before this statement, else of the same event stored earlier in
+/// this batch (CASE runs the look-ups only for repeats).
 const ANSWER: &str = "
 )
 SELECT n.ord,
     i.id,
-    (SELECT e.id FROM webhook_events e WHERE e.provider = d.provider AND e.event_id = d.event_id),
-    (SELECT j.id FROM inserted j WHERE j.provider = d.provider AND j.event_id = d.event_id)
+    CASE WHEN i.id IS NULL THEN
+        (SELECT e.id FROM webhook_events e WHERE e.provider = d.provider AND e.event_id = d.event_id)
+    END,
+    CASE WHEN i.id IS NULL THEN
+        (SELECT j.id FROM inserted j WHERE j.provider = d.provider AND j.event_id = d.event_id)
+    END
 FROM delivery d JOIN numbered n USING (ord) LEFT JOIN inserted i ON i.log_id = n.log_id
 ORDER BY n.ord";
 
