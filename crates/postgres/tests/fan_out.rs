@@ -37,6 +37,20 @@ async fn hear(listener: &mut Box<dyn FanOutListener>) -> OutboxMessage {
         .unwrap()
 }
 
+/// Stores outbox message `id` with a 10 KB `metadata` (too large to announce inline),
+/// as the relay would find it; returns that metadata.
+async fn stored_large_message(db: &TestDb, id: i64) -> String {
+    let big = "x".repeat(10_000);
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO outbox (id, topic, payload, created_at) \
+         VALUES ({id}, 'payment.paid', '{{\"metadata\": \"{big}\"}}', '2027-01-15T08:00:00Z')"
+    ))
+    .await
+    .unwrap();
+    big
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_reaches_every_listening_instance_in_order() {
     let Some((one, other, _db)) = instances().await else {
@@ -58,14 +72,7 @@ async fn a_batch_is_announced_at_once_in_order_with_a_result_per_message() {
     let Some((one, other, db)) = instances().await else {
         return;
     };
-    let big = "x".repeat(10_000);
-    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO outbox (id, topic, payload, created_at) \
-         VALUES (12, 'payment.paid', '{{\"metadata\": \"{big}\"}}', '2027-01-15T08:00:00Z')"
-    ))
-    .await
-    .unwrap();
+    let big = stored_large_message(&db, 12).await;
     let mut theirs = other.listen().await.unwrap();
     let batch: Vec<_> = (10..15)
         .map(|id| match id {
@@ -99,14 +106,7 @@ async fn a_message_too_large_for_notify_is_read_back_from_the_outbox() {
     let Some((one, other, db)) = instances().await else {
         return;
     };
-    let big = "x".repeat(10_000);
-    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO outbox (id, topic, payload, created_at) \
-         VALUES (7, 'payment.paid', '{{\"metadata\": \"{big}\"}}', '2027-01-15T08:00:00Z')"
-    ))
-    .await
-    .unwrap();
+    let big = stored_large_message(&db, 7).await;
     let mut theirs = other.listen().await.unwrap();
     one.publish(&message(7, serde_json::json!({ "metadata": big })))
         .await

@@ -179,46 +179,43 @@ impl<'a> AdmitBatch<'a> {
     }
 }
 
+/// Pushes each value as a bind parameter of its SQL type, separated by commas.
+macro_rules! comma_separated_binds {
+    ($out:ident, $first_type:ty => $first:expr $(, $sql_type:ty => $value:expr)* $(,)?) => {
+        $out.push_bind_param::<$first_type, _>(&$first)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$sql_type, _>(&$value)?;
+        )*
+    };
+}
+
 impl QueryFragment<Pg> for AdmitBatch<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(DELIVERIES);
-        out.push_bind_param::<Array<Text>, _>(&self.log_provider)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Instant>, _>(&self.received_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.method)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.path)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.query)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Json>, _>(&self.headers)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Bytes>, _>(&self.raw_body)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.remote_addr)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.log_event_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.log_event_type)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.external_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.provider_status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.amount)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.provider)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.event_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.event_type)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.payment_ref)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Json>, _>(&self.payload)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Bool>, _>(&self.confirm)?;
+        // One array per column, in the order `INBOX` names them.
+        comma_separated_binds!(
+            out,
+            Array<Text> => self.log_provider,
+            Array<Instant> => self.received_at,
+            Array<Text> => self.method,
+            Array<Text> => self.path,
+            Array<Text> => self.query,
+            Array<Json> => self.headers,
+            Array<Bytes> => self.raw_body,
+            Array<Nullable<Text>> => self.remote_addr,
+            Array<Nullable<Text>> => self.log_event_id,
+            Array<Nullable<Text>> => self.log_event_type,
+            Array<Nullable<Text>> => self.external_id,
+            Array<Nullable<Text>> => self.provider_status,
+            Array<Nullable<BigInt>> => self.amount,
+            Array<Text> => self.provider,
+            Array<Text> => self.event_id,
+            Array<Text> => self.event_type,
+            Array<Nullable<Text>> => self.payment_ref,
+            Array<Json> => self.payload,
+            Array<Bool> => self.confirm,
+        );
         out.push_sql(INBOX);
         out.push_bind_param::<Nullable<Instant>, _>(&self.lease_until)?;
         out.push_sql(FORENSIC);
