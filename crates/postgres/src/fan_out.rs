@@ -49,47 +49,51 @@ impl PgFanOut {
 }
 
 /// What is announced of a message: itself, or its outbox id when too long for NOTIFY.
-fn announcement(message: &OutboxMessage) -> Result<String, serde_json::Error> {
-    let text = serde_json::to_string(&Announcement::Message(Cow::Borrowed(message)))?;
+fn announcement(message: &OutboxMessage) -> Result<String, PublishError> {
+    let text = serde_json::to_string(&Announcement::Message(Cow::Borrowed(message))).map_err(failure)?;
     if text.len() > MAX_INLINE_BYTES {
-        return serde_json::to_string(&Announcement::OutboxId(message.id));
+        return serde_json::to_string(&Announcement::OutboxId(message.id)).map_err(failure);
     }
     Ok(text)
+}
+
+fn failure(reason: impl ToString) -> PublishError {
+    PublishError {
+        subscriber: "postgres fan-out".into(),
+        reason: reason.to_string(),
+    }
+}
+
+impl PgFanOut {
+    /// Announces `texts` in order, in one statement: one round trip for a batch.
+    async fn announce(&self, texts: &[String]) -> Result<(), PublishError> {
+        let mut conn = self.store.conn().await.map_err(failure)?;
+        diesel::sql_query(
+            "SELECT pg_notify($1, announcement) FROM unnest($2) WITH ORDINALITY AS a(announcement, ord) ORDER BY ord",
+        )
+        .bind::<Text, _>(CHANNEL)
+        .bind::<Array<Text>, _>(texts)
+        .execute(&mut *conn)
+        .await
+        .map_err(failure)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl EventPublisher for PgFanOut {
     async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError> {
-        self.publish_all(std::slice::from_ref(message))
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
+        self.announce(&[announcement(message)?]).await
     }
 
-    /// The whole batch in one statement, in order: one round trip instead of one per
-    /// message. The statement fails or succeeds for all of them.
+    /// The whole batch at once; it is announced, or fails, as one.
     async fn publish_all(&self, messages: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {
-        let fail = |reason: String| PublishError {
-            subscriber: "postgres fan-out".into(),
-            reason,
+        let announced = match messages.iter().map(announcement).collect::<Result<Vec<_>, _>>() {
+            Ok(texts) if texts.is_empty() => Ok(()),
+            Ok(texts) => self.announce(&texts).await,
+            Err(e) => Err(e),
         };
-        let texts = match messages.iter().map(announcement).collect::<Result<Vec<_>, _>>() {
-            Ok(texts) => texts,
-            Err(e) => return messages.iter().map(|_| Err(fail(e.to_string()))).collect(),
-        };
-        let sent = async {
-            let mut conn = self.store.conn().await.map_err(|e| e.to_string())?;
-            diesel::sql_query("SELECT pg_notify($1, announcement) FROM unnest($2) WITH ORDINALITY AS a(announcement, ord) ORDER BY ord")
-                .bind::<Text, _>(CHANNEL)
-                .bind::<Array<Text>, _>(&texts)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match sent.await {
-            Ok(_) => messages.iter().map(|_| Ok(())).collect(),
-            Err(reason) => messages.iter().map(|_| Err(fail(reason.clone()))).collect(),
-        }
+        messages.iter().map(|_| announced.clone()).collect()
     }
 }
 
