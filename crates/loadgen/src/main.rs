@@ -13,12 +13,19 @@ use clap::Parser;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header;
+use hyper_util::rt::TokioIo;
 use payhook_sql::types::{DbInstant, Instant as SqlInstant};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A request not answered within this is counted as a transport error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(name = "payhook-loadgen", about = "Load generator for payhook (loopback only)")]
@@ -49,8 +56,6 @@ struct Args {
 enum LoadError {
     #[error("{0} is not a loopback URL: loadgen only talks to 127.0.0.1")]
     NotLoopback(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
     #[error("store: {0}")]
     Store(String),
     #[error("the inbox did not drain within the timeout ({0} events still waiting)")]
@@ -156,14 +161,10 @@ fn body(run_id: &str, i: usize) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// One keep-alive HTTP/1.1 connection per concurrent sender, each posting the next
+/// unsent event as soon as its previous one is answered.
 async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| LoadError::Client(e.to_string()))?;
-    let url = format!("{}/webhooks/stripe", args.url.trim_end_matches('/'));
+    let authority = args.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let next = Arc::new(AtomicUsize::new(0));
     let results = Arc::new(Mutex::new((
         Vec::with_capacity(args.events),
@@ -179,9 +180,10 @@ async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (client, url, next, results) = (client.clone(), url.clone(), next.clone(), results.clone());
+            let (authority, next, results) = (authority.clone(), next.clone(), results.clone());
             let (secret, run_id, bodies) = (args.secret.clone(), run_id.to_owned(), bodies.clone());
             tokio::spawn(async move {
+                let mut connection = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i).cloned() else { break };
@@ -190,21 +192,15 @@ async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
                     }
                     let signature = payhook_stripe::signature_header(&secret, Utc::now().timestamp(), &body);
                     let began = Instant::now();
-                    let answer = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("stripe-signature", signature)
-                        .body(body)
-                        .send()
-                        .await;
+                    let answer =
+                        tokio::time::timeout(REQUEST_TIMEOUT, post(&mut connection, &authority, signature, body)).await;
                     let status = match answer {
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            // Read the body so the connection goes back to the pool.
-                            let _ = response.bytes().await;
-                            Some(status)
+                        Ok(Ok(status)) => Some(status),
+                        // Whatever state the connection is in, the next request gets a new one.
+                        Ok(Err(_)) | Err(_) => {
+                            connection = None;
+                            None
                         }
-                        Err(_) => None,
                     };
                     let latency = began.elapsed();
                     let mut r = results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -233,6 +229,36 @@ async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
         elapsed,
         finished_at,
     })
+}
+
+/// Posts one signed event on this sender's connection (opening it first if there is
+/// none) and reads the whole answer, so the connection can carry the next request.
+async fn post(
+    connection: &mut Option<SendRequest<Full<Bytes>>>,
+    authority: &str,
+    signature: String,
+    body: Bytes,
+) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
+    let sender = match connection {
+        Some(sender) if !sender.is_closed() => sender,
+        _ => {
+            let stream = tokio::net::TcpStream::connect(authority).await?;
+            stream.set_nodelay(true)?;
+            let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(driver);
+            connection.insert(sender)
+        }
+    };
+    sender.ready().await?;
+    let request = hyper::Request::post("/webhooks/stripe")
+        .header(header::HOST, authority)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("stripe-signature", signature)
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 /// Runs one query for rows that read the same from both stores.
