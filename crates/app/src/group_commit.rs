@@ -13,7 +13,7 @@
 
 use crate::handoff::Handoff;
 use futures_util::FutureExt;
-use payhook_domain::ports::{Admission, StoreError, WebhookInbox};
+use payhook_domain::ports::{Admission, ClaimedEvent, StoreError, WebhookInbox};
 use payhook_domain::{WebhookEvent, WebhookRequest};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ impl GroupCommit {
     /// Starts the writers on the current runtime (the one the store's connections
     /// belong to); they stop once every `GroupCommit` is dropped. Accepted events go
     /// to the worker through `handoff`, or `accepted` wakes it to claim them.
-    pub fn start(inbox: Arc<dyn WebhookInbox>, handoff: Handoff, accepted: Arc<Notify>) -> Self {
+    pub fn start(inbox: Arc<dyn WebhookInbox>, handoff: Handoff<ClaimedEvent>, accepted: Arc<Notify>) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * WRITERS);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..WRITERS {
@@ -72,7 +72,7 @@ impl GroupCommit {
 async fn write_batches(
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     inbox: Arc<dyn WebhookInbox>,
-    handoff: Handoff,
+    handoff: Handoff<ClaimedEvent>,
     accepted: Arc<Notify>,
 ) {
     loop {
@@ -109,7 +109,11 @@ async fn write_batches(
                     .iter()
                     .zip(deliveries)
                     .filter_map(|(admission, (_, event))| match admission {
-                        Admission::Accepted(id) => Some((*id, event)),
+                        Admission::Accepted(id) => Some(ClaimedEvent {
+                            id: *id,
+                            event,
+                            attempts: 0,
+                        }),
                         Admission::Duplicate(_) => None,
                     });
                 match reservation {
@@ -220,7 +224,7 @@ mod tests {
 
     /// The group commit, the worker's side of its handoff (room for `room` events)
     /// and the worker's wake-up call.
-    fn start(inbox: MockWebhookInbox, room: usize) -> (GroupCommit, HandedOver, Arc<Notify>) {
+    fn start(inbox: MockWebhookInbox, room: usize) -> (GroupCommit, HandedOver<ClaimedEvent>, Arc<Notify>) {
         let clock = Arc::new(crate::clock::SystemClock);
         let (handoff, worker) = crate::handoff::channel(room, std::time::Duration::from_secs(30), clock);
         let accepted = Arc::new(Notify::new());
@@ -253,11 +257,15 @@ mod tests {
             let (request, event) = delivery(id);
             commit.admit(request, event).await.unwrap();
         }
-        let handed: Vec<_> = worker.take(10).into_iter().map(|c| (c.id, c.event.event_id)).collect();
+        let handed: Vec<_> = worker
+            .take(10)
+            .into_iter()
+            .map(|c| (c.id, c.event.event_id, c.attempts))
+            .collect();
         assert_eq!(
             handed,
-            [(InboxId(7), EventId::parse("evt_7").unwrap())],
-            "a repeat is not handed over"
+            [(InboxId(7), EventId::parse("evt_7").unwrap(), 0)],
+            "a repeat is not handed over; a new event has had no attempt"
         );
         let woken = tokio::time::timeout(std::time::Duration::from_millis(50), accepted.notified()).await;
         assert!(woken.is_err(), "the worker need not claim what it was handed");

@@ -1,30 +1,30 @@
-//! The in-process handoff from the ingest path to the worker. While the worker has
-//! room, the events a batch accepts are stored already leased to it (as a claim would
-//! leave them) and passed over a channel once committed, so the worker does not claim
-//! them back from the store. Under load those claims were the database's largest
-//! single cost: an UPDATE of every inbox row and its payload read back
-//! (docs/performance.md).
+//! In-process handoffs of work already durable in the store, leased to its taker:
+//! from the ingest path to the worker (inbox events), and from the worker to the
+//! outbox relay (domain events). While the taker has room, the rows are stored
+//! already leased to it (as a claim would leave them) and passed over a channel once
+//! committed, so it does not claim them back from the store. Under load those claims
+//! were the database's largest single costs: an UPDATE of every row and its payload
+//! read back (docs/performance.md).
 //!
-//! Nothing can be lost this way: an event is handed over only after it is durable, and
-//! if the process stops before the worker finishes it, its lease runs out and any
-//! worker claims it. When the worker is behind, events are stored unleased and claimed
+//! Nothing can be lost this way: an item is handed over only after it is durable, and
+//! if the process stops before the taker finishes it, its lease runs out and any
+//! instance claims it. When the taker is behind, rows are stored unleased and claimed
 //! as before.
 
 use chrono::{DateTime, Utc};
-use payhook_domain::ports::{ClaimedEvent, Clock};
-use payhook_domain::{InboxId, WebhookEvent};
+use payhook_domain::ports::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// An event handed over, with the end of the lease it was stored with.
-struct Leased {
-    event: ClaimedEvent,
+/// An item handed over, with the end of the lease it was stored with.
+struct Leased<T> {
+    item: T,
     lease_until: DateTime<Utc>,
 }
 
-/// A channel holding at most `capacity` events for the worker, whose leases last `lease`.
-pub fn channel(capacity: usize, lease: Duration, clock: Arc<dyn Clock>) -> (Handoff, HandedOver) {
+/// A channel holding at most `capacity` items for their taker, whose leases last `lease`.
+pub fn channel<T>(capacity: usize, lease: Duration, clock: Arc<dyn Clock>) -> (Handoff<T>, HandedOver<T>) {
     let (sender, receiver) = mpsc::channel(capacity.max(1));
     let handoff = Handoff {
         sender,
@@ -34,28 +34,38 @@ pub fn channel(capacity: usize, lease: Duration, clock: Arc<dyn Clock>) -> (Hand
     let handed_over = HandedOver {
         receiver,
         waiting: Vec::new(),
-        // An event normally waits here for milliseconds. One that waited more than a
-        // quarter of its lease (the worker is stuck on slow provider calls) might not
-        // be finished within it, so it is left to be claimed once the lease runs out,
-        // rather than risk two workers applying it at once.
+        // An item normally waits here for milliseconds. One that waited more than a
+        // quarter of its lease (the taker is stuck on slow provider or subscriber
+        // calls) might not be finished within it, so it is left to be claimed once the
+        // lease runs out, rather than risk two instances taking it at once.
         least_left: chrono::Duration::from_std(lease * 3 / 4).unwrap_or(chrono::Duration::MAX),
         clock,
     };
     (handoff, handed_over)
 }
 
-/// The ingest side: reserves room for a batch before it is stored.
-#[derive(Clone)]
-pub struct Handoff {
-    sender: mpsc::Sender<Leased>,
+/// The giving side: reserves room for a batch before it is stored.
+pub struct Handoff<T> {
+    sender: mpsc::Sender<Leased<T>>,
     lease: chrono::Duration,
     clock: Arc<dyn Clock>,
 }
 
-impl Handoff {
-    /// Room for `count` events and the lease to store them with; `None` when the worker
+// Not derived: that would require `T: Clone`, and only the sender is cloned.
+impl<T> Clone for Handoff<T> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+            lease: self.lease,
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<T> Handoff<T> {
+    /// Room for `count` items and the lease to store them with; `None` when the taker
     /// is behind (or stopped): the batch is then stored unleased, to be claimed.
-    pub fn reserve(&self, count: usize) -> Option<Reservation<'_>> {
+    pub fn reserve(&self, count: usize) -> Option<Reservation<'_, T>> {
         let permits = self.sender.try_reserve_many(count).ok()?;
         Some(Reservation {
             permits,
@@ -65,44 +75,41 @@ impl Handoff {
 }
 
 /// Room in the channel for one batch, released if unused.
-pub struct Reservation<'a> {
-    permits: mpsc::PermitIterator<'a, Leased>,
+pub struct Reservation<'a, T> {
+    permits: mpsc::PermitIterator<'a, Leased<T>>,
     pub lease_until: DateTime<Utc>,
 }
 
-impl Reservation<'_> {
-    /// Hands the batch's newly stored events to the worker (after the commit).
-    pub fn hand_over(self, accepted: impl IntoIterator<Item = (InboxId, WebhookEvent)>) {
+impl<T> Reservation<'_, T> {
+    /// Hands the batch's newly stored items to the taker (after the commit).
+    pub fn hand_over(self, items: impl IntoIterator<Item = T>) {
         let lease_until = self.lease_until;
-        for (permit, (id, event)) in self.permits.zip(accepted) {
-            permit.send(Leased {
-                event: ClaimedEvent { id, event, attempts: 0 },
-                lease_until,
-            });
+        for (permit, item) in self.permits.zip(items) {
+            permit.send(Leased { item, lease_until });
         }
     }
 }
 
-/// The worker's side.
-pub struct HandedOver {
-    receiver: mpsc::Receiver<Leased>,
+/// The taker's side.
+pub struct HandedOver<T> {
+    receiver: mpsc::Receiver<Leased<T>>,
     /// Received while waiting, not yet taken.
-    waiting: Vec<Leased>,
+    waiting: Vec<Leased<T>>,
     least_left: chrono::Duration,
     clock: Arc<dyn Clock>,
 }
 
-impl HandedOver {
-    /// Waits until at least one event is there (cancel-safe, for `select!`).
+impl<T> HandedOver<T> {
+    /// Waits until at least one item is there (cancel-safe, for `select!`).
     pub async fn arrived(&mut self) {
         if self.waiting.is_empty() {
             self.receiver.recv_many(&mut self.waiting, 1).await;
         }
     }
 
-    /// Up to `limit` events, without waiting. One whose lease may run out before the
-    /// worker is done is dropped: once its lease expires it is claimed like any other.
-    pub fn take(&mut self, limit: usize) -> Vec<ClaimedEvent> {
+    /// Up to `limit` items, without waiting. One whose lease may run out before the
+    /// taker is done is dropped: once its lease expires it is claimed like any other.
+    pub fn take(&mut self, limit: usize) -> Vec<T> {
         while self.waiting.len() < limit {
             match self.receiver.try_recv() {
                 Ok(leased) => self.waiting.push(leased),
@@ -111,25 +118,25 @@ impl HandedOver {
         }
         let count = limit.min(self.waiting.len());
         let deadline = self.clock.now() + self.least_left;
-        let (events, late): (Vec<_>, Vec<_>) = self.waiting.drain(..count).partition(|l| l.lease_until >= deadline);
+        let (items, late): (Vec<_>, Vec<_>) = self.waiting.drain(..count).partition(|l| l.lease_until >= deadline);
         if !late.is_empty() {
             tracing::warn!(
-                events = late.len(),
-                "handed-over events waited too long; left to a claim once their lease ends"
+                items = late.len(),
+                "handed-over work waited too long; left to a claim once its lease ends"
             );
         }
-        events.into_iter().map(|leased| leased.event).collect()
+        items.into_iter().map(|leased| leased.item).collect()
     }
 
-    /// Stops the handoff (new batches are stored unleased) and gives back the ids of
-    /// the events still waiting, to release their leases.
-    pub fn close(&mut self) -> Vec<InboxId> {
+    /// Stops the handoff (new batches are stored unleased) and gives back the items
+    /// still waiting, for the taker to finish or release.
+    pub fn close(&mut self) -> Vec<T> {
         self.receiver.close();
-        let mut ids: Vec<InboxId> = self.waiting.drain(..).map(|l| l.event.id).collect();
+        let mut items: Vec<T> = self.waiting.drain(..).map(|l| l.item).collect();
         while let Ok(leased) = self.receiver.try_recv() {
-            ids.push(leased.event.id);
+            items.push(leased.item);
         }
-        ids
+        items
     }
 }
 
@@ -137,8 +144,9 @@ impl HandedOver {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use payhook_domain::ports::ClaimedEvent;
     use payhook_domain::ports::MockClock;
-    use payhook_domain::{EventId, PaymentChange, PaymentRef, Provider};
+    use payhook_domain::{EventId, InboxId, PaymentChange, PaymentRef, Provider, WebhookEvent};
     use std::sync::Mutex;
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -165,18 +173,25 @@ mod tests {
         }
     }
 
+    fn claimed(id: i64, event_id: &str) -> ClaimedEvent {
+        ClaimedEvent {
+            id: InboxId(id),
+            event: event(event_id),
+            attempts: 0,
+        }
+    }
+
     #[tokio::test]
-    async fn events_handed_over_reach_the_worker_with_their_ids_and_no_attempts() {
+    async fn items_handed_over_reach_the_taker_in_order() {
         let now = Arc::new(Mutex::new(at(0)));
         let (handoff, mut worker) = channel(8, Duration::from_secs(60), clock(now));
         let reservation = handoff.reserve(2).expect("room for two");
         assert_eq!(reservation.lease_until, at(60), "leased for the worker's lease");
-        reservation.hand_over([(InboxId(7), event("evt_a")), (InboxId(9), event("evt_b"))]);
+        reservation.hand_over([claimed(7, "evt_a"), claimed(9, "evt_b")]);
         worker.arrived().await;
         let taken = worker.take(10);
         assert_eq!(taken.iter().map(|c| c.id).collect::<Vec<_>>(), [InboxId(7), InboxId(9)]);
         assert_eq!(taken[1].event.event_id.as_str(), "evt_b");
-        assert!(taken.iter().all(|c| c.attempts == 0));
         assert!(worker.take(10).is_empty());
     }
 
@@ -187,7 +202,7 @@ mod tests {
         let first = handoff.reserve(2).expect("room for two");
         assert!(handoff.reserve(2).is_none(), "only one place left");
         // Places not used (a repeat is not handed over) are given back.
-        first.hand_over([(InboxId(1), event("evt_a"))]);
+        first.hand_over([claimed(1, "evt_a")]);
         assert!(handoff.reserve(2).is_some());
         assert_eq!(worker.take(1).len(), 1, "take stops at its limit");
         assert!(worker.close().is_empty());
@@ -198,23 +213,24 @@ mod tests {
     async fn an_event_that_waited_past_a_quarter_of_its_lease_is_left_to_a_claim() {
         let now = Arc::new(Mutex::new(at(0)));
         let (handoff, mut worker) = channel(8, Duration::from_secs(60), clock(now.clone()));
-        handoff.reserve(1).unwrap().hand_over([(InboxId(1), event("evt_old"))]);
+        handoff.reserve(1).unwrap().hand_over([claimed(1, "evt_old")]);
         *now.lock().unwrap() = at(14);
-        handoff.reserve(1).unwrap().hand_over([(InboxId(2), event("evt_new"))]);
+        handoff.reserve(1).unwrap().hand_over([claimed(2, "evt_new")]);
         *now.lock().unwrap() = at(16);
         let taken = worker.take(10);
         assert_eq!(taken.iter().map(|c| c.id).collect::<Vec<_>>(), [InboxId(2)]);
     }
 
     #[tokio::test]
-    async fn closing_gives_back_the_events_still_waiting() {
+    async fn closing_gives_back_the_items_still_waiting() {
         let now = Arc::new(Mutex::new(at(0)));
         let (handoff, mut worker) = channel(8, Duration::from_secs(60), clock(now));
         handoff
             .reserve(2)
             .unwrap()
-            .hand_over([(InboxId(3), event("evt_a")), (InboxId(4), event("evt_b"))]);
+            .hand_over([claimed(3, "evt_a"), claimed(4, "evt_b")]);
         worker.arrived().await;
-        assert_eq!(worker.close(), [InboxId(3), InboxId(4)]);
+        let waiting: Vec<InboxId> = worker.close().into_iter().map(|c| c.id).collect();
+        assert_eq!(waiting, [InboxId(3), InboxId(4)]);
     }
 }

@@ -2,14 +2,14 @@
 //! domain's state machine; failures are retried with capped exponential backoff
 //! and jitter, then dead-lettered.
 
-use crate::handoff::HandedOver;
+use crate::handoff::{HandedOver, Handoff};
 use crate::payments::GATEWAY_TIMEOUT;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{ClaimedEvent, Clock, Commit, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
 use payhook_domain::{
-    GatewayError, InboxId, NewPayment, Payment, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider,
-    WebhookEvent,
+    GatewayError, InboxId, NewPayment, OutboxMessage, Payment, PaymentChange, PaymentId, PaymentStatus,
+    ProcessingResult, Provider, WebhookEvent,
 };
 use rand::Rng;
 use std::collections::HashMap;
@@ -82,8 +82,10 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     lease: Duration,
-    /// Wakes the outbox relay when a commit wrote domain events.
+    /// Wakes the outbox relay when a commit wrote domain events it was not handed.
     published: Arc<Notify>,
+    /// This instance's relay, when it takes domain events in-process.
+    relay: Option<Handoff<OutboxMessage>>,
     /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
     in_flight: Mutex<HashSet<InboxId>>,
 }
@@ -106,8 +108,16 @@ impl Processor {
             policy,
             lease,
             published,
+            relay: None,
             in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Hands the domain events of batch commits to this instance's relay (while it has
+    /// room) instead of leaving them for it to claim.
+    pub fn handing_domain_events_to(mut self, relay: Handoff<OutboxMessage>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Gives back the leases of events this worker claimed and did not finish (it was
@@ -217,8 +227,16 @@ impl Processor {
         if applications.is_empty() {
             return one_by_one;
         }
-        let commits = match self.payments.commit_applications(&applications).await {
-            Ok(commits) => commits,
+        // With room in the relay's handoff, the domain events are stored leased to it
+        // and handed over after the commit, so the relay does not claim them back.
+        let publications = applications.iter().map(|(_, a)| a.publications.len()).sum();
+        let reservation = match &self.relay {
+            Some(relay) if publications > 0 => relay.reserve(publications),
+            _ => None,
+        };
+        let outbox_lease = reservation.as_ref().map(|r| r.lease_until);
+        let committed = match self.payments.commit_applications(&applications, outbox_lease).await {
+            Ok(committed) => committed,
             Err(error) => {
                 tracing::warn!(events = together.len(), %error, "could not commit a batch; applying one by one");
                 one_by_one.extend(together);
@@ -227,7 +245,7 @@ impl Processor {
         };
         let elapsed = started.elapsed().as_secs_f64();
         let mut published = false;
-        for ((claimed, (_, application)), commit) in together.into_iter().zip(&applications).zip(commits) {
+        for ((claimed, (_, application)), commit) in together.into_iter().zip(&applications).zip(committed.commits) {
             if commit == Commit::Stale {
                 one_by_one.push(claimed);
                 continue;
@@ -238,8 +256,10 @@ impl Processor {
             tracing::debug!(inbox_id = %claimed.id, event_id = %claimed.event.event_id, result = application.result.as_str(), "event applied");
             self.in_flight_guard().remove(&claimed.id);
         }
-        if published {
-            self.published.notify_one();
+        match reservation {
+            Some(reservation) => reservation.hand_over(committed.messages),
+            None if published => self.published.notify_one(),
+            None => {}
         }
         one_by_one
     }
@@ -412,7 +432,7 @@ pub async fn run_worker(
     concurrency: usize,
     poll_interval: Duration,
     accepted: Arc<Notify>,
-    mut handed_over: HandedOver,
+    mut handed_over: HandedOver<ClaimedEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pause = poll_interval;
@@ -456,7 +476,7 @@ pub async fn run_worker(
             _ = shutdown.changed() => false,
         };
     }
-    let waiting = handed_over.close();
+    let waiting: Vec<InboxId> = handed_over.close().into_iter().map(|c| c.id).collect();
     if !waiting.is_empty() {
         match processor.give_back(&waiting).await {
             Ok(n) => tracing::info!(released = n, "released handed-over events not processed"),

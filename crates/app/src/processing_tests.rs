@@ -3,7 +3,7 @@
 use super::*;
 use chrono::TimeZone;
 use mockall::predicate::eq;
-use payhook_domain::ports::{MockClock, MockPaymentStore, MockWebhookInbox};
+use payhook_domain::ports::{Committed, MockClock, MockPaymentStore, MockWebhookInbox};
 use payhook_domain::{
     Currency, EventId, InboxId, Money, PaymentChange, PaymentDetails, PaymentRef, PaymentStatus, Provider,
 };
@@ -78,6 +78,14 @@ fn by_ref() -> PaymentRef {
         payment_id: None,
         provider_ref: Some("pi_1".into()),
         aliases: Vec::new(),
+    }
+}
+
+/// What a store answers for a batch that wrote no domain events.
+fn commits(commits: Vec<Commit>) -> Committed {
+    Committed {
+        commits,
+        messages: Vec::new(),
     }
 }
 
@@ -291,7 +299,7 @@ async fn a_batch_is_looked_up_and_committed_together_new_payments_written_once()
     store.expect_create_payment().never();
     store
         .expect_commit_applications()
-        .withf(|apps| {
+        .withf(|apps, _| {
             let versions: Vec<_> = apps.iter().map(|(_, a)| a.payment.version).collect();
             let refs: Vec<_> = apps.iter().map(|(_, a)| a.payment.provider_ref.as_deref()).collect();
             apps.iter().map(|(id, _)| id.0).collect::<Vec<_>>() == [1, 2, 3]
@@ -305,7 +313,7 @@ async fn a_batch_is_looked_up_and_committed_together_new_payments_written_once()
                 && refs == [Some("pi_a"), Some("pi_new"), Some("pi_new2")]
         })
         .times(1)
-        .returning(|apps| Ok(vec![Commit::Committed; apps.len()]));
+        .returning(|apps, _| Ok(commits(vec![Commit::Committed; apps.len()])));
     // Nothing goes one by one.
     store.expect_find_payment().never();
     store.expect_commit_application().never();
@@ -327,9 +335,9 @@ async fn two_events_of_one_new_payment_write_it_once_then_apply_the_second() {
         .returning(|_| Ok(vec![None, None]));
     store
         .expect_commit_applications()
-        .withf(|apps| apps.len() == 1 && apps[0].0 .0 == 1 && apps[0].1.payment.version == Payment::UNSTORED)
+        .withf(|apps, _| apps.len() == 1 && apps[0].0 .0 == 1 && apps[0].1.payment.version == Payment::UNSTORED)
         .times(1)
-        .returning(|_| Ok(vec![Commit::Committed]));
+        .returning(|_, _| Ok(commits(vec![Commit::Committed])));
     // The second, one by one, finds the payment the batch stored.
     let mut stored = payment_with_ref("pi_new", ID_A);
     stored.status = PaymentStatus::Paid;
@@ -346,6 +354,75 @@ async fn two_events_of_one_new_payment_write_it_once_then_apply_the_second() {
         .returning(|_, _| Ok(()));
     let p = processor(inbox, store);
     assert_eq!(p.run_batch(10, 1).await.unwrap(), 2);
+}
+
+/// A processor whose batch commits hand domain events to a relay with room for
+/// `room`, and the relay's wake-up call.
+fn handing_to_relay(
+    store: MockPaymentStore,
+    room: usize,
+) -> (Processor, crate::handoff::HandedOver<OutboxMessage>, Arc<Notify>) {
+    let (to_relay, relay) = crate::handoff::channel(room, Duration::from_secs(30), clock());
+    let published = Arc::new(Notify::new());
+    let processor = Processor::new(
+        Arc::new(batch_inbox(vec![claimed_for(1, "pi_a", PaymentChange::paid(None))])),
+        Arc::new(store),
+        Vec::new(),
+        clock(),
+        policy(),
+        Duration::from_secs(30),
+        published.clone(),
+    )
+    .handing_domain_events_to(to_relay);
+    (processor, relay, published)
+}
+
+fn paid_store(expected_lease: Option<DateTime<Utc>>) -> MockPaymentStore {
+    let mut store = MockPaymentStore::new();
+    store
+        .expect_find_payments()
+        .returning(|_| Ok(vec![Some(payment_with_ref("pi_a", ID_A))]));
+    store
+        .expect_commit_applications()
+        .withf(move |_, lease| *lease == expected_lease)
+        .times(1)
+        .returning(|apps, _| {
+            Ok(Committed {
+                commits: vec![Commit::Committed],
+                messages: vec![OutboxMessage {
+                    id: 41,
+                    topic: apps[0].1.publications[0].topic.clone(),
+                    payload: apps[0].1.publications[0].payload.clone(),
+                    created_at: now(),
+                    attempts: 0,
+                }],
+            })
+        });
+    store
+}
+
+#[tokio::test]
+async fn a_batchs_domain_events_are_stored_leased_to_the_relay_and_handed_to_it() {
+    let (processor, mut relay, published) =
+        handing_to_relay(paid_store(Some(now() + chrono::Duration::seconds(30))), 8);
+    assert_eq!(processor.run_batch(10, 2).await.unwrap(), 1);
+    let handed = relay.take(10);
+    assert_eq!(
+        handed.iter().map(|m| (m.id, m.topic.as_str())).collect::<Vec<_>>(),
+        [(41, "payment.paid")]
+    );
+    let woken = tokio::time::timeout(Duration::from_millis(50), published.notified()).await;
+    assert!(woken.is_err(), "the relay need not claim what it was handed");
+}
+
+#[tokio::test]
+async fn without_room_a_batchs_domain_events_are_stored_due_and_the_relay_is_woken() {
+    let (processor, mut relay, published) = handing_to_relay(paid_store(None), 8);
+    assert!(relay.close().is_empty(), "the relay stopped");
+    assert_eq!(processor.run_batch(10, 2).await.unwrap(), 1);
+    tokio::time::timeout(Duration::from_secs(5), published.notified())
+        .await
+        .expect("the relay is woken to claim them");
 }
 
 #[tokio::test]
@@ -373,10 +450,10 @@ async fn a_second_event_for_a_payment_and_a_stale_one_are_applied_one_by_one_aft
     let mut seq = mockall::Sequence::new();
     store
         .expect_commit_applications()
-        .withf(|apps| apps.iter().map(|(id, _)| id.0).collect::<Vec<_>>() == [1, 3])
+        .withf(|apps, _| apps.iter().map(|(id, _)| id.0).collect::<Vec<_>>() == [1, 3])
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| Ok(vec![Commit::Committed, Commit::Stale]));
+        .returning(|_, _| Ok(commits(vec![Commit::Committed, Commit::Stale])));
     // Then one by one, from a fresh read: the refund after the payment it refunds.
     let mut paid_a = payment_with_ref("pi_a", ID_A);
     paid_a.status = PaymentStatus::Paid;
@@ -420,7 +497,7 @@ async fn a_batch_the_store_refuses_is_applied_one_by_one() {
     store
         .expect_commit_applications()
         .times(1)
-        .returning(|_| Err(StoreError::Unavailable("connection reset".into())));
+        .returning(|_, _| Err(StoreError::Unavailable("connection reset".into())));
     store
         .expect_find_payment()
         .returning(|_, r| Ok(Some(payment_with_ref(r.provider_ref.as_deref().unwrap(), ID_A))));
@@ -545,12 +622,9 @@ async fn events_to_confirm_beyond_the_rounds_the_lease_holds_are_given_back_for_
 }
 
 /// A handoff with `events` already handed over, as the ingest path leaves them.
-fn handed_over(events: Vec<ClaimedEvent>) -> HandedOver {
+fn handed_over(events: Vec<ClaimedEvent>) -> HandedOver<ClaimedEvent> {
     let (handoff, handed_over) = crate::handoff::channel(16, Duration::from_secs(30), clock());
-    handoff
-        .reserve(events.len())
-        .unwrap()
-        .hand_over(events.into_iter().map(|c| (c.id, c.event)));
+    handoff.reserve(events.len()).unwrap().hand_over(events);
     handed_over
 }
 
@@ -564,10 +638,10 @@ async fn handed_over_events_are_applied_without_claiming_them_back() {
     store
         .expect_find_payments()
         .returning(|wanted| Ok(wanted.iter().map(|_| Some(payment_with_ref("pi_a", ID_A))).collect()));
-    let (committed, mut commits) = tokio::sync::mpsc::unbounded_channel();
-    store.expect_commit_applications().times(1).returning(move |apps| {
-        let _ = committed.send(apps.iter().map(|(id, _)| *id).collect::<Vec<_>>());
-        Ok(vec![Commit::Committed; apps.len()])
+    let (applied, mut applied_ids) = tokio::sync::mpsc::unbounded_channel();
+    store.expect_commit_applications().times(1).returning(move |apps, _| {
+        let _ = applied.send(apps.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        Ok(commits(vec![Commit::Committed; apps.len()]))
     });
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(run_worker(
@@ -579,7 +653,7 @@ async fn handed_over_events_are_applied_without_claiming_them_back() {
         handed_over(vec![claimed_for(1, "pi_a", PaymentChange::paid(None))]),
         stopped,
     ));
-    let applied = tokio::time::timeout(Duration::from_secs(5), commits.recv()).await;
+    let applied = tokio::time::timeout(Duration::from_secs(5), applied_ids.recv()).await;
     assert_eq!(applied.unwrap(), Some(vec![InboxId(1)]));
     stop.send(true).unwrap();
     worker.await.unwrap();

@@ -1,11 +1,15 @@
 //! The outbox relay: delivers committed domain events to every subscriber at least
-//! once. Woken right after a commit that wrote events, and by a periodic sweep that
-//! also picks up messages a crashed relay leased and never marked.
+//! once. The worker hands it the events of its batch commits in-process (stored
+//! leased to it, see `crate::handoff`); it claims from the store the others, when a
+//! commit wakes it, and in a periodic sweep that also picks up messages a crashed
+//! relay leased and never marked.
 
+use crate::handoff::HandedOver;
 use crate::processing::{jitter, RetryPolicy};
 use payhook_domain::ports::{Clock, EventPublisher, Outbox, StoreError};
+use payhook_domain::OutboxMessage;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 pub struct OutboxRelay {
@@ -37,9 +41,7 @@ impl OutboxRelay {
         }
     }
 
-    /// Delivers one batch of due messages in commit order; returns how many were claimed.
-    /// Every subscriber gets the batch; a message that any of them failed to take is
-    /// given to all again later (they are idempotent), with backoff.
+    /// Claims one batch of due messages and delivers it; returns how many were claimed.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
@@ -47,9 +49,21 @@ impl OutboxRelay {
         if messages.is_empty() {
             return Ok(0);
         }
+        self.deliver(&messages).await?;
+        Ok(messages.len())
+    }
+
+    /// Delivers messages this relay holds the lease of (claimed, or handed over by the
+    /// worker), in the order given. Every subscriber gets the batch; a message that any
+    /// of them failed to take is given to all again later (they are idempotent), with
+    /// backoff.
+    pub async fn deliver(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let mut failures = vec![Vec::new(); messages.len()];
         for subscriber in &self.subscribers {
-            let results = subscriber.publish_all(&messages).await;
+            let results = subscriber.publish_all(messages).await;
             for (i, failed) in failures.iter_mut().enumerate() {
                 match results.get(i) {
                     Some(Ok(())) => {}
@@ -70,35 +84,62 @@ impl OutboxRelay {
             self.outbox.record_publish_failure(message.id, &error, retry_at).await?;
         }
         // One statement for the batch; a crash before it only means a redelivery.
-        self.outbox.mark_published(&delivered, self.clock.now()).await?;
-        Ok(messages.len())
+        self.outbox.mark_published(&delivered, self.clock.now()).await
     }
 }
 
-/// Runs the relay until `shutdown`: after each commit that wrote events, and at least
-/// every `sweep_interval`.
+/// Runs the relay until `shutdown`. Messages the worker hands over are delivered as
+/// they come; the store is claimed from when a commit wrote messages it did not hand
+/// over, after an idle `sweep_interval`, and at least once per `sweep_interval` while
+/// handed-over messages keep the relay busy (retries and expired leases are due
+/// there). Messages still waiting in the handoff are delivered before stopping.
 pub async fn run_relay(
     relay: Arc<OutboxRelay>,
     sweep_interval: Duration,
     published: Arc<Notify>,
+    mut handed_over: HandedOver<OutboxMessage>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut claim = true;
+    let mut last_claim = Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
         }
-        match relay.run_once().await {
-            Ok(n) if n as u32 >= relay.batch_size => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "outbox relay could not claim messages"),
+        let handed = handed_over.take(relay.batch_size as usize);
+        let busy = !handed.is_empty();
+        if busy {
+            deliver_handed_over(&relay, &handed).await;
         }
-        tokio::select! {
-            _ = published.notified() => {}
-            _ = tokio::time::sleep(sweep_interval) => {}
-            _ = shutdown.changed() => {}
+        if claim || last_claim.elapsed() >= sweep_interval {
+            last_claim = Instant::now();
+            claim = match relay.run_once().await {
+                Ok(n) => n as u32 >= relay.batch_size, // more may be due right now
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox relay could not claim messages");
+                    false
+                }
+            };
         }
+        if busy || claim {
+            continue;
+        }
+        claim = tokio::select! {
+            _ = handed_over.arrived() => false,
+            _ = published.notified() => true,
+            _ = tokio::time::sleep(sweep_interval) => true,
+            _ = shutdown.changed() => false,
+        };
     }
+    deliver_handed_over(&relay, &handed_over.close()).await;
     tracing::info!("outbox relay stopped");
+}
+
+async fn deliver_handed_over(relay: &OutboxRelay, messages: &[OutboxMessage]) {
+    if let Err(e) = relay.deliver(messages).await {
+        // Still leased to this relay: delivered again once the lease ends.
+        tracing::error!(error = %e, messages = messages.len(), "outbox relay could not record a delivery");
+    }
 }
 
 #[cfg(test)]
@@ -249,5 +290,76 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         relay(outbox, vec![Arc::new(short)]).run_once().await.unwrap();
+    }
+
+    fn clock() -> Arc<dyn Clock> {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        Arc::new(clock)
+    }
+
+    #[tokio::test]
+    async fn handed_over_messages_are_delivered_without_claiming_them_back() {
+        let mut outbox = MockOutbox::new();
+        // The claim at start only.
+        outbox
+            .expect_claim_unpublished()
+            .times(1)
+            .returning(|_, _, _| Ok(Vec::new()));
+        let (marked, was_marked) = tokio::sync::oneshot::channel();
+        let marked = std::sync::Mutex::new(Some(marked));
+        outbox
+            .expect_mark_published()
+            .withf(|ids, _| ids == [5, 6])
+            .times(1)
+            .returning(move |_, _| {
+                if let Some(marked) = marked.lock().unwrap().take() {
+                    let _ = marked.send(());
+                }
+                Ok(())
+            });
+        let relay = Arc::new(relay(outbox, vec![subscriber(&[])]));
+        let (handoff, handed_over) = crate::handoff::channel(8, Duration::from_secs(30), clock());
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(run_relay(
+            relay.clone(),
+            Duration::from_secs(3600),
+            Arc::new(Notify::new()),
+            handed_over,
+            shutdown,
+        ));
+        handoff.reserve(2).unwrap().hand_over([message(5), message(6)]);
+        tokio::time::timeout(Duration::from_secs(5), was_marked)
+            .await
+            .expect("delivered and marked")
+            .unwrap();
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        drop(relay); // checks the expectations: one claim, one mark
+    }
+
+    #[tokio::test]
+    async fn messages_still_waiting_in_the_handoff_are_delivered_before_stopping() {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_unpublished().never();
+        outbox
+            .expect_mark_published()
+            .withf(|ids, _| ids == [8])
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let relay = Arc::new(relay(outbox, vec![subscriber(&[])]));
+        let (handoff, handed_over) = crate::handoff::channel(8, Duration::from_secs(30), clock());
+        handoff.reserve(1).unwrap().hand_over([message(8)]);
+        let (_stop, shutdown) = watch::channel(true);
+        run_relay(
+            relay.clone(),
+            Duration::from_secs(3600),
+            Arc::new(Notify::new()),
+            handed_over,
+            shutdown,
+        )
+        .await;
+        assert!(handoff.reserve(1).is_none(), "a stopped relay takes nothing more");
+        drop(relay);
     }
 }

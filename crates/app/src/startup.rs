@@ -200,6 +200,8 @@ pub struct Application {
     fan_out: Option<JoinHandle<()>>,
     processor: Arc<Processor>,
     stop: watch::Sender<bool>,
+    /// The relay stops after the worker, so it delivers the worker's last commits.
+    stop_relay: watch::Sender<bool>,
     bus: EventBus,
     shutdown_timeout: Duration,
 }
@@ -275,16 +277,27 @@ impl Application {
         );
         let gateways = payment_gateways(&settings)?;
         let payment_requests = PaymentRequests::new(stores.payments.clone(), gateways.clone(), clock.clone());
-        let processor = Arc::new(Processor::new(
-            stores.inbox.clone(),
-            stores.payments.clone(),
-            gateways,
-            clock,
-            policy,
-            lease,
-            published.clone(),
-        ));
+        // The relay takes the domain events of the worker's commits in-process; room
+        // for two of the worker's batches.
+        let (to_relay, relay_handed_over) = handoff::channel(
+            2 * batch_size as usize,
+            Duration::from_secs(settings.outbox.lease_secs),
+            clock.clone(),
+        );
+        let processor = Arc::new(
+            Processor::new(
+                stores.inbox.clone(),
+                stores.payments.clone(),
+                gateways,
+                clock,
+                policy,
+                lease,
+                published.clone(),
+            )
+            .handing_domain_events_to(to_relay),
+        );
         let (stop, stopped) = watch::channel(false);
+        let (stop_relay, relay_stopped) = watch::channel(false);
         let worker = tokio::spawn(run_worker(
             processor.clone(),
             batch_size,
@@ -292,13 +305,14 @@ impl Application {
             Duration::from_millis(w.poll_interval_ms),
             accepted.clone(),
             handed_over,
-            stopped.clone(),
+            stopped,
         ));
         let relay = tokio::spawn(run_relay(
             relay,
             Duration::from_millis(settings.outbox.sweep_interval_ms),
             published,
-            stopped,
+            relay_handed_over,
+            relay_stopped,
         ));
 
         let state = web::Data::new(AppState {
@@ -334,6 +348,7 @@ impl Application {
             fan_out,
             processor,
             stop,
+            stop_relay,
             bus,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
@@ -349,17 +364,19 @@ impl Application {
     }
 
     /// Serves until SIGTERM/SIGINT. Then: the server stops accepting and finishes
-    /// in-flight requests; the worker finishes its batch and the relay its delivery,
-    /// within `server.shutdown_timeout_secs`; whatever the worker had not finished by
-    /// then is released for other instances.
+    /// in-flight requests; the worker finishes its batch, then the relay delivers
+    /// what the worker handed it, within `server.shutdown_timeout_secs`; whatever the
+    /// worker had not finished by then is released for other instances.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         let _ = self.stop.send(true);
         let stopped = tokio::time::timeout(self.shutdown_timeout, async {
             let _ = self.worker.await;
+            let _ = self.stop_relay.send(true);
             let _ = self.relay.await;
         })
         .await;
+        let _ = self.stop_relay.send(true);
         if stopped.is_err() {
             tracing::warn!("worker did not finish its batch in time; releasing its events");
         }

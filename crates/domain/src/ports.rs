@@ -47,6 +47,15 @@ pub enum Commit {
     Stale,
 }
 
+/// What [`PaymentStore::commit_applications`] stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Committed {
+    /// One per application, in the order given.
+    pub commits: Vec<Commit>,
+    /// The domain events the commit wrote to the outbox, in commit order.
+    pub messages: Vec<OutboxMessage>,
+}
+
 /// An inbox event handed to one worker until its lease runs out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedEvent {
@@ -212,13 +221,20 @@ pub trait PaymentStore: Send + Sync {
     /// processed with the application's result. A payment at [`Payment::UNSTORED`] is
     /// inserted in its new state, only if no payment with its `(provider,
     /// provider_ref)` is stored (else `Stale`). At most one application per payment.
-    /// The answer is in the order given; an error means nothing was stored.
-    async fn commit_applications(&self, applications: &[(InboxId, Application)]) -> Result<Vec<Commit>, StoreError>;
+    /// The outbox rows are stored leased until `outbox_lease` when it is given (the
+    /// caller hands the messages to this instance's relay, so no relay claims them
+    /// before then), else due at once. An error means nothing was stored.
+    async fn commit_applications(
+        &self,
+        applications: &[(InboxId, Application)],
+        outbox_lease: Option<DateTime<Utc>>,
+    ) -> Result<Committed, StoreError>;
 
-    /// [`PaymentStore::commit_applications`] for one event; a stale one is `Conflict`.
+    /// [`PaymentStore::commit_applications`] for one event, its outbox rows due at
+    /// once; a stale one is `Conflict`.
     async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError> {
-        let commits = self.commit_applications(&[(inbox, application.clone())]).await?;
-        match commits.first() {
+        let committed = self.commit_applications(&[(inbox, application.clone())], None).await?;
+        match committed.commits.first() {
             Some(Commit::Committed) => Ok(()),
             Some(Commit::Stale) => Err(StoreError::Conflict(format!("payment {}", application.payment.id))),
             None => Err(StoreError::Corrupt(

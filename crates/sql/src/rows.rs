@@ -393,12 +393,15 @@ pub struct NewOutboxRow<'a> {
     payload: DbJson,
     created_at: DbInstant,
     next_attempt_at: DbInstant,
+    locked_until: Option<DbInstant>,
 }
 
-/// The history and outbox rows an application writes.
+/// The history and outbox rows an application writes; the outbox rows leased until
+/// `outbox_lease` when given (handed to this instance's relay), else due at once.
 pub fn application_rows<'a>(
     app: &'a Application,
     now: DateTime<Utc>,
+    outbox_lease: Option<DateTime<Utc>>,
 ) -> (Vec<NewHistoryRow<'a>>, Vec<NewOutboxRow<'a>>) {
     let payment_id = DbUuid(app.payment.id.as_uuid());
     let history = app
@@ -422,6 +425,7 @@ pub fn application_rows<'a>(
             payload: DbJson(p.payload.clone()),
             created_at: DbInstant(now),
             next_attempt_at: DbInstant(now),
+            locked_until: outbox_lease.map(DbInstant),
         })
         .collect();
     (history, outbox)
@@ -558,8 +562,8 @@ impl TryFrom<InboxEntryRow> for InboxEntry {
     }
 }
 
-/// What an outbox claim returns.
-#[derive(Queryable, QueryableByName)]
+/// What an outbox claim returns, and what a commit returns of the rows it wrote.
+#[derive(Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = outbox)]
 pub struct OutboxRow {
     id: i64,

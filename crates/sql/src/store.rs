@@ -28,7 +28,7 @@ macro_rules! impl_store_ports {
             use $crate::__deps::diesel::sql_types::BigInt;
             use $crate::__deps::diesel_async::{AsyncConnection, RunQueryDsl};
             use $crate::__deps::payhook_domain::ports::{
-                Admission, ClaimedEvent, Commit, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+                Admission, ClaimedEvent, Commit, Committed, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
                 Application, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
@@ -411,16 +411,22 @@ macro_rules! impl_store_ports {
                 async fn commit_applications(
                     &self,
                     applications: &[(InboxId, Application)],
-                ) -> Result<Vec<Commit>, StoreError> {
+                    outbox_lease: Option<DateTime<Utc>>,
+                ) -> Result<Committed, StoreError> {
                     if applications.is_empty() {
-                        return Ok(Vec::new());
+                        return Ok(Committed::default());
                     }
                     let now = Utc::now();
                     let mut conn = self.conn().await?;
-                    let commits = conn
-                        .transaction(async |conn| $crate::apply_rows!($batching, conn, applications, now))
+                    let (commits, rows) = conn
+                        .transaction(async |conn| {
+                            $crate::apply_rows!($batching, conn, applications, now, outbox_lease)
+                        })
                         .await?;
-                    Ok(commits)
+                    let mut messages: Vec<OutboxMessage> = rows.into_iter().map(OutboxMessage::from).collect();
+                    // RETURNING gives no order; the relay delivers in commit order.
+                    messages.sort_by_key(|m| m.id);
+                    Ok(Committed { commits, messages })
                 }
 
                 async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -662,10 +668,11 @@ macro_rules! admit_rows {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! apply_rows {
-    (row_by_row, $conn:ident, $applications:ident, $now:ident) => {{
-        let (conn, applications, now) = ($conn, $applications, $now);
+    (row_by_row, $conn:ident, $applications:ident, $now:ident, $outbox_lease:ident) => {{
+        let (conn, applications, now, outbox_lease) = ($conn, $applications, $now, $outbox_lease);
         async move {
             let mut commits = Vec::with_capacity(applications.len());
+            let mut messages: Vec<OutboxRow> = Vec::new();
             for (inbox, app) in applications {
                 let p = &app.payment;
                 // The version check makes a decision computed from an older read
@@ -692,13 +699,19 @@ macro_rules! apply_rows {
                     commits.push(Commit::Stale);
                     continue;
                 }
-                let (history_rows, outbox_rows) = application_rows(app, now);
+                let (history_rows, outbox_rows) = application_rows(app, now, outbox_lease);
                 // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT.
                 for row in &history_rows {
                     diesel::insert_into(history::table).values(row).execute(conn).await?;
                 }
                 for row in &outbox_rows {
-                    diesel::insert_into(outbox::table).values(row).execute(conn).await?;
+                    messages.push(
+                        diesel::insert_into(outbox::table)
+                            .values(row)
+                            .returning(OutboxRow::as_returning())
+                            .get_result(conn)
+                            .await?,
+                    );
                 }
                 for alias in &app.aliases {
                     diesel::insert_into(aliases::table)
@@ -717,12 +730,12 @@ macro_rules! apply_rows {
                     .await?;
                 commits.push(Commit::Committed);
             }
-            Ok::<_, TxError>(commits)
+            Ok::<_, TxError>((commits, messages))
         }
         .await
     }};
-    (multi_row, $conn:ident, $applications:ident, $now:ident) => {{
-        let (conn, applications, now) = ($conn, $applications, $now);
+    (multi_row, $conn:ident, $applications:ident, $now:ident, $outbox_lease:ident) => {{
+        let (conn, applications, now, outbox_lease) = ($conn, $applications, $now, $outbox_lease);
         async move {
             use $crate::__deps::diesel::sql_types::{Array, BigInt, Nullable, Text};
             use $crate::types::Uuid;
@@ -787,7 +800,7 @@ macro_rules! apply_rows {
                     continue;
                 }
                 *commit = Commit::Committed;
-                let (history, outbox) = application_rows(app, now);
+                let (history, outbox) = application_rows(app, now, outbox_lease);
                 history_rows.extend(history);
                 outbox_rows.extend(outbox);
                 for alias in &app.aliases {
@@ -805,12 +818,15 @@ macro_rules! apply_rows {
                     .execute(conn)
                     .await?;
             }
-            if !outbox_rows.is_empty() {
+            let messages: Vec<OutboxRow> = if outbox_rows.is_empty() {
+                Vec::new()
+            } else {
                 diesel::insert_into(outbox::table)
                     .values(&outbox_rows)
-                    .execute(conn)
-                    .await?;
-            }
+                    .returning(OutboxRow::as_returning())
+                    .get_results(conn)
+                    .await?
+            };
             if !alias_rows.is_empty() {
                 alias_rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
                 alias_rows.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
@@ -836,7 +852,7 @@ macro_rules! apply_rows {
                     .execute(conn)
                     .await?;
             }
-            Ok::<_, TxError>(commits)
+            Ok::<_, TxError>((commits, messages))
         }
         .await
     }};

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{
-    Admission, Commit, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+    Admission, Commit, Committed, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             releases_leases_of_stopped_and_crashed_workers,
             counts_events_by_status,
             delivers_outbox_messages_until_marked_published,
+            stores_a_commits_outbox_rows_leased_to_its_relay,
             finds_payments_by_the_aliases_their_events_named,
             opens_one_payment_per_idempotency_key,
             records_the_providers_answer_and_creation_failures,
@@ -479,8 +480,13 @@ pub async fn commits_a_batch_of_applications_and_skips_stale_ones<S: Store>(stor
         (inbox[1].0, raced.apply(&inbox[1].1, now)),
         (inbox[2].0, last.apply(&charge, now)),
     ];
-    let commits = store.commit_applications(&batch).await.unwrap();
-    assert_eq!(commits, [Commit::Committed, Commit::Stale, Commit::Committed]);
+    let committed = store.commit_applications(&batch, None).await.unwrap();
+    assert_eq!(committed.commits, [Commit::Committed, Commit::Stale, Commit::Committed]);
+    assert_eq!(
+        committed.messages.iter().map(|m| &m.payload).collect::<Vec<_>>(),
+        [&batch[0].1.publications[0].payload, &batch[2].1.publications[0].payload],
+        "the domain events of the committed applications, in commit order"
+    );
 
     for payment in [&first, &last] {
         let stored = store.payment(payment.id).await.unwrap().unwrap();
@@ -509,10 +515,19 @@ pub async fn commits_a_batch_of_applications_and_skips_stale_ones<S: Store>(stor
         3,
         "one domain event per committed change, the racing worker's included"
     );
+    let committed_ids: Vec<i64> = committed.messages.iter().map(|m| m.id).collect();
+    assert!(
+        committed_ids.windows(2).all(|w| w[0] < w[1])
+            && committed_ids.iter().all(|id| outbox.iter().any(|m| m.id == *id)),
+        "answered with their outbox ids"
+    );
     // The committed events are processed; the stale one is still leased to its worker.
     let processed = processed_ids(store.as_ref()).await;
     assert_eq!(processed, [inbox[0].0, inbox[2].0, inbox[3].0]);
-    assert!(store.commit_applications(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        store.commit_applications(&[], None).await.unwrap(),
+        Committed::default()
+    );
 }
 
 pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(store: Arc<S>) {
@@ -532,8 +547,8 @@ pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(st
         (inbox[1].0, taken.apply(&inbox[1].1, now)),
         (inbox[2].0, existing.apply(&inbox[2].1, now)),
     ];
-    let commits = store.commit_applications(&batch).await.unwrap();
-    assert_eq!(commits, [Commit::Committed, Commit::Stale, Commit::Committed]);
+    let committed = store.commit_applications(&batch, None).await.unwrap();
+    assert_eq!(committed.commits, [Commit::Committed, Commit::Stale, Commit::Committed]);
 
     let stored = store.payment(new.id).await.unwrap().expect("the new payment is stored");
     assert_eq!(stored.status, PaymentStatus::Paid, "in its applied state");
@@ -838,6 +853,37 @@ pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Ar
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn stores_a_commits_outbox_rows_leased_to_its_relay<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let inbox = admit(&*store, "evt_paid").await;
+    let now = t0() + Duration::seconds(1);
+    let app = payment.apply(&event("evt_paid", "pi_1", PaymentChange::paid(None)), now);
+    let lease = now + Duration::seconds(30);
+    let committed = store
+        .commit_applications(&[(inbox, app.clone())], Some(lease))
+        .await
+        .unwrap();
+    assert_eq!(committed.commits, [Commit::Committed]);
+    let [message] = committed.messages.as_slice() else {
+        panic!("one domain event: {:?}", committed.messages)
+    };
+    assert_eq!(
+        (message.topic.as_str(), &message.payload, message.attempts),
+        ("payment.paid", &app.publications[0].payload, 0)
+    );
+    assert_eq!(store.backlog().await.unwrap(), 1, "undelivered until marked");
+    assert!(
+        store.claim_unpublished(now, 10, lease).await.unwrap().is_empty(),
+        "no relay claims it while it is leased to this one"
+    );
+    // This instance stopped before delivering it: once the lease ends any relay does.
+    let claimed = store
+        .claim_unpublished(lease + Duration::seconds(1), 10, lease + Duration::seconds(31))
+        .await
+        .unwrap();
+    assert_eq!(claimed, std::slice::from_ref(message));
 }
 
 pub async fn finds_payments_by_the_aliases_their_events_named<S: Store>(store: Arc<S>) {
