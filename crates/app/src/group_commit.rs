@@ -5,8 +5,10 @@
 //! There is no timer: a writer takes whatever is queued when it becomes free. Under
 //! light load every batch holds one delivery (no added latency); under heavy load the
 //! queue fills while a commit is in flight and the next batch takes all of it, so the
-//! commit cost is shared by many requests. A few writers keep the database busy while
-//! one of them waits for its commit.
+//! commit cost is shared by many requests. Two writers: one batch gathers and is sent
+//! while the other waits for its commit. More writers make smaller batches that each
+//! pay a statement's fixed cost (docs/performance.md: with the batch one statement on
+//! Postgres, four writers cost more CPU per webhook than two and lengthened the tail).
 //!
 //! The events a batch accepts go to the worker: handed over in-process when it has
 //! room (`crate::handoff`), else left for it to claim, and it is woken.
@@ -22,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 /// Deliveries written in one transaction at most.
 pub const MAX_BATCH: usize = 128;
 /// Transactions in flight at once.
-pub const WRITERS: usize = 4;
+pub const WRITERS: usize = 2;
 
 struct Job {
     delivery: (WebhookRequest, WebhookEvent),
