@@ -265,8 +265,9 @@ impl Application {
             .then(|| FallbackLog::new(settings.fallback_log.dir.clone(), settings.fallback_log.name.clone()));
         let batch_size = settings.worker_batch_size()?;
         let lease = Duration::from_secs(w.lease_secs);
-        // Room for two batches: one the worker is on, one gathering.
-        let (handoff, handed_over) = handoff::channel(2 * batch_size as usize, lease, clock.clone());
+        // Room for eight batches: in a burst ingest runs ahead of the worker, and what
+        // does not fit is stored unleased and claimed back later (an UPDATE of each row).
+        let (handoff, handed_over) = handoff::channel(8 * batch_size as usize, lease, clock.clone());
         let ingest = IngestService::new(
             sources,
             stores.forensic.clone(),
