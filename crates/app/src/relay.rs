@@ -6,6 +6,7 @@
 
 use crate::handoff::HandedOver;
 use crate::processing::{jitter, RetryPolicy};
+use futures_util::FutureExt;
 use payhook_domain::ports::{Clock, EventPublisher, Outbox, StoreError};
 use payhook_domain::OutboxMessage;
 use std::sync::Arc;
@@ -89,10 +90,11 @@ impl OutboxRelay {
 }
 
 /// Runs the relay until `shutdown`. Messages the worker hands over are delivered as
-/// they come; the store is claimed from when a commit wrote messages it did not hand
-/// over, after an idle `sweep_interval`, and at least once per `sweep_interval` while
-/// handed-over messages keep the relay busy (retries and expired leases are due
-/// there). Messages still waiting in the handoff are delivered before stopping.
+/// they come; the store is claimed when a commit wrote messages it did not hand over
+/// (even while handed-over messages keep the relay busy, and first, since those were
+/// committed earlier), after an idle `sweep_interval`, and at least once per
+/// `sweep_interval` (retries and expired leases are due there). Messages still waiting
+/// in the handoff are delivered before stopping.
 pub async fn run_relay(
     relay: Arc<OutboxRelay>,
     sweep_interval: Duration,
@@ -106,11 +108,8 @@ pub async fn run_relay(
         if *shutdown.borrow() {
             break;
         }
-        let handed = handed_over.take(relay.batch_size as usize);
-        let busy = !handed.is_empty();
-        if busy {
-            deliver_handed_over(&relay, &handed).await;
-        }
+        // A wake-up that came while busy is kept by `Notify` until taken here.
+        claim |= published.notified().now_or_never().is_some();
         if claim || last_claim.elapsed() >= sweep_interval {
             last_claim = Instant::now();
             claim = match relay.run_once().await {
@@ -120,6 +119,11 @@ pub async fn run_relay(
                     false
                 }
             };
+        }
+        let handed = handed_over.take(relay.batch_size as usize);
+        let busy = !handed.is_empty();
+        if busy {
+            deliver_handed_over(&relay, &handed).await;
         }
         if busy || claim {
             continue;
@@ -336,6 +340,56 @@ mod tests {
         stop.send(true).unwrap();
         running.await.unwrap();
         drop(relay); // checks the expectations: one claim, one mark
+    }
+
+    #[tokio::test]
+    async fn messages_a_commit_left_to_claim_go_before_those_handed_over_after_it() {
+        let mut outbox = MockOutbox::new();
+        let mut seq = mockall::Sequence::new();
+        let (marked, mut marks) = tokio::sync::mpsc::unbounded_channel();
+        // The claim at start finds nothing; the next, after a commit that was not
+        // handed over woke the relay, finds message 7.
+        outbox
+            .expect_claim_unpublished()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _| Ok(Vec::new()));
+        outbox
+            .expect_claim_unpublished()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _| Ok(vec![message(7)]));
+        outbox.expect_claim_unpublished().returning(|_, _, _| Ok(Vec::new()));
+        outbox.expect_mark_published().returning(move |ids, _| {
+            let _ = marked.send(ids.to_vec());
+            Ok(())
+        });
+        let relay = Arc::new(relay(outbox, vec![subscriber(&[])]));
+        let (handoff, handed_over) = crate::handoff::channel(8, Duration::from_secs(30), clock());
+        let published = Arc::new(Notify::new());
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(run_relay(
+            relay.clone(),
+            Duration::from_secs(3600),
+            published.clone(),
+            handed_over,
+            shutdown,
+        ));
+        let mut next_mark = async || {
+            tokio::time::timeout(Duration::from_secs(5), marks.recv())
+                .await
+                .ok()
+                .flatten()
+        };
+        handoff.reserve(1).unwrap().hand_over([message(5)]);
+        assert_eq!(next_mark().await, Some(vec![5]));
+        // Message 7 was committed (and the relay woken) before 6 was handed over.
+        published.notify_one();
+        handoff.reserve(1).unwrap().hand_over([message(6)]);
+        assert_eq!(next_mark().await, Some(vec![7]), "claimed first");
+        assert_eq!(next_mark().await, Some(vec![6]));
+        stop.send(true).unwrap();
+        running.await.unwrap();
     }
 
     #[tokio::test]
