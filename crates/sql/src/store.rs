@@ -662,7 +662,8 @@ macro_rules! admit_rows {
 /// The rows of `commit_applications`, inside its transaction: `row_by_row` (each
 /// application's statements in turn) or `multi_row` (one UPDATE for all the
 /// version-checked payment changes, one INSERT per table and one UPDATE of the events
-/// per result). Each answers a `Commit` per application. Two instances' batches that
+/// per result). Each answers a `Commit` per application and the outbox rows it
+/// stored (leased until `$outbox_lease` when given). Two instances' batches that
 /// share payments can deadlock in the multi-row UPDATE; Postgres then aborts one, and
 /// its worker applies those events one by one.
 #[doc(hidden)]
