@@ -94,6 +94,11 @@ fn processor(inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
 }
 
 fn leasing_for(lease: Duration, inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
+    waking(Arc::new(Notify::new()), lease, inbox, store)
+}
+
+/// A processor that wakes the relay through `published`.
+fn waking(published: Arc<Notify>, lease: Duration, inbox: MockWebhookInbox, store: MockPaymentStore) -> Processor {
     Processor::new(
         Arc::new(inbox),
         Arc::new(store),
@@ -101,7 +106,7 @@ fn leasing_for(lease: Duration, inbox: MockWebhookInbox, store: MockPaymentStore
         clock(),
         policy(),
         lease,
-        Arc::new(Notify::new()),
+        published,
     )
 }
 
@@ -364,16 +369,8 @@ fn handing_to_relay(
 ) -> (Processor, crate::handoff::HandedOver<OutboxMessage>, Arc<Notify>) {
     let (to_relay, relay) = crate::handoff::channel(room, Duration::from_secs(30), clock());
     let published = Arc::new(Notify::new());
-    let processor = Processor::new(
-        Arc::new(batch_inbox(vec![claimed_for(1, "pi_a", PaymentChange::paid(None))])),
-        Arc::new(store),
-        Vec::new(),
-        clock(),
-        policy(),
-        Duration::from_secs(30),
-        published.clone(),
-    )
-    .handing_domain_events_to(to_relay);
+    let inbox = batch_inbox(vec![claimed_for(1, "pi_a", PaymentChange::paid(None))]);
+    let processor = waking(published.clone(), Duration::from_secs(30), inbox, store).handing_domain_events_to(to_relay);
     (processor, relay, published)
 }
 

@@ -167,9 +167,14 @@ mod tests {
         }
     }
 
-    fn relay(outbox: MockOutbox, subscribers: Vec<Arc<dyn EventPublisher>>) -> OutboxRelay {
+    /// A clock that always says `now()`.
+    fn clock() -> Arc<dyn Clock> {
         let mut clock = MockClock::new();
         clock.expect_now().returning(now);
+        Arc::new(clock)
+    }
+
+    fn relay(outbox: MockOutbox, subscribers: Vec<Arc<dyn EventPublisher>>) -> OutboxRelay {
         let backoff = RetryPolicy {
             max_attempts: i32::MAX,
             backoff_base: Duration::from_secs(1),
@@ -178,7 +183,7 @@ mod tests {
         OutboxRelay::new(
             Arc::new(outbox),
             subscribers,
-            Arc::new(clock),
+            clock(),
             backoff,
             10,
             Duration::from_secs(30),
@@ -294,12 +299,6 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         relay(outbox, vec![Arc::new(short)]).run_once().await.unwrap();
-    }
-
-    fn clock() -> Arc<dyn Clock> {
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
-        Arc::new(clock)
     }
 
     #[tokio::test]
