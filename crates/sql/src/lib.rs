@@ -7,6 +7,8 @@
 
 #[doc(hidden)]
 pub mod admission;
+#[doc(hidden)]
+pub mod commit;
 pub mod rows;
 pub mod schema;
 pub mod setup;

@@ -175,28 +175,28 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
 #[derive(Insertable)]
 #[diesel(table_name = payments)]
 pub struct UnstoredPaymentRow<'a> {
-    id: DbUuid,
-    provider: &'a str,
-    provider_ref: Option<&'a str>,
-    merchant_ref: Option<&'a str>,
-    amount: i64,
-    currency: String,
-    metadata: DbJson,
-    customer_email: Option<&'a str>,
-    description: Option<&'a str>,
-    created_at: DbInstant,
-    checkout_url: Option<&'a str>,
-    qr_text: Option<&'a str>,
-    expires_at: Option<DbInstant>,
-    failure_reason: Option<&'a str>,
-    checkout_extras: Option<DbJson>,
-    version: i64,
-    status: &'static str,
-    paid_amount: i64,
-    refunded_amount: i64,
-    dispute_status: Option<&'static str>,
-    updated_at: DbInstant,
-    paid_at: Option<DbInstant>,
+    pub(crate) id: DbUuid,
+    pub(crate) provider: &'a str,
+    pub(crate) provider_ref: Option<&'a str>,
+    pub(crate) merchant_ref: Option<&'a str>,
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
+    pub(crate) metadata: DbJson,
+    pub(crate) customer_email: Option<&'a str>,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) created_at: DbInstant,
+    pub(crate) checkout_url: Option<&'a str>,
+    pub(crate) qr_text: Option<&'a str>,
+    pub(crate) expires_at: Option<DbInstant>,
+    pub(crate) failure_reason: Option<&'a str>,
+    pub(crate) checkout_extras: Option<DbJson>,
+    pub(crate) version: i64,
+    pub(crate) status: &'static str,
+    pub(crate) paid_amount: i64,
+    pub(crate) refunded_amount: i64,
+    pub(crate) dispute_status: Option<&'static str>,
+    pub(crate) updated_at: DbInstant,
+    pub(crate) paid_at: Option<DbInstant>,
 }
 
 impl<'a> From<&'a Payment> for UnstoredPaymentRow<'a> {
@@ -304,13 +304,6 @@ impl PaymentChangeArrays {
     }
 }
 
-/// A payment id a statement returned.
-#[derive(QueryableByName)]
-pub struct PaymentIdRow {
-    #[diesel(sql_type = crate::types::Uuid)]
-    pub id: DbUuid,
-}
-
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = payments)]
 pub struct PaymentRow {
@@ -377,23 +370,23 @@ impl TryFrom<PaymentRow> for Payment {
 #[derive(Insertable)]
 #[diesel(table_name = payment_status_history)]
 pub struct NewHistoryRow<'a> {
-    payment_id: DbUuid,
-    from_status: &'static str,
-    to_status: &'static str,
-    applied: bool,
-    event_id: Option<&'a str>,
-    reason: &'a str,
-    at: DbInstant,
+    pub(crate) payment_id: DbUuid,
+    pub(crate) from_status: &'static str,
+    pub(crate) to_status: &'static str,
+    pub(crate) applied: bool,
+    pub(crate) event_id: Option<&'a str>,
+    pub(crate) reason: &'a str,
+    pub(crate) at: DbInstant,
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = outbox)]
 pub struct NewOutboxRow<'a> {
-    topic: &'a str,
-    payload: DbJson,
-    created_at: DbInstant,
-    next_attempt_at: DbInstant,
-    locked_until: Option<DbInstant>,
+    pub(crate) topic: &'a str,
+    pub(crate) payload: DbJson,
+    pub(crate) created_at: DbInstant,
+    pub(crate) next_attempt_at: DbInstant,
+    pub(crate) locked_until: Option<DbInstant>,
 }
 
 /// The history and outbox rows an application writes; the outbox rows leased until

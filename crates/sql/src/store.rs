@@ -418,14 +418,7 @@ macro_rules! impl_store_ports {
                     }
                     let now = Utc::now();
                     let mut conn = self.conn().await?;
-                    let (commits, rows) = conn
-                        .transaction(async |conn| {
-                            $crate::apply_rows!($batching, conn, applications, now, outbox_lease)
-                        })
-                        .await?;
-                    let mut messages: Vec<OutboxMessage> = rows.into_iter().map(OutboxMessage::from).collect();
-                    // RETURNING gives no order; the relay delivers in commit order.
-                    messages.sort_by_key(|m| m.id);
+                    let (commits, messages) = $crate::apply_rows!($batching, conn, applications, now, outbox_lease)?;
                     Ok(Committed { commits, messages })
                 }
 
@@ -659,202 +652,85 @@ macro_rules! admit_rows {
     }};
 }
 
-/// The rows of `commit_applications`, inside its transaction: `row_by_row` (each
-/// application's statements in turn) or `multi_row` (one UPDATE for all the
-/// version-checked payment changes, one INSERT per table and one UPDATE of the events
-/// per result). Each answers a `Commit` per application and the outbox rows it
-/// stored (leased until `$outbox_lease` when given). Two instances' batches that
-/// share payments can deadlock in the multi-row UPDATE; Postgres then aborts one, and
-/// its worker applies those events one by one.
+/// The rows of `commit_applications`: `row_by_row` (each application's statements in
+/// turn, in one transaction) or `multi_row` (Postgres: the whole batch in one
+/// statement, see `commit`). Each answers a `Commit` per application and the outbox
+/// messages it stored (leased until `$outbox_lease` when given), in the order stored.
+/// Two instances' batches that share payments can deadlock in the multi-row UPDATE;
+/// Postgres then aborts one, and its worker applies those events one by one.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! apply_rows {
     (row_by_row, $conn:ident, $applications:ident, $now:ident, $outbox_lease:ident) => {{
-        let (conn, applications, now, outbox_lease) = ($conn, $applications, $now, $outbox_lease);
-        async move {
-            let mut commits = Vec::with_capacity(applications.len());
-            let mut messages: Vec<OutboxRow> = Vec::new();
-            for (inbox, app) in applications {
-                let p = &app.payment;
-                // The version check makes a decision computed from an older read
-                // fail instead of overwriting a concurrent worker's change; for a
-                // payment not stored yet, the unique reference does.
-                let updated = if p.version == Payment::UNSTORED {
-                    diesel::insert_into(payments::table)
-                        .values(UnstoredPaymentRow::from(p))
-                        .on_conflict((payments::provider, payments::provider_ref))
-                        .do_nothing()
+        let (applications, now, outbox_lease) = ($applications, $now, $outbox_lease);
+        $conn
+            .transaction(async |conn| {
+                let mut commits = Vec::with_capacity(applications.len());
+                let mut messages: Vec<OutboxRow> = Vec::new();
+                for (inbox, app) in applications {
+                    let p = &app.payment;
+                    // The version check makes a decision computed from an older read
+                    // fail instead of overwriting a concurrent worker's change; for a
+                    // payment not stored yet, the unique reference does.
+                    let updated = if p.version == Payment::UNSTORED {
+                        diesel::insert_into(payments::table)
+                            .values(UnstoredPaymentRow::from(p))
+                            .on_conflict((payments::provider, payments::provider_ref))
+                            .do_nothing()
+                            .execute(conn)
+                            .await?
+                    } else {
+                        diesel::update(
+                            payments::table
+                                .find(DbUuid(p.id.as_uuid()))
+                                .filter(payments::version.eq(p.version)),
+                        )
+                        .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
                         .execute(conn)
                         .await?
-                } else {
-                    diesel::update(
-                        payments::table
-                            .find(DbUuid(p.id.as_uuid()))
-                            .filter(payments::version.eq(p.version)),
-                    )
-                    .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
-                    .execute(conn)
-                    .await?
-                };
-                if updated == 0 {
-                    commits.push(Commit::Stale);
-                    continue;
-                }
-                let (history_rows, outbox_rows) = application_rows(app, now, outbox_lease);
-                // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT.
-                for row in &history_rows {
-                    diesel::insert_into(history::table).values(row).execute(conn).await?;
-                }
-                for row in &outbox_rows {
-                    messages.push(
-                        diesel::insert_into(outbox::table)
-                            .values(row)
-                            .returning(OutboxRow::as_returning())
-                            .get_result(conn)
-                            .await?,
-                    );
-                }
-                for alias in &app.aliases {
-                    diesel::insert_into(aliases::table)
-                        .values((
-                            aliases::provider.eq(p.provider.as_str()),
-                            aliases::alias.eq(alias),
-                            aliases::payment_id.eq(DbUuid(p.id.as_uuid())),
-                        ))
-                        .on_conflict_do_nothing()
+                    };
+                    if updated == 0 {
+                        commits.push(Commit::Stale);
+                        continue;
+                    }
+                    let (history_rows, outbox_rows) = application_rows(app, now, outbox_lease);
+                    // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT.
+                    for row in &history_rows {
+                        diesel::insert_into(history::table).values(row).execute(conn).await?;
+                    }
+                    for row in &outbox_rows {
+                        messages.push(
+                            diesel::insert_into(outbox::table)
+                                .values(row)
+                                .returning(OutboxRow::as_returning())
+                                .get_result(conn)
+                                .await?,
+                        );
+                    }
+                    for alias in &app.aliases {
+                        diesel::insert_into(aliases::table)
+                            .values((
+                                aliases::provider.eq(p.provider.as_str()),
+                                aliases::alias.eq(alias),
+                                aliases::payment_id.eq(DbUuid(p.id.as_uuid())),
+                            ))
+                            .on_conflict_do_nothing()
+                            .execute(conn)
+                            .await?;
+                    }
+                    diesel::update(ev::table.find(inbox.0))
+                        .set(processed_changes(app.result.as_str(), DbInstant(now)))
                         .execute(conn)
                         .await?;
+                    commits.push(Commit::Committed);
                 }
-                diesel::update(ev::table.find(inbox.0))
-                    .set(processed_changes(app.result.as_str(), DbInstant(now)))
-                    .execute(conn)
-                    .await?;
-                commits.push(Commit::Committed);
-            }
-            Ok::<_, TxError>((commits, messages))
-        }
-        .await
+                Ok::<_, TxError>((commits, messages))
+            })
+            .await
+            .map(|(commits, rows)| (commits, rows.into_iter().map(OutboxMessage::from).collect::<Vec<_>>()))
+            .map_err(StoreError::from)
     }};
     (multi_row, $conn:ident, $applications:ident, $now:ident, $outbox_lease:ident) => {{
-        let (conn, applications, now, outbox_lease) = ($conn, $applications, $now, $outbox_lease);
-        async move {
-            use $crate::__deps::diesel::sql_types::{Array, BigInt, Nullable, Text};
-            use $crate::types::Uuid;
-            // One statement for every version-checked update: each row costs the
-            // server a lookup and a write, not a statement of its own.
-            let mut changes = $crate::rows::PaymentChangeArrays::default();
-            let mut unstored = Vec::new();
-            for (_, app) in applications {
-                if app.payment.version == Payment::UNSTORED {
-                    unstored.push(&app.payment);
-                } else {
-                    changes.push(&app.payment);
-                }
-            }
-            let mut updated: std::collections::HashSet<PaymentId> = std::collections::HashSet::new();
-            if !unstored.is_empty() {
-                // In key order, so two batches inserting the same payments cannot deadlock.
-                unstored.sort_by(|a, b| {
-                    (a.provider.as_str(), &a.provider_ref).cmp(&(b.provider.as_str(), &b.provider_ref))
-                });
-                let rows: Vec<UnstoredPaymentRow<'_>> = unstored.into_iter().map(UnstoredPaymentRow::from).collect();
-                let inserted: Vec<DbUuid> = diesel::insert_into(payments::table)
-                    .values(&rows)
-                    .on_conflict((payments::provider, payments::provider_ref))
-                    .do_nothing()
-                    .returning(payments::id)
-                    .get_results(conn)
-                    .await?;
-                updated.extend(inserted.into_iter().map(|id| PaymentId::from_uuid(id.0)));
-            }
-            let changed: Vec<$crate::rows::PaymentIdRow> = if changes.ids.is_empty() {
-                Vec::new()
-            } else {
-                diesel::sql_query(
-                    "UPDATE payments AS p SET status = u.status, paid_amount = u.paid_amount,
-                     refunded_amount = u.refunded_amount, dispute_status = u.dispute_status,
-                     updated_at = u.updated_at, paid_at = u.paid_at, version = p.version + 1
-                 FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
-                     AS u(id, version, status, paid_amount, refunded_amount, dispute_status, updated_at, paid_at)
-                 WHERE p.id = u.id AND p.version = u.version
-                 RETURNING p.id",
-                )
-                .bind::<Array<Uuid>, _>(&changes.ids)
-                .bind::<Array<BigInt>, _>(&changes.versions)
-                .bind::<Array<Text>, _>(&changes.statuses)
-                .bind::<Array<BigInt>, _>(&changes.paid_amounts)
-                .bind::<Array<BigInt>, _>(&changes.refunded_amounts)
-                .bind::<Array<Nullable<Text>>, _>(&changes.dispute_statuses)
-                .bind::<Array<Instant>, _>(&changes.updated_ats)
-                .bind::<Array<Nullable<Instant>>, _>(&changes.paid_ats)
-                .load(conn)
-                .await?
-            };
-            updated.extend(changed.into_iter().map(|row| PaymentId::from_uuid(row.id.0)));
-            let mut commits = vec![Commit::Stale; applications.len()];
-            let mut history_rows = Vec::new();
-            let mut outbox_rows = Vec::new();
-            let mut alias_rows = Vec::new();
-            let mut processed: std::collections::BTreeMap<&'static str, Vec<i64>> = Default::default();
-            for ((inbox, app), commit) in applications.iter().zip(commits.iter_mut()) {
-                if !updated.contains(&app.payment.id) {
-                    continue;
-                }
-                *commit = Commit::Committed;
-                let (history, outbox) = application_rows(app, now, outbox_lease);
-                history_rows.extend(history);
-                outbox_rows.extend(outbox);
-                for alias in &app.aliases {
-                    alias_rows.push((
-                        app.payment.provider.as_str(),
-                        alias.as_str(),
-                        DbUuid(app.payment.id.as_uuid()),
-                    ));
-                }
-                processed.entry(app.result.as_str()).or_default().push(inbox.0);
-            }
-            if !history_rows.is_empty() {
-                diesel::insert_into(history::table)
-                    .values(&history_rows)
-                    .execute(conn)
-                    .await?;
-            }
-            let messages: Vec<OutboxRow> = if outbox_rows.is_empty() {
-                Vec::new()
-            } else {
-                diesel::insert_into(outbox::table)
-                    .values(&outbox_rows)
-                    .returning(OutboxRow::as_returning())
-                    .get_results(conn)
-                    .await?
-            };
-            if !alias_rows.is_empty() {
-                alias_rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-                alias_rows.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
-                let values: Vec<_> = alias_rows
-                    .iter()
-                    .map(|(provider, alias, payment)| {
-                        (
-                            aliases::provider.eq(*provider),
-                            aliases::alias.eq(*alias),
-                            aliases::payment_id.eq(*payment),
-                        )
-                    })
-                    .collect();
-                diesel::insert_into(aliases::table)
-                    .values(&values)
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-            }
-            for (result, ids) in processed {
-                diesel::update(ev::table.filter(ev::id.eq_any(ids)))
-                    .set(processed_changes(result, DbInstant(now)))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, TxError>((commits, messages))
-        }
-        .await
+        $crate::commit::commit_batch(&mut *$conn, $applications, $now, $outbox_lease).await
     }};
 }
