@@ -15,7 +15,7 @@
 //! to the forensic log is checked at the end of the statement, when both exist.
 
 use crate::rows::{changed_nothing, requeue_changes, NewEventRow, NewLogRow};
-use crate::types::{Bytes, DbBytesRef, DbInstant, DbJson, Instant, Json};
+use crate::types::{Bytes, DbBytesRef, DbInstant, DbJsonText, Instant, Json};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::AsChangeset;
@@ -97,7 +97,7 @@ struct AdmitBatch<'a, Requeue, Unchanged> {
     method: Vec<&'a str>,
     path: Vec<&'a str>,
     query: Vec<&'a str>,
-    headers: Vec<DbJson>,
+    headers: Vec<DbJsonText>,
     raw_body: Vec<DbBytesRef<'a>>,
     remote_addr: Vec<Option<&'a str>>,
     log_event_id: Vec<Option<&'a str>>,
@@ -109,7 +109,7 @@ struct AdmitBatch<'a, Requeue, Unchanged> {
     event_id: Vec<&'a str>,
     event_type: Vec<&'a str>,
     payment_ref: Vec<Option<String>>,
-    payload: Vec<DbJson>,
+    payload: Vec<DbJsonText>,
     status: Vec<&'static str>,
     next_attempt_at: Vec<DbInstant>,
     locked_until: Vec<Option<DbInstant>>,

@@ -1,7 +1,7 @@
 //! Row types and their mapping to and from domain types, for both stores.
 
 use crate::schema::{outbox, payment_status_history, payments, webhook_events, webhook_logs};
-use crate::types::{DbBytesRef, DbInstant, DbJson, DbUuid};
+use crate::types::{DbBytesRef, DbInstant, DbJson, DbJsonText, DbUuid};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
@@ -23,7 +23,7 @@ pub struct NewLogRow<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
     pub(crate) query: &'a str,
-    pub(crate) headers: DbJson,
+    pub(crate) headers: DbJsonText,
     pub(crate) raw_body: DbBytesRef<'a>,
     pub(crate) remote_addr: Option<&'a str>,
     pub(crate) event_id: Option<&'a str>,
@@ -46,7 +46,8 @@ impl<'a> NewLogRow<'a> {
             method: &req.method,
             path: &req.path,
             query: &req.query,
-            headers: DbJson(serde_json::json!(req.headers)),
+            // [[name, value], ...]; pairs of strings always serialize.
+            headers: DbJsonText(serde_json::to_string(&req.headers).unwrap_or_else(|_| unreachable!())),
             raw_body: DbBytesRef(&req.body),
             remote_addr: req.remote_addr.as_deref(),
             event_id: p.event_id.as_deref(),
@@ -70,7 +71,7 @@ pub struct NewEventRow<'a> {
     pub(crate) event_id: &'a str,
     pub(crate) event_type: &'a str,
     pub(crate) payment_ref: Option<String>,
-    pub(crate) payload: DbJson,
+    pub(crate) payload: DbJsonText,
     pub(crate) status: &'static str,
     pub(crate) next_attempt_at: DbInstant,
     pub(crate) received_at: DbInstant,
@@ -93,7 +94,7 @@ impl<'a> NewEventRow<'a> {
             event_id: event.event_id.as_str(),
             event_type: &event.event_type,
             payment_ref: event.payment.describe(),
-            payload: DbJson(serde_json::to_value(event).map_err(|e| corrupt("event payload", e))?),
+            payload: DbJsonText(serde_json::to_string(event).map_err(|e| corrupt("event payload", e))?),
             status: "pending",
             next_attempt_at: DbInstant(received_at),
             received_at: DbInstant(received_at),

@@ -9,6 +9,7 @@ use diesel::pg::Pg;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types as native;
 use diesel::sqlite::Sqlite;
+use std::io::Write;
 
 /// `uuid` in Postgres; hyphenated lower-case text in SQLite.
 #[derive(Debug, Clone, Copy, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
@@ -42,6 +43,13 @@ pub struct DbUuid(pub uuid::Uuid);
 #[derive(Debug, Clone, PartialEq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Json)]
 pub struct DbJson(pub serde_json::Value);
+
+/// JSON to write, already serialized: a value serialized straight to text costs less
+/// than building a `serde_json::Value` of it first (the inbox payload and the forensic
+/// headers of every webhook).
+#[derive(Debug, Clone, PartialEq, Eq, AsExpression)]
+#[diesel(sql_type = Json)]
+pub struct DbJsonText(pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Instant)]
@@ -82,6 +90,14 @@ impl FromSql<Json, Pg> for DbJson {
 impl ToSql<Json, Pg> for DbJson {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
         <serde_json::Value as ToSql<native::Jsonb, Pg>>::to_sql(&self.0, out)
+    }
+}
+impl ToSql<Json, Pg> for DbJsonText {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        // jsonb's binary format: its version (1), then the JSON text.
+        out.write_all(&[1])?;
+        out.write_all(self.0.as_bytes())?;
+        Ok(IsNull::No)
     }
 }
 impl FromSql<Instant, Pg> for DbInstant {
@@ -132,6 +148,12 @@ impl FromSql<Json, Sqlite> for DbJson {
 impl ToSql<Json, Sqlite> for DbJson {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
         out.set_value(self.0.to_string());
+        Ok(IsNull::No)
+    }
+}
+impl ToSql<Json, Sqlite> for DbJsonText {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.0.as_str());
         Ok(IsNull::No)
     }
 }
