@@ -535,7 +535,8 @@ pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(st
     let now = t0() + Duration::seconds(1);
     let mut inbox = Vec::new();
     for (event_id, provider_ref) in [("evt_new", "pi_new"), ("evt_taken", "pi_taken"), ("evt_old", "pi_old")] {
-        let e = event(event_id, provider_ref, PaymentChange::paid(None));
+        let mut e = event(event_id, provider_ref, PaymentChange::paid(None));
+        e.payment.aliases = vec![format!("ch_{provider_ref}")];
         inbox.push((admit_event(store.as_ref(), event_id, &e).await, e));
     }
     // Another worker stores pi_taken after this one looked it up and found nothing.
@@ -578,6 +579,21 @@ pub async fn writes_a_new_payment_once_with_its_first_event_applied<S: Store>(st
         [inbox[0].0, inbox[2].0],
         "the stale event is left for a retry"
     );
+    for (alias, payment) in [
+        ("ch_pi_new", Some(new.id)),
+        ("ch_pi_taken", None),
+        ("ch_pi_old", Some(existing.id)),
+    ] {
+        let found = store
+            .find_payment(Provider::Stripe, &by_provider_ref(alias))
+            .await
+            .unwrap()
+            .map(|p| p.id);
+        assert_eq!(
+            found, payment,
+            "{alias}: aliases of the committed ones only, new payments' too"
+        );
+    }
 }
 
 pub async fn queues_again_a_repeated_event_to_confirm_that_changed_nothing<S: Store>(store: Arc<S>) {
