@@ -191,17 +191,6 @@ fn admit_batch_statement(
     Ok(batch)
 }
 
-/// Pushes each value as a bind parameter of its SQL type, separated by commas.
-macro_rules! comma_separated_binds {
-    ($out:ident, $first_type:ty => $first:expr $(, $sql_type:ty => $value:expr)* $(,)?) => {
-        $out.push_bind_param::<$first_type, _>(&$first)?;
-        $(
-            $out.push_sql(", ");
-            $out.push_bind_param::<$sql_type, _>(&$value)?;
-        )*
-    };
-}
-
 impl<Requeue, Unchanged> QueryFragment<Pg> for AdmitBatch<'_, Requeue, Unchanged>
 where
     Requeue: QueryFragment<Pg>,

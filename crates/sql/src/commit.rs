@@ -24,7 +24,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payhook_domain::ports::{Commit, StoreError};
-use payhook_domain::{Application, InboxId, OutboxMessage, Payment, PaymentId};
+use payhook_domain::{Application, InboxId, InboxStatus, OutboxMessage, Payment, PaymentId};
 use std::collections::HashSet;
 
 // The statement's text, between its bind parameters (see `walk_ast`).
@@ -63,8 +63,7 @@ const HISTORY: &str = ") AS u(id, version, status, paid_amount, refunded_amount,
     INSERT INTO payment_status_history (payment_id, from_status, to_status, applied, event_id, reason, at)
     SELECT payment_id, from_status, to_status, applied, event_id, reason, at
     FROM unnest(";
-/// Their outbox messages, numbered in the order given, then stored (`locked_until`
-/// follows: the relay's lease, or NULL for due at once).
+/// Their outbox messages, numbered in the order given, ...
 const PUBLICATIONS: &str =
     ") WITH ORDINALITY AS h(payment_id, from_status, to_status, applied, event_id, reason, at, ord)
     WHERE payment_id IN (SELECT id FROM moved)
@@ -73,6 +72,8 @@ const PUBLICATIONS: &str =
     SELECT ord, topic, payload, nextval('outbox_id_seq') AS id FROM (
         SELECT ord, topic, payload
         FROM unnest(";
+/// ... then stored (created and due now, then `locked_until` follow: the relay's
+/// lease, or NULL for due at once).
 const OUTBOX: &str = ") WITH ORDINALITY AS o(payment_id, topic, payload, ord)
         WHERE payment_id IN (SELECT id FROM moved)
         ORDER BY ord
@@ -103,9 +104,6 @@ const ANSWER: &str = ") AS a(inbox, payment_id, result)
 SELECT id, NULL::bigint, NULL::bigint FROM moved
 UNION ALL
 SELECT NULL, ord, id FROM publication";
-
-/// The status an applied event is left in.
-const PROCESSED_STATUS: &str = "processed";
 
 /// The batch as columns, plus the values every row shares.
 struct CommitBatch<'a> {
@@ -266,17 +264,6 @@ impl<'a> CommitBatch<'a> {
     }
 }
 
-/// Pushes each value as a bind parameter of its SQL type, separated by commas.
-macro_rules! comma_separated_binds {
-    ($out:ident, $first_type:ty => $first:expr $(, $sql_type:ty => $value:expr)* $(,)?) => {
-        $out.push_bind_param::<$first_type, _>(&$first)?;
-        $(
-            $out.push_sql(", ");
-            $out.push_bind_param::<$sql_type, _>(&$value)?;
-        )*
-    };
-}
-
 impl QueryFragment<Pg> for CommitBatch<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let (new, changed, history, outbox) = (&self.new, &self.changed, &self.history, &self.outbox);
@@ -350,7 +337,7 @@ impl QueryFragment<Pg> for CommitBatch<'_> {
             Array<Uuid> => self.aliases.payment_id,
         );
         out.push_sql(PROCESSED);
-        out.push_bind_param::<Text, _>(PROCESSED_STATUS)?;
+        out.push_bind_param::<Text, _>(InboxStatus::Processed.as_str())?;
         out.push_sql(PROCESSED_AT);
         out.push_bind_param::<Instant, _>(&self.now)?;
         out.push_sql(PROCESSED_WHICH);

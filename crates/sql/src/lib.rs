@@ -5,6 +5,18 @@
 //! ([`impl_store_ports!`]) that each store crate instantiates with its own
 //! connection and claim statement. It opens no connection itself.
 
+/// Pushes each value as a bind parameter of its SQL type, separated by commas (the
+/// array columns of the one-statement batches, `admission` and `commit`).
+macro_rules! comma_separated_binds {
+    ($out:ident, $first_type:ty => $first:expr $(, $sql_type:ty => $value:expr)* $(,)?) => {
+        $out.push_bind_param::<$first_type, _>(&$first)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$sql_type, _>(&$value)?;
+        )*
+    };
+}
+
 #[doc(hidden)]
 pub mod admission;
 #[doc(hidden)]
