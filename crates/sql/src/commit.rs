@@ -16,7 +16,7 @@
 //! are checked at the end of the statement, when they exist.
 
 use crate::rows::{application_rows, PaymentChangeArrays, UnstoredPaymentRow};
-use crate::types::{DbInstant, DbJson, DbUuid, Instant, Json, Uuid};
+use crate::types::{DbInstant, DbJson, DbJsonText, DbUuid, Instant, Json, Uuid};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -183,7 +183,7 @@ struct HistoryColumns<'a> {
 struct OutboxColumns<'a> {
     payment_id: Vec<DbUuid>,
     topic: Vec<&'a str>,
-    payload: Vec<DbJson>,
+    payload: Vec<DbJsonText>,
 }
 
 #[derive(Default)]

@@ -384,7 +384,7 @@ pub struct NewHistoryRow<'a> {
 #[diesel(table_name = outbox)]
 pub struct NewOutboxRow<'a> {
     pub(crate) topic: &'a str,
-    pub(crate) payload: DbJson,
+    pub(crate) payload: DbJsonText,
     pub(crate) created_at: DbInstant,
     pub(crate) next_attempt_at: DbInstant,
     pub(crate) locked_until: Option<DbInstant>,
@@ -416,7 +416,8 @@ pub fn application_rows<'a>(
         .iter()
         .map(|p| NewOutboxRow {
             topic: &p.topic,
-            payload: DbJson(p.payload.clone()),
+            // Written as text rather than through a copy of the `Value`.
+            payload: DbJsonText(p.payload.to_string()),
             created_at: DbInstant(now),
             next_attempt_at: DbInstant(now),
             locked_until: outbox_lease.map(DbInstant),
