@@ -30,8 +30,8 @@ conformance:
 
 ## demo: payhook and the four fake providers; one payment per provider through its lifecycle
 demo:
-	$(CARGO) build --locked -p payhook-app --bin payhook
-	timeout 300 scripts/demo.sh "$${CARGO_TARGET_DIR:-target}/debug/payhook"
+	$(CARGO) build --locked -p payhook-app --bin payhook -p payhook-testkit --bin payhook-fakes
+	timeout 300 scripts/demo.sh "$${CARGO_TARGET_DIR:-target}/debug/payhook" "$${CARGO_TARGET_DIR:-target}/debug/payhook-fakes"
 
 ## bench: micro-benchmarks, the pgbench floor, payhook under payhook-loadgen on Postgres
 ## and SQLite (release build; a few minutes; numbers in docs/performance.md)

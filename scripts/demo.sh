@@ -3,10 +3,11 @@
 # payment per provider driven through its lifecycle (a duplicate, a bad signature, an
 # out-of-order event included), each payment's history printed, everything stopped.
 # Offline: every process listens on 127.0.0.1. Exits non-zero if a payment does not
-# end where it should. Usage: scripts/demo.sh path/to/payhook
+# end where it should. Usage: scripts/demo.sh path/to/payhook path/to/payhook-fakes
 set -euo pipefail
 
-payhook=${1:?usage: scripts/demo.sh path/to/payhook}
+payhook=${1:?usage: scripts/demo.sh path/to/payhook path/to/payhook-fakes}
+fakes=${2:?usage: scripts/demo.sh path/to/payhook path/to/payhook-fakes}
 command -v curl >/dev/null || { echo "demo: curl is needed" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "demo: python3 is needed (to read JSON)" >&2; exit 1; }
 
@@ -61,12 +62,12 @@ EOF
 
 start() { "$@" >>"$work/processes.log" 2>&1 & pids+=($!); }
 export RUST_LOG=warn
-start "$payhook" fake-provider stripe --port "$stripe" --key sk_test_demo \
+start "$fakes" stripe --port "$stripe" --key sk_test_demo \
   --callback-url "$gateway/webhooks/stripe" --callback-secret whsec_demo_only
-start "$payhook" fake-provider xendit --port "$xendit" --key xnd_demo \
+start "$fakes" xendit --port "$xendit" --key xnd_demo \
   --callback-url "$gateway/webhooks/xendit" --callback-secret xendit-demo-callback-token
-start "$payhook" fake-provider qpay --port "$qpay" --client-id demo --client-secret demo-secret
-start "$payhook" fake-provider junglepay --port "$jungle" --key jp_demo
+start "$fakes" qpay --port "$qpay" --client-id demo --client-secret demo-secret
+start "$fakes" junglepay --port "$jungle" --key jp_demo
 start "$payhook" --config "$work/demo.toml" serve
 
 up() { curl -s -o /dev/null "$1"; }  # any HTTP answer: it is listening

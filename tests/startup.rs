@@ -104,7 +104,17 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
         details: None,
         confirm_with_provider: false,
     };
-    let request = payhook_domain::WebhookRequest::new("stripe", "POST", "/", "", vec![], vec![], None, now);
+    let request = payhook_domain::WebhookRequest::new(
+        "stripe",
+        "POST",
+        "/",
+        "",
+        vec![],
+        vec![],
+        None,
+        now,
+        &Default::default(),
+    );
     let Admission::Accepted(inbox) = store.admit(&request, &event).await.unwrap() else {
         panic!("not new")
     };

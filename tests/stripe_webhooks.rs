@@ -418,7 +418,8 @@ async fn unreachable_postgres_gives_503_so_the_provider_retries() {
     let url = "postgres://postgres@127.0.0.1:9/nothing";
     let settings = settings(url, &[]);
     let stores = payhook_app::Stores::from_one(payhook_postgres::PgStore::connect(url, 2).unwrap());
-    let app = payhook_app::Application::build_with(settings, stores, Vec::new())
+    let providers = payhook_app::startup::connect_providers(&settings).unwrap();
+    let app = payhook_app::Application::build_with(settings, stores, providers)
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

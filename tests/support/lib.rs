@@ -222,7 +222,11 @@ pub async fn spawn_app_with(
     overrides.push(("PAYHOOK__DATABASE__AUTO_MIGRATE", "true"));
     let settings = settings(store.url(), &overrides);
     let stores = payhook_app::Stores::open(&settings).await.unwrap();
-    let app = Application::build_with(settings, stores.clone(), extra_sources)
+    let providers = extra_sources.into_iter().fold(
+        payhook_app::startup::connect_providers(&settings).unwrap(),
+        |providers, source| providers.with_webhooks(source),
+    );
+    let app = Application::build_with(settings, stores.clone(), providers)
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -248,7 +252,8 @@ impl TestApp {
     pub async fn another_instance(&self, overrides: &[(&str, &str)]) -> Instance {
         let settings = settings(self.store.url(), overrides);
         let stores = payhook_app::Stores::open(&settings).await.unwrap();
-        let app = Application::build_with(settings, stores, Vec::new()).await.unwrap();
+        let providers = payhook_app::startup::connect_providers(&settings).unwrap();
+        let app = Application::build_with(settings, stores, providers).await.unwrap();
         let events = app.subscribe();
         tokio::spawn(app.run_until_stopped());
         Instance { events }

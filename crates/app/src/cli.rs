@@ -1,10 +1,12 @@
 //! The `payhook` command line.
 
+use crate::payments::GATEWAY_TIMEOUT;
+use crate::providers::Providers;
 use crate::settings::{Settings, StoreKind};
-use crate::simulate::Simulation;
+use crate::simulate::{as_expected, look_up_payment, send, webhook_url, SimulateError};
 use crate::startup::{Application, StartupError, Stores};
 use clap::{Parser, Subcommand};
-use payhook_domain::{InboxId, InboxStatus, PaymentId, Provider, Replay};
+use payhook_domain::{ConnectOptions, InboxId, InboxStatus, PaymentId, Provider, Replay, SampleRequest};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -31,32 +33,6 @@ enum Command {
     Replay(ReplayArgs),
     /// Send a realistic, correctly authenticated provider webhook to a running gateway.
     Simulate(SimulateArgs),
-    /// Run a fake provider API on loopback, to create and pay payments offline.
-    FakeProvider(FakeProviderArgs),
-}
-
-#[derive(clap::Args)]
-struct FakeProviderArgs {
-    /// xendit, qpay, junglepay or stripe.
-    provider: Provider,
-    /// Port on 127.0.0.1.
-    #[arg(long)]
-    port: u16,
-    /// The API key the fake accepts (stripe: bearer key; xendit, junglepay: secret key).
-    #[arg(long, default_value = "sk_test_payhook_fake")]
-    key: String,
-    /// qpay: the client id and secret the fake accepts.
-    #[arg(long, default_value = "payhook-fake")]
-    client_id: String,
-    #[arg(long, default_value = "payhook-fake-secret")]
-    client_secret: String,
-    /// stripe, xendit: where `POST /_fake/pay/{id}` sends its webhook (their URL is set
-    /// per account, not per payment). qpay and junglepay call the URL payhook gave.
-    #[arg(long)]
-    callback_url: Option<String>,
-    /// stripe: the endpoint secret (whsec_…) to sign with; xendit: the callback token.
-    #[arg(long)]
-    callback_secret: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -71,7 +47,7 @@ struct SimulateArgs {
     #[arg(long)]
     payment: Option<String>,
     /// qpay, junglepay: the payment's callback token (payhook keeps only its hash; the
-    /// provider, or `payhook fake-provider` at GET /_fake/callback-url/{id}, has it).
+    /// provider, or `payhook-fakes` at GET /_fake/callback-url/{id}, has it).
     #[arg(long)]
     token: Option<String>,
     /// Amount in minor units (default: the payment's, else 2000).
@@ -80,7 +56,8 @@ struct SimulateArgs {
     /// ISO currency (default: the payment's, else USD).
     #[arg(long)]
     currency: Option<String>,
-    /// Where to send it (default: the configured server.bind).
+    /// Where to send it: the gateway's base URL (http://127.0.0.1:8080) or a full
+    /// webhook URL (default: the configured server.bind).
     #[arg(long)]
     to: Option<String>,
     /// Sign (or token) it wrongly, to see the rejection.
@@ -117,7 +94,6 @@ pub async fn run() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Replay(args) => replay(settings, args).await,
             Command::Simulate(args) => simulate(settings, args).await,
-            Command::FakeProvider(args) => fake_provider(args).await,
         },
         Err(e) => Err(e.into()),
     };
@@ -127,77 +103,6 @@ pub async fn run() -> ExitCode {
             eprintln!("payhook: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Serves one of testkit's fake provider APIs until SIGINT/SIGTERM.
-async fn fake_provider(args: FakeProviderArgs) -> Result<(), StartupError> {
-    use payhook_testkit::{fake_junglepay, fake_qpay, fake_stripe, fake_xendit};
-    let callback = args.callback_url.zip(args.callback_secret);
-    let taken = |source| StartupError::Bind {
-        addr: format!("127.0.0.1:{}", args.port),
-        source,
-    };
-    // Each fake lives as long as this function: the binding keeps it.
-    let (base_url, _fake): (String, Box<dyn std::any::Any>) = match args.provider {
-        Provider::Stripe => {
-            let fake = fake_stripe::FakeStripe::start_on(args.port, &args.key)
-                .await
-                .map_err(taken)?;
-            if let Some((url, secret)) = &callback {
-                fake.send_webhooks_to(url, secret);
-            }
-            (fake.base_url.clone(), Box::new(fake))
-        }
-        Provider::Xendit => {
-            let fake = fake_xendit::FakeXendit::start_on(args.port, &args.key)
-                .await
-                .map_err(taken)?;
-            if let Some((url, token)) = &callback {
-                fake.send_callbacks_to(url, token);
-            }
-            (fake.base_url.clone(), Box::new(fake))
-        }
-        Provider::Qpay => {
-            let fake = fake_qpay::FakeQPay::start_on(args.port, &args.client_id, &args.client_secret)
-                .await
-                .map_err(taken)?;
-            (fake.base_url.clone(), Box::new(fake))
-        }
-        Provider::Junglepay => {
-            let fake = fake_junglepay::FakeJunglePay::start_on(args.port, &args.key)
-                .await
-                .map_err(taken)?;
-            (fake.base_url.clone(), Box::new(fake))
-        }
-    };
-    println!(
-        "fake {} API on {base_url} (POST /_fake/pay/{{id}} pays); Ctrl-C stops it",
-        args.provider
-    );
-    shutdown_signal().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -246,34 +151,47 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
         ),
         None => None,
     };
-    let usage = |e: crate::simulate::SimulateError| StartupError::Usage(e.to_string());
-    let to = args
-        .to
-        .unwrap_or_else(|| format!("http://{}/webhooks/{}", settings.server.bind, args.provider));
+    let usage = |e: SimulateError| StartupError::Usage(e.to_string());
+    let options = ConnectOptions {
+        api_timeout: GATEWAY_TIMEOUT,
+    };
+    let unit = Providers::connect_one(&settings.providers, args.provider, &options)?;
+    let url = webhook_url(args.to.as_deref(), &settings.server.bind, args.provider);
     // A payment the gateway knows: events about it use its real reference and amount.
     let (provider_ref, known_amount, known_currency) = match payment {
         Some(id) => {
-            let (r, a, c) = crate::simulate::look_up_payment(&to, id).await.map_err(usage)?;
+            let (r, a, c) = look_up_payment(&url, id).await.map_err(usage)?;
             (r, Some(a), Some(c))
         }
         None => (None, None, None),
     };
-    let sim = Simulation {
-        provider: args.provider,
+    let request = SampleRequest {
         event: args.event,
         payment,
         provider_ref,
         amount: args.amount.or(known_amount).unwrap_or(2000),
         currency: args.currency.or(known_currency).unwrap_or_else(|| "USD".into()),
-        to: Some(to),
         token: args.token,
         bad_signature: args.bad_signature,
         partial: args.partial,
-        replay: args.replay,
+        now: chrono::Utc::now(),
     };
-    let delivery = crate::simulate::build(&sim, &settings).map_err(usage)?;
-    for (status, body) in crate::simulate::send(&delivery, sim.replay).await.map_err(usage)? {
+    let delivery = unit
+        .simulator
+        .sample(&request)
+        .map_err(|e| usage(SimulateError::Sample(e)))?;
+    let mut unexpected = None;
+    for (status, body) in send(&url, &delivery, args.replay).await.map_err(usage)? {
         println!("HTTP {status} {body}");
+        if !as_expected(status, request.bad_signature) {
+            unexpected.get_or_insert(status);
+        }
     }
-    Ok(())
+    match unexpected {
+        None => Ok(()),
+        Some(status) => Err(StartupError::Usage(format!(
+            "the gateway at {url} answered {status}, not what this delivery should get ({})",
+            if request.bad_signature { "401" } else { "2xx" }
+        ))),
+    }
 }

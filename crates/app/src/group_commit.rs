@@ -159,6 +159,7 @@ mod tests {
             Vec::new(),
             None,
             now,
+            &payhook_domain::Redaction::default(),
         );
         let event = WebhookEvent {
             provider: Provider::Stripe,

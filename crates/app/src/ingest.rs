@@ -9,8 +9,8 @@ use crate::fallback::FallbackLog;
 use crate::group_commit::GroupCommit;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError};
-use payhook_domain::source::{AuthError, Delivery, Parsed, PaymentToken, WebhookSource};
-use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, WebhookEvent, WebhookRequest};
+use payhook_domain::source::{AuthError, Authentication, Delivery, Parsed, PaymentToken, WebhookSource};
+use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, Redaction, WebhookEvent, WebhookRequest};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -96,6 +96,8 @@ fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>
 
 pub struct IngestService {
     sources: HashMap<Provider, Arc<dyn WebhookSource>>,
+    /// The secret header names and query parameters of every registered provider.
+    redaction: Redaction,
     forensic: Arc<dyn ForensicLog>,
     /// Writes accepted deliveries, many per transaction, and hands them to the worker.
     group_commit: GroupCommit,
@@ -109,6 +111,7 @@ pub struct IngestService {
 impl IngestService {
     pub fn new(
         sources: Vec<Arc<dyn WebhookSource>>,
+        redaction: Redaction,
         forensic: Arc<dyn ForensicLog>,
         group_commit: GroupCommit,
         payments: Arc<dyn PaymentStore>,
@@ -118,6 +121,7 @@ impl IngestService {
         let sources = sources.into_iter().map(|s| (s.provider(), s)).collect();
         Self {
             sources,
+            redaction,
             forensic,
             group_commit,
             payments,
@@ -160,6 +164,7 @@ impl IngestService {
             body,
             inbound.remote_addr.clone(),
             received_at,
+            &self.redaction,
         );
         let delivery = Delivery {
             headers: &inbound.headers,
@@ -260,8 +265,7 @@ impl IngestService {
             return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary, None);
         }
         let authenticated = source.authenticate(delivery).and_then(|()| {
-            source
-                .authenticated_by_payment_token()
+            (source.authentication() == Authentication::PaymentToken)
                 .then(|| PaymentToken::from_query(delivery.query))
                 .transpose()
         });

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod payments;
 pub mod processing;
+pub mod providers;
 pub mod relay;
 pub mod settings;
 pub mod simulate;

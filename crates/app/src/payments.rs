@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use payhook_domain::ports::{Clock, PaymentGateway, PaymentStore, StoreError};
+use payhook_domain::source::Authentication;
 use payhook_domain::{
     CallbackToken, CheckoutRequest, Currency, GatewayError, Idempotency, Money, NewPayment, Opened, Payment, PaymentId,
     Provider,
@@ -88,21 +89,27 @@ pub struct Created {
 
 pub struct PaymentRequests {
     store: Arc<dyn PaymentStore>,
-    gateways: HashMap<Provider, Arc<dyn PaymentGateway>>,
+    /// Each provider's payment API, and how its callbacks are authenticated (a
+    /// provider authenticated by per-payment tokens needs one for each payment).
+    gateways: HashMap<Provider, (Arc<dyn PaymentGateway>, Authentication)>,
     clock: Arc<dyn Clock>,
 }
 
 impl PaymentRequests {
-    pub fn new(store: Arc<dyn PaymentStore>, gateways: Vec<Arc<dyn PaymentGateway>>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn PaymentStore>,
+        gateways: Vec<(Arc<dyn PaymentGateway>, Authentication)>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
-            gateways: gateways.into_iter().map(|g| (g.provider(), g)).collect(),
+            gateways: gateways.into_iter().map(|g| (g.0.provider(), g)).collect(),
             clock,
         }
     }
 
     pub async fn create(&self, request: PaymentRequest, idempotency_key: Option<&str>) -> Result<Created, CreateError> {
-        let gateway = self
+        let (gateway, authentication) = self
             .gateways
             .get(&request.provider)
             .cloned()
@@ -116,7 +123,7 @@ impl PaymentRequests {
             })
             .transpose()?;
         let id = PaymentId::from_uuid(uuid::Uuid::new_v4());
-        let callback_token = gateway.needs_callback_token().then(new_token);
+        let callback_token = (authentication == Authentication::PaymentToken).then(new_token);
         let checkout = CheckoutRequest {
             payment_id: id,
             amount: request.amount,

@@ -34,7 +34,6 @@ fn request() -> PaymentRequest {
 fn gateway() -> MockPaymentGateway {
     let mut g = MockPaymentGateway::new();
     g.expect_provider().return_const(Provider::Xendit);
-    g.expect_needs_callback_token().return_const(false);
     g.expect_check().returning(|_| Ok(()));
     g
 }
@@ -70,7 +69,7 @@ fn service(store: MockPaymentStore, gateways: Vec<MockPaymentGateway>) -> Paymen
         Arc::new(store),
         gateways
             .into_iter()
-            .map(|g| Arc::new(g) as Arc<dyn PaymentGateway>)
+            .map(|g| (Arc::new(g) as Arc<dyn PaymentGateway>, Authentication::Provider))
             .collect(),
         clock(),
     )
@@ -176,7 +175,6 @@ async fn a_provider_without_a_gateway_is_refused_before_anything_is_stored() {
 async fn an_amount_the_provider_cannot_take_is_refused_before_anything_is_stored() {
     let mut g = MockPaymentGateway::new();
     g.expect_provider().return_const(Provider::Xendit);
-    g.expect_needs_callback_token().return_const(false);
     g.expect_check().returning(|_| {
         Err(GatewayError::Invalid {
             field: "amount",

@@ -2,9 +2,11 @@
 //! the file named by `--config`/`PAYHOOK_CONFIG`, then `PAYHOOK__SECTION__KEY`
 //! environment variables. Validation turns unsafe combinations into start-up errors.
 
+use crate::providers::ProviderError;
 use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const DEFAULTS: &str = include_str!("../../../config/default.toml");
@@ -26,7 +28,8 @@ pub struct Settings {
     pub fallback_log: FallbackLogSettings,
     pub admin: AdminSettings,
     pub notify: NotifySettings,
-    pub providers: ProvidersSettings,
+    #[serde(default)]
+    pub providers: ProviderTables,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,60 +90,60 @@ pub struct WorkerSettings {
     pub backoff_max_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProvidersSettings {
-    pub stripe: StripeSettings,
-    pub xendit: XenditSettings,
-    pub qpay: QPaySettings,
-    pub junglepay: JunglePaySettings,
+/// The `[providers.<name>]` tables as configured. Each enabled one is read by its
+/// provider crate's own configuration type (`crate::providers`), which says what is
+/// required. `Debug` shows only which are enabled: the tables hold secrets.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct ProviderTables(BTreeMap<String, config::Value>);
+
+impl ProviderTables {
+    /// The tables of the enabled providers, by name, without their `enabled` key.
+    pub fn enabled(&self) -> Result<Vec<(String, config::Value)>, ProviderError> {
+        let mut enabled = Vec::new();
+        for (name, table) in &self.0 {
+            let mut table = table
+                .clone()
+                .into_table()
+                .map_err(|e| ProviderError::Config(format!("providers.{name} must be a table: {e}")))?;
+            let on = match table.remove("enabled") {
+                Some(flag) => flag
+                    .into_bool()
+                    .map_err(|e| ProviderError::Config(format!("providers.{name}.enabled: {e}")))?,
+                None => false,
+            };
+            if on {
+                enabled.push((name.clone(), config::Value::new(None, config::ValueKind::Table(table))));
+            }
+        }
+        Ok(enabled)
+    }
+
+    /// The table of one provider, enabled or not, without its `enabled` key (empty
+    /// when not configured at all).
+    pub fn table(&self, name: &str) -> config::Value {
+        let mut table = self
+            .0
+            .get(name)
+            .and_then(|t| t.clone().into_table().ok())
+            .unwrap_or_default();
+        table.remove("enabled");
+        config::Value::new(None, config::ValueKind::Table(table))
+    }
+
+    /// Whether the provider of that name is enabled (an unreadable flag is not).
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.enabled().is_ok_and(|tables| tables.iter().any(|(n, _)| n == name))
+    }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct StripeSettings {
-    pub enabled: bool,
-    /// Every active endpoint signing secret (`whsec_…`); several during rotation.
-    #[serde(default)]
-    pub webhook_secrets: Vec<SecretString>,
-    pub tolerance_secs: i64,
-    /// Secret API key (`sk_…`) for creating PaymentIntents; without one, Stripe is
-    /// webhook-only and `POST /payments` refuses it.
-    pub api_key: Option<SecretString>,
-    pub api_base_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct XenditSettings {
-    pub enabled: bool,
-    /// The account's callback verification token (Dashboard → Settings → Callbacks).
-    pub callback_token: Option<SecretString>,
-    /// Secret API key for creating invoices; without one, Xendit is webhook-only.
-    pub secret_key: Option<SecretString>,
-    pub api_base_url: String,
-    /// Written to `metadata.app` of invoices payhook creates; callbacks tagged with
-    /// another app are acknowledged and ignored.
-    pub app_tag: String,
-}
-
-/// QPay v2: creating invoices needs the merchant credentials, and callbacks are only
-/// authenticated by the per-payment token in the callback URL payhook builds.
-#[derive(Debug, Clone, Deserialize)]
-pub struct QPaySettings {
-    pub enabled: bool,
-    pub client_id: Option<String>,
-    pub client_secret: Option<SecretString>,
-    pub invoice_code: Option<String>,
-    pub api_base_url: String,
-    /// payhook's public base URL as QPay reaches it (`https://pay.example.mn`).
-    pub callback_base_url: Option<String>,
-}
-
-/// JunglePay v1: the secret key, and payhook's public base URL for postbacks.
-#[derive(Debug, Clone, Deserialize)]
-pub struct JunglePaySettings {
-    pub enabled: bool,
-    pub secret_key: Option<SecretString>,
-    pub api_base_url: String,
-    pub callback_base_url: Option<String>,
+impl std::fmt::Debug for ProviderTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        f.debug_struct("ProviderTables")
+            .field("configured", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which store `database.url` selects.
@@ -162,8 +165,6 @@ impl Settings {
         let environment = Environment::with_prefix("PAYHOOK")
             .prefix_separator("__")
             .separator("__")
-            .list_separator(",")
-            .with_list_parse_key("providers.stripe.webhook_secrets")
             .try_parsing(true)
             .source(env);
         let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
@@ -173,90 +174,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
-        let stripe = &self.providers.stripe;
-        if stripe.enabled
-            && !stripe
-                .webhook_secrets
-                .iter()
-                .any(|s| !s.expose_secret().trim().is_empty())
-        {
-            return invalid(
-                "providers.stripe.enabled is true but providers.stripe.webhook_secrets is empty: \
-                 set the endpoint's signing secret (whsec_…) or disable Stripe"
-                    .into(),
-            );
-        }
-        let callback_urls = [
-            (
-                "providers.qpay.callback_base_url",
-                &self.providers.qpay.callback_base_url,
-            ),
-            (
-                "providers.junglepay.callback_base_url",
-                &self.providers.junglepay.callback_base_url,
-            ),
-        ];
-        for (key, url) in [
-            ("providers.stripe.api_base_url", &stripe.api_base_url),
-            ("providers.xendit.api_base_url", &self.providers.xendit.api_base_url),
-            ("providers.qpay.api_base_url", &self.providers.qpay.api_base_url),
-            (
-                "providers.junglepay.api_base_url",
-                &self.providers.junglepay.api_base_url,
-            ),
-        ]
-        .into_iter()
-        .chain(callback_urls.iter().filter_map(|(k, u)| u.as_ref().map(|u| (*k, u))))
-        {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return invalid(format!("{key} must be an http(s) URL, got {url:?}"));
-            }
-        }
-        if stripe.tolerance_secs <= 0 {
-            return invalid("providers.stripe.tolerance_secs must be positive".into());
-        }
-        let xendit = &self.providers.xendit;
-        if xendit.enabled
-            && xendit
-                .callback_token
-                .as_ref()
-                .is_none_or(|t| t.expose_secret().trim().is_empty())
-        {
-            return invalid(
-                "providers.xendit.enabled is true but providers.xendit.callback_token is empty: \
-                 set the callback verification token from the Xendit dashboard or disable Xendit"
-                    .into(),
-            );
-        }
-        let qpay = &self.providers.qpay;
-        if qpay.enabled {
-            let missing = [
-                (
-                    "client_id",
-                    qpay.client_id.as_deref().is_none_or(|v| v.trim().is_empty()),
-                ),
-                ("client_secret", blank(&qpay.client_secret)),
-                (
-                    "invoice_code",
-                    qpay.invoice_code.as_deref().is_none_or(|v| v.trim().is_empty()),
-                ),
-                ("callback_base_url", qpay.callback_base_url.is_none()),
-            ];
-            if let Some((key, _)) = missing.iter().find(|(_, missing)| *missing) {
-                return invalid(format!(
-                    "providers.qpay.enabled is true but providers.qpay.{key} is not set: QPay needs \
-                     client_id, client_secret, invoice_code and callback_base_url"
-                ));
-            }
-        }
-        let junglepay = &self.providers.junglepay;
-        if junglepay.enabled && (blank(&junglepay.secret_key) || junglepay.callback_base_url.is_none()) {
-            return invalid(
-                "providers.junglepay.enabled is true but providers.junglepay.secret_key or \
-                 providers.junglepay.callback_base_url is not set"
-                    .into(),
-            );
-        }
+        crate::providers::check_tables(&self.providers).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
         }
@@ -337,10 +255,6 @@ impl Settings {
     }
 }
 
-fn blank(secret: &Option<SecretString>) -> bool {
-    secret.as_ref().is_none_or(|s| s.expose_secret().trim().is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,8 +268,12 @@ mod tests {
         let s = Settings::load(None, env(&[])).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:8080");
         assert_eq!(s.server.max_body_bytes, 1024 * 1024);
-        assert!(!s.providers.stripe.enabled, "providers are disabled by default");
-        assert_eq!(s.providers.stripe.tolerance_secs, 300);
+        for provider in payhook_domain::Provider::ALL {
+            assert!(
+                !s.providers.is_enabled(provider.as_str()),
+                "providers are disabled by default"
+            );
+        }
         assert_eq!(s.database.url.expose_secret(), "sqlite://data/payhook.db");
         assert_eq!(s.store_kind().unwrap(), StoreKind::Sqlite);
         assert!(!s.fallback_log.enabled, "no fallback file unless asked for");
@@ -379,14 +297,46 @@ mod tests {
         .unwrap();
         assert_eq!(s.store_kind().unwrap(), StoreKind::Postgres);
         assert_eq!(s.server.max_body_bytes, 2048);
-        let secrets: Vec<&str> = s
-            .providers
-            .stripe
-            .webhook_secrets
-            .iter()
-            .map(|s| s.expose_secret())
-            .collect();
-        assert_eq!(secrets, vec!["whsec_a", "whsec_b"]);
+        // Both secrets of the comma-separated list verify.
+        let options = payhook_domain::ConnectOptions {
+            api_timeout: std::time::Duration::from_secs(1),
+        };
+        let providers = crate::providers::Providers::connect(&s.providers, &options).unwrap();
+        let stripe = providers.get(payhook_domain::Provider::Stripe).unwrap();
+        let now = chrono::Utc::now();
+        for secret in ["whsec_a", "whsec_b"] {
+            let headers = vec![(
+                "stripe-signature".to_owned(),
+                payhook_stripe::signature_header(secret, now.timestamp(), b"{}"),
+            )];
+            let delivery = payhook_domain::source::Delivery {
+                headers: &headers,
+                query: "",
+                body: b"{}",
+                received_at: now,
+            };
+            assert_eq!(stripe.webhooks.authenticate(&delivery), Ok(()), "{secret}");
+        }
+    }
+
+    #[test]
+    fn a_provider_payhook_does_not_know_is_refused() {
+        let err = Settings::load(None, env(&[("PAYHOOK__PROVIDERS__PAYPAL__ENABLED", "true")])).unwrap_err();
+        assert!(err.to_string().contains("providers.paypal"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_value_is_refused_with_its_key() {
+        let err = Settings::load(
+            None,
+            env(&[
+                ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
+                ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", "whsec_a"),
+                ("PAYHOOK__PROVIDERS__STRIPE__TOLERANCE_SECS", "-1"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("providers.stripe.tolerance_secs"), "{err}");
     }
 
     #[test]
@@ -442,7 +392,7 @@ mod tests {
                 ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", "tok"),
             ]),
         );
-        assert_eq!(ok.unwrap().providers.xendit.app_tag, "payhook");
+        assert!(ok.unwrap().providers.is_enabled("xendit"));
     }
 
     #[test]
@@ -478,6 +428,44 @@ mod tests {
     fn example_file_loads() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
         assert!(Settings::load(Some(&example), env(&[])).is_ok());
+    }
+
+    /// The keys of each section of a TOML text, commented-out ones included.
+    fn keys_by_section(text: &str) -> Vec<(String, String)> {
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches('#').trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                if !key.contains(' ') && !section.is_empty() {
+                    keys.push((section.clone(), key.to_owned()));
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_example_file_lists_every_key() {
+        let example =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml")).unwrap();
+        let listed = keys_by_section(&example);
+        let mut expected = keys_by_section(DEFAULTS);
+        // Each provider's keys, as its configuration type names them.
+        for provider in payhook_domain::Provider::ALL {
+            expected.push((format!("providers.{provider}"), "enabled".into()));
+            for field in crate::providers::config_fields(provider) {
+                expected.push((format!("providers.{provider}"), field));
+            }
+        }
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|key| !listed.contains(key))
+            .map(|(section, key)| format!("{section}.{key}"))
+            .collect();
+        assert!(missing.is_empty(), "config/example.toml lacks {missing:?}");
     }
 
     #[test]

@@ -10,23 +10,18 @@ use crate::http::{routes, AppState};
 use crate::ingest::IngestService;
 use crate::payments::{PaymentRequests, GATEWAY_TIMEOUT};
 use crate::processing::{run_worker, Processor, RetryPolicy};
+use crate::providers::{ProviderError, Providers};
 use crate::relay::{run_relay, OutboxRelay};
 use crate::settings::{Settings, SettingsError, StoreKind};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use payhook_domain::ports::PaymentGateway;
 use payhook_domain::ports::{
     Clock, EventPublisher, FanOut, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
 };
-use payhook_domain::source::WebhookSource;
-use payhook_domain::{GatewayError, OutboxMessage};
-use payhook_junglepay::{JunglePayClient, JunglePayPostbacks};
+use payhook_domain::{ConnectOptions, OutboxMessage};
 use payhook_notify::{NotifyError, NotifyWebhook};
 use payhook_postgres::{PgFanOut, PgStore};
-use payhook_qpay::{QPayCallbacks, QPayClient, QPayCredentials};
 use payhook_sqlite::SqliteStore;
-use payhook_stripe::{SignatureVerifier, StripeGateway, StripeWebhooks};
-use payhook_xendit::{XenditClient, XenditWebhooks};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -51,8 +46,8 @@ pub enum StartupError {
     PendingMigrations,
     #[error(transparent)]
     Notify(#[from] NotifyError),
-    #[error("cannot set up a provider's API client: {0}")]
-    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     #[error("{0}")]
     Usage(String),
 }
@@ -117,80 +112,6 @@ impl Stores {
     }
 }
 
-/// The webhook sources the configuration enables.
-fn enabled_sources(settings: &Settings) -> Vec<Arc<dyn WebhookSource>> {
-    let mut sources: Vec<Arc<dyn WebhookSource>> = Vec::new();
-    let stripe = &settings.providers.stripe;
-    if stripe.enabled {
-        let verifier = SignatureVerifier::new(stripe.webhook_secrets.clone(), stripe.tolerance_secs);
-        sources.push(Arc::new(StripeWebhooks::new(verifier)));
-    }
-    let xendit = &settings.providers.xendit;
-    if let (true, Some(token)) = (xendit.enabled, &xendit.callback_token) {
-        sources.push(Arc::new(XenditWebhooks::new(token.clone(), xendit.app_tag.clone())));
-    }
-    if settings.providers.qpay.enabled {
-        sources.push(Arc::new(QPayCallbacks));
-    }
-    if settings.providers.junglepay.enabled {
-        sources.push(Arc::new(JunglePayPostbacks));
-    }
-    sources
-}
-
-/// The provider APIs payments can be created with: enabled providers with API credentials.
-fn payment_gateways(settings: &Settings) -> Result<Vec<Arc<dyn PaymentGateway>>, GatewayError> {
-    let mut gateways: Vec<Arc<dyn PaymentGateway>> = Vec::new();
-    let stripe = &settings.providers.stripe;
-    if let (true, Some(key)) = (stripe.enabled, &stripe.api_key) {
-        gateways.push(Arc::new(StripeGateway::new(
-            &stripe.api_base_url,
-            key,
-            GATEWAY_TIMEOUT,
-        )?));
-    }
-    let xendit = &settings.providers.xendit;
-    if let (true, Some(key)) = (xendit.enabled, &xendit.secret_key) {
-        gateways.push(Arc::new(XenditClient::new(
-            &xendit.api_base_url,
-            key,
-            &xendit.app_tag,
-            GATEWAY_TIMEOUT,
-        )?));
-    }
-    let qpay = &settings.providers.qpay;
-    if let (true, Some(client_id), Some(client_secret), Some(invoice_code), Some(callback)) = (
-        qpay.enabled,
-        &qpay.client_id,
-        &qpay.client_secret,
-        &qpay.invoice_code,
-        &qpay.callback_base_url,
-    ) {
-        let credentials = QPayCredentials {
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
-            invoice_code: invoice_code.clone(),
-        };
-        gateways.push(Arc::new(QPayClient::new(
-            &qpay.api_base_url,
-            credentials,
-            callback,
-            GATEWAY_TIMEOUT,
-        )?));
-    }
-    let junglepay = &settings.providers.junglepay;
-    if let (true, Some(key), Some(callback)) = (junglepay.enabled, &junglepay.secret_key, &junglepay.callback_base_url)
-    {
-        gateways.push(Arc::new(JunglePayClient::new(
-            &junglepay.api_base_url,
-            key,
-            callback,
-            GATEWAY_TIMEOUT,
-        )?));
-    }
-    Ok(gateways)
-}
-
 pub struct Application {
     port: u16,
     server: Server,
@@ -209,18 +130,14 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let stores = Stores::open(&settings).await?;
-        Self::build_with(settings, stores, Vec::new()).await
+        let providers = connect_providers(&settings)?;
+        Self::build_with(settings, stores, providers).await
     }
 
-    /// Builds on given stores; `extra_sources` add to (or replace, per provider) the
-    /// configured webhook sources, for embedding code and tests. Before the server
-    /// listens, leases of crashed workers are released and undelivered domain events
-    /// are delivered.
-    pub async fn build_with(
-        settings: Settings,
-        stores: Stores,
-        extra_sources: Vec<Arc<dyn WebhookSource>>,
-    ) -> Result<Self, StartupError> {
+    /// Builds on given stores and providers, for embedding code and tests. Before
+    /// the server listens, leases of crashed workers are released and undelivered
+    /// domain events are delivered.
+    pub async fn build_with(settings: Settings, stores: Stores, providers: Providers) -> Result<Self, StartupError> {
         install_crypto_provider();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let accepted = Arc::new(Notify::new());
@@ -257,8 +174,7 @@ impl Application {
         ));
         reconcile(&stores, &relay, clock.as_ref()).await;
 
-        let mut sources = enabled_sources(&settings);
-        sources.extend(extra_sources);
+        let sources = providers.units().map(|unit| unit.webhooks.clone()).collect();
         let fallback = settings
             .fallback_log
             .enabled
@@ -270,14 +186,22 @@ impl Application {
         let (handoff, handed_over) = handoff::channel(8 * batch_size as usize, lease, clock.clone());
         let ingest = IngestService::new(
             sources,
+            crate::providers::redaction(),
             stores.forensic.clone(),
             GroupCommit::start(stores.inbox.clone(), handoff, accepted.clone()),
             stores.payments.clone(),
             clock.clone(),
             fallback,
         );
-        let gateways = payment_gateways(&settings)?;
-        let payment_requests = PaymentRequests::new(stores.payments.clone(), gateways.clone(), clock.clone());
+        let payment_requests = PaymentRequests::new(
+            stores.payments.clone(),
+            providers
+                .units()
+                .filter_map(|unit| Some((unit.payments.clone()?, unit.webhooks.authentication())))
+                .collect(),
+            clock.clone(),
+        );
+        let gateways = providers.units().filter_map(|unit| unit.payments.clone()).collect();
         // The relay takes the domain events of the worker's commits in-process; room
         // for two of the worker's batches.
         let (to_relay, relay_handed_over) = handoff::channel(
@@ -394,6 +318,14 @@ impl Application {
         tracing::info!("payhook stopped");
         served
     }
+}
+
+/// Connects every provider the configuration enables.
+pub fn connect_providers(settings: &Settings) -> Result<Providers, ProviderError> {
+    let options = ConnectOptions {
+        api_timeout: GATEWAY_TIMEOUT,
+    };
+    Providers::connect(&settings.providers, &options)
 }
 
 /// One TLS crypto provider for the whole process, ring (see DEPENDENCIES.md): every

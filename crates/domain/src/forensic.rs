@@ -3,18 +3,68 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Header names whose values are secrets or signatures: stored as `[redacted]`.
-const SECRET_HEADERS: &[&str] = &[
-    "stripe-signature",
-    "x-callback-token",
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-/// Query parameters that carry a secret (the per-payment callback token).
-const SECRET_QUERY_PARAMS: &[&str] = &["token"];
 pub const REDACTED: &str = "[redacted]";
+
+/// Which header names and query parameters hold secrets, so the forensic log stores
+/// `[redacted]` in their place. The HTTP credentials every request may carry are
+/// always in; each provider adds the names its deliveries use (its `Connector`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    headers: Vec<String>,
+    query_params: Vec<String>,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Self {
+            headers: ["authorization", "proxy-authorization", "cookie", "set-cookie"]
+                .map(str::to_owned)
+                .to_vec(),
+            query_params: Vec::new(),
+        }
+    }
+}
+
+impl Redaction {
+    /// Adds secret header names and query parameters (compared case-insensitively).
+    pub fn with(mut self, headers: &[&str], query_params: &[&str]) -> Self {
+        for (names, added) in [(&mut self.headers, headers), (&mut self.query_params, query_params)] {
+            for name in added {
+                if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    names.push(name.to_ascii_lowercase());
+                }
+            }
+        }
+        self
+    }
+
+    fn header(&self, name: String, value: String) -> (String, String) {
+        if self.headers.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+            (name, REDACTED.to_owned())
+        } else {
+            (name, value)
+        }
+    }
+
+    /// Replaces the value of every secret query parameter, keeping the rest verbatim.
+    pub fn query(&self, query: &str) -> String {
+        if query.is_empty() || self.query_params.is_empty() {
+            return query.to_owned();
+        }
+        query
+            .split('&')
+            .map(|pair| {
+                let key = pair.split('=').next().unwrap_or_default();
+                if self.query_params.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+                    format!("{key}={REDACTED}")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
 
 /// One inbound request as received, secrets already redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,46 +94,20 @@ impl WebhookRequest {
         body: Vec<u8>,
         remote_addr: Option<String>,
         received_at: DateTime<Utc>,
+        redaction: &Redaction,
     ) -> Self {
         Self {
             provider: provider.to_owned(),
             method: method.to_owned(),
             path: path.to_owned(),
-            query: redact_query(query),
-            headers: headers.into_iter().map(|(n, v)| redact_header(n, v)).collect(),
+            query: redaction.query(query),
+            headers: headers.into_iter().map(|(n, v)| redaction.header(n, v)).collect(),
             body,
             remote_addr,
             received_at,
             primary: PrimaryFields::default(),
         }
     }
-}
-
-fn redact_header(name: String, value: String) -> (String, String) {
-    if SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
-        (name, REDACTED.to_owned())
-    } else {
-        (name, value)
-    }
-}
-
-/// Replaces the value of every secret query parameter, keeping the rest verbatim.
-pub fn redact_query(query: &str) -> String {
-    if query.is_empty() {
-        return String::new();
-    }
-    query
-        .split('&')
-        .map(|pair| {
-            let key = pair.split('=').next().unwrap_or_default();
-            if SECRET_QUERY_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
-                format!("{key}={REDACTED}")
-            } else {
-                pair.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// Best-effort fields pulled from the payload so the log can be searched without
@@ -179,6 +203,10 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn providers() -> Redaction {
+        Redaction::default().with(&["stripe-signature", "X-Callback-Token"], &["token"])
+    }
+
     #[test]
     fn secret_headers_and_token_are_redacted() {
         let req = WebhookRequest::new(
@@ -196,6 +224,7 @@ mod tests {
             b"{}".to_vec(),
             None,
             Utc.timestamp_opt(0, 0).single().unwrap(),
+            &providers(),
         );
         assert_eq!(req.query, "payment_id=abc&token=[redacted]&TOKEN=[redacted]");
         let values: Vec<&str> = req.headers.iter().map(|(_, v)| v.as_str()).collect();
@@ -204,8 +233,17 @@ mod tests {
 
     #[test]
     fn query_without_secrets_is_kept_verbatim() {
-        assert_eq!(redact_query("a=1&b=%20"), "a=1&b=%20");
-        assert_eq!(redact_query(""), "");
-        assert_eq!(redact_query("token"), "token=[redacted]");
+        let r = providers();
+        assert_eq!(r.query("a=1&b=%20"), "a=1&b=%20");
+        assert_eq!(r.query(""), "");
+        assert_eq!(r.query("token"), "token=[redacted]");
+    }
+
+    #[test]
+    fn only_the_http_credentials_are_redacted_without_providers() {
+        let r = Redaction::default();
+        assert_eq!(r.query("token=abc"), "token=abc");
+        assert_eq!(r.header("Cookie".into(), "a=1".into()).1, REDACTED);
+        assert_eq!(r.header("stripe-signature".into(), "t=1".into()).1, "t=1");
     }
 }

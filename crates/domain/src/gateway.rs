@@ -16,7 +16,7 @@ pub struct CheckoutRequest {
     /// `customer_name`, `customer_document`).
     pub metadata: serde_json::Value,
     /// The per-payment token for providers that sign nothing (see
-    /// `PaymentGateway::needs_callback_token`): the adapter puts it in the callback
+    /// `source::Authentication::PaymentToken`): the adapter puts it in the callback
     /// URL it gives the provider.
     pub callback_token: Option<CallbackToken>,
 }

@@ -276,12 +276,6 @@ pub trait PaymentStore: Send + Sync {
 pub trait PaymentGateway: Send + Sync {
     fn provider(&self) -> Provider;
 
-    /// Whether payments need a per-payment callback token: the provider signs nothing,
-    /// so the token in the callback URL is what authenticates its calls.
-    fn needs_callback_token(&self) -> bool {
-        false
-    }
-
     /// Refuses a request the provider cannot take (`GatewayError::Invalid`), before
     /// anything is stored or sent.
     fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {

@@ -103,6 +103,18 @@ pub enum Parsed {
     },
 }
 
+/// How a provider's deliveries prove they come from the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// The delivery carries its own proof, checked by [`WebhookSource::authenticate`]
+    /// alone (a signature, a static account token).
+    Provider,
+    /// The provider signs nothing: payhook gives each payment a callback URL with a
+    /// random token (`?payment_id=…&token=…`), keeps its hash, and checks a
+    /// delivery's token against it. Payments with such a provider get a token.
+    PaymentToken,
+}
+
 /// One provider's inbound webhook protocol.
 pub trait WebhookSource: Send + Sync {
     fn provider(&self) -> Provider;
@@ -116,10 +128,11 @@ pub trait WebhookSource: Send + Sync {
     /// A provider authenticated by per-payment tokens checks only that they are there.
     fn authenticate(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
 
-    /// Whether the delivery's `payment_id` and `token` query parameters authenticate it:
-    /// the ingest service then checks the token against the payment's stored hash.
-    fn authenticated_by_payment_token(&self) -> bool {
-        false
+    /// How deliveries are authenticated. With [`Authentication::PaymentToken`], the
+    /// ingest service checks the token against the payment's stored hash after
+    /// [`WebhookSource::authenticate`] found it present.
+    fn authentication(&self) -> Authentication {
+        Authentication::Provider
     }
 
     /// The body of a 200 answer, when the provider expects a particular one

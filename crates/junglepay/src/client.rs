@@ -106,10 +106,6 @@ impl PaymentGateway for JunglePayClient {
         Provider::Junglepay
     }
 
-    fn needs_callback_token(&self) -> bool {
-        true
-    }
-
     fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {
         if request.amount.currency().code() != "BRL" {
             return Err(GatewayError::Invalid {

@@ -1,19 +1,71 @@
-//! JunglePay v1 adapter for payhook. JunglePay documents no postback signature, so
-//! payhook gives each transaction a `postbackUrl` with a per-payment token (checked by
-//! the ingest service against the stored hash) and never trusts the posted status:
-//! the worker re-fetches the transaction and applies what the API says. Depends on
-//! `payhook-domain` only.
+//! JunglePay v1 for payhook, as one unit ([`JunglePay`]). JunglePay documents no
+//! postback signature, so payhook gives each transaction a `postbackUrl` with a
+//! per-payment token (checked by the ingest service against the stored hash) and
+//! never trusts the posted status: the worker re-fetches the transaction and applies
+//! what the API says. Its configuration, the transactions client and sample
+//! postbacks live here too. Depends on `payhook-domain` only.
 
 mod client;
+mod simulator;
 
 pub use client::{read_transaction, JunglePayClient};
+pub use simulator::JunglePaySimulator;
 
-use payhook_domain::source::{AuthError, Delivery, ParseError, Parsed, PaymentToken, WebhookSource};
+use payhook_domain::connector::{config, ConnectOptions, Connector, ProviderUnit};
+use payhook_domain::source::{AuthError, Authentication, Delivery, ParseError, Parsed, PaymentToken, WebhookSource};
 use payhook_domain::{
-    DisputeStatus, EventId, PaymentChange, PaymentRef, PaymentStatus, PrimaryFields, ProcessingResult, Provider,
-    ProviderPaymentStatus, WebhookEvent,
+    DisputeStatus, EventId, GatewayError, PaymentChange, PaymentRef, PaymentStatus, PrimaryFields, ProcessingResult,
+    Provider, ProviderPaymentStatus, WebhookEvent,
 };
+use secrecy::SecretString;
+use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
+
+pub const DEFAULT_API_BASE_URL: &str = "https://api.junglepagamentos.com/v1";
+
+/// JunglePay, as payhook registers it.
+pub struct JunglePay;
+
+/// `[providers.junglepay]`: the secret key, and payhook's public base URL for postbacks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JunglePayConfig {
+    #[serde(deserialize_with = "config::secret")]
+    pub secret_key: SecretString,
+    /// Includes the version.
+    #[serde(default = "default_api_base_url", deserialize_with = "config::http_url")]
+    pub api_base_url: String,
+    /// payhook's public base URL as JunglePay reaches it (`https://pay.example.com.br`).
+    #[serde(deserialize_with = "config::http_url")]
+    pub callback_base_url: String,
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.to_owned()
+}
+
+impl Connector for JunglePay {
+    const PROVIDER: Provider = Provider::Junglepay;
+    const SECRET_HEADERS: &'static [&'static str] = &[];
+    const SECRET_QUERY_PARAMS: &'static [&'static str] = &["token"];
+    type Config = JunglePayConfig;
+
+    fn connect(config: JunglePayConfig, options: &ConnectOptions) -> Result<ProviderUnit, GatewayError> {
+        let client = JunglePayClient::new(
+            &config.api_base_url,
+            &config.secret_key,
+            &config.callback_base_url,
+            options.api_timeout,
+        )?;
+        Ok(ProviderUnit {
+            provider: Provider::Junglepay,
+            webhooks: Arc::new(JunglePayPostbacks),
+            payments: Some(Arc::new(client)),
+            simulator: Arc::new(JunglePaySimulator),
+        })
+    }
+}
 
 /// A JunglePay transaction status as payhook reads it (PROVIDERS.md's mapping).
 /// `amount`, `refunded` and `paid` are the transaction's own figures in cents.
@@ -54,8 +106,8 @@ impl WebhookSource for JunglePayPostbacks {
         PaymentToken::from_query(delivery.query).map(|_| ())
     }
 
-    fn authenticated_by_payment_token(&self) -> bool {
-        true
+    fn authentication(&self) -> Authentication {
+        Authentication::PaymentToken
     }
 
     /// The envelope `{id, type, objectId, data}`; only `transaction` postbacks matter.

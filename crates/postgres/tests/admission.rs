@@ -38,6 +38,7 @@ fn delivery(event_id: &str) -> (WebhookRequest, WebhookEvent) {
         format!("{{\"id\":\"{event_id}\"}}").into_bytes(),
         None,
         Utc::now(),
+        &payhook_domain::Redaction::default(),
     );
     request.primary.event_id = Some(event_id.to_owned());
     let event = WebhookEvent {

@@ -190,10 +190,6 @@ impl PaymentGateway for QPayClient {
         Provider::Qpay
     }
 
-    fn needs_callback_token(&self) -> bool {
-        true
-    }
-
     fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {
         whole_tugrik(request.amount).map(|_| ())
     }

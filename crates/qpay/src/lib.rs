@@ -1,19 +1,104 @@
-//! QPay v2 adapter for payhook. QPay signs nothing: payhook gives each invoice a
-//! callback URL with a per-payment token (checked by the ingest service against the
-//! stored hash), treats a callback as a trigger only, and confirms with
-//! `POST /payment/check` before anything is marked paid. Depends on `payhook-domain` only.
+//! QPay v2 for payhook, as one unit ([`QPay`]). QPay signs nothing: payhook gives
+//! each invoice a callback URL with a per-payment token (checked by the ingest
+//! service against the stored hash), treats a callback as a trigger only, and
+//! confirms with `POST /payment/check` before anything is marked paid. Its
+//! configuration, the invoice client and sample callbacks live here too. Depends on
+//! `payhook-domain` only.
 
 mod client;
 
 pub use client::{wire, QPayClient, QPayCredentials};
 
 use chrono::{DateTime, Utc};
-use payhook_domain::source::{AuthError, Delivery, ParseError, Parsed, PaymentToken, WebhookSource};
-use payhook_domain::{EventId, PaymentChange, PaymentRef, PrimaryFields, Provider, WebhookEvent};
-use serde_json::Value;
+use payhook_domain::connector::{
+    config, known_event, payment_token_query, ConnectOptions, Connector, ProviderUnit, SampleDelivery, SampleRequest,
+    SimulateError, Simulator,
+};
+use payhook_domain::source::{AuthError, Authentication, Delivery, ParseError, Parsed, PaymentToken, WebhookSource};
+use payhook_domain::{EventId, GatewayError, PaymentChange, PaymentRef, PrimaryFields, Provider, WebhookEvent};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The answer QPay expects from a callback URL.
 pub const ACKNOWLEDGEMENT: &str = "SUCCESS";
+pub const DEFAULT_API_BASE_URL: &str = "https://merchant.qpay.mn/v2";
+
+/// QPay, as payhook registers it.
+pub struct QPay;
+
+/// `[providers.qpay]`: creating invoices needs the merchant credentials, and
+/// callbacks are authenticated by the per-payment token in the URL payhook builds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QPayConfig {
+    #[serde(deserialize_with = "config::non_blank")]
+    pub client_id: String,
+    #[serde(deserialize_with = "config::secret")]
+    pub client_secret: SecretString,
+    /// e.g. `MERCHANT_INVOICE`.
+    #[serde(deserialize_with = "config::non_blank")]
+    pub invoice_code: String,
+    /// Includes the version; sandbox: `https://merchant-sandbox.qpay.mn/v2`.
+    #[serde(default = "default_api_base_url", deserialize_with = "config::http_url")]
+    pub api_base_url: String,
+    /// payhook's public base URL as QPay reaches it (`https://pay.example.mn`).
+    #[serde(deserialize_with = "config::http_url")]
+    pub callback_base_url: String,
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.to_owned()
+}
+
+impl Connector for QPay {
+    const PROVIDER: Provider = Provider::Qpay;
+    const SECRET_HEADERS: &'static [&'static str] = &[];
+    const SECRET_QUERY_PARAMS: &'static [&'static str] = &["token"];
+    type Config = QPayConfig;
+
+    fn connect(config: QPayConfig, options: &ConnectOptions) -> Result<ProviderUnit, GatewayError> {
+        let credentials = QPayCredentials {
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            invoice_code: config.invoice_code,
+        };
+        let client = QPayClient::new(
+            &config.api_base_url,
+            credentials,
+            &config.callback_base_url,
+            options.api_timeout,
+        )?;
+        Ok(ProviderUnit {
+            provider: Provider::Qpay,
+            webhooks: Arc::new(QPayCallbacks),
+            payments: Some(Arc::new(client)),
+            simulator: Arc::new(QPaySimulator),
+        })
+    }
+}
+
+/// Sample QPay callbacks: a trigger naming the payment, with its token in the URL.
+pub struct QPaySimulator;
+
+const EVENTS: &[&str] = &["paid"];
+
+impl Simulator for QPaySimulator {
+    fn events(&self) -> &'static [&'static str] {
+        EVENTS
+    }
+
+    fn sample(&self, sim: &SampleRequest) -> Result<SampleDelivery, SimulateError> {
+        known_event(Provider::Qpay, EVENTS, sim)?;
+        // QPay's callback is a trigger: payhook confirms with /payment/check.
+        Ok(SampleDelivery {
+            query: payment_token_query(Provider::Qpay, sim)?,
+            headers: Vec::new(),
+            body: serde_json::to_vec(&json!({ "invoice_id": sim.provider_ref })).unwrap_or_default(),
+        })
+    }
+}
 
 /// QPay's invoice callbacks, ready to plug into the ingest service.
 pub struct QPayCallbacks;
@@ -32,8 +117,8 @@ impl WebhookSource for QPayCallbacks {
         PaymentToken::from_query(delivery.query).map(|_| ())
     }
 
-    fn authenticated_by_payment_token(&self) -> bool {
-        true
+    fn authentication(&self) -> Authentication {
+        Authentication::PaymentToken
     }
 
     fn acknowledgement(&self) -> Option<&'static str> {
@@ -144,6 +229,34 @@ mod tests {
             Ok(())
         );
         assert!(QPayCallbacks.accepts_method("GET") && QPayCallbacks.accepts_method("POST"));
+    }
+
+    #[test]
+    fn sample_callbacks_carry_the_payment_and_its_token() {
+        let mut sim = SampleRequest {
+            event: "paid".into(),
+            payment: payhook_domain::PaymentId::parse(ID),
+            provider_ref: Some("inv-1".into()),
+            amount: 100,
+            currency: "MNT".into(),
+            token: Some("ab".repeat(16)),
+            bad_signature: false,
+            partial: false,
+            now: Utc::now(),
+        };
+        let d = QPaySimulator.sample(&sim).unwrap();
+        assert_eq!(d.query, format!("payment_id={ID}&token={}", "ab".repeat(16)));
+        let Ok(Parsed::Event(event)) = QPayCallbacks.parse(&delivery(&d.query, &d.body)) else {
+            panic!("a sample parses")
+        };
+        assert_eq!(event.payment.provider_ref.as_deref(), Some("inv-1"));
+        sim.token = None;
+        assert!(
+            matches!(QPaySimulator.sample(&sim), Err(SimulateError::Missing(_))),
+            "the token is needed"
+        );
+        sim.bad_signature = true;
+        assert!(QPaySimulator.sample(&sim).unwrap().query.ends_with(&"0".repeat(32)));
     }
 
     #[test]

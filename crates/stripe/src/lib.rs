@@ -1,18 +1,98 @@
-//! Stripe adapter for payhook: verifies `Stripe-Signature` (every `v1` against every
-//! configured secret, so secret rotation works), maps Stripe events onto domain
-//! events, and creates and reads PaymentIntents through the Stripe SDK
-//! (`PaymentGateway`). Depends on `payhook-domain` only, never on another adapter.
+//! Stripe for payhook, as one unit ([`Stripe`]): its configuration, the
+//! `Stripe-Signature` check (every `v1` against every configured secret, so secret
+//! rotation works), the mapping of Stripe events onto domain events, PaymentIntents
+//! through the Stripe SDK (`PaymentGateway`) and signed sample events for
+//! `payhook simulate`. Depends on `payhook-domain` only, never on another adapter.
 
 mod events;
 mod gateway;
+mod simulator;
 mod verify;
 
 pub use events::{parse_event, primary_fields};
 pub use gateway::{StripeGateway, DEFAULT_API_BASE_URL};
+pub use simulator::StripeSimulator;
 pub use verify::{signature_header, SignatureError, SignatureVerifier, DEFAULT_TOLERANCE_SECS};
 
+use payhook_domain::connector::{config, ConnectOptions, Connector, ProviderUnit};
 use payhook_domain::source::{AuthError, Delivery, ParseError, Parsed, WebhookSource};
-use payhook_domain::{PrimaryFields, Provider};
+use payhook_domain::{GatewayError, PrimaryFields, Provider};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Stripe, as payhook registers it.
+pub struct Stripe;
+
+/// `[providers.stripe]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeConfig {
+    /// Every active endpoint signing secret (`whsec_…`); several during rotation.
+    #[serde(deserialize_with = "config::secrets")]
+    pub webhook_secrets: Vec<SecretString>,
+    /// How far a signature's timestamp may be from now, either way.
+    #[serde(default = "default_tolerance", deserialize_with = "positive")]
+    pub tolerance_secs: i64,
+    /// Secret API key (`sk_…`) for creating PaymentIntents; without one, Stripe is
+    /// webhook-only and `POST /payments` refuses it.
+    #[serde(default, deserialize_with = "config::optional_secret")]
+    pub api_key: Option<SecretString>,
+    #[serde(default = "default_api_base_url", deserialize_with = "config::http_url")]
+    pub api_base_url: String,
+}
+
+fn default_tolerance() -> i64 {
+    DEFAULT_TOLERANCE_SECS
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.to_owned()
+}
+
+fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let value = i64::deserialize(d)?;
+    if value <= 0 {
+        return Err(serde::de::Error::custom("must be positive"));
+    }
+    Ok(value)
+}
+
+impl StripeConfig {
+    /// Webhooks signed with `secret`, the default tolerance, no API key.
+    pub fn with_secret(secret: &str) -> Self {
+        Self {
+            webhook_secrets: vec![SecretString::from(secret.to_owned())],
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            api_key: None,
+            api_base_url: default_api_base_url(),
+        }
+    }
+}
+
+impl Connector for Stripe {
+    const PROVIDER: Provider = Provider::Stripe;
+    const SECRET_HEADERS: &'static [&'static str] = &["stripe-signature"];
+    type Config = StripeConfig;
+
+    fn connect(config: StripeConfig, options: &ConnectOptions) -> Result<ProviderUnit, GatewayError> {
+        let payments = match &config.api_key {
+            Some(key) => Some(Arc::new(StripeGateway::new(&config.api_base_url, key, options.api_timeout)?) as _),
+            None => None,
+        };
+        let signing_secret = config
+            .webhook_secrets
+            .first()
+            .cloned()
+            .unwrap_or_else(|| SecretString::from(String::new()));
+        Ok(ProviderUnit {
+            provider: Provider::Stripe,
+            webhooks: Arc::new(StripeWebhooks::new(&config)),
+            payments,
+            simulator: Arc::new(StripeSimulator::new(signing_secret)),
+        })
+    }
+}
 
 /// Stripe's webhook protocol, ready to plug into the ingest service.
 pub struct StripeWebhooks {
@@ -20,8 +100,10 @@ pub struct StripeWebhooks {
 }
 
 impl StripeWebhooks {
-    pub fn new(verifier: SignatureVerifier) -> Self {
-        Self { verifier }
+    pub fn new(config: &StripeConfig) -> Self {
+        Self {
+            verifier: SignatureVerifier::new(config.webhook_secrets.clone(), config.tolerance_secs),
+        }
     }
 }
 

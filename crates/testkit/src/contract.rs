@@ -75,6 +75,7 @@ fn request(event_id: &str) -> WebhookRequest {
         format!("{{\"id\":\"{event_id}\"}}").into_bytes(),
         Some("127.0.0.1:5555".to_owned()),
         t0(),
+        &payhook_domain::Redaction::default(),
     );
     req.primary.event_id = Some(event_id.to_owned());
     req

@@ -1,8 +1,10 @@
 //! Test support for payhook and for code that embeds it: the store contract suite
 //! (one set of behaviours every store must show, run against each store), fake
-//! provider APIs served over real HTTP on loopback, and throw-away Postgres
-//! databases for tests. A dev-dependency only; it depends on
-//! no store crate, so each store's tests can use it without a cycle.
+//! provider APIs served over real HTTP on loopback (also as the `payhook-fakes`
+//! binary, for `make demo` and trying payhook offline), and throw-away Postgres
+//! databases for tests. A dev-dependency of the other crates, never a dependency of
+//! the production binary; it depends on no store crate, so each store's tests can
+//! use it without a cycle.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod contract;

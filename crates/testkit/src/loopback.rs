@@ -4,7 +4,7 @@ use actix_web::{web, App, HttpServer};
 
 /// Starts an HTTP server with the routes `configure` adds on 127.0.0.1:`port` (0: any
 /// free port); returns its base URL. The server runs on the current tokio runtime
-/// until the test (or the `payhook fake-provider` process) ends.
+/// until the test (or the `payhook-fakes` process) ends.
 pub fn serve<F>(port: u16, configure: F) -> std::io::Result<String>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,

@@ -1,21 +1,83 @@
-//! Xendit adapter for payhook: authenticates invoice callbacks by their static
-//! `x-callback-token` (compared in constant time) and maps them onto domain events,
-//! converting Xendit's major-unit amounts exactly; creates and reads invoices through
-//! the invoice API (`PaymentGateway`). Depends on `payhook-domain` only.
+//! Xendit for payhook, as one unit ([`Xendit`]): its configuration, invoice
+//! callbacks authenticated by their static `x-callback-token` (compared in constant
+//! time) and mapped onto domain events with Xendit's major-unit amounts converted
+//! exactly, the invoice API (`PaymentGateway`) and sample callbacks for
+//! `payhook simulate`. Depends on `payhook-domain` only.
 
 mod callback;
 mod client;
+mod simulator;
 
 pub use callback::{parse_callback, primary_fields};
 pub use client::{XenditClient, DEFAULT_API_BASE_URL};
+pub use simulator::XenditSimulator;
 
+use payhook_domain::connector::{config, ConnectOptions, Connector, ProviderUnit};
 use payhook_domain::source::{AuthError, Delivery, ParseError, Parsed, WebhookSource};
-use payhook_domain::{PrimaryFields, Provider};
+use payhook_domain::{GatewayError, PrimaryFields, Provider};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// The header Xendit puts its account's callback verification token in.
 pub const CALLBACK_TOKEN_HEADER: &str = "x-callback-token";
+
+/// Xendit, as payhook registers it.
+pub struct Xendit;
+
+/// `[providers.xendit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XenditConfig {
+    /// The account's callback verification token (Dashboard → Settings → Callbacks).
+    #[serde(deserialize_with = "config::secret")]
+    pub callback_token: SecretString,
+    /// Secret API key for creating invoices; without one, Xendit is callbacks-only.
+    #[serde(default, deserialize_with = "config::optional_secret")]
+    pub secret_key: Option<SecretString>,
+    #[serde(default = "default_api_base_url", deserialize_with = "config::http_url")]
+    pub api_base_url: String,
+    /// Written to `metadata.app` of invoices payhook creates; callbacks tagged with
+    /// another app are acknowledged and ignored.
+    #[serde(default = "default_app_tag", deserialize_with = "config::non_blank")]
+    pub app_tag: String,
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.to_owned()
+}
+
+fn default_app_tag() -> String {
+    "payhook".to_owned()
+}
+
+impl Connector for Xendit {
+    const PROVIDER: Provider = Provider::Xendit;
+    const SECRET_HEADERS: &'static [&'static str] = &[CALLBACK_TOKEN_HEADER];
+    type Config = XenditConfig;
+
+    fn connect(config: XenditConfig, options: &ConnectOptions) -> Result<ProviderUnit, GatewayError> {
+        let payments = match &config.secret_key {
+            Some(key) => Some(Arc::new(XenditClient::new(
+                &config.api_base_url,
+                key,
+                &config.app_tag,
+                options.api_timeout,
+            )?) as _),
+            None => None,
+        };
+        Ok(ProviderUnit {
+            provider: Provider::Xendit,
+            webhooks: Arc::new(XenditWebhooks::new(
+                config.callback_token.clone(),
+                config.app_tag.clone(),
+            )),
+            payments,
+            simulator: Arc::new(XenditSimulator::new(config.callback_token, config.app_tag)),
+        })
+    }
+}
 
 /// Xendit's invoice callback protocol, ready to plug into the ingest service.
 pub struct XenditWebhooks {

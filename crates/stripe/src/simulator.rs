@@ -1,0 +1,180 @@
+//! Sample Stripe deliveries for `payhook simulate`: realistic events about one
+//! PaymentIntent, signed with the endpoint secret the way Stripe signs them.
+
+use crate::verify::signature_header;
+use payhook_domain::connector::{known_event, SampleDelivery, SampleRequest, SimulateError, Simulator};
+use payhook_domain::Provider;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+pub const EVENTS: &[&str] = &[
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.requires_action",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+];
+
+/// Signs with the first configured endpoint secret.
+pub struct StripeSimulator {
+    secret: SecretString,
+}
+
+impl StripeSimulator {
+    pub fn new(secret: SecretString) -> Self {
+        Self { secret }
+    }
+}
+
+fn random_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..24].to_owned()
+}
+
+impl Simulator for StripeSimulator {
+    fn events(&self) -> &'static [&'static str] {
+        EVENTS
+    }
+
+    fn sample(&self, sim: &SampleRequest) -> Result<SampleDelivery, SimulateError> {
+        known_event(Provider::Stripe, EVENTS, sim)?;
+        // The same PaymentIntent across runs for one --payment, else a fresh one.
+        let pi = match (&sim.provider_ref, sim.payment) {
+            (Some(known), _) => known.clone(),
+            (None, Some(id)) => format!("pi_sim_{}", &id.as_uuid().simple().to_string()[..24]),
+            (None, None) => format!("pi_sim_{}", random_suffix()),
+        };
+        let charge_id = format!("ch_{}", pi.strip_prefix("pi_").unwrap_or(&pi));
+        let metadata = match sim.payment {
+            Some(id) => json!({ crate::events::PAYMENT_ID_METADATA_KEY: id.to_string() }),
+            None => json!({}),
+        };
+        let (amount, currency) = (sim.amount, sim.currency.to_ascii_lowercase());
+        let charge = |refunded: i64, full: bool| {
+            json!({ "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
+                    "amount_refunded": refunded, "refunded": full, "currency": currency, "payment_intent": pi,
+                    "status": "succeeded", "metadata": metadata })
+        };
+        let intent = |status: &str, received: i64| {
+            json!({ "id": pi, "object": "payment_intent", "amount": amount, "amount_received": received,
+                    "currency": currency, "status": status, "metadata": metadata, "livemode": false,
+                    "description": "payhook simulate", "receipt_email": "customer@example.com" })
+        };
+        let object = match sim.event.as_str() {
+            "payment_intent.succeeded" => intent("succeeded", amount),
+            "payment_intent.payment_failed" => intent("requires_payment_method", 0),
+            "payment_intent.canceled" => intent("canceled", 0),
+            "payment_intent.requires_action" => intent("requires_action", 0),
+            "charge.refunded" if sim.partial => charge(amount / 2, false),
+            "charge.refunded" => charge(amount, true),
+            dispute => json!({ "id": format!("dp_{}", random_suffix()), "object": "dispute", "amount": amount,
+                "currency": currency, "charge": charge_id, "payment_intent": pi,
+                "status": if dispute.ends_with("closed") { "lost" } else { "needs_response" } }),
+        };
+        let body = serde_json::to_vec(&json!({
+            "id": format!("evt_sim_{}", random_suffix()), "object": "event", "type": sim.event,
+            "created": sim.now.timestamp(), "livemode": false, "api_version": "2024-06-20",
+            "pending_webhooks": 1, "data": { "object": object },
+        }))
+        .unwrap_or_default();
+        let key = if sim.bad_signature {
+            "whsec_payhook_simulate_wrong_secret"
+        } else {
+            self.secret.expose_secret()
+        };
+        let signature = signature_header(key, sim.now.timestamp(), &body);
+        Ok(SampleDelivery {
+            query: String::new(),
+            headers: vec![("stripe-signature".into(), signature)],
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StripeConfig, StripeWebhooks};
+    use chrono::Utc;
+    use payhook_domain::source::{Delivery, Parsed, WebhookSource};
+    use payhook_domain::PaymentId;
+
+    const PAYMENT: &str = "0f7d3a8e-5a4b-4f0e-9d7c-2b1f6e3a9c11";
+
+    fn sim(event: &str) -> SampleRequest {
+        SampleRequest {
+            event: event.into(),
+            payment: PaymentId::parse(PAYMENT),
+            provider_ref: None,
+            amount: 150_000,
+            currency: "IDR".into(),
+            token: None,
+            bad_signature: false,
+            partial: false,
+            now: Utc::now(),
+        }
+    }
+
+    fn webhooks() -> StripeWebhooks {
+        StripeWebhooks::new(&StripeConfig::with_secret("whsec_sim"))
+    }
+
+    fn received(d: &SampleDelivery) -> Delivery<'_> {
+        Delivery {
+            headers: &d.headers,
+            query: &d.query,
+            body: &d.body,
+            received_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn every_event_is_signed_and_parses_as_what_it_says() {
+        let simulator = StripeSimulator::new("whsec_sim".to_owned().into());
+        for event in EVENTS {
+            let d = simulator.sample(&sim(event)).unwrap();
+            assert_eq!(webhooks().authenticate(&received(&d)), Ok(()), "{event}");
+            match webhooks().parse(&received(&d)) {
+                Ok(Parsed::Event(e)) => {
+                    assert_eq!(e.event_type, *event);
+                    assert_eq!(
+                        e.payment.provider_ref.as_deref(),
+                        Some("pi_sim_0f7d3a8e5a4b4f0e9d7c2b1f")
+                    );
+                    if !event.starts_with("charge.dispute") {
+                        // Disputes carry no PaymentIntent metadata: they resolve by the PaymentIntent id.
+                        assert_eq!(e.payment.payment_id, PaymentId::parse(PAYMENT));
+                    }
+                }
+                other => panic!("{event}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_known_payment_intent_is_used_as_is() {
+        let mut known = sim("charge.dispute.created");
+        known.provider_ref = Some("pi_3RealOne".into());
+        let d = StripeSimulator::new("whsec_sim".to_owned().into())
+            .sample(&known)
+            .unwrap();
+        match webhooks().parse(&received(&d)) {
+            Ok(Parsed::Event(e)) => assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3RealOne")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_signature_is_refused_and_unknown_events_are_errors() {
+        let simulator = StripeSimulator::new("whsec_sim".to_owned().into());
+        let mut bad = sim("payment_intent.succeeded");
+        bad.bad_signature = true;
+        let d = simulator.sample(&bad).unwrap();
+        assert!(webhooks().authenticate(&received(&d)).is_err());
+        assert!(matches!(
+            simulator.sample(&sim("invoice.paid")),
+            Err(SimulateError::UnknownEvent { .. })
+        ));
+    }
+}
