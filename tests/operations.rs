@@ -251,7 +251,7 @@ async fn domain_events_reach_the_bus_and_a_signed_merchant_endpoint(backend: Bac
         let ts: i64 = get("webhook-timestamp").parse().unwrap();
         assert_eq!(
             get("webhook-signature"),
-            payhook_notify::signature(&key, &get("webhook-id"), ts, body)
+            payhook_outgoing_webhook::signature(&key, &get("webhook-id"), ts, body)
         );
         let json: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(json["type"], "payment.paid");

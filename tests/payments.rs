@@ -2,7 +2,7 @@
 //! provider's callback, through the real server, on both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use payhook_app::payments::token_hash;
+use payhook_app::api::payment_requests::token_hash;
 use payhook_e2e::*;
 use payhook_testkit::fake_stripe::FakeStripe;
 use payhook_testkit::fake_xendit::FakeXendit;

@@ -124,7 +124,7 @@ async fn a_qpay_payment_is_paid_once_the_check_confirms_it(backend: Backend) {
             "SELECT callback_token_hash AS v FROM payments WHERE provider_ref = '{invoice}'"
         ))
         .await,
-        Some(payhook_app::payments::token_hash(&token)),
+        Some(payhook_app::api::payment_requests::token_hash(&token)),
         "only its hash is stored"
     );
 

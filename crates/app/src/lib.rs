@@ -1,25 +1,18 @@
-//! payhook's application: the services (ingest, processing), the actix-web HTTP
-//! adapter, the worker, configuration, and the wiring that only this crate does:
-//! it is the one crate that knows every adapter.
+//! payhook's application, grouped by the stages one webhook goes through:
+//! [`receiving`] (HTTP in, forensic log, authentication, group commit), [`processing`]
+//! (the worker and its state machine applications), [`publishing`] (outbox relay,
+//! in-process bus, status streams, other instances), and the merchant/admin
+//! [`api`]. [`startup`] wires them from [`settings`], with every provider registered
+//! in one place ([`startup::providers`]); [`cli`] is the `payhook` command. The one
+//! crate that knows every adapter.
 
-pub mod bus;
+pub mod api;
 pub mod cli;
-pub mod clock;
-pub mod fallback;
-pub mod fan_out;
-pub mod group_commit;
-pub mod handoff;
-pub mod http;
-pub mod ingest;
-pub mod metrics;
-pub mod payments;
 pub mod processing;
-pub mod providers;
-pub mod relay;
+pub mod publishing;
+pub mod receiving;
 pub mod settings;
-pub mod simulate;
 pub mod startup;
-pub mod telemetry;
 
 pub use settings::Settings;
 pub use startup::{Application, StartupError, Stores};

@@ -2,7 +2,7 @@
 //! the file named by `--config`/`PAYHOOK_CONFIG`, then `PAYHOOK__SECTION__KEY`
 //! environment variables. Validation turns unsafe combinations into start-up errors.
 
-use crate::providers::ProviderError;
+use crate::startup::providers::ProviderError;
 use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -91,7 +91,7 @@ pub struct WorkerSettings {
 }
 
 /// The `[providers.<name>]` tables as configured. Each enabled one is read by its
-/// provider crate's own configuration type (`crate::providers`), which says what is
+/// provider crate's own configuration type (`crate::startup::providers`), which says what is
 /// required. `Debug` shows only which are enabled: the tables hold secrets.
 #[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
@@ -174,7 +174,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
-        crate::providers::check_tables(&self.providers).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        crate::startup::providers::check_tables(&self.providers).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
         }
@@ -301,7 +301,7 @@ mod tests {
         let options = payhook_domain::ConnectOptions {
             api_timeout: std::time::Duration::from_secs(1),
         };
-        let providers = crate::providers::Providers::connect(&s.providers, &options).unwrap();
+        let providers = crate::startup::providers::Providers::connect(&s.providers, &options).unwrap();
         let stripe = providers.get(payhook_domain::Provider::Stripe).unwrap();
         let now = chrono::Utc::now();
         for secret in ["whsec_a", "whsec_b"] {
@@ -456,7 +456,7 @@ mod tests {
         // Each provider's keys, as its configuration type names them.
         for provider in payhook_domain::Provider::ALL {
             expected.push((format!("providers.{provider}"), "enabled".into()));
-            for field in crate::providers::config_fields(provider) {
+            for field in crate::startup::providers::config_fields(provider) {
                 expected.push((format!("providers.{provider}"), field));
             }
         }

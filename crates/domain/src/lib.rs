@@ -28,6 +28,6 @@ pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay};
 pub use money::{Currency, Money};
 pub use outbox::{OutboxMessage, PublishError};
-pub use payment::{Application, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};
+pub use payment::{EventApplication, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};
 pub use provider::Provider;
 pub use status::{DisputeStatus, PaymentStatus};

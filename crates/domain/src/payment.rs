@@ -1,5 +1,5 @@
 //! The payment aggregate and the pure function that applies one event to it.
-//! Stores persist the result (`Application`) in one transaction; they never decide.
+//! Stores persist the result (`EventApplication`) in one transaction; they never decide.
 
 use crate::{
     DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider, WebhookEvent,
@@ -109,7 +109,7 @@ pub struct Publication {
 
 /// The outcome of applying one event: the payment's next state and what to record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Application {
+pub struct EventApplication {
     pub payment: Payment,
     /// Provider ids to remember for this payment (see `PaymentRef::aliases`).
     pub aliases: Vec<String>,
@@ -158,7 +158,7 @@ impl Payment {
     /// Applies `event` to this payment without touching any store. Moves that the
     /// state machine forbids are recorded in history as not applied and give
     /// `stale_transition`; the payment is then unchanged.
-    pub fn apply(&self, event: &WebhookEvent, at: DateTime<Utc>) -> Application {
+    pub fn apply(&self, event: &WebhookEvent, at: DateTime<Utc>) -> EventApplication {
         let mut next = self.clone();
         let mut steps = Steps {
             event,
@@ -179,7 +179,7 @@ impl Payment {
         if applied {
             next.updated_at = at;
         }
-        Application {
+        EventApplication {
             payment: next,
             aliases: event.payment.aliases.clone(),
             history: steps.history,

@@ -2,9 +2,9 @@
 //! Each has a mockall mock behind the `mock` feature (`MockPaymentStore`, ...).
 
 use crate::{
-    Application, Checkout, CheckoutRequest, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus,
-    LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider, ProviderPaymentStatus,
-    PublishError, Replay, TokenHashes, WebhookEvent, WebhookRequest,
+    Checkout, CheckoutRequest, EventApplication, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId,
+    InboxStatus, LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider,
+    ProviderPaymentStatus, PublishError, Replay, TokenHashes, WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -226,13 +226,13 @@ pub trait PaymentStore: Send + Sync {
     /// before then), else due at once. An error means nothing was stored.
     async fn commit_applications(
         &self,
-        applications: &[(InboxId, Application)],
+        applications: &[(InboxId, EventApplication)],
         outbox_lease: Option<DateTime<Utc>>,
     ) -> Result<Committed, StoreError>;
 
     /// [`PaymentStore::commit_applications`] for one event, its outbox rows due at
     /// once; a stale one is `Conflict`.
-    async fn commit_application(&self, inbox: InboxId, application: &Application) -> Result<(), StoreError> {
+    async fn commit_application(&self, inbox: InboxId, application: &EventApplication) -> Result<(), StoreError> {
         let committed = self.commit_applications(&[(inbox, application.clone())], None).await?;
         match committed.commits.first() {
             Some(Commit::Committed) => Ok(()),

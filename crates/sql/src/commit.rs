@@ -24,7 +24,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payhook_domain::ports::{Commit, StoreError};
-use payhook_domain::{Application, InboxId, InboxStatus, OutboxMessage, Payment, PaymentId};
+use payhook_domain::{EventApplication, InboxId, InboxStatus, OutboxMessage, Payment, PaymentId};
 use std::collections::HashSet;
 
 // The statement's text, between its bind parameters (see `walk_ast`).
@@ -203,7 +203,7 @@ struct ProcessedColumns {
 impl<'a> CommitBatch<'a> {
     /// The rows of `applications`, each mapped as `rows` maps it for every store.
     fn new(
-        applications: &'a [(InboxId, Application)],
+        applications: &'a [(InboxId, EventApplication)],
         now: DateTime<Utc>,
         outbox_lease: Option<DateTime<Utc>>,
     ) -> Self {
@@ -373,7 +373,7 @@ impl Query for CommitBatch<'_> {
 /// and the outbox messages stored, in the order they were given.
 pub async fn commit_batch(
     conn: &mut AsyncPgConnection,
-    applications: &[(InboxId, Application)],
+    applications: &[(InboxId, EventApplication)],
     now: DateTime<Utc>,
     outbox_lease: Option<DateTime<Utc>>,
 ) -> Result<(Vec<Commit>, Vec<OutboxMessage>), StoreError> {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
 use payhook_domain::{
-    Application, Checkout, Currency, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage,
+    Checkout, Currency, EventApplication, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage,
     Outcome, Payment, PaymentId, PaymentStatus, ProcessingResult, WebhookEvent, WebhookRequest,
 };
 
@@ -393,7 +393,7 @@ pub struct NewOutboxRow<'a> {
 /// The history and outbox rows an application writes; the outbox rows leased until
 /// `outbox_lease` when given (handed to this instance's relay), else due at once.
 pub fn application_rows<'a>(
-    app: &'a Application,
+    app: &'a EventApplication,
     now: DateTime<Utc>,
     outbox_lease: Option<DateTime<Utc>>,
 ) -> (Vec<NewHistoryRow<'a>>, Vec<NewOutboxRow<'a>>) {

@@ -31,7 +31,7 @@ macro_rules! impl_store_ports {
                 Admission, ClaimedEvent, Commit, Committed, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
-                Application, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
+                EventApplication, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
                 Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, PaymentStatus, Provider, Replay,
                 TokenHashes, WebhookEvent, WebhookRequest,
             };
@@ -410,7 +410,7 @@ macro_rules! impl_store_ports {
 
                 async fn commit_applications(
                     &self,
-                    applications: &[(InboxId, Application)],
+                    applications: &[(InboxId, EventApplication)],
                     outbox_lease: Option<DateTime<Utc>>,
                 ) -> Result<Committed, StoreError> {
                     if applications.is_empty() {

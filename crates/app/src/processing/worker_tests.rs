@@ -366,8 +366,12 @@ async fn two_events_of_one_new_payment_write_it_once_then_apply_the_second() {
 fn handing_to_relay(
     store: MockPaymentStore,
     room: usize,
-) -> (Processor, crate::handoff::HandedOver<OutboxMessage>, Arc<Notify>) {
-    let (to_relay, relay) = crate::handoff::channel(room, Duration::from_secs(30), clock());
+) -> (
+    Processor,
+    crate::processing::handoff::HandedOver<OutboxMessage>,
+    Arc<Notify>,
+) {
+    let (to_relay, relay) = crate::processing::handoff::channel(room, Duration::from_secs(30), clock());
     let published = Arc::new(Notify::new());
     let inbox = batch_inbox(vec![claimed_for(1, "pi_a", PaymentChange::paid(None))]);
     let processor = waking(published.clone(), Duration::from_secs(30), inbox, store).handing_domain_events_to(to_relay);
@@ -620,7 +624,7 @@ async fn events_to_confirm_beyond_the_rounds_the_lease_holds_are_given_back_for_
 
 /// A handoff with `events` already handed over, as the ingest path leaves them.
 fn handed_over(events: Vec<ClaimedEvent>) -> HandedOver<ClaimedEvent> {
-    let (handoff, handed_over) = crate::handoff::channel(16, Duration::from_secs(30), clock());
+    let (handoff, handed_over) = crate::processing::handoff::channel(16, Duration::from_secs(30), clock());
     handoff.reserve(events.len()).unwrap().hand_over(events);
     handed_over
 }

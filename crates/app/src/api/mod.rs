@@ -1,17 +1,19 @@
-//! The actix-web adapter: routes, and the mapping of every failure to the
-//! contract's status codes and `{"error":{"code","message"}}` bodies.
+//! The merchant and admin API, the probes, and what every HTTP handler shares: the
+//! route table of the whole server (each stage's routes included), the state the
+//! handlers are given, body reading within a limit, and the mapping of every
+//! failure to the contract's status codes and `{"error":{"code","message"}}` bodies.
 
 mod admin;
-mod error;
-mod events;
+pub(crate) mod error;
 mod health;
+pub mod metrics;
+pub mod payment_requests;
 mod payments;
-mod webhooks;
 
 pub use error::ApiError;
 
-use crate::ingest::IngestService;
-use crate::payments::PaymentRequests;
+use crate::api::payment_requests::PaymentRequests;
+use crate::receiving::ingest::IngestService;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -27,14 +29,14 @@ pub struct AppState {
     pub payments: Arc<dyn PaymentStore>,
     pub payment_requests: PaymentRequests,
     /// Domain events as they are delivered, for the status streams.
-    pub bus: crate::bus::EventBus,
+    pub bus: crate::publishing::bus::EventBus,
     pub inbox: Arc<dyn WebhookInbox>,
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
     pub max_body_bytes: usize,
     pub admin_token: Option<SecretString>,
     /// Wakes the worker (a replayed event is due now).
-    pub accepted: Arc<Notify>,
+    pub wake_worker: Arc<Notify>,
     pub metrics: PrometheusHandle,
 }
 
@@ -46,11 +48,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
     cfg.service(
         // Every method reaches the handler, so even a wrong-method request is logged.
-        web::resource("/webhooks/{provider}").route(web::route().to(webhooks::receive)),
+        web::resource("/webhooks/{provider}").route(web::route().to(crate::receiving::http::receive)),
     )
     .route("/payments", web::post().to(payments::create))
     .route("/payments/{id}", web::get().to(payments::show))
-    .route("/payments/{id}/events", web::get().to(events::stream))
+    .route(
+        "/payments/{id}/events",
+        web::get().to(crate::publishing::status_stream::stream),
+    )
     .route("/admin/webhooks", web::get().to(admin::list))
     .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
     .route("/healthz", web::get().to(health::live))
@@ -89,6 +94,6 @@ pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, l
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let text = crate::metrics::render(&state.metrics, state.inbox.as_ref(), state.outbox.as_ref()).await?;
+    let text = crate::api::metrics::render(&state.metrics, state.inbox.as_ref(), state.outbox.as_ref()).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }

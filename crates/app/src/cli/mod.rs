@@ -1,9 +1,11 @@
 //! The `payhook` command line.
 
-use crate::payments::GATEWAY_TIMEOUT;
-use crate::providers::Providers;
+pub mod simulate;
+
+use crate::api::payment_requests::GATEWAY_TIMEOUT;
+use crate::cli::simulate::{as_expected, look_up_payment, send, webhook_url, SimulateError};
 use crate::settings::{Settings, StoreKind};
-use crate::simulate::{as_expected, look_up_payment, send, webhook_url, SimulateError};
+use crate::startup::providers::Providers;
 use crate::startup::{Application, StartupError, Stores};
 use clap::{Parser, Subcommand};
 use payhook_domain::{ConnectOptions, InboxId, InboxStatus, PaymentId, Provider, Replay, SampleRequest};
@@ -86,7 +88,7 @@ struct ReplayArgs {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init();
+    crate::startup::telemetry::init();
     crate::startup::install_crypto_provider();
     let result = match Settings::load(cli.config.as_deref(), None) {
         Ok(settings) => match cli.command {

@@ -2,7 +2,7 @@
 //! amounts and history.
 
 use super::{read_limited, ApiError, AppState};
-use crate::payments::{CreateError, PaymentRequest};
+use crate::api::payment_requests::{CreateError, PaymentRequest};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use payhook_domain::{HistoryEntry, Payment, PaymentId};

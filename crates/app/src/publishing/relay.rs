@@ -1,11 +1,11 @@
 //! The outbox relay: delivers committed domain events to every subscriber at least
 //! once. The worker hands it the events of its batch commits in-process (stored
-//! leased to it, see `crate::handoff`); it claims from the store the others, when a
+//! leased to it, see `crate::processing::handoff`); it claims from the store the others, when a
 //! commit wakes it, and in a periodic sweep that also picks up messages a crashed
 //! relay leased and never marked.
 
-use crate::handoff::HandedOver;
-use crate::processing::{jitter, RetryPolicy};
+use crate::processing::handoff::HandedOver;
+use crate::processing::worker::{jitter, RetryPolicy};
 use futures_util::FutureExt;
 use payhook_domain::ports::{Clock, EventPublisher, Outbox, StoreError};
 use payhook_domain::OutboxMessage;
@@ -322,7 +322,7 @@ mod tests {
                 Ok(())
             });
         let relay = Arc::new(relay(outbox, vec![subscriber(&[])]));
-        let (handoff, handed_over) = crate::handoff::channel(8, Duration::from_secs(30), clock());
+        let (handoff, handed_over) = crate::processing::handoff::channel(8, Duration::from_secs(30), clock());
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(run_relay(
             relay.clone(),
@@ -364,7 +364,7 @@ mod tests {
             Ok(())
         });
         let relay = Arc::new(relay(outbox, vec![subscriber(&[])]));
-        let (handoff, handed_over) = crate::handoff::channel(8, Duration::from_secs(30), clock());
+        let (handoff, handed_over) = crate::processing::handoff::channel(8, Duration::from_secs(30), clock());
         let published = Arc::new(Notify::new());
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(run_relay(
@@ -401,7 +401,7 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         let relay = Arc::new(relay(outbox, vec![subscriber(&[])]));
-        let (handoff, handed_over) = crate::handoff::channel(8, Duration::from_secs(30), clock());
+        let (handoff, handed_over) = crate::processing::handoff::channel(8, Duration::from_secs(30), clock());
         handoff.reserve(1).unwrap().hand_over([message(8)]);
         let (_stop, shutdown) = watch::channel(true);
         run_relay(

@@ -1,9 +1,9 @@
 //! `/webhooks/{provider}`: reads the raw body within the size limit and hands the
 //! request to the ingest service; maps its reply to HTTP.
 
-use super::error::error_body;
-use super::{read_limited, AppState};
-use crate::ingest::{Inbound, Reply};
+use crate::api::error::error_body;
+use crate::api::{read_limited, AppState};
+use crate::receiving::ingest::{Inbound, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 

@@ -4,8 +4,8 @@
 //! status, then one per change; a comment line every 15 s keeps proxies from closing
 //! the connection.
 
-use super::{ApiError, AppState};
-use crate::payments::token_hash;
+use crate::api::payment_requests::token_hash;
+use crate::api::{ApiError, AppState};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use payhook_domain::ports::PaymentStore;

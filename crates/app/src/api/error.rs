@@ -1,6 +1,6 @@
 //! One place that maps application errors to HTTP.
 
-use crate::payments::{CreateError, RequestError};
+use crate::api::payment_requests::{CreateError, RequestError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use payhook_domain::ports::StoreError;

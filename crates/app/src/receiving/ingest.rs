@@ -5,8 +5,8 @@
 //! callback tokens (QPay, JunglePay) need one read of the payment's token hash
 //! before that transaction; a failed read is answered 503 like any store outage.
 
-use crate::fallback::FallbackLog;
-use crate::group_commit::GroupCommit;
+use crate::receiving::fallback_log::FallbackLog;
+use crate::receiving::group_commit::GroupCommit;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError};
 use payhook_domain::source::{AuthError, Authentication, Delivery, Parsed, PaymentToken, WebhookSource};

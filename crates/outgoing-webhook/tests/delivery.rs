@@ -5,7 +5,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use payhook_domain::ports::EventPublisher;
 use payhook_domain::OutboxMessage;
-use payhook_notify::{signature, NotifyWebhook};
+use payhook_outgoing_webhook::{signature, OutgoingWebhook};
 use secrecy::SecretString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,7 +75,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 async fn delivers_a_signed_standard_webhook() {
     let received = Arc::new(Mutex::new(Received::default()));
     let url = receiver(received.clone()).await;
-    let notify = NotifyWebhook::new(&url, &SecretString::from(SECRET), Duration::from_secs(5)).unwrap();
+    let notify = OutgoingWebhook::new(&url, &SecretString::from(SECRET), Duration::from_secs(5)).unwrap();
     notify.publish(&message()).await.unwrap();
 
     let r = received.lock().unwrap();
@@ -101,7 +101,7 @@ async fn non_2xx_and_unreachable_endpoints_fail_the_delivery() {
         ..Received::default()
     }));
     let url = receiver(received.clone()).await;
-    let notify = NotifyWebhook::new(&url, &SecretString::from(SECRET), Duration::from_secs(5)).unwrap();
+    let notify = OutgoingWebhook::new(&url, &SecretString::from(SECRET), Duration::from_secs(5)).unwrap();
     let err = notify.publish(&message()).await.unwrap_err();
     assert!(err.reason.contains("503"), "{err}");
     notify.publish(&message()).await.unwrap();
@@ -111,7 +111,7 @@ async fn non_2xx_and_unreachable_endpoints_fail_the_delivery() {
         "the retry is a second request"
     );
 
-    let nowhere = NotifyWebhook::new(
+    let nowhere = OutgoingWebhook::new(
         "http://127.0.0.1:9/",
         &SecretString::from(SECRET),
         Duration::from_secs(2),

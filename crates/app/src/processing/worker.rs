@@ -2,8 +2,8 @@
 //! domain's state machine; failures are retried with capped exponential backoff
 //! and jitter, then dead-lettered.
 
-use crate::handoff::{HandedOver, Handoff};
-use crate::payments::GATEWAY_TIMEOUT;
+use crate::api::payment_requests::GATEWAY_TIMEOUT;
+use crate::processing::handoff::{HandedOver, Handoff};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{ClaimedEvent, Clock, Commit, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
@@ -160,7 +160,7 @@ impl Processor {
     }
 
     /// Processes events leased to this worker, claimed or handed over by the ingest
-    /// path (`crate::handoff`). Events that need no word from the provider are applied
+    /// path (`crate::processing::handoff`). Events that need no word from the provider are applied
     /// together under one commit ([`Processor::apply_together`]); the others, and
     /// those the batch could not take, one by one, `concurrency` at a time.
     pub async fn process(&self, claimed: Vec<ClaimedEvent>, concurrency: usize) {
@@ -487,5 +487,5 @@ pub async fn run_worker(
 }
 
 #[cfg(test)]
-#[path = "processing_tests.rs"]
+#[path = "worker_tests.rs"]
 mod tests;

@@ -78,7 +78,7 @@ pub async fn replay(
         .map_err(|_| ApiError::EventNotFound(raw.clone()))?;
     match state.inbox.replay(id, chrono::Utc::now()).await? {
         Replay::Requeued => {
-            state.accepted.notify_one();
+            state.wake_worker.notify_one();
             Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "requeued", "id": id.0 })))
         }
         Replay::AlreadyPending => Err(ApiError::AlreadyPending(raw)),

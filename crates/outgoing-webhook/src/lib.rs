@@ -18,14 +18,14 @@ use std::time::Duration;
 const NAME: &str = "notify webhook";
 
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub enum OutgoingWebhookError {
     #[error("notify.secret must be a Standard Webhooks secret: whsec_ followed by base64")]
     BadSecret,
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
 
-pub struct NotifyWebhook {
+pub struct OutgoingWebhook {
     client: reqwest::Client,
     url: String,
     key: SecretKey,
@@ -34,13 +34,13 @@ pub struct NotifyWebhook {
 /// The decoded signing key; never printed.
 struct SecretKey(Vec<u8>);
 
-impl NotifyWebhook {
-    pub fn new(url: &str, secret: &SecretString, timeout: Duration) -> Result<Self, NotifyError> {
+impl OutgoingWebhook {
+    pub fn new(url: &str, secret: &SecretString, timeout: Duration) -> Result<Self, OutgoingWebhookError> {
         let encoded = secret.expose_secret();
         let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
-        let key = BASE64.decode(encoded).map_err(|_| NotifyError::BadSecret)?;
+        let key = BASE64.decode(encoded).map_err(|_| OutgoingWebhookError::BadSecret)?;
         if key.is_empty() {
-            return Err(NotifyError::BadSecret);
+            return Err(OutgoingWebhookError::BadSecret);
         }
         install_crypto_provider();
         let client = reqwest::Client::builder()
@@ -48,7 +48,7 @@ impl NotifyWebhook {
             // The merchant's endpoint must answer itself; a redirect is a misconfiguration.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| NotifyError::Client(e.to_string()))?;
+            .map_err(|e| OutgoingWebhookError::Client(e.to_string()))?;
         Ok(Self {
             client,
             url: url.to_owned(),
@@ -92,7 +92,7 @@ pub fn webhook_id(message: &OutboxMessage) -> String {
 }
 
 #[async_trait::async_trait]
-impl EventPublisher for NotifyWebhook {
+impl EventPublisher for OutgoingWebhook {
     async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError> {
         let fail = |reason: String| PublishError {
             subscriber: NAME.to_owned(),
@@ -141,8 +141,8 @@ mod tests {
     fn secrets_must_be_base64() {
         let url = "http://127.0.0.1:9/";
         let t = Duration::from_secs(1);
-        assert!(NotifyWebhook::new(url, &SecretString::from("whsec_not base64!"), t).is_err());
-        assert!(NotifyWebhook::new(url, &SecretString::from("whsec_"), t).is_err());
-        assert!(NotifyWebhook::new(url, &SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), t).is_ok());
+        assert!(OutgoingWebhook::new(url, &SecretString::from("whsec_not base64!"), t).is_err());
+        assert!(OutgoingWebhook::new(url, &SecretString::from("whsec_"), t).is_err());
+        assert!(OutgoingWebhook::new(url, &SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), t).is_ok());
     }
 }

@@ -394,5 +394,5 @@ fn plausible_email(email: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "payments_tests.rs"]
+#[path = "payment_requests_tests.rs"]
 mod tests;

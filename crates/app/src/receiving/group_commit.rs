@@ -11,9 +11,9 @@
 //! Postgres, four writers cost more CPU per webhook than two and lengthened the tail).
 //!
 //! The events a batch accepts go to the worker: handed over in-process when it has
-//! room (`crate::handoff`), else left for it to claim, and it is woken.
+//! room (`crate::processing::handoff`), else left for it to claim, and it is woken.
 
-use crate::handoff::Handoff;
+use crate::processing::handoff::Handoff;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, ClaimedEvent, StoreError, WebhookInbox};
 use payhook_domain::{WebhookEvent, WebhookRequest};
@@ -143,7 +143,7 @@ async fn write_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handoff::HandedOver;
+    use crate::processing::handoff::HandedOver;
     use payhook_domain::ports::MockWebhookInbox;
     use payhook_domain::{EventId, InboxId, PaymentChange, PaymentRef, Provider};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -228,8 +228,8 @@ mod tests {
     /// The group commit, the worker's side of its handoff (room for `room` events)
     /// and the worker's wake-up call.
     fn start(inbox: MockWebhookInbox, room: usize) -> (GroupCommit, HandedOver<ClaimedEvent>, Arc<Notify>) {
-        let clock = Arc::new(crate::clock::SystemClock);
-        let (handoff, worker) = crate::handoff::channel(room, std::time::Duration::from_secs(30), clock);
+        let clock = Arc::new(crate::startup::clock::SystemClock);
+        let (handoff, worker) = crate::processing::handoff::channel(room, std::time::Duration::from_secs(30), clock);
         let accepted = Arc::new(Notify::new());
         (
             GroupCommit::start(Arc::new(inbox), handoff, accepted.clone()),

@@ -1,0 +1,7 @@
+//! Processing: the worker applies stored events to their payments through the
+//! domain's state machine ([`worker`]). Events reach it in-process from the ingest
+//! path, or by claiming due inbox rows; [`handoff`] is the bounded in-process
+//! channel both the ingest path (to the worker) and the worker (to the relay) use.
+
+pub mod handoff;
+pub mod worker;

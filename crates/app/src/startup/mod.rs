@@ -1,0 +1,351 @@
+//! Builds a running payhook from `Settings`: store, providers, services, HTTP server,
+//! worker and outbox relay. `main` and the end-to-end tests start the same `Application`.
+
+pub mod clock;
+pub mod providers;
+mod stores;
+pub mod telemetry;
+
+pub use stores::Stores;
+
+use crate::api::payment_requests::{PaymentRequests, GATEWAY_TIMEOUT};
+use crate::api::{routes, AppState};
+use crate::processing::handoff;
+use crate::processing::worker::{run_worker, Processor, RetryPolicy};
+use crate::publishing::bus::EventBus;
+use crate::publishing::relay::{run_relay, OutboxRelay};
+use crate::receiving::fallback_log::FallbackLog;
+use crate::receiving::group_commit::GroupCommit;
+use crate::receiving::ingest::IngestService;
+use crate::settings::{Settings, SettingsError};
+use crate::startup::clock::SystemClock;
+use crate::startup::providers::{ProviderError, Providers};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use payhook_domain::ports::{ClaimedEvent, Clock, EventPublisher, StoreError};
+use payhook_domain::{ConnectOptions, OutboxMessage};
+use payhook_outgoing_webhook::{OutgoingWebhook, OutgoingWebhookError};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// How long an outgoing webhook may take before the delivery counts as failed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up spends delivering domain events left undelivered by a previous run.
+const RECONCILE_BUDGET: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("the database has migrations this version needs and has not applied: run `payhook migrate` first, or set database.auto_migrate = true")]
+    PendingMigrations,
+    #[error(transparent)]
+    Notify(#[from] OutgoingWebhookError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: JoinHandle<()>,
+    relay: JoinHandle<()>,
+    /// Follows the other instances' domain events, where the store shares them.
+    fan_out: Option<JoinHandle<()>>,
+    processor: Arc<Processor>,
+    stop: watch::Sender<bool>,
+    /// The relay stops after the worker, so it delivers the worker's last commits.
+    stop_relay: watch::Sender<bool>,
+    bus: EventBus,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let stores = Stores::open(&settings).await?;
+        let providers = connect_providers(&settings)?;
+        Self::build_with(settings, stores, providers).await
+    }
+
+    /// Builds on given stores and providers, for embedding code and tests: the
+    /// publishing stage first (so start-up can deliver what a previous run left),
+    /// then the worker, the ingest path, and the HTTP server in front of them.
+    pub async fn build_with(settings: Settings, stores: Stores, providers: Providers) -> Result<Self, StartupError> {
+        install_crypto_provider();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let retry = retry_policy(&settings);
+        let batch_size = settings.worker_batch_size()?;
+        let wake_worker = Arc::new(Notify::new());
+        let wake_relay = Arc::new(Notify::new());
+
+        let publishing = Publishing::start(&settings, &stores, clock.clone(), retry.clone()).await?;
+        recover_previous_run(&stores, &publishing.relay, clock.as_ref()).await;
+
+        // Both handoffs are bounded: what does not fit is stored for a claim instead.
+        // Ingest to worker: room for eight batches, as a burst runs ahead of the worker.
+        let lease = Duration::from_secs(settings.worker.lease_secs);
+        let (to_worker, worker_intake) = handoff::channel(8 * batch_size as usize, lease, clock.clone());
+        // Worker to relay: room for two of the worker's batches.
+        let relay_lease = Duration::from_secs(settings.outbox.lease_secs);
+        let (to_relay, relay_intake) = handoff::channel(2 * batch_size as usize, relay_lease, clock.clone());
+
+        let processor = Arc::new(
+            Processor::new(
+                stores.inbox.clone(),
+                stores.payments.clone(),
+                providers.units().filter_map(|unit| unit.payments.clone()).collect(),
+                clock.clone(),
+                retry,
+                lease,
+                wake_relay.clone(),
+            )
+            .handing_domain_events_to(to_relay),
+        );
+        let ingest = receiving(
+            &settings,
+            &stores,
+            &providers,
+            clock.clone(),
+            to_worker,
+            wake_worker.clone(),
+        );
+
+        let (stop, stopped) = watch::channel(false);
+        let (stop_relay, relay_stopped) = watch::channel(false);
+        let worker = tokio::spawn(run_worker(
+            processor.clone(),
+            batch_size,
+            settings.worker.concurrency,
+            Duration::from_millis(settings.worker.poll_interval_ms),
+            wake_worker.clone(),
+            worker_intake,
+            stopped,
+        ));
+        let relay = tokio::spawn(run_relay(
+            publishing.relay,
+            Duration::from_millis(settings.outbox.sweep_interval_ms),
+            wake_relay,
+            relay_intake,
+            relay_stopped,
+        ));
+
+        let state = AppState {
+            ingest,
+            payments: stores.payments.clone(),
+            payment_requests: payment_requests(&stores, &providers, clock),
+            bus: publishing.bus.clone(),
+            inbox: stores.inbox,
+            outbox: stores.outbox,
+            health: stores.health,
+            max_body_bytes: settings.server.max_body_bytes,
+            admin_token: settings.admin.token.clone(),
+            wake_worker,
+            metrics: crate::api::metrics::handle(),
+        };
+        let (server, port) = http_server(&settings, state)?;
+        Ok(Self {
+            port,
+            server,
+            worker,
+            relay,
+            fan_out: publishing.follower,
+            processor,
+            stop,
+            stop_relay,
+            bus: publishing.bus,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Domain events as they are delivered, for code in the same process.
+    pub fn subscribe(&self) -> broadcast::Receiver<OutboxMessage> {
+        self.bus.subscribe()
+    }
+
+    /// Serves until SIGTERM/SIGINT. Then: the server stops accepting and finishes
+    /// in-flight requests; the worker finishes its batch, then the relay delivers
+    /// what the worker handed it, within `server.shutdown_timeout_secs`; whatever the
+    /// worker had not finished by then is released for other instances.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let _ = self.stop.send(true);
+        let stopped = tokio::time::timeout(self.shutdown_timeout, async {
+            let _ = self.worker.await;
+            let _ = self.stop_relay.send(true);
+            let _ = self.relay.await;
+        })
+        .await;
+        let _ = self.stop_relay.send(true);
+        if stopped.is_err() {
+            tracing::warn!("worker did not finish its batch in time; releasing its events");
+        }
+        if let Some(follower) = &self.fan_out {
+            follower.abort();
+        }
+        match self.processor.release_unfinished().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "released unfinished events"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not release unfinished events; their leases will expire")
+            }
+        }
+        tracing::info!("payhook stopped");
+        served
+    }
+}
+
+/// Connects every provider the configuration enables.
+pub fn connect_providers(settings: &Settings) -> Result<Providers, ProviderError> {
+    let options = ConnectOptions {
+        api_timeout: GATEWAY_TIMEOUT,
+    };
+    Providers::connect(&settings.providers, &options)
+}
+
+/// One TLS crypto provider for the whole process, ring (see DEPENDENCIES.md): every
+/// HTTPS client payhook builds (reqwest is compiled without a provider) uses it. An
+/// embedding program that installed its own keeps it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn retry_policy(settings: &Settings) -> RetryPolicy {
+    let w = &settings.worker;
+    RetryPolicy {
+        max_attempts: w.max_attempts,
+        backoff_base: Duration::from_millis(w.backoff_base_ms),
+        backoff_max: Duration::from_millis(w.backoff_max_ms),
+    }
+}
+
+/// The publishing stage before it runs: the in-process bus, the relay and its
+/// subscribers, and the task following other instances' domain events.
+struct Publishing {
+    bus: EventBus,
+    relay: Arc<OutboxRelay>,
+    follower: Option<JoinHandle<()>>,
+}
+
+impl Publishing {
+    async fn start(
+        settings: &Settings,
+        stores: &Stores,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+    ) -> Result<Self, StartupError> {
+        let bus = EventBus::new();
+        // With a fan-out, the relay announces to every instance, and this instance's
+        // bus hears it like the others do (from `instances::follow`), once.
+        let (local, follower): (Arc<dyn EventPublisher>, _) = match &stores.fan_out {
+            Some(fan_out) => {
+                let listener = fan_out.listen().await?;
+                let follower = tokio::spawn(crate::publishing::instances::follow(
+                    fan_out.clone(),
+                    listener,
+                    Arc::new(bus.clone()),
+                ));
+                (fan_out.clone(), Some(follower))
+            }
+            None => (Arc::new(bus.clone()), None),
+        };
+        let mut subscribers: Vec<Arc<dyn EventPublisher>> = vec![local];
+        if let (Some(url), Some(secret)) = (&settings.notify.url, &settings.notify.secret) {
+            subscribers.push(Arc::new(OutgoingWebhook::new(url, secret, NOTIFY_TIMEOUT)?));
+        }
+        let relay = Arc::new(OutboxRelay::new(
+            stores.outbox.clone(),
+            subscribers,
+            clock,
+            retry,
+            settings.outbox.batch_size,
+            Duration::from_secs(settings.outbox.lease_secs),
+        ));
+        Ok(Self { bus, relay, follower })
+    }
+}
+
+/// The receiving stage: the ingest service over every enabled provider's webhooks,
+/// storing accepted events through group commit and handing them to the worker.
+fn receiving(
+    settings: &Settings,
+    stores: &Stores,
+    providers: &Providers,
+    clock: Arc<dyn Clock>,
+    to_worker: handoff::Handoff<ClaimedEvent>,
+    wake_worker: Arc<Notify>,
+) -> IngestService {
+    let fallback = settings
+        .fallback_log
+        .enabled
+        .then(|| FallbackLog::new(settings.fallback_log.dir.clone(), settings.fallback_log.name.clone()));
+    IngestService::new(
+        providers.units().map(|unit| unit.webhooks.clone()).collect(),
+        crate::startup::providers::redaction(),
+        stores.forensic.clone(),
+        GroupCommit::start(stores.inbox.clone(), to_worker, wake_worker),
+        stores.payments.clone(),
+        clock,
+        fallback,
+    )
+}
+
+/// `POST /payments` over every enabled provider that has a payment API.
+fn payment_requests(stores: &Stores, providers: &Providers, clock: Arc<dyn Clock>) -> PaymentRequests {
+    let gateways = providers
+        .units()
+        .filter_map(|unit| Some((unit.payments.clone()?, unit.webhooks.authentication())))
+        .collect();
+    PaymentRequests::new(stores.payments.clone(), gateways, clock)
+}
+
+/// The HTTP server on `server.bind`, and the port it got.
+fn http_server(settings: &Settings, state: AppState) -> Result<(Server, u16), StartupError> {
+    let addr = settings.server.bind.clone();
+    let bind_error = |source| StartupError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&addr).map_err(bind_error)?;
+    let port = listener.local_addr().map_err(bind_error)?.port();
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+        .listen(listener)
+        .map_err(bind_error)?
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .run();
+    Ok((server, port))
+}
+
+/// What a previous run left: events leased by workers that died are due again, and
+/// domain events committed but never delivered are delivered (within a time budget;
+/// the relay goes on with the rest while serving).
+async fn recover_previous_run(stores: &Stores, relay: &OutboxRelay, clock: &dyn Clock) {
+    match stores.inbox.release_expired_leases(clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "released expired leases of stopped workers"),
+        Err(e) => tracing::warn!(error = %e, "could not release expired leases"),
+    }
+    let deliver = async {
+        while let Ok(n) = relay.run_once().await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(RECONCILE_BUDGET, deliver).await.is_err() {
+        tracing::warn!("undelivered domain events remain after start-up; the relay goes on with them");
+    }
+}

@@ -1,0 +1,70 @@
+//! The store `database.url` names, opened (and migrated when configured to), as the
+//! ports the services use.
+
+use super::StartupError;
+use crate::settings::{Settings, StoreKind};
+use payhook_domain::ports::{FanOut, ForensicLog, Outbox, PaymentStore, StoreHealth, WebhookInbox};
+use payhook_postgres::{PgFanOut, PgStore};
+use payhook_sqlite::SqliteStore;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+
+/// Every store port, served by one store.
+#[derive(Clone)]
+pub struct Stores {
+    pub forensic: Arc<dyn ForensicLog>,
+    pub inbox: Arc<dyn WebhookInbox>,
+    pub payments: Arc<dyn PaymentStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub health: Arc<dyn StoreHealth>,
+    /// Shares domain events with the other instances on the same store, where it can
+    /// (Postgres); `None`: this instance's subscribers hear only its own relay.
+    pub fan_out: Option<Arc<dyn FanOut>>,
+}
+
+impl Stores {
+    /// Serves every port from one store (what both built-in stores do).
+    pub fn from_one<S>(store: S) -> Self
+    where
+        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static,
+    {
+        let store = Arc::new(store);
+        Self {
+            forensic: store.clone(),
+            inbox: store.clone(),
+            payments: store.clone(),
+            outbox: store.clone(),
+            health: store,
+            fan_out: None,
+        }
+    }
+
+    /// Opens the store `database.url` names, migrating it first if configured to.
+    pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
+        let url = settings.database.url.expose_secret();
+        let migrate = settings.auto_migrate()?;
+        match settings.store_kind()? {
+            StoreKind::Postgres => {
+                if migrate {
+                    PgStore::migrate(url).await?;
+                } else if PgStore::has_pending_migrations(url).await? {
+                    return Err(StartupError::PendingMigrations);
+                }
+                let store = PgStore::connect(url, settings.pool_size()?)?;
+                let fan_out = PgFanOut::new(store.clone(), url);
+                Ok(Self {
+                    fan_out: Some(Arc::new(fan_out)),
+                    ..Self::from_one(store)
+                })
+            }
+            StoreKind::Sqlite => {
+                if migrate {
+                    SqliteStore::migrate(url).await?;
+                } else if SqliteStore::has_pending_migrations(url).await? {
+                    return Err(StartupError::PendingMigrations);
+                }
+                Ok(Self::from_one(SqliteStore::connect(url, settings.pool_size()?)?))
+            }
+        }
+    }
+}
