@@ -26,7 +26,7 @@ test: stores
 ## conformance: check the adapters against the public example payloads in ../shared/fixtures
 conformance:
 	@test -d "$(PAYHOOK_FIXTURES_DIR)" || { echo "make conformance: no fixtures at $(PAYHOOK_FIXTURES_DIR)" >&2; exit 1; }
-	$(CARGO) test --workspace --locked --test conformance -- --ignored
+	$(CARGO) test --workspace --locked -- --ignored
 
 ## demo: payhook and the four fake providers; one payment per provider through its lifecycle
 demo:

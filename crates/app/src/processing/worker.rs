@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 /// How often a commit may lose a race with another worker before the event is retried later.
 const MAX_CONFLICT_RETRIES: usize = 5;
@@ -253,7 +254,11 @@ impl Processor {
             published |= !application.publications.is_empty();
             metrics::histogram!("payhook_processing_seconds").record(elapsed);
             metrics::counter!("payhook_processing_attempts_total", "outcome" => "applied").increment(1);
-            tracing::debug!(inbox_id = %claimed.id, event_id = %claimed.event.event_id, result = application.result.as_str(), "event applied");
+            let span = application_span(&claimed.event);
+            span.record("payment_id", tracing::field::display(application.payment.id));
+            span.in_scope(
+                || tracing::info!(inbox_id = %claimed.id, result = application.result.as_str(), "event applied"),
+            );
             self.in_flight_guard().remove(&claimed.id);
         }
         match reservation {
@@ -291,6 +296,11 @@ impl Processor {
     }
 
     async fn handle(&self, claimed: ClaimedEvent) {
+        let span = application_span(&claimed.event);
+        self.apply_and_record(claimed).instrument(span).await
+    }
+
+    async fn apply_and_record(&self, claimed: ClaimedEvent) {
         let id = claimed.id;
         let started = Instant::now();
         let outcome = self.apply(&claimed).await;
@@ -299,7 +309,7 @@ impl Processor {
             .increment(1);
         match outcome {
             Ok(result) => {
-                tracing::debug!(inbox_id = %id, event_id = %claimed.event.event_id, result = result.as_str(), "event applied");
+                tracing::info!(inbox_id = %id, result = result.as_str(), "event applied");
             }
             Err(error) => {
                 let attempts = claimed.attempts + 1;
@@ -317,6 +327,7 @@ impl Processor {
     /// Applies one event; idempotent, since a stale or repeated event changes nothing.
     pub async fn apply(&self, claimed: &ClaimedEvent) -> Result<ProcessingResult, ProcessError> {
         let mut payment = self.payment_for(&claimed.event).await?;
+        tracing::Span::current().record("payment_id", tracing::field::display(payment.id));
         let confirmed;
         let event = if claimed.event.confirm_with_provider {
             confirmed = self.confirm(&claimed.event, &payment).await?;
@@ -411,6 +422,18 @@ impl Processor {
             idempotency: None,
         })
     }
+}
+
+/// The span of one event's application: provider, event id, and the payment's id
+/// once it is known, so an operator can follow the event from its request (whose
+/// span carries the same event id) to its domain events.
+fn application_span(event: &WebhookEvent) -> tracing::Span {
+    tracing::info_span!(
+        "apply_event",
+        provider = %event.provider,
+        event_id = %event.event_id,
+        payment_id = tracing::field::Empty,
+    )
 }
 
 fn not_found(event: &WebhookEvent) -> ProcessError {

@@ -76,6 +76,21 @@ impl OutboxRelay {
         let mut delivered = Vec::with_capacity(messages.len());
         for (message, failed) in messages.iter().zip(failures) {
             if failed.is_empty() {
+                let field = |name: &str| {
+                    message
+                        .payload
+                        .get(name)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("")
+                };
+                tracing::info!(
+                    outbox_id = message.id,
+                    topic = %message.topic,
+                    provider = field("provider"),
+                    event_id = field("event_id"),
+                    payment_id = field("payment_id"),
+                    "domain event published"
+                );
                 delivered.push(message.id);
                 continue;
             }

@@ -64,6 +64,15 @@ impl Reply {
         }
     }
 
+    /// The event id the reply names, if any.
+    pub fn event_id(&self) -> Option<&str> {
+        match self {
+            Reply::Accepted { event_id } | Reply::Duplicate { event_id } => Some(event_id),
+            Reply::Ignored { event_id, .. } => event_id.as_deref(),
+            Reply::Rejected { .. } => None,
+        }
+    }
+
     fn rejected(outcome: &Outcome) -> Self {
         Reply::Rejected {
             status: outcome.http_status,
@@ -141,6 +150,16 @@ impl IngestService {
         let provider = inbound.provider.parse::<Provider>().map_or("unknown", |p| p.as_str());
         let started = std::time::Instant::now();
         let reply = self.handle(inbound).await;
+        // The request's span (see `startup::telemetry`) carries the provider and the
+        // event id, so this request can be followed to the event's application.
+        let span = tracing::Span::current();
+        span.record("provider", provider);
+        if let Some(event_id) = reply.event_id() {
+            span.record("event_id", event_id);
+        }
+        if let Reply::Accepted { .. } | Reply::Duplicate { .. } | Reply::Ignored { .. } = &reply {
+            tracing::info!(result = reply.result(), "webhook acknowledged");
+        }
         // From a body read to its answer: what a provider's timeout is measured against,
         // less the HTTP parsing before it.
         metrics::histogram!("payhook_webhook_ack_seconds", "provider" => provider)

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
+use tracing_actix_web::TracingLogger;
 
 /// How long an outgoing webhook may take before the delivery counts as failed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -321,11 +322,16 @@ fn http_server(settings: &Settings, state: AppState) -> Result<(Server, u16), St
     let listener = TcpListener::bind(&addr).map_err(bind_error)?;
     let port = listener.local_addr().map_err(bind_error)?.port();
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-        .listen(listener)
-        .map_err(bind_error)?
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::<telemetry::RequestSpan>::new())
+            .app_data(state.clone())
+            .configure(routes)
+    })
+    .listen(listener)
+    .map_err(bind_error)?
+    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+    .run();
     Ok((server, port))
 }
 

@@ -1,0 +1,4 @@
+//! payhook-qpay's integration tests, in one test binary (each module a topic).
+
+mod client;
+mod conformance;

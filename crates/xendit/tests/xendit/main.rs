@@ -1,0 +1,4 @@
+//! payhook-xendit's integration tests, in one test binary (each module a topic).
+
+mod client;
+mod conformance;

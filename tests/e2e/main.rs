@@ -1,0 +1,11 @@
+//! payhook end to end: the real server on a random port against a fresh store per
+//! test, every scenario on both stores. One test binary (each module a topic), so
+//! actix, diesel and reqwest are linked once.
+
+mod operations;
+mod payments;
+mod startup;
+mod stripe_webhooks;
+mod token_providers;
+mod tracing_spans;
+mod xendit_webhooks;
