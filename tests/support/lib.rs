@@ -10,7 +10,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use payhook_app::{Application, Settings};
 use payhook_domain::source::WebhookSource;
-use payhook_sql::types::{Bytes, DbBytes, DbJson, DbUuid, Json, Uuid};
+use payhook_sql_shared::types::{Bytes, DbBytes, DbJson, DbUuid, Json, Uuid};
 use payhook_testkit::postgres::TestDb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header;
 use hyper_util::rt::TokioIo;
-use payhook_sql::types::{DbInstant, Instant as SqlInstant};
+use payhook_sql_shared::types::{DbInstant, Instant as SqlInstant};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
-//! Postgres store for payhook, the production store: every store port (written once
-//! in `payhook-sql`) over diesel-async and a deadpool pool, with the migrations of
-//! `migrations/postgres` embedded in the binary. Several payhook instances can share
+//! Postgres store for payhook, the production store: every store port over
+//! diesel-async and a deadpool pool, with the migrations of `migrations/postgres`
+//! embedded in the binary. The ports are written once in `payhook-sql-shared`; what
+//! only Postgres has lives here: the claims' `SKIP LOCKED`, the one-statement batches
+//! of `admission` and `commit`, and the `LISTEN`/`NOTIFY` fan-out. Several payhook instances can share
 //! one database. Depends on `payhook-domain` only, never on another adapter.
 
 use diesel::Connection;
@@ -10,9 +12,23 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use payhook_domain::ports::StoreError;
-use payhook_sql::setup;
+use payhook_sql_shared::setup;
 use std::time::Duration;
 
+/// Pushes each value as a bind parameter of its SQL type, separated by commas (the
+/// array columns of the one-statement batches, `admission` and `commit`).
+macro_rules! comma_separated_binds {
+    ($out:ident, $first_type:ty => $first:expr $(, $sql_type:ty => $value:expr)* $(,)?) => {
+        $out.push_bind_param::<$first_type, _>(&$first)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$sql_type, _>(&$value)?;
+        )*
+    };
+}
+
+mod admission;
+mod commit;
 mod fan_out;
 pub use fan_out::PgFanOut;
 
@@ -103,4 +119,8 @@ fn migration_connection(
     }
 }
 
-payhook_sql::impl_store_ports!(PgStore, multi_row);
+payhook_sql_shared::impl_store_ports!(
+    PgStore,
+    admit_batch = admission::admit_batch,
+    commit_batch = commit::commit_batch
+);

@@ -1,5 +1,5 @@
 //! Embedded SQLite store for payhook, the zero-setup default: every store port
-//! (written once in `payhook-sql`) over diesel's SQLite backend with a bundled
+//! (written once in `payhook-sql-shared`) over diesel's SQLite backend with a bundled
 //! libsqlite3, WAL mode and a busy timeout; migrations of `migrations/sqlite`
 //! embedded in the binary. For one payhook instance: SQLite has one writer and no
 //! `SKIP LOCKED`. Depends on `payhook-domain` only, never on another adapter.
@@ -13,9 +13,11 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::SimpleAsyncConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use payhook_domain::ports::StoreError;
-use payhook_sql::setup;
+use payhook_sql_shared::setup;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod batch;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
@@ -27,7 +29,7 @@ const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                        PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Conn = SyncConnectionWrapper<SqliteConnection>;
+pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
 /// The SQLite implementation of every store port. Cheap to clone (shares the pool).
 #[derive(Clone)]
@@ -133,4 +135,8 @@ fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-payhook_sql::impl_store_ports!(SqliteStore, row_by_row);
+payhook_sql_shared::impl_store_ports!(
+    SqliteStore,
+    admit_batch = batch::admit_batch,
+    commit_batch = batch::commit_batch
+);

@@ -1,26 +1,12 @@
-//! What payhook's SQL stores share, so the Postgres and SQLite stores differ only
+//! What payhook's two SQL stores share, so the Postgres and SQLite stores differ only
 //! where their dialects force it: one diesel schema written in SQL types that map to
 //! each backend's native storage ([`types`]), the row types and their mapping to
-//! domain types ([`rows`]), and the one implementation of the store ports
-//! ([`impl_store_ports!`]) that each store crate instantiates with its own
-//! connection and claim statement. It opens no connection itself.
+//! domain types ([`rows`]), pool and migration plumbing ([`setup`]), and the one
+//! implementation of the store ports ([`impl_store_ports!`]) that each store crate
+//! instantiates with its own connection, claim statements and batch writes. It
+//! opens no connection itself; statements only one dialect has live in its store
+//! crate (Postgres' one-statement batches are in `payhook-postgres`).
 
-/// Pushes each value as a bind parameter of its SQL type, separated by commas (the
-/// array columns of the one-statement batches, `admission` and `commit`).
-macro_rules! comma_separated_binds {
-    ($out:ident, $first_type:ty => $first:expr $(, $sql_type:ty => $value:expr)* $(,)?) => {
-        $out.push_bind_param::<$first_type, _>(&$first)?;
-        $(
-            $out.push_sql(", ");
-            $out.push_bind_param::<$sql_type, _>(&$value)?;
-        )*
-    };
-}
-
-#[doc(hidden)]
-pub mod admission;
-#[doc(hidden)]
-pub mod commit;
 pub mod rows;
 pub mod schema;
 pub mod setup;

@@ -18,23 +18,23 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 #[derive(Insertable)]
 #[diesel(table_name = webhook_logs)]
 pub struct NewLogRow<'a> {
-    pub(crate) provider: &'a str,
-    pub(crate) received_at: DbInstant,
-    pub(crate) method: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) query: &'a str,
-    pub(crate) headers: DbJsonText,
-    pub(crate) raw_body: DbBytesRef<'a>,
-    pub(crate) remote_addr: Option<&'a str>,
-    pub(crate) event_id: Option<&'a str>,
-    pub(crate) event_type: Option<&'a str>,
-    pub(crate) external_id: Option<&'a str>,
-    pub(crate) provider_status: Option<&'a str>,
-    pub(crate) amount: Option<i64>,
-    pub(crate) http_status: Option<i32>,
-    pub(crate) processing_result: Option<&'a str>,
-    pub(crate) processing_error: Option<&'a str>,
-    pub(crate) completed_at: Option<DbInstant>,
+    pub provider: &'a str,
+    pub received_at: DbInstant,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: DbJsonText,
+    pub raw_body: DbBytesRef<'a>,
+    pub remote_addr: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub external_id: Option<&'a str>,
+    pub provider_status: Option<&'a str>,
+    pub amount: Option<i64>,
+    pub http_status: Option<i32>,
+    pub processing_result: Option<&'a str>,
+    pub processing_error: Option<&'a str>,
+    pub completed_at: Option<DbInstant>,
 }
 
 impl<'a> NewLogRow<'a> {
@@ -67,16 +67,16 @@ impl<'a> NewLogRow<'a> {
 #[derive(Insertable)]
 #[diesel(table_name = webhook_events)]
 pub struct NewEventRow<'a> {
-    pub(crate) provider: &'a str,
-    pub(crate) event_id: &'a str,
-    pub(crate) event_type: &'a str,
-    pub(crate) payment_ref: Option<String>,
-    pub(crate) payload: DbJsonText,
-    pub(crate) status: &'static str,
-    pub(crate) next_attempt_at: DbInstant,
-    pub(crate) received_at: DbInstant,
-    pub(crate) log_id: Option<i64>,
-    pub(crate) locked_until: Option<DbInstant>,
+    pub provider: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub payment_ref: Option<String>,
+    pub payload: DbJsonText,
+    pub status: &'static str,
+    pub next_attempt_at: DbInstant,
+    pub received_at: DbInstant,
+    pub log_id: Option<i64>,
+    pub locked_until: Option<DbInstant>,
 }
 
 impl<'a> NewEventRow<'a> {
@@ -176,28 +176,28 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
 #[derive(Insertable)]
 #[diesel(table_name = payments)]
 pub struct UnstoredPaymentRow<'a> {
-    pub(crate) id: DbUuid,
-    pub(crate) provider: &'a str,
-    pub(crate) provider_ref: Option<&'a str>,
-    pub(crate) merchant_ref: Option<&'a str>,
-    pub(crate) amount: i64,
-    pub(crate) currency: String,
-    pub(crate) metadata: DbJson,
-    pub(crate) customer_email: Option<&'a str>,
-    pub(crate) description: Option<&'a str>,
-    pub(crate) created_at: DbInstant,
-    pub(crate) checkout_url: Option<&'a str>,
-    pub(crate) qr_text: Option<&'a str>,
-    pub(crate) expires_at: Option<DbInstant>,
-    pub(crate) failure_reason: Option<&'a str>,
-    pub(crate) checkout_extras: Option<DbJson>,
-    pub(crate) version: i64,
-    pub(crate) status: &'static str,
-    pub(crate) paid_amount: i64,
-    pub(crate) refunded_amount: i64,
-    pub(crate) dispute_status: Option<&'static str>,
-    pub(crate) updated_at: DbInstant,
-    pub(crate) paid_at: Option<DbInstant>,
+    pub id: DbUuid,
+    pub provider: &'a str,
+    pub provider_ref: Option<&'a str>,
+    pub merchant_ref: Option<&'a str>,
+    pub amount: i64,
+    pub currency: String,
+    pub metadata: DbJson,
+    pub customer_email: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub created_at: DbInstant,
+    pub checkout_url: Option<&'a str>,
+    pub qr_text: Option<&'a str>,
+    pub expires_at: Option<DbInstant>,
+    pub failure_reason: Option<&'a str>,
+    pub checkout_extras: Option<DbJson>,
+    pub version: i64,
+    pub status: &'static str,
+    pub paid_amount: i64,
+    pub refunded_amount: i64,
+    pub dispute_status: Option<&'static str>,
+    pub updated_at: DbInstant,
+    pub paid_at: Option<DbInstant>,
 }
 
 impl<'a> From<&'a Payment> for UnstoredPaymentRow<'a> {
@@ -371,23 +371,23 @@ impl TryFrom<PaymentRow> for Payment {
 #[derive(Insertable)]
 #[diesel(table_name = payment_status_history)]
 pub struct NewHistoryRow<'a> {
-    pub(crate) payment_id: DbUuid,
-    pub(crate) from_status: &'static str,
-    pub(crate) to_status: &'static str,
-    pub(crate) applied: bool,
-    pub(crate) event_id: Option<&'a str>,
-    pub(crate) reason: &'a str,
-    pub(crate) at: DbInstant,
+    pub payment_id: DbUuid,
+    pub from_status: &'static str,
+    pub to_status: &'static str,
+    pub applied: bool,
+    pub event_id: Option<&'a str>,
+    pub reason: &'a str,
+    pub at: DbInstant,
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = outbox)]
 pub struct NewOutboxRow<'a> {
-    pub(crate) topic: &'a str,
-    pub(crate) payload: DbJsonText,
-    pub(crate) created_at: DbInstant,
-    pub(crate) next_attempt_at: DbInstant,
-    pub(crate) locked_until: Option<DbInstant>,
+    pub topic: &'a str,
+    pub payload: DbJsonText,
+    pub created_at: DbInstant,
+    pub next_attempt_at: DbInstant,
+    pub locked_until: Option<DbInstant>,
 }
 
 /// The history and outbox rows an application writes; the outbox rows leased until

@@ -15,8 +15,6 @@
 //! answer them without reading the payloads back. The foreign keys to the new payments
 //! are checked at the end of the statement, when they exist.
 
-use crate::rows::{application_rows, PaymentChangeArrays, UnstoredPaymentRow};
-use crate::types::{DbInstant, DbJson, DbJsonText, DbUuid, Instant, Json, Uuid};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -25,6 +23,8 @@ use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payhook_domain::ports::{Commit, StoreError};
 use payhook_domain::{EventApplication, InboxId, InboxStatus, OutboxMessage, Payment, PaymentId};
+use payhook_sql_shared::rows::{application_rows, PaymentChangeArrays, UnstoredPaymentRow};
+use payhook_sql_shared::types::{DbInstant, DbJson, DbJsonText, DbUuid, Instant, Json, Uuid};
 use std::collections::HashSet;
 
 // The statement's text, between its bind parameters (see `walk_ast`).
@@ -383,7 +383,7 @@ pub async fn commit_batch(
     let rows: Vec<AnswerRow> = CommitBatch::new(applications, now, outbox_lease)
         .load(conn)
         .await
-        .map_err(crate::db_error)?;
+        .map_err(payhook_sql_shared::db_error)?;
     let mut moved = HashSet::new();
     let mut stored = Vec::new();
     for row in rows {

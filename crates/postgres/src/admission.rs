@@ -14,8 +14,6 @@
 //! stamped `accepted` or `duplicate` as it is written. The foreign key from the inbox
 //! to the forensic log is checked at the end of the statement, when both exist.
 
-use crate::rows::{changed_nothing, requeue_changes, NewEventRow, NewLogRow};
-use crate::types::{Bytes, DbBytesRef, DbInstant, DbJsonText, Instant, Json};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::AsChangeset;
@@ -25,6 +23,8 @@ use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payhook_domain::ports::{Admission, StoreError};
 use payhook_domain::{InboxId, Outcome, WebhookEvent, WebhookRequest};
+use payhook_sql_shared::rows::{changed_nothing, requeue_changes, NewEventRow, NewLogRow};
+use payhook_sql_shared::types::{Bytes, DbBytesRef, DbInstant, DbJsonText, Instant, Json};
 
 // The statement's text, between its bind parameters (see `walk_ast`).
 
@@ -272,7 +272,7 @@ pub async fn admit_batch(
     let rows: Vec<AnswerRow> = admit_batch_statement(deliveries, now, lease_until)?
         .load(conn)
         .await
-        .map_err(crate::db_error)?;
+        .map_err(payhook_sql_shared::db_error)?;
     if rows.len() != deliveries.len() {
         return Err(StoreError::Corrupt(format!(
             "{} admissions for {} deliveries",
@@ -316,8 +316,8 @@ async fn stored_elsewhere(
     deliveries: &[(WebhookRequest, WebhookEvent)],
     answered: &[Option<Admission>],
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
-    use crate::schema::webhook_events as ev;
     use diesel::{ExpressionMethods, QueryDsl};
+    use payhook_sql_shared::schema::webhook_events as ev;
     let ids: Vec<&str> = deliveries
         .iter()
         .zip(answered)
@@ -329,5 +329,5 @@ async fn stored_elsewhere(
         .select((ev::provider, ev::event_id, ev::id))
         .load(conn)
         .await
-        .map_err(crate::db_error)
+        .map_err(payhook_sql_shared::db_error)
 }

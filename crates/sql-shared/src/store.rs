@@ -1,19 +1,32 @@
 //! The store ports, written once for both SQL stores.
 //!
-//! A macro rather than generic code: diesel queries generic over the connection need
-//! a trait bound per statement, which would bury the logic; expanded per store, the
-//! same text compiles against each concrete connection. The store type must provide
+//! Why a macro and not generic functions: diesel checks each statement against a
+//! concrete backend. Written generic over the connection `C`, the one-line history
+//! query alone fails to compile until it carries the bound
+//! `SelectStatement<…>: LoadQuery<'_, C, HistoryRow>` (with the statement's full
+//! type spelled out, or named by `#[diesel::dsl::auto_type]`), and so does each of
+//! the other thirty-odd statements here, each time the statement changes. Per-store
+//! impls calling shared query builders would repeat every port method twice
+//! instead. Expanded per store, the same text compiles against each concrete
+//! connection, and rust-analyzer follows into it from the store crates.
+//!
+//! What differs per store is not in here. The store type provides
 //!
 //! - `async fn conn(&self) -> Result<impl DerefMut<Target = C>, StoreError>` where `C`
-//!   is its diesel-async connection, and
+//!   is its diesel-async connection;
 //! - `const CLAIM_SQL: &'static str`: an `UPDATE … RETURNING id, payload, attempts`
 //!   taking `now`, `limit` and `lease_until` as its three bind parameters, written in
-//!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`), and
+//!   the store's dialect (this is where Postgres uses `FOR UPDATE SKIP LOCKED`);
 //! - `const OUTBOX_CLAIM_SQL: &'static str`: the same for the outbox, returning
-//!   `id, topic, payload, created_at, attempts`, and
+//!   `id, topic, payload, created_at, attempts`;
 //! - `const INDEX_SCAN_SETTINGS: &'static [&'static str]`: statements run first in
 //!   the transaction of each claim and batch lookup (Postgres uses it to keep them on
-//!   their indexes, see there).
+//!   their indexes, see there);
+//!
+//! and the invocation names its two batch writers, plain functions in the store
+//! crate: `admit_batch` (a group commit's deliveries) and `commit_batch` (the
+//! worker's applications); see `payhook-sqlite`'s `batch` and `payhook-postgres`'
+//! `admission` and `commit` for their contracts.
 //!
 //! Every write transaction starts with a write, so SQLite takes its write lock under
 //! the busy timeout instead of failing a read-to-write upgrade.
@@ -21,7 +34,7 @@
 /// Implements `ForensicLog`, `WebhookInbox`, `PaymentStore` and `StoreHealth` for a store type.
 #[macro_export]
 macro_rules! impl_store_ports {
-    ($store:ty, $batching:ident) => {
+    ($store:ty, admit_batch = $admit_batch:path, commit_batch = $commit_batch:path $(,)?) => {
         const _: () = {
             use $crate::__deps::chrono::{DateTime, Utc};
             use $crate::__deps::diesel::prelude::*;
@@ -72,7 +85,7 @@ macro_rules! impl_store_ports {
                 ) -> Result<Vec<Admission>, StoreError> {
                     let mut conn = self.conn().await?;
                     let now = Utc::now();
-                    $crate::admit_rows!($batching, conn, deliveries, now, lease_until)
+                    $admit_batch(&mut *conn, deliveries, now, lease_until).await
                 }
 
                 async fn claim_due(
@@ -418,7 +431,7 @@ macro_rules! impl_store_ports {
                     }
                     let now = Utc::now();
                     let mut conn = self.conn().await?;
-                    let (commits, messages) = $crate::apply_rows!($batching, conn, applications, now, outbox_lease)?;
+                    let (commits, messages) = $commit_batch(&mut *conn, applications, now, outbox_lease).await?;
                     Ok(Committed { commits, messages })
                 }
 
@@ -588,149 +601,4 @@ macro_rules! claim_rows {
             .await
             .map_err(db_error)
     };
-}
-
-/// The rows of `admit_all`: `row_by_row` (two statements per delivery in one
-/// transaction; what diesel-async's SQLite wrapper allows, and SQLite statements are
-/// in-process calls) or `multi_row` (Postgres: the whole batch in one statement, see
-/// `admission`; every round trip there is a wait for the database and for a core).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! admit_rows {
-    (row_by_row, $conn:ident, $deliveries:ident, $now:ident, $lease_until:ident) => {{
-        let (deliveries, now, lease_until) = ($deliveries, $now, $lease_until);
-        $conn
-            .transaction(async |conn| {
-                let mut admissions = Vec::with_capacity(deliveries.len());
-                // Row by row (diesel-async's SQLite wrapper has no multi-row INSERT);
-                // the commit is what costs, and it is shared.
-                for (request, event) in deliveries {
-                    // Optimistic: most deliveries are new, so log them as accepted and
-                    // insert the event; only a repeat pays for re-stamping the log row.
-                    let log_id: i64 = diesel::insert_into(logs::table)
-                        .values(NewLogRow::new(request, Some(&Outcome::accepted()), now))
-                        .returning(logs::id)
-                        .get_result(conn)
-                        .await?;
-                    let inserted: Option<i64> = diesel::insert_into(ev::table)
-                        .values(NewEventRow::new(event, request.received_at, Some(log_id), lease_until)?)
-                        .on_conflict((ev::provider, ev::event_id))
-                        .do_nothing()
-                        .returning(ev::id)
-                        .get_result(conn)
-                        .await
-                        .optional()?;
-                    if let Some(id) = inserted {
-                        admissions.push(Admission::Accepted(InboxId(id)));
-                        continue;
-                    }
-                    let existing: i64 = ev::table
-                        .filter(ev::provider.eq(event.provider.as_str()))
-                        .filter(ev::event_id.eq(event.event_id.as_str()))
-                        .select(ev::id)
-                        .get_result(conn)
-                        .await?;
-                    diesel::update(logs::table.find(log_id))
-                        .set(logs::processing_result.eq(Outcome::duplicate().result.as_str()))
-                        .execute(conn)
-                        .await?;
-                    if event.confirm_with_provider {
-                        diesel::update(ev::table.find(existing).filter(changed_nothing()))
-                            .set(requeue_changes(DbInstant(now)))
-                            .execute(conn)
-                            .await?;
-                    }
-                    admissions.push(Admission::Duplicate(InboxId(existing)));
-                }
-                Ok::<_, TxError>(admissions)
-            })
-            .await
-            .map_err(StoreError::from)
-    }};
-    (multi_row, $conn:ident, $deliveries:ident, $now:ident, $lease_until:ident) => {{
-        $crate::admission::admit_batch(&mut *$conn, $deliveries, $now, $lease_until).await
-    }};
-}
-
-/// The rows of `commit_applications`: `row_by_row` (each application's statements in
-/// turn, in one transaction) or `multi_row` (Postgres: the whole batch in one
-/// statement, see `commit`). Each answers a `Commit` per application and the outbox
-/// messages it stored (leased until `$outbox_lease` when given), in the order stored.
-/// Two instances' batches that share payments can deadlock in the multi-row UPDATE;
-/// Postgres then aborts one, and its worker applies those events one by one.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! apply_rows {
-    (row_by_row, $conn:ident, $applications:ident, $now:ident, $outbox_lease:ident) => {{
-        let (applications, now, outbox_lease) = ($applications, $now, $outbox_lease);
-        $conn
-            .transaction(async |conn| {
-                let mut commits = Vec::with_capacity(applications.len());
-                let mut messages: Vec<OutboxRow> = Vec::new();
-                for (inbox, app) in applications {
-                    let p = &app.payment;
-                    // The version check makes a decision computed from an older read
-                    // fail instead of overwriting a concurrent worker's change; for a
-                    // payment not stored yet, the unique reference does.
-                    let updated = if p.version == Payment::UNSTORED {
-                        diesel::insert_into(payments::table)
-                            .values(UnstoredPaymentRow::from(p))
-                            .on_conflict((payments::provider, payments::provider_ref))
-                            .do_nothing()
-                            .execute(conn)
-                            .await?
-                    } else {
-                        diesel::update(
-                            payments::table
-                                .find(DbUuid(p.id.as_uuid()))
-                                .filter(payments::version.eq(p.version)),
-                        )
-                        .set((PaymentChanges::from(p), payments::version.eq(payments::version + 1)))
-                        .execute(conn)
-                        .await?
-                    };
-                    if updated == 0 {
-                        commits.push(Commit::Stale);
-                        continue;
-                    }
-                    let (history_rows, outbox_rows) = application_rows(app, now, outbox_lease);
-                    // Row by row: diesel-async's SQLite wrapper has no multi-row INSERT.
-                    for row in &history_rows {
-                        diesel::insert_into(history::table).values(row).execute(conn).await?;
-                    }
-                    for row in &outbox_rows {
-                        messages.push(
-                            diesel::insert_into(outbox::table)
-                                .values(row)
-                                .returning(OutboxRow::as_returning())
-                                .get_result(conn)
-                                .await?,
-                        );
-                    }
-                    for alias in &app.aliases {
-                        diesel::insert_into(aliases::table)
-                            .values((
-                                aliases::provider.eq(p.provider.as_str()),
-                                aliases::alias.eq(alias),
-                                aliases::payment_id.eq(DbUuid(p.id.as_uuid())),
-                            ))
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
-                    }
-                    diesel::update(ev::table.find(inbox.0))
-                        .set(processed_changes(app.result.as_str(), DbInstant(now)))
-                        .execute(conn)
-                        .await?;
-                    commits.push(Commit::Committed);
-                }
-                Ok::<_, TxError>((commits, messages))
-            })
-            .await
-            .map(|(commits, rows)| (commits, rows.into_iter().map(OutboxMessage::from).collect::<Vec<_>>()))
-            .map_err(StoreError::from)
-    }};
-    (multi_row, $conn:ident, $applications:ident, $now:ident, $outbox_lease:ident) => {{
-        $crate::commit::commit_batch(&mut *$conn, $applications, $now, $outbox_lease).await
-    }};
 }
