@@ -16,6 +16,7 @@ export PAYHOOK_FIXTURES_DIR
 
 ## run: payhook on 127.0.0.1:8080 with the embedded store in ./data (config/dev.toml)
 run:
+	@echo "merchant API key (config/dev.toml, development only): dev_merchant_key_local_only"
 	$(CARGO) run -p payhook-app --bin payhook -- --config config/dev.toml serve
 
 ## test: every test on SQLite, and on Postgres when it is reachable (or required)

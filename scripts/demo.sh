@@ -26,12 +26,15 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 port=$(free_port); stripe=$(free_port); xendit=$(free_port); qpay=$(free_port); jungle=$(free_port)
 gateway="http://127.0.0.1:$port"
+auth="Authorization: Bearer demo_merchant_key_0123"
 
 cat > "$work/demo.toml" <<EOF
 [server]
 bind = "127.0.0.1:$port"
 [database]
 url = "sqlite://$work/payhook.db"
+[api]
+keys = ["demo_merchant_key_0123"]
 [worker]
 poll_interval_ms = 100
 backoff_base_ms = 200
@@ -82,7 +85,7 @@ say "payhook on $gateway; fakes: stripe :$stripe, xendit :$xendit, qpay :$qpay, 
 create() {
   say "create a $1 payment"
   local answer
-  answer=$(curl -s -X POST "$gateway/payments" -H 'content-type: application/json' -d "$2")
+  answer=$(curl -s -X POST "$gateway/payments" -H "$auth" -H 'content-type: application/json' -d "$2")
   echo "$answer"
   id=$(json "d['id']" <<<"$answer"); ref=$(json "d['provider_ref']" <<<"$answer")
 }
@@ -119,7 +122,7 @@ fake "http://127.0.0.1:$jungle/_fake/status/$jungle_ref/chargedback"
 # Wait for the worker, then show where each payment ended and how it got there.
 expect() {  # id status dispute
   for _ in $(seq 1 100); do
-    got=$(curl -s "$gateway/payments/$1" | json "f\"{d['status']} {d['dispute_status']}\"")
+    got=$(curl -s -H "$auth" "$gateway/payments/$1" | json "f\"{d['status']} {d['dispute_status']}\"")
     [ "$got" = "$2 $3" ] && return 0
     sleep 0.1
   done
@@ -144,7 +147,7 @@ expect "$jungle_id" paid lost || failed=1
 for pair in "stripe $stripe_id" "xendit $xendit_id" "qpay $qpay_id" "junglepay $jungle_id"; do
   set -- $pair
   say "$1 payment $2: history"
-  curl -s "$gateway/payments/$2" | python3 "$work/history.py"
+  curl -s -H "$auth" "$gateway/payments/$2" | python3 "$work/history.py"
 done
 
 say "webhook log: every request, with its outcome"

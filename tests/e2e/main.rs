@@ -2,6 +2,7 @@
 //! test, every scenario on both stores. One test binary (each module a topic), so
 //! actix, diesel and reqwest are linked once.
 
+mod credentials;
 mod operations;
 mod payments;
 mod startup;

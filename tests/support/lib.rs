@@ -183,6 +183,7 @@ pub fn settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("PAYHOOK__DATABASE__URL", database_url),
         ("PAYHOOK__DATABASE__POOL_SIZE", "8"),
         ("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true"),
+        ("PAYHOOK__API__KEYS", MERCHANT_KEY),
         ("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", STRIPE_SECRET),
         ("PAYHOOK__WORKER__POLL_INTERVAL_MS", "50"),
         ("PAYHOOK__WORKER__BACKOFF_BASE_MS", "100"),
@@ -195,8 +196,25 @@ pub fn settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
     Settings::load(None, Some(env)).unwrap()
 }
 
+/// The merchant API key test apps accept; [`TestApp::client`] sends it.
+pub const MERCHANT_KEY: &str = "merchant_key_for_e2e_tests";
+
+/// A client that sends [`MERCHANT_KEY`] with every request.
+pub fn merchant_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer merchant_key_for_e2e_tests"),
+    );
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 pub struct TestApp {
+    /// The public listener (and, unless `server.internal_bind` is set, the internal one).
     pub address: String,
+    /// The internal listener, when `server.internal_bind` is set.
+    pub internal_address: Option<String>,
+    /// Sends the merchant key ([`MERCHANT_KEY`]).
     pub client: reqwest::Client,
     /// Domain events as the in-process bus delivers them.
     pub events: tokio::sync::broadcast::Receiver<payhook_domain::OutboxMessage>,
@@ -230,11 +248,13 @@ pub async fn spawn_app_with(
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let internal_address = app.internal_port().map(|port| format!("http://127.0.0.1:{port}"));
     let events = app.subscribe();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        internal_address,
+        client: merchant_client(),
         events,
         stores,
         store,

@@ -28,8 +28,54 @@ pub struct Settings {
     pub fallback_log: FallbackLogSettings,
     pub admin: AdminSettings,
     pub notify: NotifySettings,
+    pub api: ApiSettings,
+    pub limits: LimitsSettings,
     #[serde(default)]
     pub providers: ProviderTables,
+}
+
+/// The merchant API's credentials.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiSettings {
+    /// Bearer keys of the merchant API, any of which is accepted (list the old and
+    /// the new one while rotating). None: the merchant API answers 404.
+    #[serde(default, deserialize_with = "key_list")]
+    pub keys: Vec<SecretString>,
+}
+
+/// What one client may hold.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitsSettings {
+    /// Webhook requests failing authentication one address may make per minute
+    /// before the rest get 429 (authenticated requests are never limited).
+    pub rejected_per_ip_per_minute: u32,
+    pub streams_per_payment: usize,
+    pub streams_total: usize,
+    /// A status stream is closed after this long; the browser reconnects.
+    pub stream_max_secs: u64,
+}
+
+/// A list of keys, or one comma-separated string (as environment variables give
+/// lists); blank entries dropped, empty allowed.
+fn key_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<SecretString>),
+        One(SecretString),
+    }
+    let values = match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(values) => values,
+        OneOrMany::One(joined) => joined
+            .expose_secret()
+            .split(',')
+            .map(|s| SecretString::from(s.trim().to_owned()))
+            .collect(),
+    };
+    Ok(values
+        .into_iter()
+        .filter(|v| !v.expose_secret().trim().is_empty())
+        .collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,8 +110,16 @@ pub struct NotifySettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
+    /// The public listener: webhooks, the browser's status routes, the probes.
     pub bind: String,
+    /// When set, the merchant API, the admin API and `/metrics` are served only
+    /// here (and not on `bind`).
+    pub internal_bind: Option<String>,
     pub max_body_bytes: usize,
+    /// A client must send a request's headers within this (else 408).
+    pub header_read_timeout_secs: u64,
+    /// A client must send a request's body within this once its headers are in (else 408).
+    pub body_read_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
 }
 
@@ -76,6 +130,9 @@ pub struct DatabaseSettings {
     /// Unset: chosen for the store, see [`Settings::pool_size`].
     pub pool_size: Option<usize>,
     pub auto_migrate: Option<bool>,
+    /// The longest a statement or a wait for a pooled connection may take; then
+    /// the request it serves answers 503.
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +234,25 @@ impl Settings {
         crate::startup::providers::check_tables(&self.providers).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be positive".into());
+        }
+        if self.server.header_read_timeout_secs == 0 || self.server.body_read_timeout_secs == 0 {
+            return invalid(
+                "server.header_read_timeout_secs and server.body_read_timeout_secs must be positive".into(),
+            );
+        }
+        if self.database.statement_timeout_ms == 0 {
+            return invalid("database.statement_timeout_ms must be positive".into());
+        }
+        if self.api.keys.iter().any(|k| k.expose_secret().len() < 16) {
+            return invalid("every api.keys entry must be at least 16 characters".into());
+        }
+        if self.limits.streams_per_payment == 0 || self.limits.streams_total == 0 || self.limits.stream_max_secs == 0 {
+            return invalid(
+                "limits.streams_per_payment, limits.streams_total and limits.stream_max_secs must be positive".into(),
+            );
+        }
+        if self.limits.rejected_per_ip_per_minute == 0 {
+            return invalid("limits.rejected_per_ip_per_minute must be positive".into());
         }
         if self.database.pool_size == Some(0) {
             return invalid("database.pool_size must be at least 1".into());

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_processes_test_secret";
+/// The merchant API key the gateway under test accepts (`simulate --payment` reads through it).
+const API_KEY: &str = "process_test_merchant_key";
 
 /// A running `payhook serve` and the stderr it has written so far.
 struct Gateway {
@@ -35,6 +37,7 @@ impl Gateway {
             .env("PAYHOOK__DATABASE__AUTO_MIGRATE", "true")
             .env("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")
             .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env("PAYHOOK__API__KEYS", API_KEY)
             .env("PAYHOOK__WORKER__POLL_INTERVAL_MS", "50")
             .env("RUST_LOG", "info")
             .env_remove("PAYHOOK_CONFIG")
@@ -302,6 +305,7 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
             .args(["--to", &gateway.url()])
             .env("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")
             .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env("PAYHOOK__API__KEYS", API_KEY)
             .env_remove("PAYHOOK_CONFIG")
             .output()
             .unwrap()

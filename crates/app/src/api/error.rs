@@ -13,6 +13,16 @@ pub enum ApiError {
     NotFound,
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("the merchant API is off: no api.keys are configured")]
+    MerchantApiDisabled,
+    #[error("the merchant API needs an API key: Authorization: Bearer <key>")]
+    MissingApiKey,
+    #[error("the API key is not one of this gateway's keys")]
+    InvalidApiKey,
+    #[error("too many status streams are open{0}; close one or retry later")]
+    TooManyStreams(&'static str),
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     #[error("the status stream needs the payment's client token: ?token=<client_token>")]
     MissingClientToken,
     #[error("the client token does not match this payment")]
@@ -52,6 +62,11 @@ impl ApiError {
             Self::PaymentNotFound(_) => "payment_not_found",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::MerchantApiDisabled => "merchant_api_disabled",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::TooManyStreams(_) => "too_many_streams",
+            Self::BodyTimeout(_) => "request_timeout",
             Self::MissingClientToken => "missing_client_token",
             Self::InvalidClientToken => "invalid_client_token",
             Self::InvalidQuery(_) => "invalid_query",
@@ -83,8 +98,16 @@ impl From<StoreError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::PaymentNotFound(_) | Self::NotFound | Self::EventNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized | Self::MissingClientToken | Self::InvalidClientToken => StatusCode::UNAUTHORIZED,
+            Self::PaymentNotFound(_) | Self::NotFound | Self::EventNotFound(_) | Self::MerchantApiDisabled => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Unauthorized
+            | Self::MissingClientToken
+            | Self::InvalidClientToken
+            | Self::MissingApiKey
+            | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::AlreadyPending(_) => StatusCode::CONFLICT,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -121,6 +144,14 @@ impl ResponseError for ApiError {
             }) => HttpResponse::build(self.status_code()).json(serde_json::json!({
                 "error": { "code": self.code(), "message": self.to_string(), "payment_id": id.to_string() }
             })),
+            Self::MissingApiKey | Self::InvalidApiKey => {
+                let mut response = error_body(self.status_code(), self.code(), &self.to_string());
+                response.headers_mut().insert(
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    actix_web::http::header::HeaderValue::from_static("Bearer"),
+                );
+                response
+            }
             _ => error_body(self.status_code(), self.code(), &self.to_string()),
         }
     }

@@ -4,6 +4,7 @@
 //! failure to the contract's status codes and `{"error":{"code","message"}}` bodies.
 
 mod admin;
+pub mod credentials;
 pub(crate) mod error;
 mod health;
 pub mod metrics;
@@ -21,6 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use payhook_domain::ports::{Outbox, PaymentStore, StoreHealth, WebhookInbox};
 use secrecy::SecretString;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// What the handlers share.
@@ -34,51 +36,106 @@ pub struct AppState {
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's body.
+    pub body_read_timeout: Duration,
     pub admin_token: Option<SecretString>,
+    pub merchant_keys: credentials::MerchantKeys,
     /// Wakes the worker (a replayed event is due now).
     pub wake_worker: Arc<Notify>,
     pub metrics: PrometheusHandle,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // A malformed query string gets the contract's JSON error, not actix's plain text.
-    cfg.app_data(
-        web::QueryConfig::default()
-            .error_handler(|err, _| ApiError::InvalidQuery(format!("invalid query string: {err}")).into()),
-    );
+/// Which routes a listener serves. Providers and browsers reach the public one;
+/// merchant backends and operators the internal one, when `server.internal_bind`
+/// gives them their own address (else one listener serves both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Internal,
+    Both,
+}
+
+impl Listener {
+    pub fn routes(self) -> impl Fn(&mut web::ServiceConfig) + Clone {
+        move |cfg| {
+            // A malformed query string gets the contract's JSON error, not actix's plain text.
+            cfg.app_data(
+                web::QueryConfig::default()
+                    .error_handler(|err, _| ApiError::InvalidQuery(format!("invalid query string: {err}")).into()),
+            );
+            if self != Listener::Internal {
+                public_routes(cfg);
+            }
+            if self != Listener::Public {
+                internal_routes(cfg);
+            }
+            cfg.route("/healthz", web::get().to(health::live))
+                .route("/readyz", web::get().to(health::ready))
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+                }));
+        }
+    }
+}
+
+/// Providers' webhooks and the customer's browser (per-payment client token).
+fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         // Every method reaches the handler, so even a wrong-method request is logged.
         web::resource("/webhooks/{provider}").route(web::route().to(crate::receiving::http::receive)),
     )
-    .route("/payments", web::post().to(payments::create))
-    .route("/payments/{id}", web::get().to(payments::show))
     .route(
         "/payments/{id}/events",
         web::get().to(crate::publishing::status_stream::stream),
     )
-    .route("/admin/webhooks", web::get().to(admin::list))
-    .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
-    .route("/healthz", web::get().to(health::live))
-    .route("/readyz", web::get().to(health::ready))
-    .route("/metrics", web::get().to(metrics))
-    .default_service(web::to(|| async {
-        Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
-    }));
+    .route("/payments/{id}/status", web::get().to(payments::status));
 }
 
-/// Reads at most `limit` bytes. A body announced or found to be larger is flagged
-/// and not read further; the part read is kept for the forensic log. A body whose
-/// stream breaks off is kept as far as it arrived.
-pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> (Vec<u8>, bool) {
+/// The merchant API (`api.keys`), the admin API (`admin.token`) and the metrics.
+fn internal_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/payments", web::post().to(payments::create))
+        .route("/payments/{id}", web::get().to(payments::show))
+        .route(
+            "/payments/{id}/client_token",
+            web::post().to(payments::issue_client_token),
+        )
+        .route("/admin/webhooks", web::get().to(admin::list))
+        .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// The body did not arrive in time; what did arrive.
+#[derive(Debug)]
+pub struct BodyTimedOut(pub Vec<u8>);
+
+/// Reads at most `limit` bytes within `timeout`. A body announced or found to be
+/// larger is flagged and not read further; the part read is kept for the forensic
+/// log. A body whose stream breaks off is kept as far as it arrived. A client that
+/// sends too slowly gets `Err` with the part that arrived: one connection must not
+/// be held for ever by a body sent a byte at a time.
+pub(super) async fn read_limited(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(Vec<u8>, bool), BodyTimedOut> {
+    let mut body = Vec::new();
+    match tokio::time::timeout(timeout, read_into(req, payload, limit, &mut body)).await {
+        Ok(oversized) => Ok((body, oversized)),
+        Err(_) => Err(BodyTimedOut(body)),
+    }
+}
+
+async fn read_into(req: &HttpRequest, mut payload: web::Payload, limit: usize, body: &mut Vec<u8>) -> bool {
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if announced.is_some_and(|len| len > limit) {
-        return (Vec::new(), true);
+        return true;
     }
-    let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    body.reserve(announced.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
             break;
@@ -86,11 +143,11 @@ pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, l
         if body.len() + chunk.len() > limit {
             let room = limit - body.len();
             body.extend(chunk.iter().take(room));
-            return (body, true);
+            return true;
         }
         body.extend_from_slice(&chunk);
     }
-    (body, false)
+    false
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -81,9 +81,10 @@ pub enum CreateError {
 #[derive(Debug)]
 pub struct Created {
     pub payment: Payment,
-    /// Authorizes following the payment's status; only its hash is stored, so a
-    /// replayed answer carries a fresh one (see docs/providers.md).
-    pub client_token: String,
+    /// Authorizes the browser's status routes. Only its hash is stored, so only the
+    /// first answer carries it; a replay carries `None` and leaves the first token
+    /// valid. [`PaymentRequests::issue_client_token`] replaces a lost one, on purpose.
+    pub client_token: Option<String>,
     pub replayed: bool,
 }
 
@@ -160,7 +161,7 @@ impl PaymentRequests {
                 let payment = self.ask_provider(gateway, checkout).await?;
                 Ok(Created {
                     payment,
-                    client_token,
+                    client_token: Some(client_token),
                     replayed: false,
                 })
             }
@@ -220,15 +221,24 @@ impl PaymentRequests {
                 reason,
             });
         }
-        let client_token = new_token();
-        self.store
-            .replace_client_token(payment.id, &token_hash(&client_token))
-            .await?;
+        // The first answer's token stays the payment's token: a replay may come from
+        // whoever holds the key, and must not cut the customer's browser off.
         Ok(Created {
             payment,
-            client_token,
+            client_token: None,
             replayed: true,
         })
+    }
+
+    /// A new client token for the payment, replacing the old one (whose holders
+    /// lose access); `None` if there is no such payment.
+    pub async fn issue_client_token(&self, id: PaymentId) -> Result<Option<String>, StoreError> {
+        if self.store.token_hashes(id).await?.is_none() {
+            return Ok(None);
+        }
+        let client_token = new_token();
+        self.store.replace_client_token(id, &token_hash(&client_token)).await?;
+        Ok(Some(client_token))
     }
 }
 

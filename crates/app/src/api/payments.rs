@@ -1,8 +1,12 @@
 //! `POST /payments`: create a payment request; `GET /payments/{id}`: status,
-//! amounts and history.
+//! amounts and history; `POST /payments/{id}/client_token`: a new client token (the
+//! merchant's routes). `GET /payments/{id}/status?token=`: what a customer's browser
+//! may read of its payment.
 
+use super::credentials::{check_client_token, Merchant};
 use super::{read_limited, ApiError, AppState};
 use crate::api::payment_requests::{CreateError, PaymentRequest};
+use crate::publishing::status_stream::StreamQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use payhook_domain::{HistoryEntry, Payment, PaymentId};
@@ -23,16 +27,20 @@ struct CreatedView<'a> {
     expires_at: Option<DateTime<Utc>>,
     /// Provider-specific ways to pay (QPay: `qr_image`, `short_url`, bank `urls`).
     provider_checkout: Option<&'a serde_json::Value>,
-    client_token: &'a str,
+    /// Only in the first answer; `null` in an idempotent replay (the first stays valid).
+    client_token: Option<&'a str>,
 }
 
 pub async fn create(
+    _: Merchant,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = state.max_body_bytes;
-    let (body, oversized) = read_limited(&req, payload, limit).await;
+    let (body, oversized) = read_limited(&req, payload, limit, state.body_read_timeout)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout.as_secs()))?;
     if oversized {
         return Err(ApiError::PayloadTooLarge(limit));
     }
@@ -61,7 +69,7 @@ pub async fn create(
         qr_text: p.qr_text.as_deref(),
         expires_at: p.expires_at,
         provider_checkout: p.checkout_extras.as_ref(),
-        client_token: &created.client_token,
+        client_token: created.client_token.as_deref(),
     }))
 }
 
@@ -101,7 +109,46 @@ struct HistoryView<'a> {
     at: DateTime<Utc>,
 }
 
-pub async fn show(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// `POST /payments/{id}/client_token`: replaces the payment's client token (for a
+/// merchant who lost the first answer); the old token stops working.
+pub async fn issue_client_token(
+    _: Merchant,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let token = state
+        .payment_requests
+        .issue_client_token(id)
+        .await?
+        .ok_or(ApiError::PaymentNotFound(raw))?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "id": id.to_string(), "client_token": token })))
+}
+
+/// `GET /payments/{id}/status?token=`: id, status, amount and currency; nothing
+/// personal, as the token travels in the customer's browser.
+pub async fn status(
+    path: web::Path<String>,
+    query: web::Query<StreamQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = check_client_token(state.payments.as_ref(), &raw, query.token.as_deref()).await?;
+    let payment = state
+        .payments
+        .payment(id)
+        .await?
+        .ok_or(ApiError::PaymentNotFound(raw))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": payment.id.to_string(),
+        "status": payment.status.as_str(),
+        "amount": payment.amount.amount_minor(),
+        "currency": payment.amount.currency().code(),
+    })))
+}
+
+pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
     let payment = state

@@ -3,7 +3,7 @@
 pub mod simulate;
 
 use crate::api::payment_requests::GATEWAY_TIMEOUT;
-use crate::cli::simulate::{as_expected, look_up_payment, send, webhook_url, SimulateError};
+use crate::cli::simulate::{as_expected, look_up_payment, merchant_base, send, webhook_url, SimulateError};
 use crate::settings::{Settings, StoreKind};
 use crate::startup::providers::Providers;
 use crate::startup::{Application, StartupError, Stores};
@@ -162,7 +162,10 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
     // A payment the gateway knows: events about it use its real reference and amount.
     let (provider_ref, known_amount, known_currency) = match payment {
         Some(id) => {
-            let (r, a, c) = look_up_payment(&url, id).await.map_err(usage)?;
+            let merchant = merchant_base(&url, settings.server.internal_bind.as_deref());
+            let (r, a, c) = look_up_payment(&merchant, settings.api.keys.first(), id)
+                .await
+                .map_err(usage)?;
             (r, Some(a), Some(c))
         }
         None => (None, None, None),

@@ -43,22 +43,50 @@ pub fn as_expected(status: u16, bad_signature: bool) -> bool {
     }
 }
 
+/// Where the merchant API is: the internal listener when `server.internal_bind` is
+/// set, else beside the webhook URL.
+pub fn merchant_base(webhook_url: &str, internal_bind: Option<&str>) -> String {
+    match internal_bind {
+        Some(bind) => format!("http://{bind}"),
+        None => base_url(webhook_url).to_owned(),
+    }
+}
+
 /// What the gateway knows of a payment: its provider reference, amount and currency
-/// (`GET /payments/{id}` beside the webhook URL), so simulated events match it.
-pub async fn look_up_payment(webhook_url: &str, id: PaymentId) -> Result<(Option<String>, i64, String), SimulateError> {
+/// (`GET /payments/{id}` with the first of `api.keys`), so simulated events match it.
+pub async fn look_up_payment(
+    merchant_base: &str,
+    api_key: Option<&secrecy::SecretString>,
+    id: PaymentId,
+) -> Result<(Option<String>, i64, String), SimulateError> {
     crate::startup::install_crypto_provider();
-    let url = format!("{}/payments/{id}", base_url(webhook_url));
+    let api_key = api_key.ok_or_else(|| {
+        SimulateError::NotConfigured("--payment needs the merchant API: set api.keys in the configuration".into())
+    })?;
+    let url = format!("{merchant_base}/payments/{id}");
     let unreachable = |reason: String| SimulateError::Unreachable {
         url: url.clone(),
         reason,
     };
     let response = reqwest::Client::new()
         .get(&url)
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(api_key))
         .send()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    if response.status() == reqwest::StatusCode::NOT_FOUND {
-        return Err(SimulateError::NotConfigured(format!("the gateway has no payment {id}")));
+    let status = response.status();
+    let body_code = |body: &str| -> Option<String> {
+        let v: Value = serde_json::from_str(body).ok()?;
+        v["error"]["code"].as_str().map(str::to_owned)
+    };
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        if body_code(&body).as_deref() == Some("payment_not_found") {
+            return Err(SimulateError::NotConfigured(format!("the gateway has no payment {id}")));
+        }
+        return Err(SimulateError::NotConfigured(format!(
+            "GET {url} answered {status}: {body}"
+        )));
     }
     let payment: Value = response.json().await.map_err(|e| unreachable(e.to_string()))?;
     let provider_ref = payment.get("provider_ref").and_then(Value::as_str).map(str::to_owned);

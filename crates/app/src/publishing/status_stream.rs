@@ -4,7 +4,7 @@
 //! status, then one per change; a comment line every 15 s keeps proxies from closing
 //! the connection.
 
-use crate::api::payment_requests::token_hash;
+use crate::api::credentials::check_client_token;
 use crate::api::{ApiError, AppState};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
@@ -13,7 +13,6 @@ use payhook_domain::{OutboxMessage, Payment, PaymentId};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
@@ -21,7 +20,7 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
-    token: Option<String>,
+    pub token: Option<String>,
 }
 
 pub async fn stream(
@@ -30,20 +29,7 @@ pub async fn stream(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
-    let hashes = state
-        .payments
-        .token_hashes(id)
-        .await?
-        .ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
-    let token = query.token.as_deref().ok_or(ApiError::MissingClientToken)?;
-    let presented = token_hash(token);
-    let authorized = hashes
-        .client
-        .is_some_and(|expected| bool::from(presented.as_bytes().ct_eq(expected.as_bytes())));
-    if !authorized {
-        return Err(ApiError::InvalidClientToken);
-    }
+    let id = check_client_token(state.payments.as_ref(), &raw, query.token.as_deref()).await?;
     // Subscribe before reading the payment, so no change falls between the two.
     let changes = state.bus.subscribe();
     let payment = state

@@ -2,7 +2,7 @@
 //! request to the ingest service; maps its reply to HTTP.
 
 use crate::api::error::error_body;
-use crate::api::{read_limited, AppState};
+use crate::api::{read_limited, AppState, BodyTimedOut};
 use crate::receiving::ingest::{Inbound, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,7 +14,10 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let limit = state.max_body_bytes;
-    let (body, oversized) = read_limited(&req, payload, limit).await;
+    let (body, oversized, timed_out) = match read_limited(&req, payload, limit, state.body_read_timeout).await {
+        Ok((body, oversized)) => (body, oversized, false),
+        Err(BodyTimedOut(part)) => (part, false, true),
+    };
     let provider = provider.into_inner();
     let acknowledgement = state.ingest.acknowledgement(&provider);
     let inbound = Inbound {
@@ -34,6 +37,7 @@ pub async fn receive(
             .collect(),
         body,
         oversized,
+        timed_out,
         remote_addr: req.peer_addr().map(|a| a.to_string()),
     };
     let reply = state.ingest.receive(inbound).await;

@@ -30,6 +30,9 @@ pub struct Inbound {
     pub body: Vec<u8>,
     /// The body was longer than the limit (and `body` holds its first part).
     pub oversized: bool,
+    /// The body did not arrive within `server.body_read_timeout_secs` (and `body`
+    /// holds what did).
+    pub timed_out: bool,
     pub remote_addr: Option<String>,
 }
 
@@ -253,6 +256,14 @@ impl IngestService {
     /// Everything that needs no I/O: size, provider, method, authenticity, parsing.
     /// For a provider authenticated by per-payment tokens, also the token to check.
     fn classify(&self, inbound: &Inbound, delivery: &Delivery<'_>) -> (Verdict, PrimaryFields, Option<PaymentToken>) {
+        if inbound.timed_out {
+            let msg = "the request body did not arrive within server.body_read_timeout_secs".to_owned();
+            return (
+                reject(408, ProcessingResult::RequestTimeout, msg),
+                PrimaryFields::default(),
+                None,
+            );
+        }
         if inbound.oversized {
             // The part read is all there is (none when Content-Length announced too much).
             let msg = "request body exceeds server.max_body_bytes".to_owned();

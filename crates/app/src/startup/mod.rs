@@ -8,8 +8,9 @@ pub mod telemetry;
 
 pub use stores::Stores;
 
+use crate::api::credentials::MerchantKeys;
 use crate::api::payment_requests::{PaymentRequests, GATEWAY_TIMEOUT};
-use crate::api::{routes, AppState};
+use crate::api::{AppState, Listener};
 use crate::processing::handoff;
 use crate::processing::worker::{run_worker, Processor, RetryPolicy};
 use crate::publishing::bus::EventBus;
@@ -57,7 +58,8 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
-    server: Server,
+    internal_port: Option<u16>,
+    servers: Vec<Server>,
     worker: JoinHandle<()>,
     relay: JoinHandle<()>,
     /// Follows the other instances' domain events, where the store shares them.
@@ -148,14 +150,32 @@ impl Application {
             outbox: stores.outbox,
             health: stores.health,
             max_body_bytes: settings.server.max_body_bytes,
+            body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
             admin_token: settings.admin.token.clone(),
+            merchant_keys: merchant_keys(&settings),
             wake_worker,
             metrics: crate::api::metrics::handle(),
         };
-        let (server, port) = http_server(&settings, state)?;
+        let state = web::Data::new(state);
+        let (servers, port, internal_port) = match &settings.server.internal_bind {
+            None => {
+                let (server, port) = http_server(&settings, &settings.server.bind, Listener::Both, state)?;
+                (vec![server], port, None)
+            }
+            Some(internal) => {
+                let (public, port) = http_server(&settings, &settings.server.bind, Listener::Public, state.clone())?;
+                let (internal, internal_port) = http_server(&settings, internal, Listener::Internal, state)?;
+                tracing::info!(
+                    port = internal_port,
+                    "merchant API, admin API and /metrics on the internal listener only"
+                );
+                (vec![public, internal], port, Some(internal_port))
+            }
+        };
         Ok(Self {
             port,
-            server,
+            internal_port,
+            servers,
             worker,
             relay,
             fan_out: publishing.follower,
@@ -167,8 +187,14 @@ impl Application {
         })
     }
 
+    /// The public listener's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The internal listener's port, when `server.internal_bind` is set.
+    pub fn internal_port(&self) -> Option<u16> {
+        self.internal_port
     }
 
     /// Domain events as they are delivered, for code in the same process.
@@ -181,7 +207,12 @@ impl Application {
     /// what the worker handed it, within `server.shutdown_timeout_secs`; whatever the
     /// worker had not finished by then is released for other instances.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        // Each server stops on SIGTERM/SIGINT by itself; both finish their requests.
+        let served = futures_util::future::join_all(self.servers)
+            .await
+            .into_iter()
+            .collect::<std::io::Result<Vec<()>>>()
+            .map(|_| ());
         let _ = self.stop.send(true);
         let stopped = tokio::time::timeout(self.shutdown_timeout, async {
             let _ = self.worker.await;
@@ -312,23 +343,39 @@ fn payment_requests(stores: &Stores, providers: &Providers, clock: Arc<dyn Clock
     PaymentRequests::new(stores.payments.clone(), gateways, clock)
 }
 
-/// The HTTP server on `server.bind`, and the port it got.
-fn http_server(settings: &Settings, state: AppState) -> Result<(Server, u16), StartupError> {
-    let addr = settings.server.bind.clone();
+/// The merchant keys, and a start-up line when there are none.
+fn merchant_keys(settings: &Settings) -> MerchantKeys {
+    let keys = MerchantKeys::new(&settings.api.keys);
+    if keys.is_empty() {
+        tracing::warn!("no api.keys configured: the merchant API (POST /payments, GET /payments/{{id}}) answers 404 merchant_api_disabled");
+    }
+    keys
+}
+
+/// An HTTP server on `addr` serving `listener`'s routes, and the port it got.
+/// Clients must send their headers within `server.header_read_timeout_secs` (actix
+/// answers 408 and closes); bodies are timed by the handlers that read them.
+fn http_server(
+    settings: &Settings,
+    addr: &str,
+    listener: Listener,
+    state: web::Data<AppState>,
+) -> Result<(Server, u16), StartupError> {
     let bind_error = |source| StartupError::Bind {
-        addr: addr.clone(),
+        addr: addr.to_owned(),
         source,
     };
-    let listener = TcpListener::bind(&addr).map_err(bind_error)?;
-    let port = listener.local_addr().map_err(bind_error)?.port();
-    let state = web::Data::new(state);
+    let socket = TcpListener::bind(addr).map_err(bind_error)?;
+    let port = socket.local_addr().map_err(bind_error)?.port();
+    let routes = listener.routes();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<telemetry::RequestSpan>::new())
             .app_data(state.clone())
-            .configure(routes)
+            .configure(routes.clone())
     })
-    .listen(listener)
+    .client_request_timeout(Duration::from_secs(settings.server.header_read_timeout_secs))
+    .listen(socket)
     .map_err(bind_error)?
     .shutdown_timeout(settings.server.shutdown_timeout_secs)
     .run();
