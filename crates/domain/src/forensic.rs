@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 pub const REDACTED: &str = "[redacted]";
 
 /// Which header names and query parameters hold secrets, so the forensic log stores
-/// `[redacted]` in their place. The HTTP credentials every request may carry are
-/// always in; each provider adds the names its deliveries use (its `Connector`).
+/// `[redacted]` in their place. By rule, any name that says credential
+/// ([`says_credential`]); besides, the HTTP credentials every request may carry, and
+/// the names each provider's deliveries use (its `Connector`), whatever they are called.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redaction {
     headers: Vec<String>,
@@ -25,6 +26,17 @@ impl Default for Redaction {
     }
 }
 
+/// Whether a header or query parameter name says it carries a credential:
+/// authorization, cookie, or a name containing token, secret, signature, password,
+/// api-key / api_key / apikey (case-insensitive). A new provider's secret header is
+/// then kept out of the forensic log even before anyone lists it.
+pub fn says_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    const WHOLE: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+    const PARTS: [&str; 7] = ["token", "secret", "signature", "password", "api-key", "api_key", "apikey"];
+    WHOLE.contains(&name.as_str()) || PARTS.iter().any(|part| name.contains(part))
+}
+
 impl Redaction {
     /// Adds secret header names and query parameters (compared case-insensitively).
     pub fn with(mut self, headers: &[&str], query_params: &[&str]) -> Self {
@@ -39,7 +51,7 @@ impl Redaction {
     }
 
     fn header(&self, name: String, value: String) -> (String, String) {
-        if self.headers.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        if says_credential(&name) || self.headers.iter().any(|s| name.eq_ignore_ascii_case(s)) {
             (name, REDACTED.to_owned())
         } else {
             (name, value)
@@ -48,14 +60,14 @@ impl Redaction {
 
     /// Replaces the value of every secret query parameter, keeping the rest verbatim.
     pub fn query(&self, query: &str) -> String {
-        if query.is_empty() || self.query_params.is_empty() {
+        if query.is_empty() {
             return query.to_owned();
         }
         query
             .split('&')
             .map(|pair| {
                 let key = pair.split('=').next().unwrap_or_default();
-                if self.query_params.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+                if says_credential(key) || self.query_params.iter().any(|s| key.eq_ignore_ascii_case(s)) {
                     format!("{key}={REDACTED}")
                 } else {
                     pair.to_owned()
@@ -244,10 +256,32 @@ mod tests {
     }
 
     #[test]
-    fn only_the_http_credentials_are_redacted_without_providers() {
+    fn names_that_say_credential_are_redacted_without_being_listed() {
         let r = Redaction::default();
-        assert_eq!(r.query("token=abc"), "token=abc");
-        assert_eq!(r.header("Cookie".into(), "a=1".into()).1, REDACTED);
-        assert_eq!(r.header("stripe-signature".into(), "t=1".into()).1, "t=1");
+        for name in [
+            "Cookie",
+            "stripe-signature",
+            "X-Hub-Signature-256",
+            "x-callback-token",
+            "X-Api-Key",
+            "x_apikey",
+            "client_secret",
+            "Password",
+            "Proxy-Authorization",
+        ] {
+            assert_eq!(r.header(name.into(), "v".into()).1, REDACTED, "{name}");
+        }
+        for name in ["content-type", "user-agent", "x-request-id", "webhook-id"] {
+            assert_eq!(r.header(name.into(), "v".into()).1, "v", "{name}");
+        }
+        assert_eq!(r.query("token=abc&access_token=d&id=7"), "token=[redacted]&access_token=[redacted]&id=7");
+    }
+
+    #[test]
+    fn providers_may_add_names_the_rule_does_not_catch() {
+        let r = Redaction::default().with(&["x-merchant-proof"], &["sig_v2"]);
+        assert_eq!(r.header("X-Merchant-Proof".into(), "p".into()).1, REDACTED);
+        assert_eq!(r.query("sig_v2=abc&id=7"), "sig_v2=[redacted]&id=7");
+        assert_eq!(Redaction::default().query("sig_v2=abc"), "sig_v2=abc");
     }
 }
