@@ -3,6 +3,7 @@
 //! actix, diesel and reqwest are linked once.
 
 mod credentials;
+mod limits;
 mod operations;
 mod payments;
 mod startup;

@@ -112,6 +112,35 @@ impl TestStore {
     }
 }
 
+/// A transaction holding the inbox's write lock until dropped (its connection closes
+/// and the transaction rolls back).
+pub enum WriteLock {
+    Postgres(Box<AsyncPgConnection>),
+    Sqlite(diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>),
+}
+
+impl TestStore {
+    /// Makes writes to the inbox wait, as a long migration or a stuck transaction
+    /// would: Postgres locks `webhook_events`; SQLite takes the database's write lock.
+    pub async fn hold_write_lock(&self) -> WriteLock {
+        use diesel_async::SimpleAsyncConnection;
+        match self {
+            Self::Postgres(db) => {
+                let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+                conn.batch_execute("BEGIN; LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                WriteLock::Postgres(Box::new(conn))
+            }
+            Self::Sqlite { url, .. } => {
+                let mut conn = sqlite_conn(url.trim_start_matches("sqlite://")).await;
+                conn.batch_execute("BEGIN IMMEDIATE").await.unwrap();
+                WriteLock::Sqlite(conn)
+            }
+        }
+    }
+}
+
 impl TestStore {
     /// Runs statements directly on the database (to break it on purpose, say).
     pub async fn execute(&self, sql: &str) {
@@ -460,4 +489,21 @@ pub fn payment_intent(id: &str, status: &str, amount: i64, received: i64) -> ser
         "currency": "usd", "status": status, "metadata": { "order_id": "order-981" },
         "description": "Two tickets", "receipt_email": "buyer@example.com", "livemode": false,
     })
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A forensic row's body and what is known of a body stored cut short.
+#[derive(QueryableByName, Debug)]
+pub struct BodyRow {
+    #[diesel(sql_type = Bytes)]
+    pub raw_body: DbBytes,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub body_length: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub body_sha256: Option<String>,
 }

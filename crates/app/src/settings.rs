@@ -283,6 +283,11 @@ impl Settings {
         self.store_kind().map(|_| ())
     }
 
+    /// `database.statement_timeout_ms` as a duration.
+    pub fn statement_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.database.statement_timeout_ms)
+    }
+
     pub fn store_kind(&self) -> Result<StoreKind, SettingsError> {
         let url = self.database.url.expose_secret();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {

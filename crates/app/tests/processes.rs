@@ -199,6 +199,10 @@ async fn sigterm_finishes_work_releases_leases_and_exits_zero() {
     let (url, _dir) = sqlite_url();
     let gateway = Gateway::start(&url, &[("PAYHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")]);
     deliver(&[gateway.url()], 0..50, 8).await;
+    // One fd per connection: the soft open-file limit was raised to the hard one.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let log = gateway.log.lock().unwrap().clone();
+    assert!(log.contains(&format!("limit={hard}")), "{log}");
     let status = gateway.terminate(Duration::from_secs(20));
     assert!(status.success(), "exit status {status:?}");
 

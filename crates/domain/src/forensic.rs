@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub const REDACTED: &str = "[redacted]";
 
@@ -33,7 +34,15 @@ impl Default for Redaction {
 pub fn says_credential(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     const WHOLE: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
-    const PARTS: [&str; 7] = ["token", "secret", "signature", "password", "api-key", "api_key", "apikey"];
+    const PARTS: [&str; 7] = [
+        "token",
+        "secret",
+        "signature",
+        "password",
+        "api-key",
+        "api_key",
+        "apikey",
+    ];
     WHOLE.contains(&name.as_str()) || PARTS.iter().any(|part| name.contains(part))
 }
 
@@ -92,9 +101,38 @@ pub struct WebhookRequest {
     pub remote_addr: Option<String>,
     pub received_at: DateTime<Utc>,
     pub primary: PrimaryFields,
+    /// Set when `body` is only the start of what was sent ([`Self::cut_body`]).
+    #[serde(default)]
+    pub cut: Option<CutBody>,
+    /// On the summary row of requests refused for a rate limit: how many.
+    #[serde(default)]
+    pub refused_count: Option<u64>,
 }
 
+/// What remains known of a body stored cut short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutBody {
+    /// Its full length in bytes.
+    pub length: u64,
+    /// SHA-256 of all of it, hex.
+    pub sha256: String,
+}
+
+/// How much of an unauthenticated request's body the forensic log keeps.
+pub const UNAUTHENTICATED_BODY_KEPT: usize = 64 * 1024;
+
 impl WebhookRequest {
+    /// Keeps at most `keep` bytes of the body, recording the full length and digest
+    /// (for requests that failed authentication: anyone can send those, and their
+    /// bodies must not fill the log).
+    pub fn cut_body(&mut self, keep: usize) {
+        self.cut = Some(CutBody {
+            length: self.body.len() as u64,
+            sha256: hex::encode(Sha256::digest(&self.body)),
+        });
+        self.body.truncate(keep);
+    }
+
     /// Builds a request record, redacting secret headers and query parameters.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -118,6 +156,8 @@ impl WebhookRequest {
             remote_addr,
             received_at,
             primary: PrimaryFields::default(),
+            cut: None,
+            refused_count: None,
         }
     }
 }
@@ -274,7 +314,10 @@ mod tests {
         for name in ["content-type", "user-agent", "x-request-id", "webhook-id"] {
             assert_eq!(r.header(name.into(), "v".into()).1, "v", "{name}");
         }
-        assert_eq!(r.query("token=abc&access_token=d&id=7"), "token=[redacted]&access_token=[redacted]&id=7");
+        assert_eq!(
+            r.query("token=abc&access_token=d&id=7"),
+            "token=[redacted]&access_token=[redacted]&id=7"
+        );
     }
 
     #[test]

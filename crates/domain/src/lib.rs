@@ -22,7 +22,9 @@ pub mod status;
 
 pub use connector::{ConnectOptions, Connector, ProviderUnit, SampleDelivery, SampleRequest, SimulateError, Simulator};
 pub use event::{PaymentChange, PaymentDetails, PaymentRef, WebhookEvent};
-pub use forensic::{Outcome, PrimaryFields, ProcessingResult, Redaction, WebhookRequest};
+pub use forensic::{
+    CutBody, Outcome, PrimaryFields, ProcessingResult, Redaction, WebhookRequest, UNAUTHENTICATED_BODY_KEPT,
+};
 pub use gateway::{CallbackToken, Checkout, CheckoutRequest, GatewayError, ProviderPaymentStatus};
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay};

@@ -22,6 +22,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The store did not answer within `limit` (a hung database, a lost connection).
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        Self::Unavailable(format!("no answer within {} ms", limit.as_millis()))
+    }
+}
+
 /// The durable record of every inbound request, whatever happens to it.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

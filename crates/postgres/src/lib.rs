@@ -9,7 +9,7 @@ use diesel::Connection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use payhook_domain::ports::StoreError;
 use payhook_sql_shared::setup;
@@ -33,7 +33,8 @@ mod fan_out;
 pub use fan_out::PgFanOut;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default of `database.statement_timeout_ms`.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The Postgres implementation of every store port. Cheap to clone (shares the pool).
 #[derive(Clone)]
@@ -45,12 +46,26 @@ impl PgStore {
     /// Builds a pool of at most `pool_size` connections; connections open lazily.
     /// Call it inside the tokio runtime the store should live on.
     pub fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect_with(database_url, pool_size, DEFAULT_STATEMENT_TIMEOUT)
+    }
+
+    /// As [`Self::connect`], with the longest a statement may run (Postgres' own
+    /// `statement_timeout`, so the server cancels it) and the longest a caller waits
+    /// for a connection. (A server that stops answering altogether is timed by the
+    /// callers: see `payhook-app`'s ingest.)
+    pub fn connect_with(database_url: &str, pool_size: usize, statement_timeout: Duration) -> Result<Self, StoreError> {
         let mut config = ManagerConfig::default();
-        config.custom_setup =
-            setup::establish_on_this_runtime(|url| async move { AsyncPgConnection::establish(&url).await })?;
+        let ms = statement_timeout.as_millis().max(1);
+        config.custom_setup = setup::establish_on_this_runtime(move |url| async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(&format!("SET statement_timeout = {ms}"))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })?;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
         Ok(Self {
-            pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,
+            pool: setup::pool(manager, pool_size, statement_timeout)?,
         })
     }
 

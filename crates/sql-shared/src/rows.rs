@@ -35,6 +35,9 @@ pub struct NewLogRow<'a> {
     pub processing_result: Option<&'a str>,
     pub processing_error: Option<&'a str>,
     pub completed_at: Option<DbInstant>,
+    pub body_length: Option<i64>,
+    pub body_sha256: Option<&'a str>,
+    pub refused_count: Option<i64>,
 }
 
 impl<'a> NewLogRow<'a> {
@@ -59,6 +62,9 @@ impl<'a> NewLogRow<'a> {
             processing_result: outcome.map(|o| o.result.as_str()),
             processing_error: outcome.and_then(|o| o.error.as_deref()),
             completed_at: outcome.map(|_| DbInstant(completed_at)),
+            body_length: req.cut.as_ref().map(|c| i64::try_from(c.length).unwrap_or(i64::MAX)),
+            body_sha256: req.cut.as_ref().map(|c| c.sha256.as_str()),
+            refused_count: req.refused_count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         }
     }
 }

@@ -24,6 +24,9 @@ diesel::table! {
         processing_result -> Nullable<Text>,
         processing_error -> Nullable<Text>,
         completed_at -> Nullable<Instant>,
+        body_length -> Nullable<BigInt>,
+        body_sha256 -> Nullable<Text>,
+        refused_count -> Nullable<BigInt>,
     }
 }
 

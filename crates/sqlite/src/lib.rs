@@ -21,13 +21,19 @@ mod batch;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// Set on every connection, busy timeout first so that even the others wait for a
-/// lock instead of failing while another connection writes. WAL lets readers run
-/// beside the writer (and persists in the file); `synchronous = FULL` makes a commit
-/// durable before payhook acknowledges the webhook it carries.
-const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                       PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
-const POOL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Set on every connection after the busy timeout (which comes first, so that even
+/// these wait for a lock instead of failing while another connection writes). WAL
+/// lets readers run beside the writer (and persists in the file); `synchronous =
+/// FULL` makes a commit durable before payhook acknowledges the webhook it carries.
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+/// The default of `database.statement_timeout_ms`: how long a statement waits for
+/// the write lock, and a caller for a connection.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pragmas of a connection whose statements wait at most `timeout` for a lock.
+fn pragmas(timeout: Duration) -> String {
+    format!("PRAGMA busy_timeout = {}; {PRAGMAS}", timeout.as_millis().max(1))
+}
 
 pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -55,19 +61,29 @@ impl SqliteStore {
 
     /// Opens a pool on the file `database_url` names, creating its directory.
     pub fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect_with(database_url, pool_size, DEFAULT_STATEMENT_TIMEOUT)
+    }
+
+    /// As [`Self::connect`], with the longest a statement waits for the write lock
+    /// and a caller for a connection.
+    pub fn connect_with(database_url: &str, pool_size: usize, statement_timeout: Duration) -> Result<Self, StoreError> {
         let path = Self::path_of(database_url)?;
         create_parent_dir(&path)?;
         let mut config = ManagerConfig::default();
-        config.custom_setup = setup::establish_on_this_runtime(|path| async move {
-            let mut conn = <Conn as diesel_async::AsyncConnection>::establish(&path).await?;
-            conn.batch_execute(PRAGMAS)
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
+        let pragmas = pragmas(statement_timeout);
+        config.custom_setup = setup::establish_on_this_runtime(move |path| {
+            let pragmas = pragmas.clone();
+            async move {
+                let mut conn = <Conn as diesel_async::AsyncConnection>::establish(&path).await?;
+                conn.batch_execute(&pragmas)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
         })?;
         let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(path.to_string_lossy(), config);
         Ok(Self {
-            pool: setup::pool(manager, pool_size, POOL_TIMEOUT)?,
+            pool: setup::pool(manager, pool_size, statement_timeout)?,
         })
     }
 
@@ -121,7 +137,7 @@ fn migration_connection(
     Ok(move || {
         let mut conn = SqliteConnection::establish(&path.to_string_lossy())
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        conn.batch_execute(PRAGMAS)
+        conn.batch_execute(&pragmas(DEFAULT_STATEMENT_TIMEOUT))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(conn)
     })

@@ -13,6 +13,24 @@ mod payments;
 
 pub use error::ApiError;
 
+/// Runs a store call as a task on `runtime` (the one the store's connections belong
+/// to) and waits at most `limit` for it. Dropping a store call half-way is not
+/// safe everywhere (diesel-async's SQLite wrapper blocks in `Drop` until the call
+/// finishes, which panics on actix's single-threaded worker runtimes), so a call
+/// that takes too long is left to finish on its own while the caller moves on.
+pub async fn store_call<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, payhook_domain::ports::StoreError>> + Send + 'static,
+) -> Result<T, payhook_domain::ports::StoreError> {
+    use payhook_domain::ports::StoreError;
+    match tokio::time::timeout(limit, runtime.spawn(call)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(stopped)) => Err(StoreError::Unavailable(format!("the store call stopped: {stopped}"))),
+        Err(_) => Err(StoreError::timed_out(limit)),
+    }
+}
+
 use crate::api::payment_requests::PaymentRequests;
 use crate::receiving::ingest::IngestService;
 use actix_web::http::header;
@@ -40,6 +58,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     pub admin_token: Option<SecretString>,
     pub merchant_keys: credentials::MerchantKeys,
+    /// The runtime the store's connections belong to (see [`store_call`]).
+    pub store_runtime: tokio::runtime::Handle,
     /// Wakes the worker (a replayed event is due now).
     pub wake_worker: Arc<Notify>,
     pub metrics: PrometheusHandle,

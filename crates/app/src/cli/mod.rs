@@ -109,12 +109,23 @@ pub async fn run() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), StartupError> {
+    raise_open_file_limit();
     let bind = settings.server.bind.clone();
     let app = Application::build(settings).await?;
     tracing::info!(%bind, port = app.port(), "payhook serving");
     app.run_until_stopped()
         .await
         .map_err(|source| StartupError::Bind { addr: bind, source })
+}
+
+/// Every connection holds a file descriptor, and the usual soft limit (1,024) is a
+/// few hundred slow clients away from refusing providers; the hard limit is what
+/// the operator allows.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
 }
 
 async fn migrate(settings: Settings) -> Result<(), StartupError> {

@@ -19,6 +19,7 @@ use payhook_domain::ports::{Admission, ClaimedEvent, StoreError, WebhookInbox};
 use payhook_domain::{WebhookEvent, WebhookRequest};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 /// Deliveries written in one transaction at most.
@@ -40,7 +41,14 @@ impl GroupCommit {
     /// Starts the writers on the current runtime (the one the store's connections
     /// belong to); they stop once every `GroupCommit` is dropped. Accepted events go
     /// to the worker through `handoff`, or `accepted` wakes it to claim them.
-    pub fn start(inbox: Arc<dyn WebhookInbox>, handoff: Handoff<ClaimedEvent>, accepted: Arc<Notify>) -> Self {
+    /// A batch the store has not committed within `store_timeout` is answered as
+    /// failed (each request gets 503): a hung database must not hold webhooks.
+    pub fn start(
+        inbox: Arc<dyn WebhookInbox>,
+        handoff: Handoff<ClaimedEvent>,
+        accepted: Arc<Notify>,
+        store_timeout: Duration,
+    ) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * WRITERS);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..WRITERS {
@@ -49,6 +57,7 @@ impl GroupCommit {
                 inbox.clone(),
                 handoff.clone(),
                 accepted.clone(),
+                store_timeout,
             ));
         }
         Self { queue }
@@ -76,6 +85,7 @@ async fn write_batches(
     inbox: Arc<dyn WebhookInbox>,
     handoff: Handoff<ClaimedEvent>,
     accepted: Arc<Notify>,
+    store_timeout: Duration,
 ) {
     loop {
         let mut batch = Vec::new();
@@ -98,10 +108,13 @@ async fn write_batches(
         // as a failure (each request then gets 503 and is recorded on the slow path).
         let reservation = handoff.reserve(deliveries.len());
         let lease_until = reservation.as_ref().map(|r| r.lease_until);
-        let outcome = AssertUnwindSafe(inbox.admit_all(&deliveries, lease_until))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("panic while storing webhooks".into())));
+        let outcome = tokio::time::timeout(
+            store_timeout,
+            AssertUnwindSafe(inbox.admit_all(&deliveries, lease_until)).catch_unwind(),
+        )
+        .await
+        .unwrap_or_else(|_| Ok(Err(StoreError::timed_out(store_timeout))))
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("panic while storing webhooks".into())));
         match outcome {
             Ok(admissions) if admissions.len() == replies.len() => {
                 for (reply, admission) in replies.into_iter().zip(&admissions) {
@@ -232,7 +245,7 @@ mod tests {
         let (handoff, worker) = crate::processing::handoff::channel(room, std::time::Duration::from_secs(30), clock);
         let accepted = Arc::new(Notify::new());
         (
-            GroupCommit::start(Arc::new(inbox), handoff, accepted.clone()),
+            GroupCommit::start(Arc::new(inbox), handoff, accepted.clone(), Duration::from_secs(5)),
             worker,
             accepted,
         )
@@ -291,5 +304,79 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), accepted.notified())
             .await
             .expect("the worker is woken to claim it");
+    }
+
+    /// An inbox whose database stopped answering (SIGSTOP, a lost connection).
+    struct HungInbox;
+
+    #[async_trait::async_trait]
+    impl WebhookInbox for HungInbox {
+        async fn admit_all(
+            &self,
+            _: &[(WebhookRequest, WebhookEvent)],
+            _: Option<chrono::DateTime<chrono::Utc>>,
+        ) -> Result<Vec<Admission>, StoreError> {
+            std::future::pending().await
+        }
+        async fn claim_due(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+            _: u32,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<ClaimedEvent>, StoreError> {
+            std::future::pending().await
+        }
+        async fn record_failure(
+            &self,
+            _: InboxId,
+            _: &str,
+            _: Option<chrono::DateTime<chrono::Utc>>,
+        ) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn release(&self, _: &[InboxId]) -> Result<u64, StoreError> {
+            std::future::pending().await
+        }
+        async fn release_expired_leases(&self, _: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+            std::future::pending().await
+        }
+        async fn list(&self, _: &payhook_domain::InboxFilter) -> Result<Vec<payhook_domain::InboxEntry>, StoreError> {
+            std::future::pending().await
+        }
+        async fn replay(
+            &self,
+            _: InboxId,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<payhook_domain::Replay, StoreError> {
+            std::future::pending().await
+        }
+        async fn replay_all(
+            &self,
+            _: payhook_domain::InboxStatus,
+            _: Option<Provider>,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<u64, StoreError> {
+            std::future::pending().await
+        }
+        async fn depth(&self) -> Result<Vec<(payhook_domain::InboxStatus, i64)>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_stops_answering_fails_the_batch_within_the_timeout() {
+        let clock = Arc::new(crate::startup::clock::SystemClock);
+        let (handoff, _worker) = crate::processing::handoff::channel(8, Duration::from_secs(30), clock);
+        let commit = GroupCommit::start(
+            Arc::new(HungInbox),
+            handoff,
+            Arc::new(Notify::new()),
+            Duration::from_millis(50),
+        );
+        let (request, event) = delivery("evt_hung");
+        let answer = tokio::time::timeout(Duration::from_secs(10), commit.admit(request, event))
+            .await
+            .expect("answered, not held");
+        assert!(matches!(answer, Err(StoreError::Unavailable(_))), "{answer:?}");
     }
 }

@@ -6,6 +6,7 @@ use crate::api::{read_limited, AppState, BodyTimedOut};
 use crate::receiving::ingest::{Inbound, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use payhook_domain::ProcessingResult;
 
 pub async fn receive(
     req: HttpRequest,
@@ -60,6 +61,20 @@ fn respond(reply: Reply) -> HttpResponse {
         }
         Reply::Ignored { event_id, reason } => HttpResponse::Ok()
             .json(serde_json::json!({ "status": "ignored", "event_id": event_id, "reason": reason.as_str() })),
+        Reply::RateLimited { retry_after } => {
+            let mut response = error_body(
+                StatusCode::TOO_MANY_REQUESTS,
+                ProcessingResult::RateLimited.as_str(),
+                "too many requests from this address failed authentication; retry later",
+            );
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, value);
+            }
+            response
+        }
         Reply::Rejected { status, code, message } => error_body(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code.as_str(),

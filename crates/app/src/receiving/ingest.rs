@@ -6,15 +6,20 @@
 //! before that transaction; a failed read is answered 503 like any store outage.
 
 use crate::receiving::fallback_log::FallbackLog;
+use crate::receiving::flood::RejectionLimit;
 use crate::receiving::group_commit::GroupCommit;
 use futures_util::FutureExt;
 use payhook_domain::ports::{Admission, Clock, ForensicLog, PaymentStore, StoreError};
 use payhook_domain::source::{AuthError, Authentication, Delivery, Parsed, PaymentToken, WebhookSource};
-use payhook_domain::{Outcome, PrimaryFields, ProcessingResult, Provider, Redaction, WebhookEvent, WebhookRequest};
+use payhook_domain::{
+    Outcome, PrimaryFields, ProcessingResult, Provider, Redaction, WebhookEvent, WebhookRequest,
+    UNAUTHENTICATED_BODY_KEPT,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// A webhook request as the HTTP adapter read it, secrets still in place.
@@ -54,6 +59,11 @@ pub enum Reply {
         code: ProcessingResult,
         message: String,
     },
+    /// Refused without a record: too many requests from this address failed
+    /// authentication (`limits.rejected_per_ip_per_minute`).
+    RateLimited {
+        retry_after: std::time::Duration,
+    },
 }
 
 impl Reply {
@@ -64,6 +74,7 @@ impl Reply {
             Reply::Duplicate { .. } => ProcessingResult::Duplicate.as_str(),
             Reply::Ignored { reason, .. } => reason.as_str(),
             Reply::Rejected { code, .. } => code.as_str(),
+            Reply::RateLimited { .. } => ProcessingResult::RateLimited.as_str(),
         }
     }
 
@@ -72,7 +83,7 @@ impl Reply {
         match self {
             Reply::Accepted { event_id } | Reply::Duplicate { event_id } => Some(event_id),
             Reply::Ignored { event_id, .. } => event_id.as_deref(),
-            Reply::Rejected { .. } => None,
+            Reply::Rejected { .. } | Reply::RateLimited { .. } => None,
         }
     }
 
@@ -98,12 +109,33 @@ enum Verdict {
     Reject(Outcome),
 }
 
+/// Whether a rejection came before the request proved it is from a provider (a
+/// wrong or missing credential, a provider path that does not exist, a method, size
+/// or pace no provider uses): anyone on the internet can cause these.
+fn unauthenticated(outcome: &Outcome) -> bool {
+    matches!(outcome.http_status, 401 | 404 | 405 | 408 | 413)
+}
+
 fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>) -> Verdict {
     Verdict::Reject(Outcome {
         http_status,
         result,
         error: Some(message.into()),
     })
+}
+
+/// Where forensic records go: the store, else (when enabled) the fallback file.
+pub struct ForensicRecords {
+    pub log: Arc<dyn ForensicLog>,
+    pub fallback: Option<FallbackLog>,
+}
+
+/// What one request may cost: store time, and records of unauthenticated requests.
+pub struct IngestLimits {
+    /// How long one store call may take before the request is answered 503.
+    pub store_timeout: Duration,
+    /// How many unauthenticated requests one address may have recorded.
+    pub rejection_limit: Arc<RejectionLimit>,
 }
 
 pub struct IngestService {
@@ -118,18 +150,29 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     /// Takes forensic records the store refused, when enabled.
     fallback: Option<FallbackLog>,
+    /// How long one store call may take before the request is answered 503.
+    store_timeout: Duration,
+    /// How many unauthenticated requests one address may have recorded.
+    rejection_limit: Arc<RejectionLimit>,
+    /// The runtime the store's connections belong to (the one that built this).
+    runtime: tokio::runtime::Handle,
 }
 
 impl IngestService {
+    /// Call it inside the tokio runtime the stores live on: store calls run there.
     pub fn new(
         sources: Vec<Arc<dyn WebhookSource>>,
         redaction: Redaction,
-        forensic: Arc<dyn ForensicLog>,
+        records: ForensicRecords,
         group_commit: GroupCommit,
         payments: Arc<dyn PaymentStore>,
         clock: Arc<dyn Clock>,
-        fallback: Option<FallbackLog>,
+        limits: IngestLimits,
     ) -> Self {
+        let ForensicRecords {
+            log: forensic,
+            fallback,
+        } = records;
         let sources = sources.into_iter().map(|s| (s.provider(), s)).collect();
         Self {
             sources,
@@ -139,7 +182,19 @@ impl IngestService {
             payments,
             clock,
             fallback,
+            store_timeout: limits.store_timeout,
+            rejection_limit: limits.rejection_limit,
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    /// `call`, or `StoreError::Unavailable` if the store has not answered within
+    /// `store_timeout`.
+    async fn within_timeout<T: Send + 'static>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        crate::api::store_call(&self.runtime, self.store_timeout, call).await
     }
 
     /// The body a provider expects in a 200 answer, if not the contract's JSON.
@@ -209,7 +264,12 @@ impl IngestService {
                 Some(token) => self.check_payment_token(&token).await.map_or_else(|v| v, |()| verdict),
                 None => verdict,
             };
-            self.settle(&request, verdict).await
+            match verdict {
+                Verdict::Reject(outcome) if unauthenticated(&outcome) => {
+                    self.refuse_unauthenticated(&request, &inbound, outcome).await
+                }
+                verdict => self.settle(&request, verdict).await,
+            }
         })
         .catch_unwind()
         .await;
@@ -231,7 +291,13 @@ impl IngestService {
     /// constant time. An unknown payment gets the same 401 as a wrong token, so the
     /// answer tells nobody which payment ids exist.
     async fn check_payment_token(&self, presented: &PaymentToken) -> Result<(), Verdict> {
-        let stored = match self.payments.token_hashes(presented.payment_id).await {
+        let stored = match self
+            .within_timeout({
+                let (payments, id) = (self.payments.clone(), presented.payment_id);
+                async move { payments.token_hashes(id).await }
+            })
+            .await
+        {
             Ok(hashes) => hashes.and_then(|h| h.callback),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read a callback token hash");
@@ -368,6 +434,27 @@ impl IngestService {
         }
     }
 
+    /// A request that did not prove it comes from a provider: recorded with at most
+    /// the first 64 KiB of its body (with the full length and digest), unless its
+    /// address has had too many recorded this minute; then refused with 429 and only
+    /// counted (see `flood`).
+    async fn refuse_unauthenticated(&self, request: &WebhookRequest, inbound: &Inbound, outcome: Outcome) -> Reply {
+        let address = inbound
+            .remote_addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip());
+        if let Err(retry_after) = self.rejection_limit.admit(address, request) {
+            return Reply::RateLimited { retry_after };
+        }
+        if request.body.len() > UNAUTHENTICATED_BODY_KEPT {
+            let mut cut = request.clone();
+            cut.cut_body(UNAUTHENTICATED_BODY_KEPT);
+            return self.record(&cut, outcome).await;
+        }
+        self.record(request, outcome).await
+    }
+
     /// Records a rejected request with its outcome and answers with that outcome.
     async fn record(&self, request: &WebhookRequest, outcome: Outcome) -> Reply {
         match self.keep(request, &outcome).await {
@@ -387,7 +474,11 @@ impl IngestService {
     /// Writes the forensic record to the store, else to the fallback file if enabled.
     /// `Err` when neither took it.
     async fn keep(&self, request: &WebhookRequest, outcome: &Outcome) -> Result<(), ()> {
-        let error: StoreError = match self.forensic.record(request, outcome).await {
+        let write = {
+            let (forensic, request, outcome) = (self.forensic.clone(), request.clone(), outcome.clone());
+            async move { forensic.record(&request, &outcome).await }
+        };
+        let error: StoreError = match self.within_timeout(write).await {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };

@@ -16,8 +16,9 @@ use crate::processing::worker::{run_worker, Processor, RetryPolicy};
 use crate::publishing::bus::EventBus;
 use crate::publishing::relay::{run_relay, OutboxRelay};
 use crate::receiving::fallback_log::FallbackLog;
+use crate::receiving::flood::{write_summaries, RejectionLimit};
 use crate::receiving::group_commit::GroupCommit;
-use crate::receiving::ingest::IngestService;
+use crate::receiving::ingest::{ForensicRecords, IngestLimits, IngestService};
 use crate::settings::{Settings, SettingsError};
 use crate::startup::clock::SystemClock;
 use crate::startup::providers::{ProviderError, Providers};
@@ -27,6 +28,7 @@ use payhook_domain::ports::{ClaimedEvent, Clock, EventPublisher, StoreError};
 use payhook_domain::{ConnectOptions, OutboxMessage};
 use payhook_outgoing_webhook::{OutgoingWebhook, OutgoingWebhookError};
 use std::net::TcpListener;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
@@ -65,6 +67,8 @@ pub struct Application {
     /// Follows the other instances' domain events, where the store shares them.
     fan_out: Option<JoinHandle<()>>,
     processor: Arc<Processor>,
+    /// Writes the per-minute summaries of rate-limited requests.
+    refusal_summaries: JoinHandle<()>,
     stop: watch::Sender<bool>,
     /// The relay stops after the worker, so it delivers the worker's last commits.
     stop_relay: watch::Sender<bool>,
@@ -113,6 +117,16 @@ impl Application {
             )
             .handing_domain_events_to(to_relay),
         );
+        let (stop, stopped) = watch::channel(false);
+        let rejection_limit = Arc::new(RejectionLimit::new(
+            NonZeroU32::new(settings.limits.rejected_per_ip_per_minute).unwrap_or(NonZeroU32::MIN),
+            clock.clone(),
+        ));
+        let refusal_summaries = tokio::spawn(write_summaries(
+            rejection_limit.clone(),
+            stores.forensic.clone(),
+            stopped.clone(),
+        ));
         let ingest = receiving(
             &settings,
             &stores,
@@ -120,9 +134,9 @@ impl Application {
             clock.clone(),
             to_worker,
             wake_worker.clone(),
+            rejection_limit,
         );
 
-        let (stop, stopped) = watch::channel(false);
         let (stop_relay, relay_stopped) = watch::channel(false);
         let worker = tokio::spawn(run_worker(
             processor.clone(),
@@ -153,6 +167,7 @@ impl Application {
             body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_secs),
             admin_token: settings.admin.token.clone(),
             merchant_keys: merchant_keys(&settings),
+            store_runtime: tokio::runtime::Handle::current(),
             wake_worker,
             metrics: crate::api::metrics::handle(),
         };
@@ -180,6 +195,7 @@ impl Application {
             relay,
             fan_out: publishing.follower,
             processor,
+            refusal_summaries,
             stop,
             stop_relay,
             bus: publishing.bus,
@@ -221,6 +237,7 @@ impl Application {
         })
         .await;
         let _ = self.stop_relay.send(true);
+        let _ = self.refusal_summaries.await;
         if stopped.is_err() {
             tracing::warn!("worker did not finish its batch in time; releasing its events");
         }
@@ -318,19 +335,27 @@ fn receiving(
     clock: Arc<dyn Clock>,
     to_worker: handoff::Handoff<ClaimedEvent>,
     wake_worker: Arc<Notify>,
+    rejection_limit: Arc<RejectionLimit>,
 ) -> IngestService {
     let fallback = settings
         .fallback_log
         .enabled
         .then(|| FallbackLog::new(settings.fallback_log.dir.clone(), settings.fallback_log.name.clone()));
+    let store_timeout = settings.statement_timeout();
     IngestService::new(
         providers.units().map(|unit| unit.webhooks.clone()).collect(),
         crate::startup::providers::redaction(),
-        stores.forensic.clone(),
-        GroupCommit::start(stores.inbox.clone(), to_worker, wake_worker),
+        ForensicRecords {
+            log: stores.forensic.clone(),
+            fallback,
+        },
+        GroupCommit::start(stores.inbox.clone(), to_worker, wake_worker, store_timeout),
         stores.payments.clone(),
         clock,
-        fallback,
+        IngestLimits {
+            store_timeout,
+            rejection_limit,
+        },
     )
 }
 

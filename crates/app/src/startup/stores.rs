@@ -50,7 +50,7 @@ impl Stores {
                 } else if PgStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                let store = PgStore::connect(url, settings.pool_size()?)?;
+                let store = PgStore::connect_with(url, settings.pool_size()?, settings.statement_timeout())?;
                 let fan_out = PgFanOut::new(store.clone(), url);
                 Ok(Self {
                     fan_out: Some(Arc::new(fan_out)),
@@ -63,7 +63,11 @@ impl Stores {
                 } else if SqliteStore::has_pending_migrations(url).await? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(SqliteStore::connect(url, settings.pool_size()?)?))
+                Ok(Self::from_one(SqliteStore::connect_with(
+                    url,
+                    settings.pool_size()?,
+                    settings.statement_timeout(),
+                )?))
             }
         }
     }
