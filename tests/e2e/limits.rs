@@ -10,6 +10,7 @@ on_every_store!(
     a_store_that_holds_writes_gets_503_within_the_statement_timeout_then_recovers,
     rejected_requests_beyond_the_limit_get_429_and_store_nothing,
     an_unauthenticated_body_is_stored_cut_with_its_length_and_digest,
+    status_streams_are_bounded_per_payment_in_all_and_in_age,
 );
 
 fn paid_event(id: &str, pi: &str) -> Vec<u8> {
@@ -115,4 +116,79 @@ async fn an_unauthenticated_body_is_stored_cut_with_its_length_and_digest(backen
         .await;
     assert_eq!(rows[0].raw_body.0, authentic);
     assert_eq!((rows[0].body_length, rows[0].body_sha256.clone()), (None, None));
+}
+
+/// A payment the status routes can serve, created as `POST /payments` would, and its
+/// client token.
+async fn payment_with_token(app: &TestApp, provider_ref: &str) -> (String, String) {
+    let token = format!("tok_{provider_ref}_0123456789abcdef");
+    let id = payhook_domain::PaymentId::from_uuid(uuid::Uuid::new_v4());
+    let new = payhook_domain::NewPayment {
+        id,
+        provider: payhook_domain::Provider::Stripe,
+        provider_ref: Some(provider_ref.into()),
+        merchant_ref: None,
+        amount: payhook_domain::Money::new(2000, payhook_domain::Currency::parse("USD").unwrap()).unwrap(),
+        customer_email: None,
+        description: None,
+        metadata: json!({}),
+        created_at: chrono::Utc::now(),
+        client_token_hash: Some(payhook_app::api::payment_requests::token_hash(&token)),
+        callback_token_hash: None,
+        idempotency: None,
+    };
+    app.stores.payments.create_payment(&new).await.unwrap();
+    (id.to_string(), token)
+}
+
+async fn status_streams_are_bounded_per_payment_in_all_and_in_age(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__LIMITS__STREAMS_PER_PAYMENT", "2"),
+            ("PAYHOOK__LIMITS__STREAMS_TOTAL", "3"),
+            ("PAYHOOK__LIMITS__STREAM_MAX_SECS", "2"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let (a, token_a) = payment_with_token(&app, "pi_stream_a").await;
+    let (b, token_b) = payment_with_token(&app, "pi_stream_b").await;
+    let open = |id: &str, token: &str| {
+        app.client
+            .get(format!("{}/payments/{id}/events?token={token}", app.address))
+            .send()
+    };
+    let mut first = open(&a, &token_a).await.unwrap();
+    let _second = open(&a, &token_a).await.unwrap();
+    let third = open(&a, &token_a).await.unwrap();
+    assert_eq!(third.status().as_u16(), 429);
+    let error: Value = third.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "too_many_streams");
+    let _on_b = open(&b, &token_b).await.unwrap();
+    assert_eq!(
+        open(&b, &token_b).await.unwrap().status().as_u16(),
+        429,
+        "three open in all"
+    );
+
+    // Each stream ends at its maximum age (the browser reconnects)...
+    assert!(first.chunk().await.unwrap().is_some(), "the current status comes first");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while first.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived limits.stream_max_secs");
+    // ...and its place is free again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if open(&a, &token_a).await.unwrap().status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ended stream still holds its place"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -397,4 +397,12 @@ async fn the_status_stream_follows_the_payment_for_its_client_token_only(backend
     );
     let next = read_until(&mut stream, "\"status\":\"paid\"").await;
     assert!(next.contains(&format!("\"payment_id\":\"{id}\"")), "{next}");
+    // Paid settles the checkout: the stream ends, freeing its place.
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            assert!(chunk.starts_with(b": heartbeat") || chunk.is_empty(), "{chunk:?}");
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream stayed open after a settling status");
 }

@@ -48,8 +48,8 @@ pub struct AppState {
     pub ingest: IngestService,
     pub payments: Arc<dyn PaymentStore>,
     pub payment_requests: PaymentRequests,
-    /// Domain events as they are delivered, for the status streams.
-    pub bus: crate::publishing::bus::EventBus,
+    /// The open status streams, fed with domain events by payment.
+    pub streams: Arc<crate::publishing::status_stream::StreamHub>,
     pub inbox: Arc<dyn WebhookInbox>,
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,

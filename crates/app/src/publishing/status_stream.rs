@@ -2,7 +2,15 @@
 //! for the customer's browser. The client token from `POST /payments` authorizes it
 //! (compared with the stored hash in constant time). The first event is the current
 //! status, then one per change; a comment line every 15 s keeps proxies from closing
-//! the connection.
+//! the connection, and is how a stream whose browser has gone is noticed (the write
+//! fails) within two heartbeats.
+//!
+//! What one client may hold is bounded: `limits.streams_per_payment` and
+//! `limits.streams_total` open streams (429 `too_many_streams`), each for at most
+//! `limits.stream_max_secs`, and a stream ends once it has sent a status that
+//! settles the checkout. Domain events reach streams through a [`StreamHub`] keyed
+//! by payment, so an event wakes only its own payment's streams, however many
+//! others are open.
 
 use crate::api::credentials::check_client_token;
 use crate::api::{ApiError, AppState};
@@ -11,16 +19,139 @@ use actix_web::{web, HttpResponse};
 use payhook_domain::ports::PaymentStore;
 use payhook_domain::{OutboxMessage, Payment, PaymentId};
 use serde::Deserialize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-const HEARTBEAT: Duration = Duration::from_secs(15);
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Changes one payment's streams may lag behind before they re-read the payment.
+const PER_PAYMENT_BUFFER: usize = 16;
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
     pub token: Option<String>,
+}
+
+/// What a payment's streams are told.
+#[derive(Debug, Clone)]
+enum Update {
+    /// A domain event's payload about this payment.
+    Status(Arc<serde_json::Value>),
+    /// Changes may have been missed: read the payment again.
+    Reread,
+}
+
+/// Stream limits (`limits.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub per_payment: usize,
+    pub total: usize,
+    pub max_age: Duration,
+}
+
+/// The open status streams, by payment.
+pub struct StreamHub {
+    payments: Mutex<HashMap<PaymentId, Channel>>,
+    open: AtomicUsize,
+    limits: StreamLimits,
+}
+
+struct Channel {
+    sender: broadcast::Sender<Update>,
+    streams: usize,
+}
+
+/// One open stream's place in the hub; dropping it frees the place.
+struct Ticket {
+    hub: Arc<StreamHub>,
+    id: PaymentId,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.hub.open.fetch_sub(1, Ordering::Relaxed);
+        let mut payments = self.hub.payments.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = payments.get_mut(&self.id) {
+            channel.streams -= 1;
+            if channel.streams == 0 {
+                payments.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl StreamHub {
+    pub fn new(limits: StreamLimits) -> Arc<Self> {
+        Arc::new(Self {
+            payments: Mutex::new(HashMap::new()),
+            open: AtomicUsize::new(0),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> StreamLimits {
+        self.limits
+    }
+
+    /// How many streams are open.
+    pub fn open_streams(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A place for one more stream on `id`, or which limit is reached.
+    fn open(self: &Arc<Self>, id: PaymentId) -> Result<(Ticket, broadcast::Receiver<Update>), ApiError> {
+        let mut payments = self.payments.lock().unwrap_or_else(|e| e.into_inner());
+        if self.open.load(Ordering::Relaxed) >= self.limits.total {
+            return Err(ApiError::TooManyStreams(""));
+        }
+        let channel = payments.entry(id).or_insert_with(|| Channel {
+            sender: broadcast::channel(PER_PAYMENT_BUFFER).0,
+            streams: 0,
+        });
+        if channel.streams >= self.limits.per_payment {
+            return Err(ApiError::TooManyStreams(" on this payment"));
+        }
+        channel.streams += 1;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        let receiver = channel.sender.subscribe();
+        Ok((Ticket { hub: self.clone(), id }, receiver))
+    }
+
+    /// Tells the streams of the payment a domain event is about (one map look-up;
+    /// no other stream is woken).
+    pub fn deliver(&self, message: &OutboxMessage) {
+        let Some(id) = message.payload["payment_id"].as_str().and_then(PaymentId::parse) else {
+            return;
+        };
+        let payments = self.payments.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = payments.get(&id) {
+            let _ = channel.sender.send(Update::Status(Arc::new(message.payload.clone())));
+        }
+    }
+
+    /// Tells every stream to re-read its payment (the hub itself missed events).
+    fn reread_all(&self) {
+        let payments = self.payments.lock().unwrap_or_else(|e| e.into_inner());
+        for channel in payments.values() {
+            let _ = channel.sender.send(Update::Reread);
+        }
+    }
+}
+
+/// Feeds the hub from the in-process bus (`events`, subscribed before this runs,
+/// so nothing published meanwhile is missed) until the bus closes.
+pub async fn dispatch(mut events: broadcast::Receiver<OutboxMessage>, hub: Arc<StreamHub>) {
+    loop {
+        match events.recv().await {
+            Ok(message) => hub.deliver(&message),
+            Err(RecvError::Lagged(_)) => hub.reread_all(),
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 pub async fn stream(
@@ -30,18 +161,24 @@ pub async fn stream(
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = check_client_token(state.payments.as_ref(), &raw, query.token.as_deref()).await?;
-    // Subscribe before reading the payment, so no change falls between the two.
-    let changes = state.bus.subscribe();
+    // Open before reading the payment, so no change falls between the two.
+    let (ticket, updates) = state.streams.open(id)?;
     let payment = state
         .payments
         .payment(id)
         .await?
         .ok_or(ApiError::PaymentNotFound(raw))?;
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stream = StatusStream {
         id,
         payments: state.payments.clone(),
-        changes,
-        first: Some(status_event(&status_of(&payment))),
+        updates,
+        first: Some(status_of(&payment)),
+        heartbeat,
+        closes_at: Instant::now() + state.streams.limits().max_age,
+        settled: false,
+        _ticket: ticket,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -52,38 +189,69 @@ pub async fn stream(
 struct StatusStream {
     id: PaymentId,
     payments: Arc<dyn PaymentStore>,
-    changes: Receiver<OutboxMessage>,
-    first: Option<Bytes>,
+    updates: broadcast::Receiver<Update>,
+    first: Option<serde_json::Value>,
+    /// On its own timer: no event, for this payment or any other, delays it.
+    heartbeat: Interval,
+    closes_at: Instant,
+    /// A status that settles the checkout has been sent: the stream ends.
+    settled: bool,
+    _ticket: Ticket,
 }
 
 impl StatusStream {
     /// The next chunk: the current status first, then this payment's changes and
-    /// heartbeats. Ends when the gateway shuts down (the bus closes).
+    /// heartbeats. Ends after a settling status, at the stream's maximum age, or
+    /// when the gateway shuts down.
     async fn next(mut self) -> Option<(Result<Bytes, actix_web::Error>, Self)> {
+        if self.settled {
+            return None;
+        }
         if let Some(first) = self.first.take() {
-            return Some((Ok(first), self));
+            return Some((Ok(self.status_event(&first)), self));
         }
         loop {
             let chunk = tokio::select! {
-                received = self.changes.recv() => match received {
-                    Ok(message) if message.payload["payment_id"] == self.id.to_string() => {
-                        Some(status_event(&message.payload))
+                received = self.updates.recv() => match received {
+                    Ok(Update::Status(payload)) => Some(self.status_event(&payload)),
+                    // Too slow to keep up, or the hub missed events: the current state
+                    // sums up what was missed.
+                    Ok(Update::Reread) | Err(RecvError::Lagged(_)) => {
+                        self.reread().await.map(|p| self.status_event(&status_of(&p)))
                     }
-                    Ok(_) => None,
-                    // Too slow to keep up: missed changes are summed up by the current state.
-                    Err(RecvError::Lagged(_)) => match self.payments.payment(self.id).await {
-                        Ok(Some(p)) => Some(status_event(&status_of(&p))),
-                        _ => None,
-                    },
                     Err(RecvError::Closed) => return None,
                 },
-                _ = tokio::time::sleep(HEARTBEAT) => Some(Bytes::from_static(b": heartbeat\n\n")),
+                _ = self.heartbeat.tick() => Some(Bytes::from_static(b": heartbeat\n\n")),
+                _ = tokio::time::sleep_until(self.closes_at) => return None,
             };
             if let Some(chunk) = chunk {
                 return Some((Ok(chunk), self));
             }
         }
     }
+
+    /// The payment as stored. In a task of its own: the stream is dropped whenever
+    /// its browser goes, and a store call dropped half-way is not safe everywhere
+    /// (see `crate::api::store_call`).
+    async fn reread(&self) -> Option<Payment> {
+        let (payments, id) = (self.payments.clone(), self.id);
+        tokio::spawn(async move { payments.payment(id).await })
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    fn status_event(&mut self, data: &serde_json::Value) -> Bytes {
+        self.settled |= data["status"].as_str().is_some_and(settles_checkout);
+        Bytes::from(format!("event: status\ndata: {data}\n\n"))
+    }
+}
+
+/// Whether the customer's checkout is over at this status, whatever comes later:
+/// paid (or since refunded) or canceled. After `failed` or `expired` the stream
+/// stays open: a retry or a late payment can still pay.
+fn settles_checkout(status: &str) -> bool {
+    matches!(status, "paid" | "partially_refunded" | "refunded" | "canceled")
 }
 
 /// The payment's state in the shape of the domain events' payload.
@@ -99,6 +267,73 @@ fn status_of(p: &Payment) -> serde_json::Value {
     })
 }
 
-fn status_event(data: &serde_json::Value) -> Bytes {
-    Bytes::from(format!("event: status\ndata: {data}\n\n"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_payment: usize, total: usize) -> StreamLimits {
+        StreamLimits {
+            per_payment,
+            total,
+            max_age: Duration::from_secs(900),
+        }
+    }
+
+    fn message(id: PaymentId, status: &str) -> OutboxMessage {
+        OutboxMessage {
+            id: 1,
+            topic: "payment.status_changed".into(),
+            payload: serde_json::json!({ "payment_id": id.to_string(), "status": status }),
+            created_at: chrono::Utc::now(),
+            attempts: 0,
+        }
+    }
+
+    fn new_id() -> PaymentId {
+        PaymentId::from_uuid(uuid::Uuid::new_v4())
+    }
+
+    #[test]
+    fn an_event_reaches_only_its_own_payments_streams() {
+        let hub = StreamHub::new(limits(10, 100));
+        let (a, b) = (new_id(), new_id());
+        let (_ta, mut on_a) = hub.open(a).unwrap();
+        let (_tb, mut on_b) = hub.open(b).unwrap();
+        hub.deliver(&message(a, "paid"));
+        assert!(matches!(on_a.try_recv(), Ok(Update::Status(p)) if p["status"] == "paid"));
+        assert!(on_b.try_recv().is_err(), "another payment's stream was not woken");
+    }
+
+    #[test]
+    fn limits_per_payment_and_in_all_and_closed_streams_free_their_place() {
+        let hub = StreamHub::new(limits(2, 3));
+        let (a, b) = (new_id(), new_id());
+        let first = hub.open(a).unwrap();
+        let _second = hub.open(a).unwrap();
+        assert!(matches!(hub.open(a), Err(ApiError::TooManyStreams(_))), "per payment");
+        let _third = hub.open(b).unwrap();
+        assert!(matches!(hub.open(b), Err(ApiError::TooManyStreams(_))), "in all");
+        assert_eq!(hub.open_streams(), 3);
+        drop(first);
+        assert_eq!(hub.open_streams(), 2);
+        assert!(hub.open(a).is_ok(), "a closed stream's place is free again");
+    }
+
+    #[test]
+    fn a_payment_without_streams_is_forgotten() {
+        let hub = StreamHub::new(limits(2, 3));
+        let a = new_id();
+        drop(hub.open(a).unwrap());
+        assert!(hub.payments.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn settling_statuses() {
+        for status in ["paid", "refunded", "partially_refunded", "canceled"] {
+            assert!(settles_checkout(status), "{status}");
+        }
+        for status in ["pending", "requires_action", "authorized", "failed", "expired"] {
+            assert!(!settles_checkout(status), "{status}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use crate::processing::handoff;
 use crate::processing::worker::{run_worker, Processor, RetryPolicy};
 use crate::publishing::bus::EventBus;
 use crate::publishing::relay::{run_relay, OutboxRelay};
+use crate::publishing::status_stream::{StreamHub, StreamLimits};
 use crate::receiving::fallback_log::FallbackLog;
 use crate::receiving::flood::{write_summaries, RejectionLimit};
 use crate::receiving::group_commit::GroupCommit;
@@ -155,11 +156,20 @@ impl Application {
             relay_stopped,
         ));
 
+        let streams = StreamHub::new(StreamLimits {
+            per_payment: settings.limits.streams_per_payment,
+            total: settings.limits.streams_total,
+            max_age: Duration::from_secs(settings.limits.stream_max_secs),
+        });
+        tokio::spawn(crate::publishing::status_stream::dispatch(
+            publishing.bus.subscribe(),
+            streams.clone(),
+        ));
         let state = AppState {
             ingest,
             payments: stores.payments.clone(),
             payment_requests: payment_requests(&stores, &providers, clock),
-            bus: publishing.bus.clone(),
+            streams: streams.clone(),
             inbox: stores.inbox,
             outbox: stores.outbox,
             health: stores.health,
