@@ -3,6 +3,7 @@
 //! actix, diesel and reqwest are linked once.
 
 mod credentials;
+mod hostile;
 mod limits;
 mod operations;
 mod payments;

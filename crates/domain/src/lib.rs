@@ -19,6 +19,7 @@ pub mod ports;
 pub mod provider;
 pub mod source;
 pub mod status;
+pub mod text;
 
 pub use connector::{ConnectOptions, Connector, ProviderUnit, SampleDelivery, SampleRequest, SimulateError, Simulator};
 pub use event::{PaymentChange, PaymentDetails, PaymentRef, WebhookEvent};

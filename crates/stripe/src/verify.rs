@@ -68,7 +68,14 @@ impl SignatureVerifier {
             Some(i) if i != first => self.last_matched.store(i, Ordering::Relaxed),
             Some(_) => {}
         }
-        if (now_unix - parsed.timestamp).abs() > self.tolerance_secs {
+        // Checked: `t` is whatever the sender wrote, and `now - t` overflows for t near
+        // i64::MIN or i64::MAX (a panic in debug builds; in release it wrapped, and a
+        // signature from 2^63 s ago passed). An age that does not fit is out of range.
+        let within = now_unix
+            .checked_sub(parsed.timestamp)
+            .and_then(i64::checked_abs)
+            .is_some_and(|age| age <= self.tolerance_secs);
+        if !within {
             return Err(SignatureError::OutsideTolerance);
         }
         Ok(())

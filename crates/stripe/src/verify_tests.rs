@@ -194,3 +194,47 @@ fn a_single_changed_body_byte_fails() {
         Err(SignatureError::NoMatch)
     );
 }
+
+#[test]
+fn extreme_timestamps_are_outside_the_window_without_overflow() {
+    let v = verifier(&["whsec_test_secret"]);
+    let now = 1_700_000_000;
+    // Correctly signed, so only the age decides; each would overflow `now - t`.
+    for t in [i64::MIN, i64::MIN + 1, now - (1 << 62), -1, i64::MAX, now + (1 << 62)] {
+        let header = signature_header("whsec_test_secret", t, NODE_BODY);
+        assert_eq!(
+            v.verify(Some(&header), NODE_BODY, now),
+            Err(SignatureError::OutsideTolerance),
+            "t = {t}"
+        );
+    }
+    // And at the far ends of the clock itself.
+    for now in [i64::MIN, i64::MAX] {
+        let header = signature_header("whsec_test_secret", 0, NODE_BODY);
+        assert_eq!(
+            v.verify(Some(&header), NODE_BODY, now),
+            Err(SignatureError::OutsideTolerance),
+            "now = {now}"
+        );
+    }
+    // The window's edges still hold.
+    let edge = signature_header("whsec_test_secret", now - DEFAULT_TOLERANCE_SECS, NODE_BODY);
+    assert_eq!(v.verify(Some(&edge), NODE_BODY, now), Ok(()));
+    let past = signature_header("whsec_test_secret", now - DEFAULT_TOLERANCE_SECS - 1, NODE_BODY);
+    assert_eq!(
+        v.verify(Some(&past), NODE_BODY, now),
+        Err(SignatureError::OutsideTolerance)
+    );
+}
+
+#[test]
+fn the_header_the_fuzzer_found_is_refused_not_a_panic() {
+    // base64 AQgBICAAAACAICIA+CAgICs= : raw bytes, not UTF-8 text.
+    let bytes = [
+        0x01u8, 0x08, 0x01, 0x20, 0x20, 0x00, 0x00, 0x00, 0x80, 0x20, 0x22, 0x00, 0xf8, 0x20, 0x20, 0x20, 0x2b,
+    ];
+    let header = String::from_utf8_lossy(&bytes);
+    assert!(verifier(&["whsec_test_secret"])
+        .verify(Some(&header), b"{}", 1_700_000_000)
+        .is_err());
+}

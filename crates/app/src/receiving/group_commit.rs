@@ -104,53 +104,74 @@ async fn write_batches(
         }
         metrics::histogram!("payhook_ingest_batch_size").record(batch.len() as f64);
         let (deliveries, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.delivery, j.reply)).unzip();
-        // A panic in the store must not take the writer with it: its batch is answered
-        // as a failure (each request then gets 503 and is recorded on the slow path).
+        // A delivery that cannot be stored is answered as a failure (its request then
+        // gets 503 and is recorded on the slow path); the others still are stored.
         let reservation = handoff.reserve(deliveries.len());
         let lease_until = reservation.as_ref().map(|r| r.lease_until);
-        let outcome = tokio::time::timeout(
-            store_timeout,
-            AssertUnwindSafe(inbox.admit_all(&deliveries, lease_until)).catch_unwind(),
+        let results = admit_isolating(
+            inbox.as_ref(),
+            &deliveries,
+            lease_until,
+            tokio::time::Instant::now() + store_timeout,
         )
-        .await
-        .unwrap_or_else(|_| Ok(Err(StoreError::timed_out(store_timeout))))
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("panic while storing webhooks".into())));
-        match outcome {
-            Ok(admissions) if admissions.len() == replies.len() => {
-                for (reply, admission) in replies.into_iter().zip(&admissions) {
-                    let _ = reply.send(Ok(*admission));
-                }
-                let new = admissions
-                    .iter()
-                    .zip(deliveries)
-                    .filter_map(|(admission, (_, event))| match admission {
-                        Admission::Accepted(id) => Some(ClaimedEvent {
-                            id: *id,
-                            event,
-                            attempts: 0,
-                        }),
-                        Admission::Duplicate(_) => None,
-                    });
-                match reservation {
-                    Some(reservation) => reservation.hand_over(new),
-                    None if new.count() > 0 => accepted.notify_one(),
-                    None => {}
-                }
+        .await;
+        let mut new = Vec::new();
+        for ((reply, result), (_, event)) in replies.into_iter().zip(results).zip(deliveries) {
+            if let Ok(Admission::Accepted(id)) = &result {
+                new.push(ClaimedEvent {
+                    id: *id,
+                    event,
+                    attempts: 0,
+                });
             }
-            Ok(_) => {
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(
-                        "the store answered for a different batch".into(),
-                    )));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+            let _ = reply.send(result);
+        }
+        match reservation {
+            Some(reservation) => reservation.hand_over(new),
+            None if !new.is_empty() => accepted.notify_one(),
+            None => {}
         }
     }
+}
+
+/// Admits `deliveries` in one transaction; if that fails for a reason other than
+/// time, its halves are tried apart, down to single deliveries, so that only a
+/// delivery that fails on its own gets an error (one poisoned event must not fail
+/// the webhooks that happened to share its batch). Each delivery's answer, in order.
+/// Nothing is tried after `deadline`.
+fn admit_isolating<'a>(
+    inbox: &'a dyn WebhookInbox,
+    deliveries: &'a [(WebhookRequest, WebhookEvent)],
+    lease_until: Option<chrono::DateTime<chrono::Utc>>,
+    deadline: tokio::time::Instant,
+) -> futures_util::future::BoxFuture<'a, Vec<Result<Admission, StoreError>>> {
+    Box::pin(async move {
+        let failed = |e: StoreError| vec![Err(e); deliveries.len()];
+        // A panic in the store must not take the writer with it.
+        let attempt = tokio::time::timeout_at(
+            deadline,
+            AssertUnwindSafe(inbox.admit_all(deliveries, lease_until)).catch_unwind(),
+        )
+        .await;
+        let error = match attempt {
+            Ok(Ok(Ok(admissions))) if admissions.len() == deliveries.len() => {
+                return admissions.into_iter().map(Ok).collect();
+            }
+            Ok(Ok(Ok(_))) => return failed(StoreError::Corrupt("the store answered for a different batch".into())),
+            // Out of time: a hung store would only hang again for each half.
+            Err(_) => return failed(StoreError::Unavailable("no answer from the store in time".into())),
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(_)) => StoreError::Unavailable("panic while storing webhooks".into()),
+        };
+        if deliveries.len() == 1 || tokio::time::Instant::now() >= deadline {
+            return failed(error);
+        }
+        metrics::counter!("payhook_ingest_batch_splits_total").increment(1);
+        let (left, right) = deliveries.split_at(deliveries.len() / 2);
+        let mut answers = admit_isolating(inbox, left, lease_until, deadline).await;
+        answers.extend(admit_isolating(inbox, right, lease_until, deadline).await);
+        answers
+    })
 }
 
 #[cfg(test)]
@@ -236,6 +257,38 @@ mod tests {
             Err(StoreError::Unavailable(m)) if m == "disk full"
         ));
         assert!(worker.take(10).is_empty(), "nothing is handed over");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poisoned_delivery_fails_alone_and_its_batch_mates_are_stored() {
+        let mut inbox = MockWebhookInbox::new();
+        // The store refuses any batch holding a poisoned event, as Postgres refused a
+        // NUL: the whole statement fails.
+        inbox.expect_admit_all().returning(|deliveries, _| {
+            if deliveries.iter().any(|(_, e)| e.event_id.as_str().starts_with("evt_9")) {
+                Err(StoreError::Unavailable("invalid byte sequence".into()))
+            } else {
+                Ok(accept_all(deliveries))
+            }
+        });
+        let (commit, _worker, _) = start(inbox, 1024);
+        let ids: Vec<String> = (100..300)
+            .map(|i| format!("evt_{i}"))
+            .chain((0..10).map(|i| format!("evt_9{i}")))
+            .collect();
+        let answers = futures_util::future::join_all(ids.iter().map(|id| {
+            let (request, event) = delivery(id);
+            let commit = commit.clone();
+            async move { commit.admit(request, event).await }
+        }))
+        .await;
+        for (id, answer) in ids.iter().zip(&answers) {
+            if id.starts_with("evt_9") {
+                assert!(answer.is_err(), "{id}: {answer:?}");
+            } else {
+                assert!(matches!(answer, Ok(Admission::Accepted(_))), "{id}: {answer:?}");
+            }
+        }
     }
 
     /// The group commit, the worker's side of its handoff (room for `room` events)

@@ -109,6 +109,18 @@ enum Verdict {
     Reject(Outcome),
 }
 
+/// The forensic fields read from a body that may hold NUL, stored as text.
+fn scrub_primary(primary: PrimaryFields) -> PrimaryFields {
+    let clean = |field: Option<String>| field.map(|s| payhook_domain::text::without_nul(&s).into_owned());
+    PrimaryFields {
+        event_id: clean(primary.event_id),
+        event_type: clean(primary.event_type),
+        external_id: clean(primary.external_id),
+        provider_status: clean(primary.provider_status),
+        amount: primary.amount,
+    }
+}
+
 /// Whether a rejection came before the request proved it is from a provider (a
 /// wrong or missing credential, a provider path that does not exist, a method, size
 /// or pace no provider uses): anyone on the internet can cause these.
@@ -123,6 +135,9 @@ fn reject(http_status: u16, result: ProcessingResult, message: impl Into<String>
         error: Some(message.into()),
     })
 }
+
+/// How many forensic rows of unauthenticated requests are written at once.
+const UNAUTHENTICATED_WRITERS: usize = 2;
 
 /// Where forensic records go: the store, else (when enabled) the fallback file.
 pub struct ForensicRecords {
@@ -156,6 +171,8 @@ pub struct IngestService {
     rejection_limit: Arc<RejectionLimit>,
     /// The runtime the store's connections belong to (the one that built this).
     runtime: tokio::runtime::Handle,
+    /// Forensic writes of unauthenticated requests in flight at once.
+    unauthenticated_writes: tokio::sync::Semaphore,
 }
 
 impl IngestService {
@@ -185,6 +202,7 @@ impl IngestService {
             store_timeout: limits.store_timeout,
             rejection_limit: limits.rejection_limit,
             runtime: tokio::runtime::Handle::current(),
+            unauthenticated_writes: tokio::sync::Semaphore::new(UNAUTHENTICATED_WRITERS),
         }
     }
 
@@ -355,7 +373,9 @@ impl IngestService {
                 None,
             );
         };
+        let hostile = payhook_domain::text::may_hold_nul(delivery.body);
         let primary = source.primary_fields(delivery.body);
+        let primary = if hostile { scrub_primary(primary) } else { primary };
         if !source.accepts_method(&inbound.method) {
             let msg = format!("{provider} webhooks are not delivered with {}", inbound.method);
             return (reject(405, ProcessingResult::MethodNotAllowed, msg), primary, None);
@@ -378,6 +398,8 @@ impl IngestService {
             }
         };
         let verdict = match source.parse(delivery) {
+            // Both stores take the event the same way (see `payhook_domain::text`).
+            Ok(Parsed::Event(event)) if hostile => Verdict::Admit(payhook_domain::text::scrub_nul(event)),
             Ok(Parsed::Event(event)) => Verdict::Admit(event),
             Ok(Parsed::Ignored {
                 event_id,
@@ -447,6 +469,12 @@ impl IngestService {
         if let Err(retry_after) = self.rejection_limit.admit(address, request) {
             return Reply::RateLimited { retry_after };
         }
+        // Their rows take at most a few of the store's connections, so a burst of
+        // them (2,000 slow clients timing out together) leaves the rest to providers.
+        let Ok(Ok(_permit)) = tokio::time::timeout(self.store_timeout, self.unauthenticated_writes.acquire()).await
+        else {
+            return self.unavailable();
+        };
         if request.body.len() > UNAUTHENTICATED_BODY_KEPT {
             let mut cut = request.clone();
             cut.cut_body(UNAUTHENTICATED_BODY_KEPT);
