@@ -290,13 +290,17 @@ struct Waiting {
     n: i64,
 }
 
-/// Waits (up to a minute) until no inbox event is waiting to be applied.
+/// Waits (up to a minute) until no inbox event is waiting to be applied and no
+/// domain event to be published.
 async fn wait_for_drain(db: &mut AsyncPgConnection) {
     use diesel_async::RunQueryDsl;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let waiting: Result<Vec<Waiting>, _> =
-            diesel::sql_query("SELECT count(*) AS n FROM webhook_events WHERE status IN ('pending', 'failed')")
+            diesel::sql_query(
+                "SELECT (SELECT count(*) FROM webhook_events WHERE status IN ('pending', 'failed'))
+                      + (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS n",
+            )
                 .load(db)
                 .await;
         if waiting.is_ok_and(|rows| rows.iter().any(|row| row.n == 0)) {
