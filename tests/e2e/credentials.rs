@@ -18,6 +18,7 @@ on_every_store!(
     a_browser_reads_its_payment_status_and_nothing_personal,
     a_replay_keeps_the_first_token_and_a_new_one_is_issued_on_purpose,
     a_body_that_does_not_arrive_in_time_is_408_and_logged,
+    headers_that_do_not_arrive_in_time_close_the_connection,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit, extra: &[(&str, &str)]) -> TestApp {
@@ -302,4 +303,19 @@ async fn a_body_that_does_not_arrive_in_time_is_408_and_logged(backend: Backend)
     assert_eq!(logs[0].http_status, Some(408));
     assert_eq!(logs[0].processing_result.as_deref(), Some("request_timeout"));
     assert_eq!(logs[0].raw_body.0, b"{\"id\"".to_vec(), "what arrived is kept");
+}
+
+async fn headers_that_do_not_arrive_in_time_close_the_connection(backend: Backend) {
+    let app = spawn_app_with(backend, &[("PAYHOOK__SERVER__HEADER_READ_TIMEOUT_SECS", "1")], Vec::new()).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(b"POST /webhooks/stripe HTTP/1.1\r\nHost: payhook\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was held past the header timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
