@@ -306,7 +306,12 @@ async fn a_body_that_does_not_arrive_in_time_is_408_and_logged(backend: Backend)
 }
 
 async fn headers_that_do_not_arrive_in_time_close_the_connection(backend: Backend) {
-    let app = spawn_app_with(backend, &[("PAYHOOK__SERVER__HEADER_READ_TIMEOUT_SECS", "1")], Vec::new()).await;
+    let app = spawn_app_with(
+        backend,
+        &[("PAYHOOK__SERVER__HEADER_READ_TIMEOUT_SECS", "1")],
+        Vec::new(),
+    )
+    .await;
     let addr = app.address.trim_start_matches("http://").to_owned();
     let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
     socket

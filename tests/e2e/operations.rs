@@ -216,6 +216,57 @@ async fn merchant_endpoint() -> (String, Received) {
     (format!("http://127.0.0.1:{port}/payhook-events"), received)
 }
 
+async fn an_undeliverable_domain_event_is_dead_listed_and_replayed_to_its_endpoint_only(backend: Backend) {
+    let (url, received) = merchant_endpoint().await;
+    let mut app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__NOTIFY__URL", &url),
+            ("PAYHOOK__NOTIFY__SECRET", NOTIFY_SECRET),
+            ("PAYHOOK__NOTIFY__MAX_ATTEMPTS", "1"),
+            ("PAYHOOK__OUTBOX__SWEEP_INTERVAL_MS", "100"),
+            ("PAYHOOK__ADMIN__TOKEN", ADMIN_TOKEN),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        app.deliver(&succeeded("evt_dead_out", "pi_dead_out")).await.status(),
+        200
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), app.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // The endpoint refused its only attempt: dead.
+    app.wait_for_count("SELECT count(*) AS n FROM outbox WHERE dead_at IS NOT NULL", 1)
+        .await;
+    let dead: Value = admin_get(&app, "/admin/outbox?status=dead").await.json().await.unwrap();
+    assert_eq!(dead["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(dead["messages"][0]["id"], first.id);
+    assert!(
+        dead["messages"][0]["last_error"].as_str().unwrap().contains("503"),
+        "{dead}"
+    );
+    let retrying: Value = admin_get(&app, "/admin/outbox").await.json().await.unwrap();
+    assert!(retrying["messages"].as_array().unwrap().is_empty());
+    let metrics = admin_get(&app, "/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("payhook_outbox_dead 1"), "{metrics}");
+
+    let replayed = admin_post(&app, &format!("/admin/outbox/{}/replay", first.id)).await;
+    assert_eq!(replayed.status().as_u16(), 202);
+    app.wait_for_count("SELECT count(*) AS n FROM outbox WHERE published_at IS NOT NULL", 1)
+        .await;
+    assert_eq!(received.lock().unwrap().len(), 2, "the endpoint got it again");
+    // The in-process bus had taken it the first time: it is not fed it twice.
+    let again = tokio::time::timeout(Duration::from_millis(500), app.events.recv()).await;
+    assert!(again.is_err(), "the bus was fed the replayed message: {again:?}");
+    let missing = admin_post(&app, "/admin/outbox/999999/replay").await;
+    assert_eq!(missing.status().as_u16(), 404);
+    let delivered = admin_post(&app, &format!("/admin/outbox/{}/replay", first.id)).await;
+    assert_eq!(delivered.status().as_u16(), 409);
+}
+
 async fn domain_events_reach_the_bus_and_a_signed_merchant_endpoint(backend: Backend) {
     let (url, received) = merchant_endpoint().await;
     let mut app = spawn_app_with(
@@ -393,6 +444,7 @@ on_every_store!(
     admin_api_requires_its_bearer_token,
     dead_events_are_listed_and_replayed,
     domain_events_reach_the_bus_and_a_signed_merchant_endpoint,
+    an_undeliverable_domain_event_is_dead_listed_and_replayed_to_its_endpoint_only,
     refused_forensic_writes_go_to_the_fallback_file,
     refused_forensic_writes_without_fallback_give_503,
     metrics_report_webhooks_processing_inbox_and_outbox,

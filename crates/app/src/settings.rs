@@ -106,6 +106,8 @@ pub struct NotifySettings {
     pub url: Option<String>,
     /// Standard Webhooks signing secret (`whsec_` + base64).
     pub secret: Option<SecretString>,
+    /// Delivery attempts of one domain event before it is dead.
+    pub max_attempts: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +264,9 @@ impl Settings {
         }
         if self.worker.backoff_base_ms == 0 || self.worker.backoff_max_ms < self.worker.backoff_base_ms {
             return invalid("worker.backoff_base_ms must be positive and at most worker.backoff_max_ms".into());
+        }
+        if self.notify.max_attempts < 1 {
+            return invalid("notify.max_attempts must be at least 1".into());
         }
         if self.admin.token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
             return invalid("admin.token must be at least 16 characters (it guards replay of payments)".into());

@@ -30,7 +30,7 @@ pub use gateway::{CallbackToken, Checkout, CheckoutRequest, GatewayError, Provid
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay};
 pub use money::{Currency, Money};
-pub use outbox::{OutboxMessage, PublishError};
+pub use outbox::{OutboxMessage, PublishError, UndeliveredMessage};
 pub use payment::{EventApplication, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};
 pub use provider::Provider;
 pub use status::{DisputeStatus, PaymentStatus};

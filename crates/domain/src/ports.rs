@@ -4,7 +4,7 @@
 use crate::{
     Checkout, CheckoutRequest, EventApplication, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId,
     InboxStatus, LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider,
-    ProviderPaymentStatus, PublishError, Replay, TokenHashes, WebhookEvent, WebhookRequest,
+    ProviderPaymentStatus, PublishError, Replay, TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -154,11 +154,27 @@ pub trait Outbox: Send + Sync {
     /// Marks delivered messages, one statement for a whole batch.
     async fn mark_published(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Counts a failed delivery; the message is due again at `retry_at`.
-    async fn record_publish_failure(&self, id: i64, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Counts a failed delivery; the message is due again at `retry_at`, or, with
+    /// `None`, is dead (never claimed again until replayed).
+    async fn record_publish_failure(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
 
-    /// Messages not yet delivered.
+    /// Messages not yet delivered (dead ones included).
     async fn backlog(&self) -> Result<i64, StoreError>;
+
+    /// Dead messages.
+    async fn dead_count(&self) -> Result<i64, StoreError>;
+
+    /// Undelivered messages, newest first: only the dead ones when `dead`, else the
+    /// ones still being retried.
+    async fn list_undelivered(&self, dead: bool, limit: u32) -> Result<Vec<UndeliveredMessage>, StoreError>;
+
+    /// Makes an undelivered message due at `now` with its attempts reset.
+    async fn replay_message(&self, id: i64, now: DateTime<Utc>) -> Result<Replay, StoreError>;
 }
 
 /// A subscriber to domain events. Delivery is at least once: the same message may

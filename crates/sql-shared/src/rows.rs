@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use payhook_domain::ports::{ClaimedEvent, StoreError};
 use payhook_domain::{
     Checkout, Currency, EventApplication, EventId, HistoryEntry, InboxEntry, InboxId, Money, NewPayment, OutboxMessage,
-    Outcome, Payment, PaymentId, PaymentStatus, ProcessingResult, WebhookEvent, WebhookRequest,
+    Outcome, Payment, PaymentId, PaymentStatus, ProcessingResult, UndeliveredMessage, WebhookEvent, WebhookRequest,
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -584,6 +584,41 @@ impl From<OutboxRow> for OutboxMessage {
             attempts: r.attempts,
         }
     }
+}
+
+/// An undelivered outbox row as an operator sees it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct UndeliveredRow {
+    id: i64,
+    topic: String,
+    payload: DbJson,
+    created_at: DbInstant,
+    attempts: i32,
+    last_error: Option<String>,
+    next_attempt_at: DbInstant,
+    dead_at: Option<DbInstant>,
+}
+
+impl From<UndeliveredRow> for UndeliveredMessage {
+    fn from(r: UndeliveredRow) -> Self {
+        UndeliveredMessage {
+            id: r.id,
+            topic: r.topic,
+            payload: r.payload.0,
+            created_at: r.created_at.0,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            next_attempt_at: r.next_attempt_at.0,
+            dead_at: r.dead_at.map(|d| d.0),
+        }
+    }
+}
+
+/// The `next_attempt_at` of a message never to be claimed again on its own (far past
+/// any `now`, and within what both stores' timestamps hold).
+pub fn never() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Not held by a running worker's lease at `now`.

@@ -117,6 +117,7 @@ diesel::table! {
         next_attempt_at -> Instant,
         locked_until -> Nullable<Instant>,
         last_error -> Nullable<Text>,
+        dead_at -> Nullable<Instant>,
     }
 }
 

@@ -46,12 +46,12 @@ macro_rules! impl_store_ports {
             use $crate::__deps::payhook_domain::{
                 EventApplication, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
                 Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, PaymentStatus, Provider, Replay,
-                TokenHashes, WebhookEvent, WebhookRequest,
+                TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
                 after_failure, application_rows, changed_nothing, failure_changes, not_leased, processed_changes,
                 requeue_changes,
-                CheckoutChanges, ClaimedRow,
+                never, CheckoutChanges, ClaimedRow, UndeliveredRow,
                 HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
                 PaymentRow, UnstoredPaymentRow, CLAIMABLE,
             };
@@ -269,20 +269,81 @@ macro_rules! impl_store_ports {
                     &self,
                     id: i64,
                     error: &str,
-                    retry_at: DateTime<Utc>,
+                    retry_at: Option<DateTime<Utc>>,
                 ) -> Result<(), StoreError> {
+                    let now = Utc::now();
+                    // A dead message is due "never": past any claim's `now`, so the
+                    // claims' index scans stop before it.
+                    let (next, dead_at) = match retry_at {
+                        Some(at) => (at, None),
+                        None => (never(), Some(DbInstant(now))),
+                    };
                     let mut conn = self.conn().await?;
                     diesel::update(outbox::table.find(id))
                         .set((
                             outbox::attempts.eq(outbox::attempts + 1),
                             outbox::last_error.eq(error),
-                            outbox::next_attempt_at.eq(DbInstant(retry_at)),
+                            outbox::next_attempt_at.eq(DbInstant(next)),
                             outbox::locked_until.eq(None::<DbInstant>),
+                            outbox::dead_at.eq(dead_at),
                         ))
                         .execute(&mut *conn)
                         .await
                         .map_err(db_error)?;
                     Ok(())
+                }
+
+                async fn dead_count(&self) -> Result<i64, StoreError> {
+                    let mut conn = self.conn().await?;
+                    outbox::table
+                        .filter(outbox::dead_at.is_not_null())
+                        .filter(outbox::published_at.is_null())
+                        .count()
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(db_error)
+                }
+
+                async fn list_undelivered(&self, dead: bool, limit: u32) -> Result<Vec<UndeliveredMessage>, StoreError> {
+                    let query = outbox::table
+                        .filter(outbox::published_at.is_null())
+                        .select(UndeliveredRow::as_select())
+                        .order(outbox::id.desc())
+                        .limit(i64::from(limit))
+                        .into_boxed();
+                    let query = if dead {
+                        query.filter(outbox::dead_at.is_not_null())
+                    } else {
+                        query.filter(outbox::dead_at.is_null())
+                    };
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<UndeliveredRow> = query.load(&mut *conn).await.map_err(db_error)?;
+                    Ok(rows.into_iter().map(UndeliveredMessage::from).collect())
+                }
+
+                async fn replay_message(&self, id: i64, now: DateTime<Utc>) -> Result<Replay, StoreError> {
+                    let mut conn = self.conn().await?;
+                    // Not delivered, and not leased by a relay right now (else it is in flight).
+                    let updated = diesel::update(
+                        outbox::table
+                            .find(id)
+                            .filter(outbox::published_at.is_null())
+                            .filter(outbox::locked_until.is_null().or(outbox::locked_until.le(DbInstant(now)))),
+                    )
+                    .set((
+                        outbox::attempts.eq(0),
+                        outbox::next_attempt_at.eq(DbInstant(now)),
+                        outbox::dead_at.eq(None::<DbInstant>),
+                    ))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+                    if updated == 1 {
+                        return Ok(Replay::Requeued);
+                    }
+                    let exists: Option<i64> =
+                        outbox::table.find(id).select(outbox::id).first(&mut *conn).await.optional().map_err(db_error)?;
+                    Ok(if exists.is_some() { Replay::AlreadyPending } else { Replay::NotFound })
                 }
 
                 async fn backlog(&self) -> Result<i64, StoreError> {

@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             releases_leases_of_stopped_and_crashed_workers,
             counts_events_by_status,
             delivers_outbox_messages_until_marked_published,
+            gives_up_on_an_outbox_message_and_replays_it_on_demand,
             stores_a_commits_outbox_rows_leased_to_its_relay,
             finds_payments_by_the_aliases_their_events_named,
             opens_one_payment_per_idempotency_key,
@@ -849,7 +850,7 @@ pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Ar
     let id = first[0].id;
     let retry_at = lease + Duration::seconds(100);
     store
-        .record_publish_failure(id, "subscriber down", retry_at)
+        .record_publish_failure(id, "subscriber down", Some(retry_at))
         .await
         .unwrap();
     assert!(store
@@ -870,6 +871,56 @@ pub async fn delivers_outbox_messages_until_marked_published<S: Store>(store: Ar
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn gives_up_on_an_outbox_message_and_replays_it_on_demand<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let inbox = admit(&*store, "evt_paid").await;
+    let now = t0() + Duration::seconds(1);
+    let app = payment.apply(&event("evt_paid", "pi_1", PaymentChange::paid(None)), now);
+    store.commit_application(inbox, &app).await.unwrap();
+    let claimed = store
+        .claim_unpublished(now, 10, now + Duration::seconds(30))
+        .await
+        .unwrap();
+    let id = claimed[0].id;
+
+    // The last attempt failed: dead, kept, never claimed again on its own.
+    store.record_publish_failure(id, "endpoint down", None).await.unwrap();
+    let years_later = now + Duration::days(3650);
+    assert!(store
+        .claim_unpublished(years_later, 10, years_later)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.dead_count().await.unwrap(), 1);
+    assert_eq!(store.backlog().await.unwrap(), 1, "undelivered still");
+    let dead = store.list_undelivered(true, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(dead[0].last_error.as_deref(), Some("endpoint down"));
+    assert!(dead[0].dead_at.is_some());
+    assert!(store.list_undelivered(false, 10).await.unwrap().is_empty());
+
+    // Replayed: due now, attempts counted afresh.
+    let later = now + Duration::hours(1);
+    assert_eq!(store.replay_message(id, later).await.unwrap(), Replay::Requeued);
+    assert_eq!(store.dead_count().await.unwrap(), 0);
+    let again = store
+        .claim_unpublished(later, 10, later + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        vec![(id, 0)]
+    );
+    // Leased to a relay right now: in flight, not replayed.
+    assert_eq!(store.replay_message(id, later).await.unwrap(), Replay::AlreadyPending);
+    store.mark_published(&[id], later).await.unwrap();
+    assert_eq!(
+        store.replay_message(id, later + Duration::hours(1)).await.unwrap(),
+        Replay::AlreadyPending
+    );
+    assert_eq!(store.replay_message(id + 1000, later).await.unwrap(), Replay::NotFound);
 }
 
 pub async fn stores_a_commits_outbox_rows_leased_to_its_relay<S: Store>(store: Arc<S>) {

@@ -1,4 +1,5 @@
-//! The admin API (`/admin/*`): list inbox events and replay them. Behind
+//! The admin API (`/admin/*`): list inbox events and replay them; list the domain
+//! events not delivered (dead or still retried) and replay them. Behind
 //! `Authorization: Bearer <admin.token>`; without a configured token it does not exist.
 
 use super::{ApiError, AppState};
@@ -83,5 +84,53 @@ pub async fn replay(
         }
         Replay::AlreadyPending => Err(ApiError::AlreadyPending(raw)),
         Replay::NotFound => Err(ApiError::EventNotFound(raw)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    /// `dead` (given up after `notify.max_attempts`) or `retrying` (the default).
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /admin/outbox?status=dead|retrying`: domain events not delivered, newest first.
+pub async fn list_outbox(
+    req: HttpRequest,
+    query: web::Query<OutboxQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let dead = match query.status.as_deref() {
+        None | Some("retrying") => false,
+        Some("dead") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "status must be dead or retrying, not {other:?}"
+            )))
+        }
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let messages = state.outbox.list_undelivered(dead, limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "messages": messages })))
+}
+
+/// `POST /admin/outbox/{id}/replay`: a dead (or retrying) domain event is due now,
+/// its attempts counted afresh.
+pub async fn replay_outbox(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let raw = path.into_inner();
+    let id = raw.parse::<i64>().map_err(|_| ApiError::MessageNotFound(raw.clone()))?;
+    match state.outbox.replay_message(id, chrono::Utc::now()).await? {
+        Replay::Requeued => {
+            state.wake_relay.notify_one();
+            Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "requeued", "id": id })))
+        }
+        Replay::AlreadyPending => Err(ApiError::MessageNotReplayable(raw)),
+        Replay::NotFound => Err(ApiError::MessageNotFound(raw)),
     }
 }

@@ -33,6 +33,10 @@ pub enum ApiError {
     EventNotFound(String),
     #[error("inbox event {0} is already waiting to be processed")]
     AlreadyPending(String),
+    #[error("no domain event with id {0} in the outbox")]
+    MessageNotFound(String),
+    #[error("domain event {0} is already delivered or being delivered right now")]
+    MessageNotReplayable(String),
     #[error("the store is unavailable; retry later")]
     StoreUnavailable(#[source] StoreError),
     #[error("the body is larger than {0} bytes")]
@@ -72,6 +76,8 @@ impl ApiError {
             Self::InvalidQuery(_) => "invalid_query",
             Self::EventNotFound(_) => "event_not_found",
             Self::AlreadyPending(_) => "already_pending",
+            Self::MessageNotFound(_) => "message_not_found",
+            Self::MessageNotReplayable(_) => "message_not_replayable",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Create(e) => match e {
@@ -98,9 +104,11 @@ impl From<StoreError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::PaymentNotFound(_) | Self::NotFound | Self::EventNotFound(_) | Self::MerchantApiDisabled => {
-                StatusCode::NOT_FOUND
-            }
+            Self::PaymentNotFound(_)
+            | Self::NotFound
+            | Self::EventNotFound(_)
+            | Self::MessageNotFound(_)
+            | Self::MerchantApiDisabled => StatusCode::NOT_FOUND,
             Self::Unauthorized
             | Self::MissingClientToken
             | Self::InvalidClientToken
@@ -109,7 +117,7 @@ impl ResponseError for ApiError {
             Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            Self::AlreadyPending(_) => StatusCode::CONFLICT,
+            Self::AlreadyPending(_) | Self::MessageNotReplayable(_) => StatusCode::CONFLICT,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Create(e) => match e {

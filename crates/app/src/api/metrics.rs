@@ -39,5 +39,6 @@ pub async fn render(
         metrics::gauge!("payhook_inbox_events", "status" => status.as_str()).set(n as f64);
     }
     metrics::gauge!("payhook_outbox_backlog").set(outbox.backlog().await? as f64);
+    metrics::gauge!("payhook_outbox_dead").set(outbox.dead_count().await? as f64);
     Ok(handle.render())
 }

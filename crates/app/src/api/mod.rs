@@ -62,6 +62,8 @@ pub struct AppState {
     pub store_runtime: tokio::runtime::Handle,
     /// Wakes the worker (a replayed event is due now).
     pub wake_worker: Arc<Notify>,
+    /// Wakes the outbox relay (a replayed domain event is due now).
+    pub wake_relay: Arc<Notify>,
     pub metrics: PrometheusHandle,
 }
 
@@ -121,6 +123,8 @@ fn internal_routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/webhooks", web::get().to(admin::list))
         .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
+        .route("/admin/outbox", web::get().to(admin::list_outbox))
+        .route("/admin/outbox/{id}/replay", web::post().to(admin::replay_outbox))
         .route("/metrics", web::get().to(metrics));
 }
 

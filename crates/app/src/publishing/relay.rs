@@ -9,7 +9,8 @@ use crate::processing::worker::{jitter, RetryPolicy};
 use futures_util::FutureExt;
 use payhook_domain::ports::{Clock, EventPublisher, Outbox, StoreError};
 use payhook_domain::OutboxMessage;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
@@ -21,6 +22,11 @@ pub struct OutboxRelay {
     backoff: RetryPolicy,
     batch_size: u32,
     lease: Duration,
+    /// Which subscribers already took each message still being retried, so a retry
+    /// goes only to those that failed: a status stream is not fed a change twice
+    /// because the merchant's endpoint was down. In memory: after a restart a
+    /// retried message may reach a subscriber again (delivery is at least once).
+    taken: Mutex<HashMap<i64, Vec<bool>>>,
 }
 
 impl OutboxRelay {
@@ -39,6 +45,7 @@ impl OutboxRelay {
             backoff,
             batch_size,
             lease,
+            taken: Mutex::new(HashMap::new()),
         }
     }
 
@@ -63,18 +70,38 @@ impl OutboxRelay {
             return Ok(());
         }
         let mut failures = vec![Vec::new(); messages.len()];
-        for subscriber in &self.subscribers {
-            let results = subscriber.publish_all(messages).await;
-            for (i, failed) in failures.iter_mut().enumerate() {
-                match results.get(i) {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => failed.push(e.to_string()),
-                    None => failed.push("a subscriber gave no answer for this message".to_owned()),
+        let taken_before: Vec<Option<Vec<bool>>> = {
+            let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+            messages.iter().map(|m| taken.get(&m.id).cloned()).collect()
+        };
+        let mut taken_now: Vec<Vec<bool>> = vec![vec![false; self.subscribers.len()]; messages.len()];
+        for (k, subscriber) in self.subscribers.iter().enumerate() {
+            // Only the messages this subscriber has not taken yet.
+            let owed: Vec<usize> = (0..messages.len())
+                .filter(|&i| {
+                    !taken_before[i]
+                        .as_ref()
+                        .is_some_and(|t| t.get(k).copied().unwrap_or(false))
+                })
+                .collect();
+            for i in (0..messages.len()).filter(|i| !owed.contains(i)) {
+                taken_now[i][k] = true;
+            }
+            if owed.is_empty() {
+                continue;
+            }
+            let batch: Vec<OutboxMessage> = owed.iter().map(|&i| messages[i].clone()).collect();
+            let results = subscriber.publish_all(&batch).await;
+            for (n, &i) in owed.iter().enumerate() {
+                match results.get(n) {
+                    Some(Ok(())) => taken_now[i][k] = true,
+                    Some(Err(e)) => failures[i].push(e.to_string()),
+                    None => failures[i].push("a subscriber gave no answer for this message".to_owned()),
                 }
             }
         }
         let mut delivered = Vec::with_capacity(messages.len());
-        for (message, failed) in messages.iter().zip(failures) {
+        for (index, (message, failed)) in messages.iter().zip(failures).enumerate() {
             if failed.is_empty() {
                 let field = |name: &str| {
                     message
@@ -95,9 +122,26 @@ impl OutboxRelay {
                 continue;
             }
             let error = failed.join("; ");
-            tracing::warn!(outbox_id = message.id, topic = %message.topic, %error, "domain event not delivered; will retry");
-            let retry_at = self.backoff.backoff(message.attempts + 1, self.clock.now(), jitter());
+            let attempts = message.attempts + 1;
+            let retry_at = self.backoff.next_attempt(attempts, self.clock.now(), jitter());
+            {
+                let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+                if retry_at.is_some() {
+                    tracing::warn!(outbox_id = message.id, topic = %message.topic, %error, attempts, "domain event not delivered; will retry");
+                } else {
+                    tracing::error!(outbox_id = message.id, topic = %message.topic, %error, attempts, "domain event not delivered after notify.max_attempts: dead");
+                    metrics::counter!("payhook_outbox_dead_total").increment(1);
+                }
+                // Kept for a dead message too, for when an operator replays it.
+                taken.insert(message.id, taken_now[index].clone());
+            }
             self.outbox.record_publish_failure(message.id, &error, retry_at).await?;
+        }
+        {
+            let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &delivered {
+                taken.remove(id);
+            }
         }
         // One statement for the batch; a crash before it only means a redelivery.
         self.outbox.mark_published(&delivered, self.clock.now()).await
@@ -190,8 +234,16 @@ mod tests {
     }
 
     fn relay(outbox: MockOutbox, subscribers: Vec<Arc<dyn EventPublisher>>) -> OutboxRelay {
+        relay_giving_up_after(i32::MAX, outbox, subscribers)
+    }
+
+    fn relay_giving_up_after(
+        max_attempts: i32,
+        outbox: MockOutbox,
+        subscribers: Vec<Arc<dyn EventPublisher>>,
+    ) -> OutboxRelay {
         let backoff = RetryPolicy {
-            max_attempts: i32::MAX,
+            max_attempts,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         };
@@ -224,6 +276,60 @@ mod tests {
                 .collect()
         });
         Arc::new(s)
+    }
+
+    #[tokio::test]
+    async fn after_the_last_attempt_a_message_is_dead() {
+        let mut outbox = MockOutbox::new();
+        outbox
+            .expect_mark_published()
+            .withf(|ids, _| ids.is_empty())
+            .returning(|_, _| Ok(()));
+        outbox
+            .expect_record_publish_failure()
+            .withf(|id, _, at| *id == 7 && at.is_none())
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        // message(7) has failed twice; with three attempts allowed this was the last.
+        relay_giving_up_after(3, outbox, vec![subscriber(&[7])])
+            .deliver(&[message(7)])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retry_goes_only_to_the_subscribers_that_failed() {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_mark_published().returning(|_, _| Ok(()));
+        outbox.expect_record_publish_failure().returning(|_, _, _| Ok(()));
+        // The in-process bus takes the message once and only once.
+        let mut bus = MockEventPublisher::new();
+        bus.expect_publish_all()
+            .times(1)
+            .returning(|messages| messages.iter().map(|_| Ok(())).collect());
+        // The merchant's endpoint fails, then takes it.
+        let mut endpoint = MockEventPublisher::new();
+        let mut calls = 0;
+        endpoint.expect_publish_all().times(2).returning(move |messages| {
+            calls += 1;
+            messages
+                .iter()
+                .map(|_| {
+                    if calls == 1 {
+                        Err(PublishError {
+                            subscriber: "endpoint".into(),
+                            reason: "down".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                })
+                .collect()
+        });
+        let relay = relay(outbox, vec![Arc::new(bus), Arc::new(endpoint)]);
+        relay.deliver(&[message(7)]).await.unwrap();
+        relay.deliver(&[message(7)]).await.unwrap();
+        assert!(relay.taken.lock().unwrap().is_empty(), "forgotten once delivered");
     }
 
     #[tokio::test]
@@ -262,8 +368,8 @@ mod tests {
                 // attempts 2 -> the third try waits base · 2^2 = 4 s, ±20 %
                 *id == 7
                     && error.contains("down")
-                    && *at >= now() + chrono::Duration::milliseconds(3200)
-                    && *at <= now() + chrono::Duration::milliseconds(4800)
+                    && at.is_some_and(|at| at >= now() + chrono::Duration::milliseconds(3200))
+                    && at.is_some_and(|at| at <= now() + chrono::Duration::milliseconds(4800))
             })
             .times(1)
             .returning(|_, _, _| Ok(()));

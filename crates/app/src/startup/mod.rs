@@ -95,7 +95,12 @@ impl Application {
         let wake_worker = Arc::new(Notify::new());
         let wake_relay = Arc::new(Notify::new());
 
-        let publishing = Publishing::start(&settings, &stores, clock.clone(), retry.clone()).await?;
+        // The relay retries with the worker's backoff, up to its own number of attempts.
+        let relay_retry = RetryPolicy {
+            max_attempts: settings.notify.max_attempts,
+            ..retry.clone()
+        };
+        let publishing = Publishing::start(&settings, &stores, clock.clone(), relay_retry).await?;
         recover_previous_run(&stores, &publishing.relay, clock.as_ref()).await;
 
         // Both handoffs are bounded: what does not fit is stored for a claim instead.
@@ -151,7 +156,7 @@ impl Application {
         let relay = tokio::spawn(run_relay(
             publishing.relay,
             Duration::from_millis(settings.outbox.sweep_interval_ms),
-            wake_relay,
+            wake_relay.clone(),
             relay_intake,
             relay_stopped,
         ));
@@ -179,6 +184,7 @@ impl Application {
             merchant_keys: merchant_keys(&settings),
             store_runtime: tokio::runtime::Handle::current(),
             wake_worker,
+            wake_relay: wake_relay.clone(),
             metrics: crate::api::metrics::handle(),
         };
         let state = web::Data::new(state);

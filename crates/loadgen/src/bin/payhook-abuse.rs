@@ -296,13 +296,12 @@ async fn wait_for_drain(db: &mut AsyncPgConnection) {
     use diesel_async::RunQueryDsl;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        let waiting: Result<Vec<Waiting>, _> =
-            diesel::sql_query(
-                "SELECT (SELECT count(*) FROM webhook_events WHERE status IN ('pending', 'failed'))
+        let waiting: Result<Vec<Waiting>, _> = diesel::sql_query(
+            "SELECT (SELECT count(*) FROM webhook_events WHERE status IN ('pending', 'failed'))
                       + (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS n",
-            )
-                .load(db)
-                .await;
+        )
+        .load(db)
+        .await;
         if waiting.is_ok_and(|rows| rows.iter().any(|row| row.n == 0)) {
             return;
         }
