@@ -133,13 +133,20 @@ async fn dead_events_are_listed_and_replayed(backend: Backend) {
         .unwrap();
     assert_eq!(none["events"].as_array().unwrap().len(), 0);
 
-    // The payment arrives; the operator replays the dead event.
+    // The payment arrives; the operator replays the dead events in bulk.
     assert_eq!(app.deliver(&succeeded("evt_late_paid", "pi_late")).await.status(), 200);
     app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
         .await;
     let id = events[0]["id"].as_i64().unwrap();
-    let replay = admin_post(&app, &format!("/admin/webhooks/{id}/replay")).await;
+    let bad = admin_post(&app, "/admin/webhooks/replay?status=dead&since=yesterday").await;
+    assert_eq!(bad.status(), 400);
+    let later = admin_post(&app, "/admin/webhooks/replay?status=dead&since=2999-01-01T00:00:00Z").await;
+    assert_eq!(later.json::<Value>().await.unwrap(), json!({ "replayed": 0 }));
+    let replay = admin_post(&app, "/admin/webhooks/replay?status=dead&provider=stripe").await;
     assert_eq!(replay.status(), 202);
+    assert_eq!(replay.json::<Value>().await.unwrap(), json!({ "replayed": 1 }));
+    let twice = admin_post(&app, "/admin/webhooks/replay?status=dead&provider=stripe").await;
+    assert_eq!(twice.json::<Value>().await.unwrap(), json!({ "replayed": 0 }), "idempotent");
     app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 2)
         .await;
     let payment: Value = app

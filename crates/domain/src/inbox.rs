@@ -77,6 +77,16 @@ pub struct InboxFilter {
     pub limit: u32,
 }
 
+/// Which inbox events a bulk replay makes due again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayFilter {
+    /// Never `pending` (those are due already).
+    pub status: InboxStatus,
+    pub provider: Option<Provider>,
+    /// Only events received at or after this.
+    pub since: Option<DateTime<Utc>>,
+}
+
 /// What a replay request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {

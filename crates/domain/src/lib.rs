@@ -28,7 +28,7 @@ pub use forensic::{
 };
 pub use gateway::{CallbackToken, Checkout, CheckoutRequest, GatewayError, ProviderPaymentStatus};
 pub use ids::{EventId, InboxId, LogId, PaymentId};
-pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay};
+pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay, ReplayFilter};
 pub use money::{Currency, Money};
 pub use outbox::{OutboxMessage, PublishError, UndeliveredMessage};
 pub use payment::{EventApplication, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};

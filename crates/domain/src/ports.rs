@@ -4,7 +4,8 @@
 use crate::{
     Checkout, CheckoutRequest, EventApplication, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId,
     InboxStatus, LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider,
-    ProviderPaymentStatus, PublishError, Replay, TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
+    ProviderPaymentStatus, PublishError, Replay, ReplayFilter, TokenHashes, UndeliveredMessage, WebhookEvent,
+    WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -126,13 +127,10 @@ pub trait WebhookInbox: Send + Sync {
     /// Makes a `failed`, `dead` or `processed` event due now.
     async fn replay(&self, id: InboxId, now: DateTime<Utc>) -> Result<Replay, StoreError>;
 
-    /// Makes every event with `status` (and `provider`, if given) due now; returns how many.
-    async fn replay_all(
-        &self,
-        status: InboxStatus,
-        provider: Option<Provider>,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
+    /// Makes up to `limit` events matching `filter` due now (oldest first, none
+    /// leased by a worker); returns how many. Callers loop until fewer come back, so
+    /// no statement holds many rows (see `payhook-app`'s `replay_matching`).
+    async fn replay_batch(&self, filter: &ReplayFilter, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
     /// How many events are in each status (statuses with none are left out).
     async fn depth(&self) -> Result<Vec<(InboxStatus, i64)>, StoreError>;

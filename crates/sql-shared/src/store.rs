@@ -46,7 +46,7 @@ macro_rules! impl_store_ports {
             use $crate::__deps::payhook_domain::{
                 EventApplication, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
                 Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, PaymentStatus, Provider, Replay,
-                TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
+                ReplayFilter, TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
                 after_failure, application_rows, changed_nothing, failure_changes, not_leased, processed_changes,
@@ -188,26 +188,43 @@ macro_rules! impl_store_ports {
                     Ok(if exists.is_some() { Replay::AlreadyPending } else { Replay::NotFound })
                 }
 
-                async fn replay_all(
+                async fn replay_batch(
                     &self,
-                    status: InboxStatus,
-                    provider: Option<Provider>,
+                    filter: &ReplayFilter,
                     now: DateTime<Utc>,
+                    limit: u32,
                 ) -> Result<u64, StoreError> {
-                    if status == InboxStatus::Pending {
+                    if filter.status == InboxStatus::Pending {
                         return Ok(0);
                     }
-                    let mut conn = self.conn().await?;
-                    let target = ev::table
-                        .filter(ev::status.eq(status.as_str()))
-                        .filter(not_leased(DbInstant(now)));
-                    let updated = match provider {
-                        Some(p) => diesel::update(target.filter(ev::provider.eq(p.as_str())))
-                            .set(requeue_changes(DbInstant(now)))
-                            .execute(&mut *conn)
-                            .await,
-                        None => diesel::update(target).set(requeue_changes(DbInstant(now))).execute(&mut *conn).await,
+                    let mut query = ev::table
+                        .select(ev::id)
+                        .filter(ev::status.eq(filter.status.as_str()))
+                        .filter(not_leased(DbInstant(now)))
+                        .order(ev::id)
+                        .limit(i64::from(limit))
+                        .into_boxed();
+                    if let Some(p) = filter.provider {
+                        query = query.filter(ev::provider.eq(p.as_str()));
                     }
+                    if let Some(since) = filter.since {
+                        query = query.filter(ev::received_at.ge(DbInstant(since)));
+                    }
+                    let mut conn = self.conn().await?;
+                    let ids: Vec<i64> = query.load(&mut *conn).await.map_err(db_error)?;
+                    if ids.is_empty() {
+                        return Ok(0);
+                    }
+                    // Still in that status and unleased: a worker may have taken one since.
+                    let updated = diesel::update(
+                        ev::table
+                            .filter(ev::id.eq_any(&ids))
+                            .filter(ev::status.eq(filter.status.as_str()))
+                            .filter(not_leased(DbInstant(now))),
+                    )
+                    .set(requeue_changes(DbInstant(now)))
+                    .execute(&mut *conn)
+                    .await
                     .map_err(db_error)?;
                     Ok(updated as u64)
                 }

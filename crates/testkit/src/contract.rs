@@ -8,8 +8,8 @@ use payhook_domain::ports::{
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
-    Payment, PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, TokenHashes,
-    WebhookEvent, WebhookRequest,
+    Payment, PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, ReplayFilter,
+    TokenHashes, WebhookEvent, WebhookRequest,
 };
 use std::sync::Arc;
 
@@ -771,17 +771,53 @@ pub async fn replays_failed_dead_and_processed_events_but_not_pending_ones<S: St
     for id in [gone, other, pending, dead] {
         store.record_failure(id, "down", None).await.unwrap();
     }
-    let stripe_only = store
-        .replay_all(InboxStatus::Dead, Some(Provider::Stripe), after)
-        .await
-        .unwrap();
-    assert_eq!(stripe_only, 3, "only the dead Stripe events");
+    let dead_of = |provider| ReplayFilter {
+        status: InboxStatus::Dead,
+        provider,
+        since: None,
+    };
+    // In batches: at most `limit` a call.
     assert_eq!(
-        store.replay_all(InboxStatus::Dead, None, after).await.unwrap(),
+        store
+            .replay_batch(&dead_of(Some(Provider::Stripe)), after, 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .replay_batch(&dead_of(Some(Provider::Stripe)), after, 2)
+            .await
+            .unwrap(),
+        1,
+        "only the dead Stripe events"
+    );
+    assert_eq!(
+        store
+            .replay_batch(&dead_of(Some(Provider::Stripe)), after, 2)
+            .await
+            .unwrap(),
+        0
+    );
+    let received_later = ReplayFilter {
+        since: Some(after + Duration::days(1)),
+        ..dead_of(None)
+    };
+    assert_eq!(
+        store.replay_batch(&received_later, after, 10).await.unwrap(),
+        0,
+        "received before `since`"
+    );
+    assert_eq!(
+        store.replay_batch(&dead_of(None), after, 10).await.unwrap(),
         1,
         "then the Xendit one"
     );
-    assert_eq!(store.replay_all(InboxStatus::Pending, None, after).await.unwrap(), 0);
+    let pending = ReplayFilter {
+        status: InboxStatus::Pending,
+        ..dead_of(None)
+    };
+    assert_eq!(store.replay_batch(&pending, after, 10).await.unwrap(), 0);
 }
 
 pub async fn releases_leases_of_stopped_and_crashed_workers<S: Store>(store: Arc<S>) {

@@ -4,7 +4,7 @@
 
 use super::{ApiError, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
-use payhook_domain::{InboxFilter, InboxId, InboxStatus, Provider, Replay};
+use payhook_domain::{InboxFilter, InboxId, InboxStatus, Provider, Replay, ReplayFilter};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -133,4 +133,55 @@ pub async fn replay_outbox(
         Replay::AlreadyPending => Err(ApiError::MessageNotReplayable(raw)),
         Replay::NotFound => Err(ApiError::MessageNotFound(raw)),
     }
+}
+
+#[derive(Deserialize)]
+pub struct BulkReplayQuery {
+    status: Option<String>,
+    provider: Option<String>,
+    /// RFC 3339; only events received at or after it.
+    since: Option<String>,
+}
+
+/// `POST /admin/webhooks/replay?status=dead&provider=&since=`: every matching event
+/// due again, in batches; 202 `{"replayed":n}`. Idempotent.
+pub async fn replay_many(
+    req: HttpRequest,
+    query: web::Query<BulkReplayQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let status = query
+        .status
+        .as_deref()
+        .ok_or_else(|| ApiError::InvalidQuery("status is required: dead, failed or processed".into()))?
+        .parse::<InboxStatus>()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    if status == InboxStatus::Pending {
+        return Err(ApiError::InvalidQuery("pending events are due already".into()));
+    }
+    let provider = query
+        .provider
+        .as_deref()
+        .map(str::parse::<Provider>)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let since = query
+        .since
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(format!("since must be an RFC 3339 time: {e}")))?
+        .map(|t| t.with_timezone(&chrono::Utc));
+    let filter = ReplayFilter {
+        status,
+        provider,
+        since,
+    };
+    let replayed =
+        crate::processing::replay::replay_matching(state.inbox.as_ref(), &filter, chrono::Utc::now()).await?;
+    if replayed > 0 {
+        state.wake_worker.notify_one();
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "replayed": replayed })))
 }

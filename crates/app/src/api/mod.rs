@@ -122,6 +122,7 @@ fn internal_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(payments::issue_client_token),
         )
         .route("/admin/webhooks", web::get().to(admin::list))
+        .route("/admin/webhooks/replay", web::post().to(admin::replay_many))
         .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
         .route("/admin/outbox", web::get().to(admin::list_outbox))
         .route("/admin/outbox/{id}/replay", web::post().to(admin::replay_outbox))

@@ -8,7 +8,7 @@ use crate::settings::{Settings, StoreKind};
 use crate::startup::providers::Providers;
 use crate::startup::{Application, StartupError, Stores};
 use clap::{Parser, Subcommand};
-use payhook_domain::{ConnectOptions, InboxId, InboxStatus, PaymentId, Provider, Replay, SampleRequest};
+use payhook_domain::{ConnectOptions, InboxId, InboxStatus, PaymentId, Provider, Replay, ReplayFilter, SampleRequest};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -84,6 +84,9 @@ struct ReplayArgs {
     /// With --status: only this provider's events.
     #[arg(long, requires = "status")]
     provider: Option<Provider>,
+    /// With --status: only events received at or after this time (RFC 3339).
+    #[arg(long, requires = "status")]
+    since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub async fn run() -> ExitCode {
@@ -148,7 +151,12 @@ async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError
             Replay::NotFound => return Err(StartupError::Usage(format!("no inbox event with id {id}"))),
         },
         (None, Some(status)) => {
-            let n = stores.inbox.replay_all(status, args.provider, now).await?;
+            let filter = ReplayFilter {
+                status,
+                provider: args.provider,
+                since: args.since,
+            };
+            let n = crate::processing::replay::replay_matching(stores.inbox.as_ref(), &filter, now).await?;
             println!("{n} {status} event(s) are due again");
         }
         (None, None) => return Err(StartupError::Usage("name an inbox id or --status".into())),

@@ -1,7 +1,9 @@
 //! Processing: the worker applies stored events to their payments through the
 //! domain's state machine ([`worker`]). Events reach it in-process from the ingest
 //! path, or by claiming due inbox rows; [`handoff`] is the bounded in-process
-//! channel both the ingest path (to the worker) and the worker (to the relay) use.
+//! channel both the ingest path (to the worker) and the worker (to the relay) use;
+//! [`replay`] makes stored events due again in bulk.
 
 pub mod handoff;
+pub mod replay;
 pub mod worker;

@@ -403,11 +403,11 @@ mod tests {
         ) -> Result<payhook_domain::Replay, StoreError> {
             std::future::pending().await
         }
-        async fn replay_all(
+        async fn replay_batch(
             &self,
-            _: payhook_domain::InboxStatus,
-            _: Option<Provider>,
+            _: &payhook_domain::ReplayFilter,
             _: chrono::DateTime<chrono::Utc>,
+            _: u32,
         ) -> Result<u64, StoreError> {
             std::future::pending().await
         }
