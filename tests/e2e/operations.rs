@@ -146,7 +146,11 @@ async fn dead_events_are_listed_and_replayed(backend: Backend) {
     assert_eq!(replay.status(), 202);
     assert_eq!(replay.json::<Value>().await.unwrap(), json!({ "replayed": 1 }));
     let twice = admin_post(&app, "/admin/webhooks/replay?status=dead&provider=stripe").await;
-    assert_eq!(twice.json::<Value>().await.unwrap(), json!({ "replayed": 0 }), "idempotent");
+    assert_eq!(
+        twice.json::<Value>().await.unwrap(),
+        json!({ "replayed": 0 }),
+        "idempotent"
+    );
     app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 2)
         .await;
     let payment: Value = app
