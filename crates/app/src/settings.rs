@@ -39,7 +39,7 @@ pub struct Settings {
 pub struct ApiSettings {
     /// Bearer keys of the merchant API, any of which is accepted (list the old and
     /// the new one while rotating). None: the merchant API answers 404.
-    #[serde(default, deserialize_with = "key_list")]
+    #[serde(default, deserialize_with = "payhook_domain::connector::config::secrets_or_none")]
     pub keys: Vec<SecretString>,
 }
 
@@ -53,29 +53,6 @@ pub struct LimitsSettings {
     pub streams_total: usize,
     /// A status stream is closed after this long; the browser reconnects.
     pub stream_max_secs: u64,
-}
-
-/// A list of keys, or one comma-separated string (as environment variables give
-/// lists); blank entries dropped, empty allowed.
-fn key_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        Many(Vec<SecretString>),
-        One(SecretString),
-    }
-    let values = match OneOrMany::deserialize(d)? {
-        OneOrMany::Many(values) => values,
-        OneOrMany::One(joined) => joined
-            .expose_secret()
-            .split(',')
-            .map(|s| SecretString::from(s.trim().to_owned()))
-            .collect(),
-    };
-    Ok(values
-        .into_iter()
-        .filter(|v| !v.expose_secret().trim().is_empty())
-        .collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -459,6 +436,15 @@ mod tests {
     fn notify_url_without_secret_is_refused() {
         let err = Settings::load(None, env(&[("PAYHOOK__NOTIFY__URL", "https://merchant.example/hooks")])).unwrap_err();
         assert!(err.to_string().contains("notify.secret"), "{err}");
+    }
+
+    #[test]
+    fn api_keys_are_a_list_or_a_comma_separated_string_and_may_be_empty() {
+        let keys = |value: &str| Settings::load(None, env(&[("PAYHOOK__API__KEYS", value)])).map(|s| s.api.keys.len());
+        assert_eq!(keys("merchant_key_one_0123,merchant_key_two_0123").unwrap(), 2);
+        assert_eq!(keys("").unwrap(), 0, "no keys: the merchant API is off");
+        assert!(keys("short").is_err(), "keys are at least 16 characters");
+        assert_eq!(Settings::load(None, None).unwrap().api.keys.len(), 0, "off by default");
     }
 
     #[test]

@@ -174,6 +174,15 @@ pub mod config {
     /// A single string is split at commas, as environment variables give lists
     /// (`PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS=whsec_a,whsec_b`).
     pub fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+        let values = secrets_or_none(d)?;
+        if values.is_empty() {
+            return Err(serde::de::Error::custom("must list at least one secret"));
+        }
+        Ok(values)
+    }
+
+    /// As [`secrets`], but an empty list is allowed (a feature off until keys are set).
+    pub fn secrets_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum OneOrMany {
@@ -188,14 +197,10 @@ pub mod config {
                 .map(|s| SecretString::from(s.trim().to_owned()))
                 .collect(),
         };
-        let values: Vec<SecretString> = values
+        Ok(values
             .into_iter()
             .filter(|v| !v.expose_secret().trim().is_empty())
-            .collect();
-        if values.is_empty() {
-            return Err(serde::de::Error::custom("must list at least one secret"));
-        }
-        Ok(values)
+            .collect())
     }
 
     /// A string that must not be blank (a secret, a code).

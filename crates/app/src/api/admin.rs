@@ -19,6 +19,13 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
+/// A `provider` query parameter, if given.
+fn provider_of(raw: Option<&str>) -> Result<Option<Provider>, ApiError> {
+    raw.map(str::parse::<Provider>)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))
+}
+
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(token) = &state.admin_token else {
         return Err(ApiError::NotFound);
@@ -48,12 +55,7 @@ pub async fn list(
         .map(str::parse::<InboxStatus>)
         .transpose()
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
-    let provider = query
-        .provider
-        .as_deref()
-        .map(str::parse::<Provider>)
-        .transpose()
-        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let provider = provider_of(query.provider.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let events = state
         .inbox
@@ -160,12 +162,7 @@ pub async fn replay_many(
     if status == InboxStatus::Pending {
         return Err(ApiError::InvalidQuery("pending events are due already".into()));
     }
-    let provider = query
-        .provider
-        .as_deref()
-        .map(str::parse::<Provider>)
-        .transpose()
-        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let provider = provider_of(query.provider.as_deref())?;
     let since = query
         .since
         .as_deref()
