@@ -32,7 +32,6 @@ impl Default for Redaction {
 /// api-key / api_key / apikey (case-insensitive). A new provider's secret header is
 /// then kept out of the forensic log even before anyone lists it.
 pub fn says_credential(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
     const WHOLE: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
     const PARTS: [&str; 7] = [
         "token",
@@ -43,7 +42,13 @@ pub fn says_credential(name: &str) -> bool {
         "api_key",
         "apikey",
     ];
-    WHOLE.contains(&name.as_str()) || PARTS.iter().any(|part| name.contains(part))
+    // Runs for every header of every webhook: compared in place, no lower-cased copy.
+    let contains = |part: &str| {
+        name.as_bytes()
+            .windows(part.len())
+            .any(|w| w.eq_ignore_ascii_case(part.as_bytes()))
+    };
+    WHOLE.iter().any(|whole| name.eq_ignore_ascii_case(whole)) || PARTS.iter().any(|part| contains(part))
 }
 
 impl Redaction {

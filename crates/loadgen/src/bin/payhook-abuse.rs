@@ -139,26 +139,37 @@ struct Tally {
     refused: usize,
 }
 
+/// When each payment's webhook was sent, by its PaymentIntent id.
+type SentAt = Arc<Mutex<std::collections::HashMap<String, Instant>>>;
+
 /// Valid events at `rate` per second for `secs`, each on its own connection; their
-/// latencies and how many were not answered 200.
-async fn valid_traffic(args: &Args, label: &str, intents: Option<Arc<Vec<String>>>) -> Tally {
+/// latencies and how many were not answered 200. With `intents`, one event per given
+/// PaymentIntent (at most that many), each one's sending time kept in `sent_at`;
+/// otherwise each about a new payment.
+async fn valid_traffic(args: &Args, label: &str, intents: Option<(&[String], &SentAt)>) -> Tally {
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let total = args.rate * args.secs as usize;
+    let mut total = args.rate * args.secs as usize;
+    if let Some((intents, _)) = intents {
+        total = total.min(intents.len());
+    }
     let gap = Duration::from_secs_f64(1.0 / args.rate as f64);
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(total);
     let run = uuid::Uuid::new_v4().simple().to_string();
     for i in 0..total {
         tokio::time::sleep_until(started + gap * i as u32).await;
-        let intent = match &intents {
-            Some(intents) => intents[i % intents.len()].clone(),
-            None => format!("pi_abuse_{run}_{i}"),
+        let (intent, sent_at) = match intents {
+            Some((intents, sent_at)) => (intents[i].clone(), Some(sent_at.clone())),
+            None => (format!("pi_abuse_{run}_{i}"), None),
         };
         let (body, signature) = event(&args.secret, &format!("evt_abuse_{run}_{i}"), &intent);
         let bytes = request("/webhooks/stripe", &body, &signature);
         let (addr, tally) = (args.addr.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             let began = Instant::now();
+            if let Some(sent_at) = sent_at {
+                sent_at.lock().unwrap_or_else(|e| e.into_inner()).insert(intent, began);
+            }
             let status = send(&addr, &bytes).await;
             let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
             if status == Some(200) {
@@ -171,33 +182,29 @@ async fn valid_traffic(args: &Args, label: &str, intents: Option<Arc<Vec<String>
     for task in tasks {
         let _ = task.await;
     }
-    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    tally.latencies.sort();
     report(label, &tally);
     tally
 }
 
+/// The `q` quantile of sorted durations, in milliseconds (0 when there are none).
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
 fn report(label: &str, tally: &Tally) {
-    let mut l = tally.latencies.clone();
-    l.sort();
-    let pick = |q: f64| {
-        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
+    let l = &tally.latencies;
     println!(
         "{label:<40} accepted {:>6}  refused/lost {:>4}  ACK p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
         l.len(),
         tally.refused,
-        pick(0.50),
-        pick(0.99),
-        l.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        quantile_ms(l, 0.50),
+        quantile_ms(l, 0.99),
+        quantile_ms(l, 1.0),
     );
-}
-
-fn p99(tally: &Tally) -> f64 {
-    let mut l = tally.latencies.clone();
-    l.sort();
-    l.get(((l.len() as f64 * 0.99) as usize).min(l.len().saturating_sub(1)))
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 async fn slow_bodies(args: &Args, clients: usize) -> bool {
@@ -279,7 +286,7 @@ async fn flood(args: &Args, bad_rate: usize) -> bool {
     );
     println!(
         "valid p99 with the flood / without: {:.2}×",
-        p99(&loud) / p99(&quiet).max(0.001)
+        quantile_ms(&loud.latencies, 0.99) / quantile_ms(&quiet.latencies, 0.99).max(0.001)
     );
     quiet.refused == 0 && loud.refused == 0
 }
@@ -416,40 +423,9 @@ async fn streams_scenario(args: &Args, streams: usize, database_url: &str, pid: 
         wait_for_drain(&mut db).await;
     }
     // One webhook per payment, at the given rate, in the order the streams were opened.
-    let sent_at: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
-    let intents = Arc::new(intents);
-    let tally = {
-        let sent_at = sent_at.clone();
-        let total = args.rate * args.secs as usize;
-        let gap = Duration::from_secs_f64(1.0 / args.rate as f64);
-        let started = tokio::time::Instant::now();
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let mut tasks = Vec::new();
-        for i in 0..total.min(intents.len()) {
-            tokio::time::sleep_until(started + gap * i as u32).await;
-            let intent = intents[i].clone();
-            let (body, signature) = event(&args.secret, &format!("evt_stream_{run}_{i}"), &intent);
-            let bytes = request("/webhooks/stripe", &body, &signature);
-            let (addr, tally, sent_at) = (args.addr.clone(), tally.clone(), sent_at.clone());
-            tasks.push(tokio::spawn(async move {
-                let began = Instant::now();
-                sent_at.lock().unwrap_or_else(|e| e.into_inner()).insert(intent, began);
-                let status = send(&addr, &bytes).await;
-                let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                if status == Some(200) {
-                    t.latencies.push(began.elapsed());
-                } else {
-                    t.refused += 1;
-                }
-            }));
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
-        let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
-        report(&format!("webhooks beside {open_now} open streams"), &tally);
-        tally
-    };
+    let sent_at = SentAt::default();
+    let label = format!("webhooks beside {open_now} open streams");
+    let tally = valid_traffic(args, &label, Some((&intents, &sent_at))).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let sent = sent_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut delays: Vec<Duration> = paid_at
@@ -459,18 +435,13 @@ async fn streams_scenario(args: &Args, streams: usize, database_url: &str, pid: 
         .filter_map(|(intent, at)| sent.get(intent).map(|s| at.saturating_duration_since(*s)))
         .collect();
     delays.sort();
-    let q = |f: f64| {
-        delays
-            .get(((delays.len() as f64 * f) as usize).min(delays.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
     println!(
         "changes seen on their streams: {} of {}; webhook → stream p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         delays.len(),
         sent.len(),
-        q(0.5),
-        q(0.99),
-        delays.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        quantile_ms(&delays, 0.5),
+        quantile_ms(&delays, 0.99),
+        quantile_ms(&delays, 1.0),
     );
     quiet.refused == 0 && beside.refused == 0 && tally.refused == 0
 }
