@@ -119,6 +119,18 @@ pub enum WriteLock {
     Sqlite(diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>),
 }
 
+impl WriteLock {
+    /// Ends the holding transaction and waits until the database has done so (a
+    /// dropped connection releases its locks only once the server notices).
+    pub async fn release(self) {
+        use diesel_async::SimpleAsyncConnection;
+        match self {
+            WriteLock::Postgres(mut conn) => conn.batch_execute("ROLLBACK").await.unwrap(),
+            WriteLock::Sqlite(mut conn) => conn.batch_execute("ROLLBACK").await.unwrap(),
+        }
+    }
+}
+
 impl TestStore {
     /// Makes writes to the inbox wait, as a long migration or a stuck transaction
     /// would: Postgres locks `webhook_events`; SQLite takes the database's write lock.
