@@ -450,7 +450,51 @@ async fn metrics_report_webhooks_processing_inbox_and_outbox(backend: Backend) {
     }
 }
 
+/// The server's retention job deletes forensic rows past `retention.forensic_days`
+/// and keeps the young ones and everything the inbox still needs.
+async fn the_retention_job_purges_old_forensic_rows_and_keeps_the_rest(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__RETENTION__FORENSIC_DAYS", "30"),
+            ("PAYHOOK__RETENTION__INTERVAL_SECS", "1"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let res = app.deliver(&succeeded("evt_young", "pi_young")).await;
+    assert_eq!(res.status(), 200);
+    for age_days in [31, 400] {
+        let old = payhook_domain::WebhookRequest::new(
+            "stripe",
+            "POST",
+            "/webhooks/stripe",
+            "",
+            vec![],
+            b"{\"customer_email\":\"old@example.com\"}".to_vec(),
+            Some("192.0.2.1:443".into()),
+            chrono::Utc::now() - chrono::Duration::days(age_days),
+            &payhook_domain::Redaction::default(),
+        );
+        let outcome = payhook_domain::Outcome {
+            http_status: 401,
+            result: payhook_domain::ProcessingResult::InvalidSignature,
+            error: None,
+        };
+        app.stores.forensic.record(&old, &outcome).await.unwrap();
+    }
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_logs", 1).await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM webhook_logs WHERE event_id = 'evt_young'")
+            .await,
+        1
+    );
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
+        .await;
+}
+
 on_every_store!(
+    the_retention_job_purges_old_forensic_rows_and_keeps_the_rest,
     admin_api_is_off_without_a_token,
     admin_api_requires_its_bearer_token,
     dead_events_are_listed_and_replayed,

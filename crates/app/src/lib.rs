@@ -2,7 +2,7 @@
 //! [`receiving`] (HTTP in, forensic log, authentication, group commit), [`processing`]
 //! (the worker and its state machine applications), [`publishing`] (outbox relay,
 //! in-process bus, status streams, other instances), and the merchant/admin
-//! [`api`]. [`startup`] wires them from [`settings`], with every provider registered
+//! [`api`]; [`retention`] deletes what has grown old. [`startup`] wires them from [`settings`], with every provider registered
 //! in one place ([`startup::providers`]); [`cli`] is the `payhook` command. The one
 //! crate that knows every adapter.
 
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod processing;
 pub mod publishing;
 pub mod receiving;
+pub mod retention;
 pub mod settings;
 pub mod startup;
 

@@ -30,8 +30,32 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub api: ApiSettings,
     pub limits: LimitsSettings,
+    pub retention: RetentionSettings,
     #[serde(default)]
     pub providers: ProviderTables,
+}
+
+/// How long records are kept, in days (0: for ever), and how often old ones are purged.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// `webhook_logs`: every inbound request with its raw body (personal data).
+    pub forensic_days: u32,
+    /// `webhook_events` that are processed or ignored (pending and dead ones are kept).
+    pub inbox_days: u32,
+    /// Delivered `outbox` messages (dead and undelivered ones are kept).
+    pub outbox_days: u32,
+    /// Time between two purges of what has grown old since (one also runs at start-up).
+    pub interval_secs: u64,
+}
+
+impl RetentionSettings {
+    pub fn policy(&self) -> payhook_domain::RetentionPolicy {
+        payhook_domain::RetentionPolicy {
+            forensic_days: self.forensic_days,
+            inbox_days: self.inbox_days,
+            outbox_days: self.outbox_days,
+        }
+    }
 }
 
 /// The merchant API's credentials.

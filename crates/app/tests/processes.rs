@@ -407,3 +407,68 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the gateway"));
     assert!(gateway.terminate(Duration::from_secs(20)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_purges_what_retention_lets_go_and_counts_it_first() {
+    use payhook_domain::ports::{ForensicLog, Retention};
+    use payhook_domain::{Outcome, ProcessingResult, Retained};
+    let (url, _dir) = sqlite_url();
+    SqliteStore::migrate(&url).await.unwrap();
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    let refused = Outcome {
+        http_status: 401,
+        result: ProcessingResult::InvalidSignature,
+        error: None,
+    };
+    for age_days in [100, 95, 0] {
+        let request = WebhookRequest::new(
+            "stripe",
+            "POST",
+            "/webhooks/stripe",
+            "",
+            vec![],
+            b"{\"email\":\"customer@example.com\"}".to_vec(),
+            None,
+            Utc::now() - chrono::Duration::days(age_days),
+            &payhook_domain::Redaction::default(),
+        );
+        store.record(&request, &refused).await.unwrap();
+    }
+    let purge = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
+            .arg("purge")
+            .args(args)
+            .env("PAYHOOK__DATABASE__URL", &url)
+            .env("PAYHOOK__RETENTION__OUTBOX_DAYS", "0")
+            .env_remove("PAYHOOK_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines = |text: &str| {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+
+    assert_eq!(
+        lines(&purge(&["--dry-run"])),
+        [
+            "forensic_log would delete 2 older than 90 days",
+            "inbox would delete 0 older than 90 days",
+            "outbox kept for ever (retention days = 0)",
+        ]
+    );
+    assert_eq!(lines(&purge(&[]))[0], "forensic_log deleted 2 older than 90 days");
+    assert_eq!(
+        lines(&purge(&["--dry-run"]))[0],
+        "forensic_log would delete 0 older than 90 days"
+    );
+    let tomorrow = Utc::now() + chrono::Duration::days(1);
+    assert_eq!(
+        store.count_purgeable(Retained::ForensicLog, tomorrow).await.unwrap(),
+        1,
+        "the young row is kept"
+    );
+}

@@ -116,6 +116,9 @@ pub struct EventApplication {
     pub history: Vec<HistoryEntry>,
     pub publications: Vec<Publication>,
     pub result: ProcessingResult,
+    /// When it was computed (the clock's time given to [`Payment::apply`]): the
+    /// store records the event processed and its domain events created at this time.
+    pub at: DateTime<Utc>,
 }
 
 impl Payment {
@@ -184,6 +187,7 @@ impl Payment {
             aliases: event.payment.aliases.clone(),
             history: steps.history,
             publications: steps.publications,
+            at,
             result: if applied {
                 ProcessingResult::Applied
             } else {

@@ -4,7 +4,7 @@
 use crate::{
     Checkout, CheckoutRequest, EventApplication, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId,
     InboxStatus, LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider,
-    ProviderPaymentStatus, PublishError, Replay, ReplayFilter, TokenHashes, UndeliveredMessage, WebhookEvent,
+    ProviderPaymentStatus, PublishError, Replay, ReplayFilter, Retained, TokenHashes, UndeliveredMessage, WebhookEvent,
     WebhookRequest,
 };
 use async_trait::async_trait;
@@ -307,6 +307,20 @@ pub trait PaymentGateway: Send + Sync {
     async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError>;
 
     async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError>;
+}
+
+/// Deletes what the retention policy lets go, a small batch at a time, so no
+/// statement holds a long lock on a table the ingest path writes.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Retention: Send + Sync {
+    /// Deletes up to `limit` of the oldest records of `kind` dated before `before`
+    /// that may go (any forensic row; `processed` or `ignored` inbox events;
+    /// delivered outbox messages) and answers how many it deleted.
+    async fn purge(&self, kind: Retained, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    /// How many records of `kind` [`Retention::purge`] would delete for `before`.
+    async fn count_purgeable(&self, kind: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Whether the store answers (for readiness probes).

@@ -134,7 +134,6 @@ diesel::table! {
 
 diesel::joinable!(payment_status_history -> payments (payment_id));
 diesel::joinable!(payment_aliases -> payments (payment_id));
-diesel::joinable!(webhook_events -> webhook_logs (log_id));
 diesel::allow_tables_to_appear_in_same_query!(
     webhook_logs,
     webhook_events,

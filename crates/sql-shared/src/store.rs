@@ -41,12 +41,13 @@ macro_rules! impl_store_ports {
             use $crate::__deps::diesel::sql_types::BigInt;
             use $crate::__deps::diesel_async::{AsyncConnection, RunQueryDsl};
             use $crate::__deps::payhook_domain::ports::{
-                Admission, ClaimedEvent, Commit, Committed, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+                Admission, ClaimedEvent, Commit, Committed, ForensicLog, Outbox, PaymentStore, Retention, StoreError, StoreHealth,
+                WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
                 EventApplication, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
                 Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, PaymentStatus, Provider, Replay,
-                ReplayFilter, TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
+                ReplayFilter, Retained, TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
             };
             use $crate::rows::{
                 after_failure, application_rows, changed_nothing, failure_changes, not_leased, processed_changes,
@@ -507,7 +508,9 @@ macro_rules! impl_store_ports {
                     if applications.is_empty() {
                         return Ok(Committed::default());
                     }
-                    let now = Utc::now();
+                    // The time the applications were computed at (the caller's clock),
+                    // not this machine's: so a test clock governs what is stored too.
+                    let now = applications.iter().map(|(_, a)| a.at).max().unwrap_or_else(Utc::now);
                     let mut conn = self.conn().await?;
                     let (commits, messages) = $commit_batch(&mut *conn, applications, now, outbox_lease).await?;
                     Ok(Committed { commits, messages })
@@ -645,6 +648,113 @@ macro_rules! impl_store_ports {
                     }
                 }
             }
+
+            // Each purge takes the ids of at most `limit` of the oldest purgeable rows,
+            // found through the index that kind has for it (migration
+            // 2026-12-05-000003), then deletes those rows. The delete repeats the
+            // condition, so a row that changed in between (an inbox event replayed
+            // meanwhile) is left alone. The status list is literal SQL, not bound
+            // values: Postgres uses a partial index only for a predicate it can read.
+            #[$crate::__deps::async_trait]
+            impl Retention for $store {
+                async fn purge(&self, kind: Retained, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+                    use $crate::__deps::diesel::dsl::sql;
+                    use $crate::__deps::diesel::sql_types::Bool;
+                    let before = DbInstant(before);
+                    let limit = i64::from(limit);
+                    let mut conn = self.conn().await?;
+                    let deleted = match kind {
+                        Retained::ForensicLog => {
+                            let ids: Vec<i64> = logs::table
+                                .select(logs::id)
+                                .filter(logs::received_at.lt(before))
+                                .order(logs::received_at)
+                                .limit(limit)
+                                .load(&mut *conn)
+                                .await
+                                .map_err(db_error)?;
+                            if ids.is_empty() {
+                                return Ok(0);
+                            }
+                            diesel::delete(logs::table.filter(logs::id.eq_any(&ids)).filter(logs::received_at.lt(before)))
+                                .execute(&mut *conn)
+                                .await
+                        }
+                        Retained::Inbox => {
+                            let ids: Vec<i64> = ev::table
+                                .select(ev::id)
+                                .filter(sql::<Bool>(SETTLED))
+                                .filter(ev::processed_at.lt(before))
+                                .order(ev::processed_at)
+                                .limit(limit)
+                                .load(&mut *conn)
+                                .await
+                                .map_err(db_error)?;
+                            if ids.is_empty() {
+                                return Ok(0);
+                            }
+                            diesel::delete(
+                                ev::table
+                                    .filter(ev::id.eq_any(&ids))
+                                    .filter(sql::<Bool>(SETTLED))
+                                    .filter(ev::processed_at.lt(before)),
+                            )
+                            .execute(&mut *conn)
+                            .await
+                        }
+                        Retained::Outbox => {
+                            let ids: Vec<i64> = outbox::table
+                                .select(outbox::id)
+                                .filter(outbox::published_at.is_not_null())
+                                .filter(outbox::published_at.lt(before))
+                                .order(outbox::published_at)
+                                .limit(limit)
+                                .load(&mut *conn)
+                                .await
+                                .map_err(db_error)?;
+                            if ids.is_empty() {
+                                return Ok(0);
+                            }
+                            diesel::delete(outbox::table.filter(outbox::id.eq_any(&ids)).filter(outbox::published_at.lt(before)))
+                                .execute(&mut *conn)
+                                .await
+                        }
+                    };
+                    deleted.map(|n| n as u64).map_err(db_error)
+                }
+
+                async fn count_purgeable(&self, kind: Retained, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                    use $crate::__deps::diesel::dsl::sql;
+                    use $crate::__deps::diesel::sql_types::Bool;
+                    let before = DbInstant(before);
+                    let mut conn = self.conn().await?;
+                    let counted: Result<i64, _> = match kind {
+                        Retained::ForensicLog => {
+                            logs::table.filter(logs::received_at.lt(before)).count().get_result(&mut *conn).await
+                        }
+                        Retained::Inbox => {
+                            ev::table
+                                .filter(sql::<Bool>(SETTLED))
+                                .filter(ev::processed_at.lt(before))
+                                .count()
+                                .get_result(&mut *conn)
+                                .await
+                        }
+                        Retained::Outbox => {
+                            outbox::table
+                                .filter(outbox::published_at.is_not_null())
+                                .filter(outbox::published_at.lt(before))
+                                .count()
+                                .get_result(&mut *conn)
+                                .await
+                        }
+                    };
+                    counted.map(|n| n.max(0) as u64).map_err(db_error)
+                }
+            }
+
+            /// Inbox events that are history: the predicate of `webhook_events_settled_idx`.
+            const SETTLED: &str = "webhook_events.status IN ('processed', 'ignored')";
 
             #[$crate::__deps::async_trait]
             impl StoreHealth for $store {

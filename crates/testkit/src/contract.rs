@@ -4,18 +4,18 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{
-    Admission, Commit, Committed, ForensicLog, Outbox, PaymentStore, StoreError, StoreHealth, WebhookInbox,
+    Admission, Commit, Committed, ForensicLog, Outbox, PaymentStore, Retention, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
     Payment, PaymentChange, PaymentId, PaymentRef, PaymentStatus, ProcessingResult, Provider, Replay, ReplayFilter,
-    TokenHashes, WebhookEvent, WebhookRequest,
+    Retained, TokenHashes, WebhookEvent, WebhookRequest,
 };
 use std::sync::Arc;
 
 /// Everything a payhook store implements.
-pub trait Store: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static {}
-impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static> Store for T {}
+pub trait Store: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + 'static {}
+impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + 'static> Store for T {}
 
 /// Generates one `#[tokio::test]` per contract case. `$fresh` is an async fn returning
 /// `Option<(store, guard)>`: the guard lives as long as the test (a temp dir, a test
@@ -48,6 +48,7 @@ macro_rules! store_contract_tests {
             finds_payments_by_the_aliases_their_events_named,
             opens_one_payment_per_idempotency_key,
             records_the_providers_answer_and_creation_failures,
+            purges_what_retention_lets_go_and_keeps_the_rest,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -1176,4 +1177,122 @@ pub async fn records_the_providers_answer_and_creation_failures<S: Store>(store:
         .unwrap()
         .iter()
         .all(|h| h.to_status != PaymentStatus::Failed));
+}
+
+pub async fn purges_what_retention_lets_go_and_keeps_the_rest<S: Store>(store: Arc<S>) {
+    let early = t0() + Duration::seconds(1);
+    let late = t0() + Duration::days(50);
+    let cutoff = t0() + Duration::days(10);
+
+    // Four events, each with its forensic row (received at t0): three processed early
+    // (one payment each, one outbox message each), one processed late.
+    let mut messages = Vec::new();
+    for (n, at) in [(1, early), (2, early), (3, early), (4, late)] {
+        let reference = format!("pi_{n}");
+        let payment = store.create_payment(&new_payment(&reference)).await.unwrap();
+        let event_id = format!("evt_settled_{n}");
+        let paid = event(&event_id, &reference, PaymentChange::paid(None));
+        let Admission::Accepted(inbox) = store.admit(&request(&event_id), &paid).await.unwrap() else {
+            panic!("{event_id} was not new")
+        };
+        store
+            .commit_application(inbox, &payment.apply(&paid, at))
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_unpublished(at, 10, at + Duration::seconds(30))
+            .await
+            .unwrap();
+        // This event's message is the newest (earlier ones are claimed again once
+        // their leases end).
+        messages.push((claimed.iter().map(|m| m.id).max().unwrap(), at));
+    }
+    // Outbox: 1 and 4 delivered (early, late), 2 dead, 3 still retrying: only 1 may go.
+    store.mark_published(&[messages[0].0], early).await.unwrap();
+    store.mark_published(&[messages[3].0], late).await.unwrap();
+    store
+        .record_publish_failure(messages[1].0, "endpoint down", None)
+        .await
+        .unwrap();
+    store
+        .record_publish_failure(messages[2].0, "endpoint down", Some(late))
+        .await
+        .unwrap();
+    // Inbox: a dead event and a pending one, both as old as the rest, are kept.
+    let dead = admit(&*store, "evt_dead").await;
+    store.record_failure(dead, "payment_not_found", None).await.unwrap();
+    admit(&*store, "evt_pending").await;
+    // A forensic row of a refused request, received late: too young to go.
+    let mut young = request("evt_young");
+    young.received_at = late;
+    store
+        .record(
+            &young,
+            &Outcome {
+                http_status: 401,
+                result: ProcessingResult::InvalidSignature,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    let purgeable = |kind| {
+        let store = store.clone();
+        async move { store.count_purgeable(kind, cutoff).await.unwrap() }
+    };
+    assert_eq!(purgeable(Retained::ForensicLog).await, 6, "every row received at t0");
+    assert_eq!(purgeable(Retained::Inbox).await, 3, "the three processed early");
+    assert_eq!(purgeable(Retained::Outbox).await, 1, "the one delivered early");
+
+    // Small batches, oldest first, until nothing is left to purge.
+    assert_eq!(store.purge(Retained::ForensicLog, cutoff, 4).await.unwrap(), 4);
+    assert_eq!(store.purge(Retained::ForensicLog, cutoff, 4).await.unwrap(), 2);
+    assert_eq!(store.purge(Retained::ForensicLog, cutoff, 4).await.unwrap(), 0);
+    assert_eq!(store.purge(Retained::Inbox, cutoff, 2).await.unwrap(), 2);
+    assert_eq!(store.purge(Retained::Inbox, cutoff, 2).await.unwrap(), 1);
+    assert_eq!(store.purge(Retained::Inbox, cutoff, 2).await.unwrap(), 0);
+    assert_eq!(store.purge(Retained::Outbox, cutoff, 10).await.unwrap(), 1);
+    for kind in Retained::ALL {
+        assert_eq!(purgeable(kind).await, 0, "{kind:?}");
+    }
+
+    // What is left: the young forensic row; the late, dead and pending events (whose
+    // forensic rows are gone: the inbox keeps working without them); the late, dead
+    // and retrying messages.
+    let all = |status| InboxFilter {
+        status,
+        provider: None,
+        limit: 100,
+    };
+    let events: Vec<String> = store
+        .list(&all(None))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id.to_string())
+        .collect();
+    assert_eq!(events, ["evt_pending", "evt_dead", "evt_settled_4"]);
+    assert_eq!(
+        store.replay(dead, t0() + Duration::days(100)).await.unwrap(),
+        Replay::Requeued
+    );
+    assert_eq!(store.dead_count().await.unwrap(), 1);
+    assert_eq!(store.backlog().await.unwrap(), 2, "the dead and the retrying message");
+    assert_eq!(
+        store
+            .count_purgeable(Retained::Outbox, late + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1,
+        "the late delivery, once old enough"
+    );
+    assert_eq!(
+        store
+            .count_purgeable(Retained::ForensicLog, late + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1,
+        "the young forensic row, once old enough"
+    );
 }

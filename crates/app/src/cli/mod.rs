@@ -4,16 +4,21 @@ pub mod simulate;
 
 use crate::api::payment_requests::GATEWAY_TIMEOUT;
 use crate::cli::simulate::{as_expected, look_up_payment, merchant_base, send, webhook_url, SimulateError};
+use crate::retention::Purger;
 use crate::settings::{Settings, StoreKind};
+use crate::startup::clock::SystemClock;
 use crate::startup::providers::Providers;
 use crate::startup::{Application, StartupError, Stores};
 use clap::{Parser, Subcommand};
-use payhook_domain::{ConnectOptions, InboxId, InboxStatus, PaymentId, Provider, Replay, ReplayFilter, SampleRequest};
+use payhook_domain::{
+    ConnectOptions, InboxId, InboxStatus, PaymentId, Provider, Replay, ReplayFilter, Retained, SampleRequest,
+};
 use payhook_postgres::PgStore;
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "payhook", version, about = "Payment webhook gateway")]
@@ -35,6 +40,15 @@ enum Command {
     Replay(ReplayArgs),
     /// Send a realistic, correctly authenticated provider webhook to a running gateway.
     Simulate(SimulateArgs),
+    /// Apply the retention policy (retention.*) now and print how much was deleted.
+    Purge(PurgeArgs),
+}
+
+#[derive(clap::Args)]
+struct PurgeArgs {
+    /// Only count what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -99,6 +113,7 @@ pub async fn run() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Replay(args) => replay(settings, args).await,
             Command::Simulate(args) => simulate(settings, args).await,
+            Command::Purge(args) => purge(settings, args).await,
         },
         Err(e) => Err(e.into()),
     };
@@ -160,6 +175,31 @@ async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError
             println!("{n} {status} event(s) are due again");
         }
         (None, None) => return Err(StartupError::Usage("name an inbox id or --status".into())),
+    }
+    Ok(())
+}
+
+async fn purge(settings: Settings, args: PurgeArgs) -> Result<(), StartupError> {
+    let stores = Stores::open(&settings).await?;
+    let purger = Purger::new(stores.retention, settings.retention.policy(), Arc::new(SystemClock));
+    let (report, verb) = if args.dry_run {
+        (purger.count().await?, "would delete")
+    } else {
+        // Never stopped from outside: Ctrl-C ends the process between two batches,
+        // and each batch is one statement.
+        let (_keep_going, stop) = tokio::sync::watch::channel(false);
+        (purger.purge(&stop).await?, "deleted")
+    };
+    let policy = settings.retention.policy();
+    for kind in Retained::ALL {
+        match policy.days(kind) {
+            0 => println!("{:<13} kept for ever (retention days = 0)", kind.as_str()),
+            days => println!(
+                "{:<13} {verb} {} older than {days} days",
+                kind.as_str(),
+                report.get(kind)
+            ),
+        }
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::receiving::fallback_log::FallbackLog;
 use crate::receiving::flood::{write_summaries, RejectionLimit};
 use crate::receiving::group_commit::GroupCommit;
 use crate::receiving::ingest::{ForensicRecords, IngestLimits, IngestService};
+use crate::retention::{run_retention, Purger};
 use crate::settings::{Settings, SettingsError};
 use crate::startup::clock::SystemClock;
 use crate::startup::providers::{ProviderError, Providers};
@@ -70,6 +71,8 @@ pub struct Application {
     processor: Arc<Processor>,
     /// Writes the per-minute summaries of rate-limited requests.
     refusal_summaries: JoinHandle<()>,
+    /// Purges what `retention.*` lets go.
+    retention: JoinHandle<()>,
     stop: watch::Sender<bool>,
     /// The relay stops after the worker, so it delivers the worker's last commits.
     stop_relay: watch::Sender<bool>,
@@ -131,6 +134,11 @@ impl Application {
         let refusal_summaries = tokio::spawn(write_summaries(
             rejection_limit.clone(),
             stores.forensic.clone(),
+            stopped.clone(),
+        ));
+        let retention = tokio::spawn(run_retention(
+            Purger::new(stores.retention.clone(), settings.retention.policy(), clock.clone()),
+            Duration::from_secs(settings.retention.interval_secs.max(1)),
             stopped.clone(),
         ));
         let ingest = receiving(
@@ -212,6 +220,7 @@ impl Application {
             fan_out: publishing.follower,
             processor,
             refusal_summaries,
+            retention,
             stop,
             stop_relay,
             bus: publishing.bus,
@@ -254,6 +263,7 @@ impl Application {
         .await;
         let _ = self.stop_relay.send(true);
         let _ = self.refusal_summaries.await;
+        let _ = self.retention.await;
         if stopped.is_err() {
             tracing::warn!("worker did not finish its batch in time; releasing its events");
         }

@@ -3,7 +3,7 @@
 
 use super::StartupError;
 use crate::settings::{Settings, StoreKind};
-use payhook_domain::ports::{FanOut, ForensicLog, Outbox, PaymentStore, StoreHealth, WebhookInbox};
+use payhook_domain::ports::{FanOut, ForensicLog, Outbox, PaymentStore, Retention, StoreHealth, WebhookInbox};
 use payhook_postgres::{PgFanOut, PgStore};
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -17,6 +17,7 @@ pub struct Stores {
     pub payments: Arc<dyn PaymentStore>,
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
+    pub retention: Arc<dyn Retention>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -26,7 +27,7 @@ impl Stores {
     /// Serves every port from one store (what both built-in stores do).
     pub fn from_one<S>(store: S) -> Self
     where
-        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + 'static,
+        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + 'static,
     {
         let store = Arc::new(store);
         Self {
@@ -34,7 +35,8 @@ impl Stores {
             inbox: store.clone(),
             payments: store.clone(),
             outbox: store.clone(),
-            health: store,
+            health: store.clone(),
+            retention: store,
             fan_out: None,
         }
     }
