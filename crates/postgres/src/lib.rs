@@ -129,8 +129,33 @@ fn migration_connection(
 ) -> impl FnOnce() -> Result<AsyncConnectionWrapper<AsyncPgConnection>, StoreError> + Send + 'static {
     let url = database_url.to_owned();
     move || {
-        <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to the database: {e}")))
+        <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url).map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to the database: {e}{}", why_unreachable(&url)))
+        })
+    }
+}
+
+/// diesel reports a server it could not reach as "error connecting to server", without
+/// the cause; a TCP connection to the server's address names it (refused, no route,
+/// timed out). Empty when the server answers (then diesel's message says what failed).
+fn why_unreachable(url: &str) -> String {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return String::new();
+    };
+    let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() else {
+        return String::new();
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let probe = (host.as_str(), port).to_socket_addrs().and_then(|mut addrs| {
+        let addr = addrs
+            .next()
+            .ok_or_else(|| std::io::Error::other("the host name has no address"))?;
+        TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).map(drop)
+    });
+    match probe {
+        Ok(()) => String::new(),
+        Err(e) => format!(" ({host}:{port}: {e})"),
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Registration {
     secret_query_params: &'static [&'static str],
     connect: fn(config::Value, &ConnectOptions) -> Result<ProviderUnit, ProviderError>,
     check: fn(config::Value) -> Result<(), ProviderError>,
+    config_keys: fn() -> &'static [&'static str],
 }
 
 impl Registration {
@@ -38,7 +39,13 @@ impl Registration {
             secret_query_params: C::SECRET_QUERY_PARAMS,
             connect: connect::<C>,
             check: check::<C>,
+            config_keys: crate::settings::keys::fields_of::<C::Config>,
         }
+    }
+
+    /// The keys of its `[providers.<name>]` table (besides `enabled`).
+    pub fn config_keys(&self) -> &'static [&'static str] {
+        (self.config_keys)()
     }
 }
 
@@ -117,30 +124,11 @@ pub fn redaction() -> Redaction {
     })
 }
 
-/// The keys a provider's configuration type reads, from serde's own answer to an
-/// unknown key (its configuration types deny unknown fields): for tests and docs
-/// that must list every key.
+/// The keys a provider's configuration type reads (besides `enabled`), for tests and
+/// docs that must list every key.
 pub fn config_fields(provider: Provider) -> Vec<String> {
-    let probe = config::Value::new(
-        None,
-        config::ValueKind::Table([("payhook_probe".to_owned(), config::Value::from(1))].into()),
-    );
-    let Ok(registration) = registration(provider.as_str()) else {
-        return Vec::new();
-    };
-    let message = match (registration.check)(probe) {
-        Err(ProviderError::Config(message)) => message,
-        _ => return Vec::new(),
-    };
-    message
-        .split_once("expected one of")
-        .map(|(_, names)| {
-            names
-                .split(',')
-                .map(|n| n.trim().trim_matches('`').to_owned())
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
+    registration(provider.as_str())
+        .map(|r| r.config_keys().iter().map(|k| (*k).to_owned()).collect())
         .unwrap_or_default()
 }
 

@@ -1,6 +1,9 @@
 //! Typed configuration, loaded in layers: `config/default.toml` (compiled in), then
 //! the file named by `--config`/`PAYHOOK_CONFIG`, then `PAYHOOK__SECTION__KEY`
-//! environment variables. Validation turns unsafe combinations into start-up errors.
+//! environment variables. Every key must be one a settings type reads ([`keys`]), and
+//! validation turns unsafe combinations into start-up errors.
+
+pub mod keys;
 
 use crate::startup::providers::ProviderError;
 use config::{Config, Environment, File, FileFormat};
@@ -9,7 +12,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const DEFAULTS: &str = include_str!("../../../config/default.toml");
+const DEFAULTS: &str = include_str!("../../../../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -192,6 +195,13 @@ impl ProviderTables {
     }
 
     /// Whether the provider of that name is enabled (an unreadable flag is not).
+    /// The names of the enabled providers, in order.
+    pub fn enabled_names(&self) -> Vec<String> {
+        self.enabled()
+            .map(|tables| tables.into_iter().map(|(name, _)| name).collect())
+            .unwrap_or_default()
+    }
+
     pub fn is_enabled(&self, name: &str) -> bool {
         self.enabled().is_ok_and(|tables| tables.iter().any(|(n, _)| n == name))
     }
@@ -227,7 +237,9 @@ impl Settings {
             .separator("__")
             .try_parsing(true)
             .source(env);
-        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        let merged = builder.add_source(environment).build()?;
+        keys::check_known(&merged.cache.clone().into_table()?)?;
+        let settings: Settings = merged.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -304,6 +316,30 @@ impl Settings {
             Err(SettingsError::Invalid(
                 "database.url must start with postgres://, postgresql:// or sqlite://".into(),
             ))
+        }
+    }
+
+    /// Where the store is, for logs and errors: `postgres host:port/database` or
+    /// `sqlite path`, never the user or password.
+    pub fn store_location(&self) -> String {
+        let url = self.database.url.expose_secret();
+        match self.store_kind() {
+            Ok(StoreKind::Sqlite) => format!("sqlite {}", url.trim_start_matches("sqlite://")),
+            Ok(StoreKind::Postgres) => {
+                let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+                let rest = rest.split('?').next().unwrap_or(rest);
+                // The credentials end at the last '@' before the path.
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+                let host = if host.is_empty() { "localhost" } else { host };
+                let host = if host.contains(':') && !host.ends_with(']') {
+                    host.to_owned()
+                } else {
+                    format!("{host}:5432")
+                };
+                format!("postgres {host}/{path}")
+            }
+            Err(_) => "an unknown store".to_owned(),
         }
     }
 
@@ -562,6 +598,150 @@ mod tests {
             .map(|(section, key)| format!("{section}.{key}"))
             .collect();
         assert!(missing.is_empty(), "config/example.toml lacks {missing:?}");
+    }
+
+    /// `key = value` lines of a TOML text that are not commented out, by section, with
+    /// the value as written (trailing comment removed).
+    fn values_by_section(text: &str, commented: bool) -> Vec<(String, String, String)> {
+        let mut section = String::new();
+        let mut values = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(name) = line
+                .trim_start_matches('#')
+                .trim()
+                .strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+            {
+                section = name.to_owned();
+                continue;
+            }
+            let line = match (commented, line.strip_prefix('#')) {
+                (true, Some(rest)) => rest.trim(),
+                (false, None) => line,
+                _ => continue,
+            };
+            if let Some((key, value)) = line.split_once(" = ") {
+                let value = value.split("  #").next().unwrap_or(value).trim();
+                if !key.contains(' ') && !section.is_empty() {
+                    values.push((section.clone(), key.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        values
+    }
+
+    #[test]
+    fn the_example_file_shows_the_true_defaults_and_only_known_keys() {
+        let example =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml")).unwrap();
+        let shown = values_by_section(&example, true);
+        for (section, key, default) in values_by_section(DEFAULTS, false) {
+            let example_value = shown
+                .iter()
+                .find(|(s, k, _)| *s == section && *k == key)
+                .map(|(_, _, v)| v);
+            assert_eq!(example_value, Some(&default), "config/example.toml: {section}.{key}");
+        }
+        let sections = keys::sections();
+        let providers = keys::provider_sections();
+        for (section, key) in keys_by_section(&example) {
+            let known = match section.strip_prefix("providers.") {
+                Some(name) => providers
+                    .iter()
+                    .any(|(p, keys)| *p == name && keys.contains(&key.as_str())),
+                None => sections
+                    .iter()
+                    .any(|(s, keys)| *s == section && keys.contains(&key.as_str())),
+            };
+            assert!(known, "config/example.toml lists {section}.{key}, which nothing reads");
+        }
+    }
+
+    #[test]
+    fn every_settings_section_has_its_keys_listed() {
+        keys::every_section_listed().unwrap();
+        for (provider, keys) in keys::provider_sections() {
+            assert!(keys.len() > 1, "{provider} declares no keys");
+        }
+    }
+
+    fn load_file(text: &str) -> Result<Settings, SettingsError> {
+        let dir = std::env::temp_dir().join(format!("payhook-settings-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("typo.toml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = Settings::load(Some(&path), env(&[]));
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    }
+
+    #[test]
+    fn a_misspelt_section_is_refused_naming_its_file_and_the_likely_one() {
+        let err = load_file("[sever]\nbind = \"0.0.0.0:9999\"\n").unwrap_err().to_string();
+        assert!(err.contains("unknown section [sever] in "), "{err}");
+        assert!(err.contains("typo.toml"), "{err}");
+        assert!(err.ends_with("(did you mean [server]?)"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_in_files_and_the_environment() {
+        let err = load_file("[server]\nbnd = \"0.0.0.0:9999\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown key server.bnd in ") && err.contains("typo.toml"),
+            "{err}"
+        );
+        assert!(err.ends_with("(did you mean server.bind?)"), "{err}");
+
+        let err = Settings::load(None, env(&[("PAYHOOK__WORKER__CONCURENCY", "4")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key worker.concurency in the environment"),
+            "{err}"
+        );
+        assert!(err.ends_with("(did you mean worker.concurrency?)"), "{err}");
+
+        let err = Settings::load(None, env(&[("PAYHOOK__NOTHING__LIKE_IT", "4")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown section [nothing]") && !err.contains("did you mean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn provider_tables_are_checked_even_when_disabled() {
+        let err = load_file("[providers.xendit]\ncallback_tokn = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key providers.xendit.callback_tokn"), "{err}");
+        assert!(
+            err.ends_with("(did you mean providers.xendit.callback_token?)"),
+            "{err}"
+        );
+
+        let err = load_file("[providers.strip]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown provider [providers.strip]"), "{err}");
+        assert!(err.ends_with("(did you mean [providers.stripe]?)"), "{err}");
+    }
+
+    #[test]
+    fn the_store_location_names_host_port_and_database_but_no_credentials() {
+        let at = |url: &str| {
+            Settings::load(None, env(&[("PAYHOOK__DATABASE__URL", url)]))
+                .unwrap()
+                .store_location()
+        };
+        assert_eq!(
+            at("postgres://payhook:s3cr@t@db.internal:6432/pay?sslmode=require"),
+            "postgres db.internal:6432/pay"
+        );
+        assert_eq!(at("postgresql://db.internal/pay"), "postgres db.internal:5432/pay");
+        assert_eq!(at("sqlite://data/payhook.db"), "sqlite data/payhook.db");
     }
 
     #[test]
