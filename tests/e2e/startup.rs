@@ -60,8 +60,16 @@ async fn an_unreachable_database_stops_start_up_with_its_reason() {
         .await
         .err()
         .expect("start-up must fail");
-    assert!(matches!(err, StartupError::Store(_)), "{err}");
-    assert!(err.to_string().contains("cannot connect"), "{err}");
+    assert!(matches!(err, StartupError::Database { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot open the store at postgres 127.0.0.1:9/nothing: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("cannot connect") && message.contains("127.0.0.1:9: "),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,9 +76,31 @@ impl Gateway {
     }
 
     /// SIGTERM, then the exit status (fails the test after `within`).
-    fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+    fn terminate(self, within: Duration) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.wait(within)
+    }
+
+    fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
+    /// Waits until the log holds `needle` (fails the test after 20 s).
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The exit status (fails the test after `within`).
+    fn wait(mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -471,4 +493,97 @@ async fn cli_purges_what_retention_lets_go_and_counts_it_first() {
         1,
         "the young row is kept"
     );
+}
+
+/// Ctrl-C under `make run` is SIGINT: like SIGTERM, it lets a request in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_lets_a_request_in_flight_finish_and_exits_zero() {
+    use std::io::{Read, Write};
+    let (url, _dir) = sqlite_url();
+    let gateway = Gateway::start(&url, &[("PAYHOOK__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")]);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", gateway.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // A first request on the connection, so the server has surely accepted it.
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: payhook\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = conn.read(&mut first).unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+
+    // A webhook whose body is half sent when Ctrl-C comes.
+    let body = event_body(7);
+    let signature = payhook_stripe::signature_header(SECRET, Utc::now().timestamp(), &body);
+    let head = format!(
+        "POST /webhooks/stripe HTTP/1.1\r\nHost: payhook\r\nStripe-Signature: {signature}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let (sent, rest) = body.split_at(body.len() / 2);
+    conn.write_all(sent).unwrap();
+    gateway.signal("-INT");
+    gateway.wait_for_log("signal=\"SIGINT\"");
+    conn.write_all(rest).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"accepted\""), "{answer}");
+
+    let log = gateway.log.clone();
+    let status = gateway.wait(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status:?}");
+    let log = log.lock().unwrap().clone();
+    assert!(!log.contains("forced shutdown"), "{log}");
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    let stored = store
+        .list(&InboxFilter {
+            status: None,
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "the acknowledged event is stored");
+}
+
+/// The one start-up line says where payhook stores, whom it speaks to and where it
+/// listens; an unreachable database is named by host and port, never by password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_says_what_it_opened_and_a_dead_database_is_named() {
+    let (url, _dir) = sqlite_url();
+    let gateway = Gateway::start(&url, &[]);
+    let log = gateway.log.lock().unwrap().clone();
+    let line = log.lines().find(|l| l.contains("payhook serving")).unwrap();
+    let path = url.trim_start_matches("sqlite://");
+    assert!(line.contains(&format!("store=\"sqlite {path}\"")), "{line}");
+    assert!(line.contains("providers=\"stripe\""), "{line}");
+    assert!(
+        line.contains("bind=127.0.0.1:0") && line.contains(&format!("port={}", gateway.port)),
+        "{line}"
+    );
+    drop(gateway);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
+        .arg("serve")
+        .env(
+            "PAYHOOK__DATABASE__URL",
+            "postgres://payhook:hunter2secret@127.0.0.1:1/payhook",
+        )
+        .env("PAYHOOK__SERVER__BIND", "127.0.0.1:0")
+        .env_remove("PAYHOOK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the store at postgres 127.0.0.1:1/payhook: "),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("refused"), "the cause: {stderr}");
+    assert!(!stderr.contains("hunter2secret"), "{stderr}");
 }

@@ -129,8 +129,21 @@ pub async fn run() -> ExitCode {
 async fn serve(settings: Settings) -> Result<(), StartupError> {
     raise_open_file_limit();
     let bind = settings.server.bind.clone();
+    let store = settings.store_location();
+    let providers = settings.providers.enabled_names().join(",");
+    let internal = settings.server.internal_bind.clone();
     let app = Application::build(settings).await?;
-    tracing::info!(%bind, port = app.port(), "payhook serving");
+    // One line that says what this process is: where it stores, whom it speaks to,
+    // where it listens.
+    tracing::info!(
+        store,
+        providers = if providers.is_empty() { "none" } else { providers.as_str() },
+        %bind,
+        port = app.port(),
+        internal = internal.as_deref().unwrap_or("-"),
+        internal_port = app.internal_port(),
+        "payhook serving"
+    );
     app.run_until_stopped()
         .await
         .map_err(|source| StartupError::Bind { addr: bind, source })
@@ -149,9 +162,13 @@ fn raise_open_file_limit() {
 async fn migrate(settings: Settings) -> Result<(), StartupError> {
     let url = settings.database.url.expose_secret();
     let applied = match settings.store_kind()? {
-        StoreKind::Postgres => PgStore::migrate(url).await?,
-        StoreKind::Sqlite => SqliteStore::migrate(url).await?,
-    };
+        StoreKind::Postgres => PgStore::migrate(url).await,
+        StoreKind::Sqlite => SqliteStore::migrate(url).await,
+    }
+    .map_err(|source| StartupError::Database {
+        location: settings.store_location(),
+        source,
+    })?;
     tracing::info!(count = applied.len(), ?applied, "migrations applied");
     Ok(())
 }

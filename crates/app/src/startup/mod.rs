@@ -24,7 +24,7 @@ use crate::retention::{run_retention, Purger};
 use crate::settings::{Settings, SettingsError};
 use crate::startup::clock::SystemClock;
 use crate::startup::providers::{ProviderError, Providers};
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use payhook_domain::ports::{ClaimedEvent, Clock, EventPublisher, StoreError};
 use payhook_domain::{ConnectOptions, OutboxMessage};
@@ -48,6 +48,8 @@ pub enum StartupError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot open the store at {location}: {source}")]
+    Database { location: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("the database has migrations this version needs and has not applied: run `payhook migrate` first, or set database.auto_migrate = true")]
@@ -248,12 +250,20 @@ impl Application {
     /// what the worker handed it, within `server.shutdown_timeout_secs`; whatever the
     /// worker had not finished by then is released for other instances.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        // Each server stops on SIGTERM/SIGINT by itself; both finish their requests.
+        let handles: Vec<ServerHandle> = self.servers.iter().map(Server::handle).collect();
+        let signals = tokio::spawn(async move {
+            let signal = stop_signal().await;
+            tracing::info!(signal, "stopping: finishing in-flight requests");
+            // Graceful: stop accepting, let in-flight requests finish within
+            // server.shutdown_timeout_secs.
+            futures_util::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
+        });
         let served = futures_util::future::join_all(self.servers)
             .await
             .into_iter()
             .collect::<std::io::Result<Vec<()>>>()
             .map(|_| ());
+        signals.abort();
         let _ = self.stop.send(true);
         let stopped = tokio::time::timeout(self.shutdown_timeout, async {
             let _ = self.worker.await;
@@ -282,6 +292,30 @@ impl Application {
     }
 }
 
+/// Waits for SIGINT (Ctrl-C) or SIGTERM and names it.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops payhook");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
 /// Connects every provider the configuration enables.
 pub fn connect_providers(settings: &Settings) -> Result<Providers, ProviderError> {
     let options = ConnectOptions {
@@ -290,7 +324,7 @@ pub fn connect_providers(settings: &Settings) -> Result<Providers, ProviderError
     Providers::connect(&settings.providers, &options)
 }
 
-/// One TLS crypto provider for the whole process, ring (see DEPENDENCIES.md): every
+/// One TLS crypto provider for the whole process, ring (it builds without cmake): every
 /// HTTPS client payhook builds (reqwest is compiled without a provider) uses it. An
 /// embedding program that installed its own keeps it.
 pub fn install_crypto_provider() {
@@ -426,6 +460,9 @@ fn http_server(
             .configure(routes.clone())
     })
     .client_request_timeout(Duration::from_secs(settings.server.header_read_timeout_secs))
+    // actix-web stops gracefully on SIGTERM but forcibly on SIGINT (Ctrl-C);
+    // `run_until_stopped` handles both signals itself, gracefully.
+    .disable_signals()
     .listen(socket)
     .map_err(bind_error)?
     .shutdown_timeout(settings.server.shutdown_timeout_secs)

@@ -3,7 +3,9 @@
 
 use super::StartupError;
 use crate::settings::{Settings, StoreKind};
-use payhook_domain::ports::{FanOut, ForensicLog, Outbox, PaymentStore, Retention, StoreHealth, WebhookInbox};
+use payhook_domain::ports::{
+    FanOut, ForensicLog, Outbox, PaymentStore, Retention, StoreError, StoreHealth, WebhookInbox,
+};
 use payhook_postgres::{PgFanOut, PgStore};
 use payhook_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -42,17 +44,24 @@ impl Stores {
     }
 
     /// Opens the store `database.url` names, migrating it first if configured to.
+    /// Errors name the store's host, port and database (never its credentials).
     pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
+        let location = settings.store_location();
+        let at = |source: StoreError| StartupError::Database {
+            location: location.clone(),
+            source,
+        };
         let url = settings.database.url.expose_secret();
         let migrate = settings.auto_migrate()?;
         match settings.store_kind()? {
             StoreKind::Postgres => {
                 if migrate {
-                    PgStore::migrate(url).await?;
-                } else if PgStore::has_pending_migrations(url).await? {
+                    PgStore::migrate(url).await.map_err(at)?;
+                } else if PgStore::has_pending_migrations(url).await.map_err(at)? {
                     return Err(StartupError::PendingMigrations);
                 }
-                let store = PgStore::connect_with(url, settings.pool_size()?, settings.statement_timeout())?;
+                let store =
+                    PgStore::connect_with(url, settings.pool_size()?, settings.statement_timeout()).map_err(at)?;
                 let fan_out = PgFanOut::new(store.clone(), url);
                 Ok(Self {
                     fan_out: Some(Arc::new(fan_out)),
@@ -61,15 +70,13 @@ impl Stores {
             }
             StoreKind::Sqlite => {
                 if migrate {
-                    SqliteStore::migrate(url).await?;
-                } else if SqliteStore::has_pending_migrations(url).await? {
+                    SqliteStore::migrate(url).await.map_err(at)?;
+                } else if SqliteStore::has_pending_migrations(url).await.map_err(at)? {
                     return Err(StartupError::PendingMigrations);
                 }
-                Ok(Self::from_one(SqliteStore::connect_with(
-                    url,
-                    settings.pool_size()?,
-                    settings.statement_timeout(),
-                )?))
+                Ok(Self::from_one(
+                    SqliteStore::connect_with(url, settings.pool_size()?, settings.statement_timeout()).map_err(at)?,
+                ))
             }
         }
     }
