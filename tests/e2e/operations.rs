@@ -505,7 +505,7 @@ on_every_store!(
     metrics_report_webhooks_processing_inbox_and_outbox,
 );
 
-/// ARCHITECTURE.md: several instances share one Postgres, and a status stream on any of
+/// docs/architecture.md: several instances share one Postgres, and a status stream on any of
 /// them follows a change another instance applied (LISTEN/NOTIFY). Postgres only: the
 /// embedded store serves one instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

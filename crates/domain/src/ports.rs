@@ -198,7 +198,7 @@ pub trait EventPublisher: Send + Sync {
 /// Domain events shared by every instance on one store, so that whichever instance
 /// applies a change, subscribers in all of them (status streams) hear of it:
 /// `publish` announces a message to every instance, `listen` follows what any
-/// instance announces (Postgres LISTEN/NOTIFY, ARCHITECTURE.md).
+/// instance announces (Postgres LISTEN/NOTIFY, docs/architecture.md).
 #[async_trait]
 pub trait FanOut: EventPublisher {
     async fn listen(&self) -> Result<Box<dyn FanOutListener>, StoreError>;

@@ -1,4 +1,4 @@
-//! Payment status and the forward-only transition rules (ARCHITECTURE.md §3).
+//! Payment status and the forward-only transition rules (docs/architecture.md).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

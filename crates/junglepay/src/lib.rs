@@ -67,7 +67,7 @@ impl Connector for JunglePay {
     }
 }
 
-/// A JunglePay transaction status as payhook reads it (PROVIDERS.md's mapping).
+/// A JunglePay transaction status as payhook reads it (the mapping in docs/providers.md).
 /// `amount`, `refunded` and `paid` are the transaction's own figures in cents.
 pub fn provider_status(status: &str, amount: i64, refunded: i64, paid: Option<i64>) -> Option<ProviderPaymentStatus> {
     let status = match status {

@@ -58,7 +58,7 @@ impl OutgoingWebhook {
 }
 
 /// reqwest is built without a TLS crypto provider (one provider for the whole binary:
-/// ring, see DEPENDENCIES.md); install it unless the embedding program chose one.
+/// ring, see the workspace Cargo.toml); install it unless the embedding program chose one.
 fn install_crypto_provider() {
     // Err means a provider is already installed, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();

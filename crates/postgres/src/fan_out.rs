@@ -1,5 +1,5 @@
-//! Domain events across instances over Postgres LISTEN/NOTIFY (ARCHITECTURE.md: "SSE
-//! fan-out across instances uses Postgres LISTEN/NOTIFY"). The relay of whichever
+//! Domain events across instances over Postgres LISTEN/NOTIFY (docs/architecture.md,
+//! "Several instances"), so status streams on every instance hear every change. The relay of whichever
 //! instance delivers a message announces it on one channel; every instance listens
 //! on its own connection and hands what it hears to its local subscribers.
 

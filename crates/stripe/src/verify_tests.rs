@@ -1,4 +1,4 @@
-//! The public test vectors (shared/fixtures/stripe/signature_vectors.json), with our
+//! Stripe's public signature test vectors (from its SDKs' test suites), with our
 //! own copy of their inputs so `make test` needs nothing outside the repository.
 
 use super::*;

@@ -1,4 +1,4 @@
-//! Conformance with JunglePay's published examples (`../shared/fixtures/junglepay`).
+//! Conformance with JunglePay's published examples (`$PAYHOOK_FIXTURES_DIR/junglepay`).
 //! Run by `make conformance`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +12,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn the_paid_postback_is_a_claim_to_confirm() {
     let body = fixture("postback_transaction_paid_credit_card.json");
     let delivery = Delivery {
@@ -33,7 +33,7 @@ fn the_paid_postback_is_a_claim_to_confirm() {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn the_transaction_object_reads_as_paid() {
     let (id, status) = read_transaction(&fixture("transaction_object_create_response.json")).unwrap();
     assert_eq!(id, "282");
@@ -41,7 +41,7 @@ fn the_transaction_object_reads_as_paid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 async fn the_transaction_request_has_the_shape_of_junglepays_example() {
     use payhook_domain::ports::PaymentGateway;
     use payhook_domain::{CallbackToken, CheckoutRequest, Currency, Money, PaymentId};

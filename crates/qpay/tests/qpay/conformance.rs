@@ -1,4 +1,4 @@
-//! Conformance with QPay's published examples (`../shared/fixtures/qpay`). Run by
+//! Conformance with QPay's published examples (`$PAYHOOK_FIXTURES_DIR/qpay`). Run by
 //! `make conformance`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +12,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn the_sandbox_token_expiry_is_read_as_an_epoch() {
     let now = Utc.timestamp_opt(1_769_670_125, 0).single().unwrap();
     let expires = wire::token_expiry(&fixture("auth_token_response_sandbox.json"), now).unwrap();
@@ -24,7 +24,7 @@ fn the_sandbox_token_expiry_is_read_as_an_epoch() {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn the_invoice_answer_gives_qr_short_url_and_bank_links() {
     let checkout = wire::invoice(&fixture("create_invoice_response.json")).unwrap();
     assert_eq!(checkout.provider_ref, "abc123-def456-ghi789");
@@ -34,7 +34,7 @@ fn the_invoice_answer_gives_qr_short_url_and_bank_links() {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn payment_checks_read_paid_and_unpaid() {
     let paid = wire::check(&fixture("payment_check_response_paid.json")).unwrap();
     assert_eq!((paid.status, paid.paid_amount), (PaymentStatus::Paid, Some(5_000_000)));
@@ -56,7 +56,7 @@ fn same_keys(sent: &serde_json::Value, example: &serde_json::Value, optional: &[
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 async fn requests_have_the_shape_of_qpays_examples() {
     use payhook_domain::ports::PaymentGateway;
     use payhook_domain::{CallbackToken, CheckoutRequest, Currency, Money, PaymentId};

@@ -1,4 +1,4 @@
-//! Conformance with the public example payloads in `../shared/fixtures/stripe`
+//! Conformance with the public example payloads in `$PAYHOOK_FIXTURES_DIR/stripe`
 //! (Stripe docs and SDK test data). Run by `make conformance`, which points
 //! PAYHOOK_FIXTURES_DIR at them; `make test` stays self-contained.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -27,7 +27,7 @@ fn verifier(secrets: &[&str]) -> SignatureVerifier {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn every_signature_vector_behaves_as_documented() {
     let vectors: Value = serde_json::from_slice(&read("signature_vectors.json")).unwrap();
     let vectors = vectors["vectors"].as_array().unwrap();
@@ -71,7 +71,7 @@ fn change(file: &str) -> PaymentChange {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn example_events_map_to_domain_changes() {
     assert_eq!(change("payment_intent.succeeded.json"), PaymentChange::paid(Some(1099)));
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Conformance with Xendit's public example callback (`../shared/fixtures/xendit`).
+//! Conformance with Xendit's public example callback (`$PAYHOOK_FIXTURES_DIR/xendit`).
 //! Run by `make conformance`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +12,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "reads ../shared/fixtures; run with make conformance"]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
 fn the_sdk_example_callback_parses() {
     let body = fixture("invoice_callback_paid_sdk_example.json");
     // Its external_id is not a payhook payment id: acknowledged and ignored.
