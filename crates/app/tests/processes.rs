@@ -375,10 +375,31 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let dispute = simulate(&["stripe", "charge.dispute.created", "--payment", &payment.id.to_string()]);
-    assert!(
-        String::from_utf8_lossy(&dispute.stdout).contains("\"accepted\""),
-        "{dispute:?}"
-    );
+    let said = String::from_utf8_lossy(&dispute.stdout);
+    assert!(said.contains("\"accepted\""), "{dispute:?}");
+    assert!(said.contains(&format!("\npayment {}\n", payment.id)), "it names the payment: {said}");
+    assert!(said.contains(&format!("/payments/{}", payment.id)), "and how to read it: {said}");
+
+    // Without --payment or --to, on this machine's store: simulate finds the payment
+    // the event created and names it.
+    let local = Command::new(env!("CARGO_BIN_EXE_payhook"))
+        .args(["simulate", "stripe", "payment_intent.succeeded"])
+        .env("PAYHOOK__SERVER__BIND", format!("127.0.0.1:{}", gateway.port))
+        .env("PAYHOOK__DATABASE__URL", &url)
+        .env("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")
+        .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+        .env("PAYHOOK__API__KEYS", API_KEY)
+        .env_remove("PAYHOOK_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&local.stdout);
+    assert!(local.status.success(), "{local:?}");
+    let named = said
+        .lines()
+        .find_map(|l| l.strip_prefix("payment "))
+        .and_then(payhook_domain::PaymentId::parse)
+        .unwrap_or_else(|| panic!("no payment line: {said}"));
+    assert!(store.payment(named).await.unwrap().is_some(), "{said}");
     let deadline = Instant::now() + Duration::from_secs(15);
     while store
         .payment(payment.id)

@@ -196,6 +196,48 @@ async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError
     Ok(())
 }
 
+/// The payment a simulated event touched.
+enum Touched {
+    Payment(PaymentId),
+    /// The event names a payment the store does not hold (yet).
+    NotYet { provider_ref: String },
+}
+
+/// The payment an event sent without `--payment` made or moved: the provider's own
+/// parser reads its reference, then the configured store is asked for it for a few
+/// seconds while the gateway's worker applies the event. `None` when the store is not
+/// this machine's (an SQLite file that is not there) or the event names no payment.
+async fn find_touched(
+    settings: &Settings,
+    source: &Arc<dyn payhook_domain::source::WebhookSource>,
+    delivery: &payhook_domain::SampleDelivery,
+) -> Option<Touched> {
+    use payhook_domain::source::{Delivery, Parsed};
+    let at = chrono::Utc::now();
+    let parsed = source.parse(&Delivery {
+        headers: &delivery.headers,
+        query: &delivery.query,
+        body: &delivery.body,
+        received_at: at,
+    });
+    let Ok(Parsed::Event(event)) = parsed else { return None };
+    let provider_ref = event.payment.provider_ref.clone()?;
+    if settings.store_kind().ok()? == StoreKind::Sqlite {
+        let path = settings.database.url.expose_secret().trim_start_matches("sqlite://").to_owned();
+        if !std::path::Path::new(&path).exists() {
+            return None;
+        }
+    }
+    let stores = Stores::open(settings).await.ok()?;
+    for _ in 0..50 {
+        if let Ok(Some(payment)) = stores.payments.find_payment(event.provider, &event.payment).await {
+            return Some(Touched::Payment(payment.id));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Some(Touched::NotYet { provider_ref })
+}
+
 async fn purge(settings: Settings, args: PurgeArgs) -> Result<(), StartupError> {
     let stores = Stores::open(&settings).await?;
     let purger = Purger::new(stores.retention, settings.retention.policy(), Arc::new(SystemClock));
@@ -266,6 +308,24 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
         println!("HTTP {status} {body}");
         if !as_expected(status, request.bad_signature) {
             unexpected.get_or_insert(status);
+        }
+    }
+    if unexpected.is_none() && !request.bad_signature {
+        let merchant = merchant_base(&url, settings.server.internal_bind.as_deref());
+        let found = match payment {
+            Some(id) => Some(Touched::Payment(id)),
+            None if args.to.is_none() => find_touched(&settings, &unit.webhooks, &delivery).await,
+            None => None,
+        };
+        match found {
+            Some(Touched::Payment(id)) => {
+                println!("payment {id}");
+                println!("next: curl -H 'Authorization: Bearer <api key>' {merchant}/payments/{id}");
+            }
+            Some(Touched::NotYet { provider_ref }) => {
+                println!("payment with provider_ref {provider_ref}: not applied yet (is the worker running?)")
+            }
+            None => {}
         }
     }
     match unexpected {
