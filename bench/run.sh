@@ -25,7 +25,8 @@ if [ "${SKIP_MICRO:-0}" != 1 ]; then
 fi
 
 cargo build --release --locked -p payhook-app -p payhook-loadgen --bins 2>&1 | tail -1
-payhook="$target/release/payhook"; loadgen="$target/release/payhook-loadgen"
+# PAYHOOK_BIN: measure another payhook binary (an older build, for an A/B pair).
+payhook=${PAYHOOK_BIN:-$target/release/payhook}; loadgen="$target/release/payhook-loadgen"
 
 # The machine's speed drifts (a third, from one quarter hour to the next, on the shared
 # 2-core VMs measured here), so the floor and payhook are measured in pairs, ROUNDS times,
