@@ -377,8 +377,14 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
     let dispute = simulate(&["stripe", "charge.dispute.created", "--payment", &payment.id.to_string()]);
     let said = String::from_utf8_lossy(&dispute.stdout);
     assert!(said.contains("\"accepted\""), "{dispute:?}");
-    assert!(said.contains(&format!("\npayment {}\n", payment.id)), "it names the payment: {said}");
-    assert!(said.contains(&format!("/payments/{}", payment.id)), "and how to read it: {said}");
+    assert!(
+        said.contains(&format!("\npayment {}\n", payment.id)),
+        "it names the payment: {said}"
+    );
+    assert!(
+        said.contains(&format!("/payments/{}", payment.id)),
+        "and how to read it: {said}"
+    );
 
     // Without --payment or --to, on this machine's store: simulate finds the payment
     // the event created and names it.

@@ -200,7 +200,9 @@ async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError
 enum Touched {
     Payment(PaymentId),
     /// The event names a payment the store does not hold (yet).
-    NotYet { provider_ref: String },
+    NotYet {
+        provider_ref: String,
+    },
 }
 
 /// The payment an event sent without `--payment` made or moved: the provider's own
@@ -223,7 +225,12 @@ async fn find_touched(
     let Ok(Parsed::Event(event)) = parsed else { return None };
     let provider_ref = event.payment.provider_ref.clone()?;
     if settings.store_kind().ok()? == StoreKind::Sqlite {
-        let path = settings.database.url.expose_secret().trim_start_matches("sqlite://").to_owned();
+        let path = settings
+            .database
+            .url
+            .expose_secret()
+            .trim_start_matches("sqlite://")
+            .to_owned();
         if !std::path::Path::new(&path).exists() {
             return None;
         }
