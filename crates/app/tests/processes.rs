@@ -552,6 +552,10 @@ async fn sigint_lets_a_request_in_flight_finish_and_exits_zero() {
     conn.write_all(head.as_bytes()).unwrap();
     let (sent, rest) = body.split_at(body.len() / 2);
     conn.write_all(sent).unwrap();
+    // The request must be in flight, not merely written: give the server a moment
+    // to read its head and start reading the body (a connection whose request it has
+    // not begun is idle, and a graceful stop closes idle connections).
+    std::thread::sleep(Duration::from_millis(300));
     gateway.signal("-INT");
     gateway.wait_for_log("signal=\"SIGINT\"");
     conn.write_all(rest).unwrap();

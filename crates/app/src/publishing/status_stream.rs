@@ -304,6 +304,47 @@ mod tests {
         assert!(on_b.try_recv().is_err(), "another payment's stream was not woken");
     }
 
+    /// A browser that has gone is only noticed when a write to it fails; the
+    /// heartbeat is that write. It keeps its own schedule, so even a payment whose
+    /// status changes every 5 s (each change written too) gets its heartbeats every
+    /// `HEARTBEAT`, and a gone client is dropped within two of them.
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_keep_their_schedule_whatever_events_arrive() {
+        let hub = StreamHub::new(limits(10, 100));
+        let id = new_id();
+        let (ticket, updates) = hub.open(id).unwrap();
+        let mut stream = Some(StatusStream {
+            id,
+            payments: Arc::new(payhook_domain::ports::MockPaymentStore::new()),
+            updates,
+            first: None,
+            heartbeat: tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT),
+            closes_at: Instant::now() + Duration::from_secs(900),
+            settled: false,
+            _ticket: ticket,
+        });
+        let busy = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    hub.deliver(&message(id, "requires_action"));
+                }
+            })
+        };
+        let started = Instant::now();
+        let mut heartbeats = Vec::new();
+        while started.elapsed() < 2 * HEARTBEAT + Duration::from_secs(1) {
+            let (chunk, next) = stream.take().unwrap().next().await.unwrap();
+            if chunk.unwrap().starts_with(b": heartbeat") {
+                heartbeats.push(started.elapsed().as_secs());
+            }
+            stream = Some(next);
+        }
+        busy.abort();
+        assert_eq!(heartbeats, [HEARTBEAT.as_secs(), 2 * HEARTBEAT.as_secs()]);
+    }
+
     #[test]
     fn limits_per_payment_and_in_all_and_closed_streams_free_their_place() {
         let hub = StreamHub::new(limits(2, 3));
