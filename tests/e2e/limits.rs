@@ -146,6 +146,7 @@ async fn payment_with_token(app: &TestApp, provider_ref: &str) -> (String, Strin
         client_token_hash: Some(payhook_app::api::payment_requests::token_hash(&token)),
         callback_token_hash: None,
         idempotency: None,
+        next_reconcile_at: None,
     };
     app.stores.payments.create_payment(&new).await.unwrap();
     (id.to_string(), token)

@@ -95,6 +95,7 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
             client_token_hash: None,
             callback_token_hash: None,
             idempotency: None,
+            next_reconcile_at: None,
         })
         .await
         .unwrap();

@@ -37,6 +37,7 @@ async fn idr_payment(app: &TestApp, invoice: &str) -> PaymentId {
             client_token_hash: None,
             callback_token_hash: None,
             idempotency: None,
+            next_reconcile_at: None,
         })
         .await
         .unwrap();

@@ -56,6 +56,9 @@ pub struct NewPayment {
     /// SHA-256 (hex) of the token in the provider's callback URL (QPay, JunglePay).
     pub callback_token_hash: Option<String>,
     pub idempotency: Option<Idempotency>,
+    /// When to check it with its provider first, if its callback has not come by then
+    /// (see [`crate::ReconcileSchedule`]); `None`: never.
+    pub next_reconcile_at: Option<DateTime<Utc>>,
 }
 
 /// A caller's `Idempotency-Key` and the fingerprint of the request it first came with.

@@ -323,6 +323,37 @@ pub trait Retention: Send + Sync {
     async fn count_purgeable(&self, kind: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// A payment due for a check with its provider, and how many checks it has had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueCheck {
+    pub payment: Payment,
+    pub checks: u32,
+}
+
+/// The schedule of checks with the providers (reconciliation): when each open payment
+/// is next asked about.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ReconcileQueue: Send + Sync {
+    /// Claims up to `limit` open payments whose check is due at `now`, the longest
+    /// due first, and holds them until `lease_until` (a crashed checker's payments are
+    /// due again then), so that each is asked once per round however many instances
+    /// claim (SKIP LOCKED on Postgres). Payments that settled while scheduled are taken
+    /// off the schedule on the way.
+    async fn claim_due_checks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueCheck>, StoreError>;
+
+    /// After a check: `checks` made so far, and when the next is due (`None`: no more).
+    async fn schedule_check(&self, id: PaymentId, checks: u32, next: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+
+    /// Open payments whose check is due at `now` (the `payhook_reconcile_due` gauge).
+    async fn count_due_checks(&self, now: DateTime<Utc>) -> Result<i64, StoreError>;
+}
+
 /// Whether the store answers (for readiness probes).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

@@ -92,6 +92,15 @@ impl PgStore {
             FOR UPDATE SKIP LOCKED)
         RETURNING id, payload, attempts";
 
+    /// Payments whose check with their provider is due, the longest due first, locked
+    /// for the claiming transaction; another instance's claim skips them.
+    const RECONCILE_DUE_SQL: &'static str = "
+        SELECT id, status FROM payments
+        WHERE next_reconcile_at <= $1
+        ORDER BY next_reconcile_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED";
+
     /// The outbox twin of `CLAIM_SQL`.
     const OUTBOX_CLAIM_SQL: &'static str = "
         UPDATE outbox SET locked_until = $3

@@ -110,6 +110,14 @@ impl<'a> NewEventRow<'a> {
     }
 }
 
+/// A payment whose check with its provider is due, as the due-check query finds it.
+#[derive(QueryableByName)]
+#[diesel(table_name = payments)]
+pub struct DueRow {
+    pub id: DbUuid,
+    pub status: String,
+}
+
 /// What a claim returns of an inbox row.
 #[derive(Queryable, QueryableByName)]
 #[diesel(table_name = webhook_events)]
@@ -152,6 +160,7 @@ pub struct NewPaymentRow<'a> {
     callback_token_hash: Option<&'a str>,
     idempotency_key: Option<&'a str>,
     request_fingerprint: Option<&'a str>,
+    next_reconcile_at: Option<DbInstant>,
 }
 
 impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
@@ -173,6 +182,7 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
             callback_token_hash: p.callback_token_hash.as_deref(),
             idempotency_key: p.idempotency.as_ref().map(|i| i.key.as_str()),
             request_fingerprint: p.idempotency.as_ref().map(|i| i.fingerprint.as_str()),
+            next_reconcile_at: p.next_reconcile_at.map(DbInstant),
         }
     }
 }

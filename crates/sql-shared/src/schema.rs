@@ -84,6 +84,8 @@ diesel::table! {
         request_fingerprint -> Nullable<Text>,
         failure_reason -> Nullable<Text>,
         checkout_extras -> Nullable<Json>,
+        next_reconcile_at -> Nullable<Instant>,
+        reconcile_checks -> Integer,
     }
 }
 

@@ -41,8 +41,8 @@ macro_rules! impl_store_ports {
             use $crate::__deps::diesel::sql_types::BigInt;
             use $crate::__deps::diesel_async::{AsyncConnection, RunQueryDsl};
             use $crate::__deps::payhook_domain::ports::{
-                Admission, ClaimedEvent, Commit, Committed, ForensicLog, Outbox, PaymentStore, Retention, StoreError, StoreHealth,
-                WebhookInbox,
+                Admission, ClaimedEvent, Commit, Committed, DueCheck, ForensicLog, Outbox, PaymentStore, ReconcileQueue,
+                Retention, StoreError, StoreHealth, WebhookInbox,
             };
             use $crate::__deps::payhook_domain::{
                 EventApplication, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
@@ -52,7 +52,7 @@ macro_rules! impl_store_ports {
             use $crate::rows::{
                 after_failure, application_rows, changed_nothing, failure_changes, not_leased, processed_changes,
                 requeue_changes,
-                never, CheckoutChanges, ClaimedRow, UndeliveredRow,
+                never, CheckoutChanges, ClaimedRow, DueRow, UndeliveredRow,
                 HistoryRow, InboxEntryRow, NewEventRow, NewLogRow, NewPaymentRow, OutboxRow, PaymentChanges,
                 PaymentRow, UnstoredPaymentRow, CLAIMABLE,
             };
@@ -750,6 +750,94 @@ macro_rules! impl_store_ports {
                         }
                     };
                     counted.map(|n| n.max(0) as u64).map_err(db_error)
+                }
+            }
+
+            #[$crate::__deps::async_trait]
+            impl ReconcileQueue for $store {
+                async fn claim_due_checks(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: u32,
+                    lease_until: DateTime<Utc>,
+                ) -> Result<Vec<DueCheck>, StoreError> {
+                    use $crate::__deps::payhook_domain::ReconcileSchedule;
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<(PaymentRow, i32)> = conn
+                        .transaction(async |conn| {
+                            // The store's own statement: it locks what it picks (SKIP
+                            // LOCKED on Postgres) until this transaction ends.
+                            let due: Vec<DueRow> = diesel::sql_query(<$store>::RECONCILE_DUE_SQL)
+                                .bind::<Instant, _>(DbInstant(now))
+                                .bind::<BigInt, _>(i64::from(limit))
+                                .load(conn)
+                                .await?;
+                            let (open, settled): (Vec<DueRow>, Vec<DueRow>) = due.into_iter().partition(|row| {
+                                row.status.parse().map(ReconcileSchedule::is_open).unwrap_or(false)
+                            });
+                            let ids = |rows: &[DueRow]| rows.iter().map(|r| r.id).collect::<Vec<DbUuid>>();
+                            if !settled.is_empty() {
+                                diesel::update(payments::table.filter(payments::id.eq_any(ids(&settled))))
+                                    .set(payments::next_reconcile_at.eq(None::<DbInstant>))
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            if open.is_empty() {
+                                return Ok::<_, diesel::result::Error>(Vec::new());
+                            }
+                            let open = ids(&open);
+                            diesel::update(payments::table.filter(payments::id.eq_any(&open)))
+                                .set(payments::next_reconcile_at.eq(DbInstant(lease_until)))
+                                .execute(conn)
+                                .await?;
+                            payments::table
+                                .filter(payments::id.eq_any(&open))
+                                .order(payments::created_at)
+                                .select((PaymentRow::as_select(), payments::reconcile_checks))
+                                .load(conn)
+                                .await
+                        })
+                        .await
+                        .map_err(db_error)?;
+                    rows.into_iter()
+                        .map(|(row, checks)| {
+                            Ok(DueCheck {
+                                payment: Payment::try_from(row)?,
+                                checks: u32::try_from(checks).unwrap_or(0),
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn schedule_check(
+                    &self,
+                    id: PaymentId,
+                    checks: u32,
+                    next: Option<DateTime<Utc>>,
+                ) -> Result<(), StoreError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(payments::table.find(DbUuid(id.as_uuid())))
+                        .set((
+                            payments::reconcile_checks.eq(i32::try_from(checks).unwrap_or(i32::MAX)),
+                            payments::next_reconcile_at.eq(next.map(DbInstant)),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn count_due_checks(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+                    use $crate::__deps::diesel::dsl::sql;
+                    use $crate::__deps::diesel::sql_types::Bool;
+                    let mut conn = self.conn().await?;
+                    payments::table
+                        .filter(payments::next_reconcile_at.le(DbInstant(now)))
+                        .filter(sql::<Bool>("payments.status IN ('pending', 'requires_action')"))
+                        .count()
+                        .get_result(&mut *conn)
+                        .await
+                        .map_err(db_error)
                 }
             }
 

@@ -109,6 +109,14 @@ impl SqliteStore {
             LIMIT ?2)
         RETURNING id, payload, attempts";
 
+    /// Payments whose check with their provider is due, the longest due first (one
+    /// writer at a time: the claiming transaction's updates keep other claims off them).
+    const RECONCILE_DUE_SQL: &'static str = "
+        SELECT id, status FROM payments
+        WHERE next_reconcile_at <= ?1
+        ORDER BY next_reconcile_at
+        LIMIT ?2";
+
     /// The outbox twin of `CLAIM_SQL`.
     const OUTBOX_CLAIM_SQL: &'static str = "
         UPDATE outbox SET locked_until = ?3

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{
-    Admission, Commit, Committed, ForensicLog, Outbox, PaymentStore, Retention, StoreError, StoreHealth, WebhookInbox,
+    Admission, Commit, Committed, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention, StoreError,
+    StoreHealth, WebhookInbox,
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
@@ -14,8 +15,14 @@ use payhook_domain::{
 use std::sync::Arc;
 
 /// Everything a payhook store implements.
-pub trait Store: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + 'static {}
-impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + 'static> Store for T {}
+pub trait Store:
+    ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + 'static
+{
+}
+impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + 'static> Store
+    for T
+{
+}
 
 /// Generates one `#[tokio::test]` per contract case. `$fresh` is an async fn returning
 /// `Option<(store, guard)>`: the guard lives as long as the test (a temp dir, a test
@@ -49,6 +56,8 @@ macro_rules! store_contract_tests {
             opens_one_payment_per_idempotency_key,
             records_the_providers_answer_and_creation_failures,
             purges_what_retention_lets_go_and_keeps_the_rest,
+            schedules_claims_and_clears_provider_checks,
+            concurrent_claims_of_due_checks_never_overlap,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -114,6 +123,7 @@ fn new_payment(provider_ref: &str) -> NewPayment {
         client_token_hash: None,
         callback_token_hash: None,
         idempotency: None,
+        next_reconcile_at: None,
     }
 }
 
@@ -1295,4 +1305,100 @@ pub async fn purges_what_retention_lets_go_and_keeps_the_rest<S: Store>(store: A
         1,
         "the young forensic row, once old enough"
     );
+}
+
+fn scheduled(provider_ref: &str, due: Option<DateTime<Utc>>) -> NewPayment {
+    NewPayment {
+        next_reconcile_at: due,
+        ..new_payment(provider_ref)
+    }
+}
+
+pub async fn schedules_claims_and_clears_provider_checks<S: Store>(store: Arc<S>) {
+    let at = |secs: i64| t0() + Duration::seconds(secs);
+    let first = store
+        .create_payment(&scheduled("pi_first", Some(at(600))))
+        .await
+        .unwrap();
+    let later = store
+        .create_payment(&scheduled("pi_later", Some(at(1200))))
+        .await
+        .unwrap();
+    store.create_payment(&scheduled("pi_never", None)).await.unwrap();
+    // Scheduled, then paid by its callback before its check came due.
+    let settled = store
+        .create_payment(&scheduled("pi_paid", Some(at(600))))
+        .await
+        .unwrap();
+    let inbox = admit(&*store, "evt_paid_early").await;
+    let paid = event("evt_paid_early", "pi_paid", PaymentChange::paid(None));
+    store
+        .commit_application(inbox, &settled.apply(&paid, at(60)))
+        .await
+        .unwrap();
+
+    assert_eq!(store.count_due_checks(at(599)).await.unwrap(), 0);
+    assert_eq!(
+        store.count_due_checks(at(600)).await.unwrap(),
+        1,
+        "the paid one is not due"
+    );
+
+    // Claimed once, held until the lease ends; the settled one leaves the schedule.
+    let claimed = store.claim_due_checks(at(700), 10, at(760)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| (c.payment.id, c.checks)).collect::<Vec<_>>(),
+        vec![(first.id, 0)]
+    );
+    assert_eq!(claimed[0].payment.status, PaymentStatus::Pending);
+    assert!(
+        store.claim_due_checks(at(700), 10, at(760)).await.unwrap().is_empty(),
+        "held"
+    );
+    let crashed = store.claim_due_checks(at(761), 10, at(821)).await.unwrap();
+    assert_eq!(
+        crashed.len(),
+        1,
+        "a checker that died leaves it due again after its lease"
+    );
+
+    // Checked: the next check is due later, its count kept.
+    store.schedule_check(first.id, 1, Some(at(2400))).await.unwrap();
+    let both = store.claim_due_checks(at(2400), 10, at(2460)).await.unwrap();
+    let mut seen: Vec<_> = both.iter().map(|c| (c.payment.id, c.checks)).collect();
+    seen.sort_by_key(|(id, _)| *id == first.id);
+    assert_eq!(seen, vec![(later.id, 0), (first.id, 1)]);
+
+    // No more checks: never claimed again; nor is the settled one, however late.
+    store.schedule_check(first.id, 2, None).await.unwrap();
+    store.schedule_check(later.id, 1, Some(at(5000))).await.unwrap();
+    let years = at(10 * 365 * 86_400);
+    let last = store.claim_due_checks(years, 10, years).await.unwrap();
+    assert_eq!(last.iter().map(|c| c.payment.id).collect::<Vec<_>>(), vec![later.id]);
+    assert_eq!(store.count_due_checks(years).await.unwrap(), 1, "held, still scheduled");
+    store.schedule_check(later.id, 2, None).await.unwrap();
+    assert_eq!(store.count_due_checks(years).await.unwrap(), 0);
+}
+
+/// Two checkers (two instances) claiming at once never get the same payment.
+pub async fn concurrent_claims_of_due_checks_never_overlap<S: Store>(store: Arc<S>) {
+    let due = t0() + Duration::seconds(600);
+    for n in 0..40 {
+        store
+            .create_payment(&scheduled(&format!("pi_due_{n}"), Some(due)))
+            .await
+            .unwrap();
+    }
+    let lease = due + Duration::seconds(60);
+    let claims = (0..4).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_due_checks(due, 15, lease).await.unwrap() })
+    });
+    let mut ids: Vec<PaymentId> = Vec::new();
+    for claim in claims {
+        ids.extend(claim.await.unwrap().into_iter().map(|c| c.payment.id));
+    }
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "a payment was claimed twice");
+    assert_eq!(ids.len(), 40, "between them they took every due payment");
 }

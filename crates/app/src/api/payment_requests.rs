@@ -155,6 +155,8 @@ impl PaymentRequests {
             client_token_hash: Some(token_hash(&client_token)),
             callback_token_hash: callback_token.as_deref().map(token_hash),
             idempotency,
+            // Scheduled once the reconciler runs (its settings and first check).
+            next_reconcile_at: None,
         };
         match self.store.open_payment(&new).await? {
             Opened::New(_) => {

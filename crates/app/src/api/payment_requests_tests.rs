@@ -302,6 +302,7 @@ fn sample_new(id: PaymentId) -> NewPayment {
         client_token_hash: None,
         callback_token_hash: None,
         idempotency: None,
+        next_reconcile_at: None,
     }
 }
 

@@ -420,6 +420,7 @@ impl Processor {
             client_token_hash: None,
             callback_token_hash: None,
             idempotency: None,
+            next_reconcile_at: None,
         })
     }
 }

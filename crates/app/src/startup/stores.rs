@@ -4,7 +4,7 @@
 use super::StartupError;
 use crate::settings::{Settings, StoreKind};
 use payhook_domain::ports::{
-    FanOut, ForensicLog, Outbox, PaymentStore, Retention, StoreError, StoreHealth, WebhookInbox,
+    FanOut, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_postgres::{PgFanOut, PgStore};
 use payhook_sqlite::SqliteStore;
@@ -20,6 +20,7 @@ pub struct Stores {
     pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn StoreHealth>,
     pub retention: Arc<dyn Retention>,
+    pub reconcile: Arc<dyn ReconcileQueue>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -29,7 +30,7 @@ impl Stores {
     /// Serves every port from one store (what both built-in stores do).
     pub fn from_one<S>(store: S) -> Self
     where
-        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + 'static,
+        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + 'static,
     {
         let store = Arc::new(store);
         Self {
@@ -38,7 +39,8 @@ impl Stores {
             payments: store.clone(),
             outbox: store.clone(),
             health: store.clone(),
-            retention: store,
+            retention: store.clone(),
+            reconcile: store,
             fan_out: None,
         }
     }
