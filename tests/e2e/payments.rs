@@ -23,6 +23,7 @@ on_every_store!(
     a_repeat_while_the_first_waits_for_the_provider_is_a_conflict,
     an_oversized_request_is_413_and_stores_nothing,
     the_status_stream_follows_the_payment_for_its_client_token_only,
+    a_payment_whose_callback_never_came_is_settled_by_asking_the_provider,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -405,4 +406,71 @@ async fn the_status_stream_follows_the_payment_for_its_client_token_only(backend
     })
     .await;
     assert!(end.is_ok(), "the stream stayed open after a settling status");
+}
+
+/// The customer paid, but Xendit's callback never came (the fake sends none): the
+/// reconciler asks Xendit, and its answer goes through the inbox and the state machine
+/// like a callback, with the history reason `reconciled`.
+async fn a_payment_whose_callback_never_came_is_settled_by_asking_the_provider(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+            ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "0"),
+            ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let invoice = created["provider_ref"].as_str().unwrap().to_owned();
+    fake.mark_paid(&invoice);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let payment = loop {
+        let payment: Value = app
+            .client
+            .get(format!("{}/payments/{id}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if payment["status"] == "paid" {
+            break payment;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reconciled: {payment}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(payment["paid_amount"], 15_000_000);
+    let history = payment["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["reason"], "reconciled");
+    assert!(history[0]["event_id"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("reconcile:{id}:paid:")));
+    // The finding is one inbox row, from the provider's answer, with its forensic row.
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM webhook_events WHERE event_type = 'reconciled'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM webhook_logs WHERE path = '/reconcile/xendit'")
+            .await,
+        1
+    );
+    let asked = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&invoice))
+        .count();
+    assert!(asked >= 1, "Xendit was asked");
 }

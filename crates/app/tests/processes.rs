@@ -54,13 +54,15 @@ impl Gateway {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the port is announced: a test reading the log once
+                // the gateway has started finds the start-up line in it.
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
                 if line.contains("payhook serving") {
                     let port = line.split("port=").nth(1).and_then(|p| p.split_whitespace().next());
                     let _ = port_tx
                         .send(port.and_then(|p| p.trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u16>().ok()));
                 }
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
             }
         });
         let port = port_rx

@@ -94,6 +94,10 @@ pub struct PaymentRequests {
     /// provider authenticated by per-payment tokens needs one for each payment).
     gateways: HashMap<Provider, (Arc<dyn PaymentGateway>, Authentication)>,
     clock: Arc<dyn Clock>,
+    /// When set, each payment is created with its first check with the provider
+    /// scheduled (reconciliation), in the same insert: a creation interrupted after it
+    /// is still checked.
+    checks: Option<payhook_domain::ReconcileSchedule>,
 }
 
 impl PaymentRequests {
@@ -106,7 +110,14 @@ impl PaymentRequests {
             store,
             gateways: gateways.into_iter().map(|g| (g.0.provider(), g)).collect(),
             clock,
+            checks: None,
         }
+    }
+
+    /// Schedules each new payment's first check with its provider by `schedule`.
+    pub fn checked_by(mut self, schedule: payhook_domain::ReconcileSchedule) -> Self {
+        self.checks = Some(schedule);
+        self
     }
 
     pub async fn create(&self, request: PaymentRequest, idempotency_key: Option<&str>) -> Result<Created, CreateError> {
@@ -142,6 +153,7 @@ impl PaymentRequests {
             },
         })?;
         let client_token = new_token();
+        let created_at = self.clock.now();
         let new = NewPayment {
             id,
             provider: request.provider,
@@ -151,12 +163,11 @@ impl PaymentRequests {
             customer_email: request.customer_email,
             description: request.description,
             metadata: request.metadata,
-            created_at: self.clock.now(),
+            created_at,
             client_token_hash: Some(token_hash(&client_token)),
             callback_token_hash: callback_token.as_deref().map(token_hash),
             idempotency,
-            // Scheduled once the reconciler runs (its settings and first check).
-            next_reconcile_at: None,
+            next_reconcile_at: self.checks.and_then(|schedule| schedule.first_due(created_at)),
         };
         match self.store.open_payment(&new).await? {
             Opened::New(_) => {

@@ -5,5 +5,6 @@
 //! [`replay`] makes stored events due again in bulk.
 
 pub mod handoff;
+pub mod reconcile;
 pub mod replay;
 pub mod worker;

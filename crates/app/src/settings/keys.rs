@@ -4,7 +4,7 @@
 
 use super::{
     AdminSettings, ApiSettings, DatabaseSettings, FallbackLogSettings, LimitsSettings, NotifySettings, OutboxSettings,
-    RetentionSettings, ServerSettings, Settings, SettingsError, WorkerSettings,
+    ReconcileSettings, RetentionSettings, ServerSettings, Settings, SettingsError, WorkerSettings,
 };
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
@@ -55,6 +55,7 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("api", fields_of::<ApiSettings>()),
         ("limits", fields_of::<LimitsSettings>()),
         ("retention", fields_of::<RetentionSettings>()),
+        ("reconcile", fields_of::<ReconcileSettings>()),
     ]
 }
 

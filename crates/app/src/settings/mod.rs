@@ -34,8 +34,33 @@ pub struct Settings {
     pub api: ApiSettings,
     pub limits: LimitsSettings,
     pub retention: RetentionSettings,
+    pub reconcile: ReconcileSettings,
     #[serde(default)]
     pub providers: ProviderTables,
+}
+
+/// Asking providers about payments whose outcome has not been heard of.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReconcileSettings {
+    pub enabled: bool,
+    /// Time between two rounds of due checks (one also runs at start-up).
+    pub interval_secs: u64,
+    /// From a payment's creation to its first check; later waits are three times the last.
+    pub pending_after_secs: u64,
+    /// No check is made later than this after creation.
+    pub give_up_after_hours: u64,
+    /// Calls to each provider's API per second, at most.
+    pub max_calls_per_second: u32,
+}
+
+impl ReconcileSettings {
+    pub fn schedule(&self) -> payhook_domain::ReconcileSchedule {
+        payhook_domain::ReconcileSchedule {
+            pending_after: chrono::Duration::seconds(i64::try_from(self.pending_after_secs).unwrap_or(i64::MAX / 1000)),
+            factor: payhook_domain::ReconcileSchedule::FACTOR,
+            give_up_after: chrono::Duration::hours(i64::try_from(self.give_up_after_hours).unwrap_or(1_000_000)),
+        }
+    }
 }
 
 /// How long records are kept, in days (0: for ever), and how often old ones are purged.
@@ -264,6 +289,14 @@ impl Settings {
         if self.limits.streams_per_payment == 0 || self.limits.streams_total == 0 || self.limits.stream_max_secs == 0 {
             return invalid(
                 "limits.streams_per_payment, limits.streams_total and limits.stream_max_secs must be positive".into(),
+            );
+        }
+        if self.reconcile.interval_secs == 0 || self.reconcile.max_calls_per_second == 0 {
+            return invalid("reconcile.interval_secs and reconcile.max_calls_per_second must be positive".into());
+        }
+        if self.reconcile.pending_after_secs > 10 * 365 * 86_400 || self.reconcile.give_up_after_hours > 10 * 365 * 24 {
+            return invalid(
+                "reconcile.pending_after_secs and reconcile.give_up_after_hours must be under ten years".into(),
             );
         }
         if self.limits.rejected_per_ip_per_minute == 0 {

@@ -12,6 +12,7 @@ use crate::api::credentials::MerchantKeys;
 use crate::api::payment_requests::{PaymentRequests, GATEWAY_TIMEOUT};
 use crate::api::{AppState, Listener};
 use crate::processing::handoff;
+use crate::processing::reconcile::{run_reconciler, Reconciler};
 use crate::processing::worker::{run_worker, Processor, RetryPolicy};
 use crate::publishing::bus::EventBus;
 use crate::publishing::relay::{run_relay, OutboxRelay};
@@ -75,6 +76,8 @@ pub struct Application {
     refusal_summaries: JoinHandle<()>,
     /// Purges what `retention.*` lets go.
     retention: JoinHandle<()>,
+    /// Asks providers about open payments (`reconcile.enabled`).
+    reconciler: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     /// The relay stops after the worker, so it delivers the worker's last commits.
     stop_relay: watch::Sender<bool>,
@@ -143,6 +146,24 @@ impl Application {
             Duration::from_secs(settings.retention.interval_secs.max(1)),
             stopped.clone(),
         ));
+        let reconciler = settings.reconcile.enabled.then(|| {
+            tokio::spawn(run_reconciler(
+                Reconciler::new(
+                    stores.reconcile.clone(),
+                    stores.inbox.clone(),
+                    providers
+                        .units()
+                        .filter_map(|unit| Some((unit.provider, unit.payments.clone()?)))
+                        .collect(),
+                    NonZeroU32::new(settings.reconcile.max_calls_per_second).unwrap_or(NonZeroU32::MIN),
+                    settings.reconcile.schedule(),
+                    clock.clone(),
+                    wake_worker.clone(),
+                ),
+                Duration::from_secs(settings.reconcile.interval_secs.max(1)),
+                stopped.clone(),
+            ))
+        });
         let ingest = receiving(
             &settings,
             &stores,
@@ -183,7 +204,14 @@ impl Application {
         let state = AppState {
             ingest,
             payments: stores.payments.clone(),
-            payment_requests: payment_requests(&stores, &providers, clock),
+            payment_requests: {
+                let requests = payment_requests(&stores, &providers, clock);
+                if settings.reconcile.enabled {
+                    requests.checked_by(settings.reconcile.schedule())
+                } else {
+                    requests
+                }
+            },
             streams: streams.clone(),
             inbox: stores.inbox,
             outbox: stores.outbox,
@@ -223,6 +251,7 @@ impl Application {
             processor,
             refusal_summaries,
             retention,
+            reconciler,
             stop,
             stop_relay,
             bus: publishing.bus,
@@ -274,6 +303,9 @@ impl Application {
         let _ = self.stop_relay.send(true);
         let _ = self.refusal_summaries.await;
         let _ = self.retention.await;
+        if let Some(reconciler) = self.reconciler {
+            let _ = reconciler.await;
+        }
         if stopped.is_err() {
             tracing::warn!("worker did not finish its batch in time; releasing its events");
         }

@@ -1,0 +1,255 @@
+//! The reconciler: asks each provider about open payments whose outcome payhook has not
+//! heard of, on the schedule of `payhook_domain::ReconcileSchedule`.
+//!
+//! A provider's answer that differs from what payhook holds is not applied here: it is
+//! stored as an event in the inbox, from the provider, with an id made of what it says
+//! (`reconcile:{payment}:{status}:{paid}:{refunded}:{dispute}`), and the worker applies
+//! it like any callback: the same state machine, history (reason `reconciled`), outbox
+//! and status streams. The same finding twice is one inbox row. Its forensic row records
+//! the provider's answer, under the path `/reconcile/{provider}`.
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use payhook_domain::ports::{Clock, DueCheck, PaymentGateway, ReconcileQueue, StoreError, WebhookInbox};
+use payhook_domain::{
+    EventId, Payment, PaymentRef, Provider, ProviderPaymentStatus, ReconcileSchedule, Redaction, WebhookEvent,
+    WebhookRequest,
+};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Payments claimed at a time.
+pub const CLAIM_BATCH: u32 = 100;
+
+/// How long a claimed payment is held: enough for a batch's calls at the slowest
+/// rate limit, after which a checker that died leaves them due again.
+pub const CHECK_LEASE: Duration = Duration::from_secs(300);
+
+/// The event type, and so the history reason, of a finding.
+pub const FINDING: &str = "reconciled";
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Providers asked and answering.
+    pub checked: u32,
+    /// Of those, answers that differ from what payhook holds (stored as events).
+    pub drifted: u32,
+    /// Providers that failed to answer (5xx, timeout, refused connection).
+    pub failed: u32,
+    /// Payments whose provider has no API configured, or no reference to ask by.
+    pub skipped: u32,
+}
+
+pub struct Reconciler {
+    queue: Arc<dyn ReconcileQueue>,
+    inbox: Arc<dyn WebhookInbox>,
+    gateways: HashMap<Provider, (Arc<dyn PaymentGateway>, DefaultDirectRateLimiter)>,
+    schedule: ReconcileSchedule,
+    clock: Arc<dyn Clock>,
+    wake_worker: Arc<Notify>,
+}
+
+impl Reconciler {
+    /// `max_calls_per_second` bounds the calls to each provider.
+    pub fn new(
+        queue: Arc<dyn ReconcileQueue>,
+        inbox: Arc<dyn WebhookInbox>,
+        gateways: Vec<(Provider, Arc<dyn PaymentGateway>)>,
+        max_calls_per_second: NonZeroU32,
+        schedule: ReconcileSchedule,
+        clock: Arc<dyn Clock>,
+        wake_worker: Arc<Notify>,
+    ) -> Self {
+        let gateways = gateways
+            .into_iter()
+            .map(|(provider, gateway)| {
+                let limiter = RateLimiter::direct(Quota::per_second(max_calls_per_second));
+                (provider, (gateway, limiter))
+            })
+            .collect();
+        Self {
+            queue,
+            inbox,
+            gateways,
+            schedule,
+            clock,
+            wake_worker,
+        }
+    }
+
+    /// Checks every payment due now, a batch at a time; each provider's payments in
+    /// turn under its rate limit, the providers side by side.
+    pub async fn run_once(&self) -> Result<RoundReport, StoreError> {
+        let mut report = RoundReport::default();
+        loop {
+            let now = self.clock.now();
+            let lease = chrono::Duration::from_std(CHECK_LEASE).unwrap_or(chrono::Duration::minutes(5));
+            let due = self.queue.claim_due_checks(now, CLAIM_BATCH, now + lease).await?;
+            let claimed = due.len();
+            let mut by_provider: HashMap<Provider, Vec<DueCheck>> = HashMap::new();
+            for check in due {
+                by_provider.entry(check.payment.provider).or_default().push(check);
+            }
+            let rounds = by_provider.into_values().map(|checks| async move {
+                let mut report = RoundReport::default();
+                for check in checks {
+                    self.check(check, &mut report).await?;
+                }
+                Ok::<_, StoreError>(report)
+            });
+            for done in futures_util::future::join_all(rounds).await {
+                let done = done?;
+                report.checked += done.checked;
+                report.drifted += done.drifted;
+                report.failed += done.failed;
+                report.skipped += done.skipped;
+            }
+            if report.drifted > 0 {
+                self.wake_worker.notify_one();
+            }
+            if claimed < CLAIM_BATCH as usize {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn check(&self, due: DueCheck, report: &mut RoundReport) -> Result<(), StoreError> {
+        let DueCheck { payment, checks } = due;
+        let provider = payment.provider;
+        let next = self.schedule.due_after(payment.created_at, checks + 1);
+        let (Some((gateway, limiter)), Some(reference)) =
+            (self.gateways.get(&provider), payment.provider_ref.as_deref())
+        else {
+            // No API to ask, or nothing to ask by (a creation whose answer was lost):
+            // not this round's business; asked again on schedule.
+            report.skipped += 1;
+            count(provider, "skipped");
+            return self.queue.schedule_check(payment.id, checks + 1, next).await;
+        };
+        limiter.until_ready().await;
+        match gateway.fetch_status(reference).await {
+            Ok(found) => {
+                report.checked += 1;
+                if differs(&found, &payment) {
+                    report.drifted += 1;
+                    count(provider, "drift");
+                    metrics::counter!("payhook_reconcile_drift_total", "provider" => provider.as_str()).increment(1);
+                    self.store_finding(&payment, reference, &found).await?;
+                    tracing::info!(payment_id = %payment.id, %provider, held = payment.status.as_str(),
+                        provider_says = found.status.as_str(), "reconciliation found a change");
+                } else {
+                    count(provider, "unchanged");
+                }
+            }
+            Err(error) => {
+                report.failed += 1;
+                count(provider, "error");
+                tracing::warn!(payment_id = %payment.id, %provider, %error, "reconciliation check failed; asking again later");
+            }
+        }
+        self.queue.schedule_check(payment.id, checks + 1, next).await
+    }
+
+    /// The provider's answer, as an event in the inbox for the worker to apply.
+    async fn store_finding(
+        &self,
+        payment: &Payment,
+        reference: &str,
+        found: &ProviderPaymentStatus,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let id = finding_id(payment, found);
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "provider_ref": reference, "found": found })).unwrap_or_default();
+        let mut request = WebhookRequest::new(
+            payment.provider.as_str(),
+            "GET",
+            &format!("/reconcile/{}", payment.provider),
+            "",
+            Vec::new(),
+            body,
+            None,
+            now,
+            &Redaction::default(),
+        );
+        request.primary.event_id = Some(id.clone());
+        request.primary.event_type = Some(FINDING.to_owned());
+        let event = WebhookEvent {
+            provider: payment.provider,
+            event_id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            event_type: FINDING.to_owned(),
+            occurred_at: now,
+            payment: PaymentRef {
+                payment_id: Some(payment.id),
+                provider_ref: Some(reference.to_owned()),
+                aliases: Vec::new(),
+            },
+            change: found.change_for(payment),
+            details: None,
+            confirm_with_provider: false,
+        };
+        self.inbox.admit(&request, &event).await.map(drop)
+    }
+}
+
+/// Made of what the provider says, so the same finding is stored once.
+fn finding_id(payment: &Payment, found: &ProviderPaymentStatus) -> String {
+    let amount = |a: Option<i64>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    format!(
+        "reconcile:{}:{}:{}:{}:{}",
+        payment.id,
+        found.status.as_str(),
+        amount(found.paid_amount),
+        amount(found.refunded_amount),
+        found.dispute.map_or("-", |d| d.as_str()),
+    )
+}
+
+/// Whether the provider's answer says something payhook does not hold.
+fn differs(found: &ProviderPaymentStatus, payment: &Payment) -> bool {
+    found.status != payment.status
+        || found.paid_amount.is_some_and(|paid| paid != payment.paid_amount)
+        || found
+            .refunded_amount
+            .is_some_and(|refunded| refunded != payment.refunded_amount)
+        || found
+            .dispute
+            .is_some_and(|dispute| Some(dispute) != payment.dispute_status)
+}
+
+fn count(provider: Provider, outcome: &'static str) {
+    metrics::counter!("payhook_reconcile_checks_total", "provider" => provider.as_str(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// A round at once, then one every `interval`, until `stopped` turns true. A round the
+/// store fails is logged and tried again at the next interval.
+pub async fn run_reconciler(reconciler: Reconciler, interval: Duration, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let round = tokio::select! {
+            round = reconciler.run_once() => round,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        match round {
+            Ok(report) if report.checked + report.failed > 0 => tracing::info!(
+                checked = report.checked,
+                drifted = report.drifted,
+                failed = report.failed,
+                "reconciliation round"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reconciliation round failed; trying again next interval"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;
