@@ -442,6 +442,7 @@ async fn metrics_report_webhooks_processing_inbox_and_outbox(backend: Backend) {
         "payhook_inbox_events{status=\"processed\"}",
         "payhook_inbox_events{status=\"dead\"}",
         "payhook_outbox_backlog",
+        "payhook_reconcile_due 0",
         "payhook_processing_attempts_total{outcome=\"applied\"}",
         "payhook_processing_seconds_bucket",
         "payhook_webhook_ack_seconds_bucket{provider=\"stripe\",le=\"0.025\"}",

@@ -24,6 +24,7 @@ on_every_store!(
     an_oversized_request_is_413_and_stores_nothing,
     the_status_stream_follows_the_payment_for_its_client_token_only,
     a_payment_whose_callback_never_came_is_settled_by_asking_the_provider,
+    an_operator_asks_the_provider_about_a_payment_now,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -473,4 +474,104 @@ async fn a_payment_whose_callback_never_came_is_settled_by_asking_the_provider(b
         .filter(|r| r.method == "GET" && r.path.ends_with(&invoice))
         .count();
     assert!(asked >= 1, "Xendit was asked");
+}
+
+/// `POST /admin/payments/{id}/reconcile` asks now, whatever the schedule (here: none
+/// before an hour), answers what the provider says, and a difference is applied.
+async fn an_operator_asks_the_provider_about_a_payment_now(backend: Backend) {
+    const ADMIN: &str = "admin-token-for-reconcile-tests";
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+            ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "3600"),
+            ("PAYHOOK__ADMIN__TOKEN", ADMIN),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let ask = |id: String| {
+        app.client
+            .post(format!("{}/admin/payments/{id}/reconcile", app.address))
+            .bearer_auth(ADMIN)
+            .send()
+    };
+    let unchanged: Value = ask(id.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(unchanged["drift"], false, "{unchanged}");
+    assert_eq!(unchanged["provider_says"]["status"], "pending");
+
+    fake.mark_paid(created["provider_ref"].as_str().unwrap());
+    let answer = ask(id.clone()).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["held"]["status"], "pending");
+    assert_eq!(answer["provider_says"]["status"], "paid");
+    assert_eq!(answer["drift"], true);
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+
+    let unknown = ask("6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10".into()).await.unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/admin/payments/{id}/reconcile", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}
+
+/// Two instances on one Postgres: each due payment is asked about once per round,
+/// however many instances claim (counted at the fake provider).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_ask_about_each_due_payment_once() {
+    if !postgres_available().await {
+        return;
+    }
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let overrides = [
+        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+        ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+        // Due 2 s after creation, then not before 8 s: one check each in between.
+        ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "2"),
+        ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
+        ("PAYHOOK__RECONCILE__MAX_CALLS_PER_SECOND", "1000"),
+    ];
+    let app = spawn_app_with(Backend::Postgres, &overrides, Vec::new()).await;
+    let _other = app.another_instance(&overrides).await;
+    let mut invoices = Vec::new();
+    for n in 0..20 {
+        let mut order = idr_order();
+        order["merchant_ref"] = json!(format!("order-{n}"));
+        let created: Value = create(&app, &order, None).await.json().await.unwrap();
+        invoices.push(created["provider_ref"].as_str().unwrap().to_owned());
+    }
+    let asked = |invoice: &str| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(invoice))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(7);
+    while invoices.iter().any(|i| asked(i) == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every payment was asked about"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two more rounds of both instances, still before the second check is due.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let counts: Vec<usize> = invoices.iter().map(|i| asked(i)).collect();
+    assert!(counts.iter().all(|&n| n == 1), "calls per payment: {counts:?}");
 }

@@ -620,3 +620,69 @@ async fn start_up_says_what_it_opened_and_a_dead_database_is_named() {
     assert!(stderr.to_lowercase().contains("refused"), "the cause: {stderr}");
     assert!(!stderr.contains("hunter2secret"), "{stderr}");
 }
+
+/// `payhook reconcile --payment ID` asks the provider now and says what it found; a
+/// difference is stored for the running gateway's worker, which applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_asks_the_provider_about_a_payment_now() {
+    use payhook_domain::ports::PaymentStore;
+    use payhook_testkit::fake_xendit::FakeXendit;
+    const XENDIT_KEY: &str = "xnd_development_process_test_key";
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let (url, _dir) = sqlite_url();
+    let xendit = [
+        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+        (
+            "PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN",
+            "xendit_process_test_callback_token",
+        ),
+        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.as_str()),
+    ];
+    let gateway = Gateway::start(&url, &xendit);
+    payhook_app::startup::install_crypto_provider();
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/payments", gateway.port))
+        .bearer_auth(API_KEY)
+        .json(&serde_json::json!({ "provider": "xendit", "amount": 15_000_000, "currency": "IDR" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    fake.mark_paid(created["provider_ref"].as_str().unwrap());
+
+    let reconcile = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
+            .arg("reconcile")
+            .args(args)
+            .env("PAYHOOK__DATABASE__URL", &url)
+            .envs(xendit)
+            .env_remove("PAYHOOK_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = reconcile(&["--payment", &id]);
+    assert!(
+        said.contains(&format!("payment {id}: payhook holds pending, xendit says paid")),
+        "{said}"
+    );
+    assert!(said.contains("stored as an event"), "{said}");
+    // Its first scheduled check is ten minutes away: a round now asks about nothing.
+    assert_eq!(
+        reconcile(&[]).trim(),
+        "asked 0: 0 changed (stored as events), 0 did not answer, 0 skipped"
+    );
+
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    let payment_id = payhook_domain::PaymentId::parse(&id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.payment(payment_id).await.unwrap().unwrap().status != payhook_domain::PaymentStatus::Paid {
+        assert!(Instant::now() < deadline, "the gateway did not apply the finding");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -182,3 +182,28 @@ pub async fn replay_many(
     }
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "replayed": replayed })))
 }
+
+/// `POST /admin/payments/{id}/reconcile`: asks the payment's provider now, whatever its
+/// schedule; 202 with what the provider says. An answer that differs from what payhook
+/// holds is stored for the worker (`"drift": true`) and applied a moment later.
+pub async fn reconcile(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let raw = path.into_inner();
+    let id = payhook_domain::PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let asked = state.reconciler.ask_now(state.payments.as_ref(), id).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "payment_id": id.to_string(),
+        "held": {
+            "status": asked.payment.status,
+            "paid_amount": asked.payment.paid_amount,
+            "refunded_amount": asked.payment.refunded_amount,
+            "dispute_status": asked.payment.dispute_status,
+        },
+        "provider_says": asked.found,
+        "drift": asked.drift,
+    })))
+}

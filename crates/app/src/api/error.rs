@@ -43,6 +43,25 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Create(#[source] CreateError),
+    /// The payment cannot be asked about: no payment API configured for its provider,
+    /// or no provider reference yet.
+    #[error("{0}")]
+    NotReconcilable(String),
+    /// The provider did not answer a check (5xx, timeout, refused connection).
+    #[error("the provider did not answer: {0}")]
+    ProviderUnavailable(String),
+}
+
+impl From<crate::processing::reconcile::AskError> for ApiError {
+    fn from(e: crate::processing::reconcile::AskError) -> Self {
+        use crate::processing::reconcile::AskError;
+        match e {
+            AskError::NotFound(id) => Self::PaymentNotFound(id.to_string()),
+            AskError::NoApi(_) | AskError::NoReference(_) => Self::NotReconcilable(e.to_string()),
+            AskError::Provider(e) => Self::ProviderUnavailable(e.to_string()),
+            AskError::Store(e) => Self::StoreUnavailable(e),
+        }
+    }
 }
 
 impl From<CreateError> for ApiError {
@@ -80,6 +99,8 @@ impl ApiError {
             Self::MessageNotReplayable(_) => "message_not_replayable",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::NotReconcilable(_) => "not_reconcilable",
+            Self::ProviderUnavailable(_) => "provider_error",
             Self::Create(e) => match e {
                 CreateError::Request(RequestError::Malformed(_)) => "malformed_json",
                 CreateError::Request(RequestError::Invalid { .. }) => "validation_failed",
@@ -117,7 +138,8 @@ impl ResponseError for ApiError {
             Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            Self::AlreadyPending(_) | Self::MessageNotReplayable(_) => StatusCode::CONFLICT,
+            Self::AlreadyPending(_) | Self::MessageNotReplayable(_) | Self::NotReconcilable(_) => StatusCode::CONFLICT,
+            Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Create(e) => match e {

@@ -4,7 +4,7 @@
 //! from the store at each scrape, so they are right even with several instances.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use payhook_domain::ports::{Outbox, StoreError, WebhookInbox};
+use payhook_domain::ports::{Outbox, ReconcileQueue, StoreError, WebhookInbox};
 use payhook_domain::InboxStatus;
 use std::sync::OnceLock;
 
@@ -58,6 +58,7 @@ pub async fn render(
     handle: &PrometheusHandle,
     inbox: &dyn WebhookInbox,
     outbox: &dyn Outbox,
+    reconcile: &dyn ReconcileQueue,
 ) -> Result<String, StoreError> {
     let depth = inbox.depth().await?;
     for status in InboxStatus::ALL {
@@ -66,6 +67,7 @@ pub async fn render(
     }
     metrics::gauge!("payhook_outbox_backlog").set(outbox.backlog().await? as f64);
     metrics::gauge!("payhook_outbox_dead").set(outbox.dead_count().await? as f64);
+    metrics::gauge!("payhook_reconcile_due").set(reconcile.count_due_checks(chrono::Utc::now()).await? as f64);
     Ok(handle.render())
 }
 

@@ -65,6 +65,10 @@ pub struct AppState {
     /// Wakes the outbox relay (a replayed domain event is due now).
     pub wake_relay: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    /// Asks providers now (`POST /admin/payments/{id}/reconcile`).
+    pub reconciler: Arc<crate::processing::reconcile::Reconciler>,
+    /// Read for the `payhook_reconcile_due` gauge.
+    pub reconcile: Arc<dyn payhook_domain::ports::ReconcileQueue>,
 }
 
 /// Which routes a listener serves. Providers and browsers reach the public one;
@@ -126,6 +130,7 @@ fn internal_routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
         .route("/admin/outbox", web::get().to(admin::list_outbox))
         .route("/admin/outbox/{id}/replay", web::post().to(admin::replay_outbox))
+        .route("/admin/payments/{id}/reconcile", web::post().to(admin::reconcile))
         .route("/metrics", web::get().to(metrics));
 }
 
@@ -176,6 +181,12 @@ async fn read_into(req: &HttpRequest, mut payload: web::Payload, limit: usize, b
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let text = crate::api::metrics::render(&state.metrics, state.inbox.as_ref(), state.outbox.as_ref()).await?;
+    let text = crate::api::metrics::render(
+        &state.metrics,
+        state.inbox.as_ref(),
+        state.outbox.as_ref(),
+        state.reconcile.as_ref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }

@@ -42,6 +42,15 @@ enum Command {
     Simulate(SimulateArgs),
     /// Apply the retention policy (retention.*) now and print how much was deleted.
     Purge(PurgeArgs),
+    /// Ask providers now: about one payment, or about every payment whose check is due.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// The payhook payment to ask about, whatever its schedule.
+    #[arg(long)]
+    payment: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -114,6 +123,7 @@ pub async fn run() -> ExitCode {
             Command::Replay(args) => replay(settings, args).await,
             Command::Simulate(args) => simulate(settings, args).await,
             Command::Purge(args) => purge(settings, args).await,
+            Command::Reconcile(args) => reconcile(settings, args).await,
         },
         Err(e) => Err(e.into()),
     };
@@ -192,6 +202,48 @@ async fn replay(settings: Settings, args: ReplayArgs) -> Result<(), StartupError
             println!("{n} {status} event(s) are due again");
         }
         (None, None) => return Err(StartupError::Usage("name an inbox id or --status".into())),
+    }
+    Ok(())
+}
+
+async fn reconcile(settings: Settings, args: ReconcileArgs) -> Result<(), StartupError> {
+    let stores = Stores::open(&settings).await?;
+    let providers = crate::startup::connect_providers(&settings)?;
+    let reconciler = crate::startup::reconciler(
+        &settings,
+        &stores,
+        &providers,
+        Arc::new(SystemClock),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    match args.payment {
+        Some(raw) => {
+            let id = PaymentId::parse(&raw)
+                .ok_or_else(|| StartupError::Usage(format!("--payment {raw:?} is not a payment id")))?;
+            let asked = reconciler
+                .ask_now(stores.payments.as_ref(), id)
+                .await
+                .map_err(|e| StartupError::Usage(e.to_string()))?;
+            println!(
+                "payment {id}: payhook holds {}, {} says {}",
+                asked.payment.status.as_str(),
+                asked.payment.provider,
+                asked.found.status.as_str()
+            );
+            if asked.drift {
+                println!("stored as an event: a running payhook applies it (history reason reconciled)");
+            }
+        }
+        None => {
+            let report = reconciler.run_once().await?;
+            println!(
+                "asked {}: {} changed (stored as events), {} did not answer, {} skipped",
+                report.checked + report.failed,
+                report.drifted,
+                report.failed,
+                report.skipped
+            );
+        }
     }
     Ok(())
 }

@@ -9,10 +9,10 @@
 //! the provider's answer, under the path `/reconcile/{provider}`.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use payhook_domain::ports::{Clock, DueCheck, PaymentGateway, ReconcileQueue, StoreError, WebhookInbox};
+use payhook_domain::ports::{Clock, DueCheck, PaymentGateway, PaymentStore, ReconcileQueue, StoreError, WebhookInbox};
 use payhook_domain::{
-    EventId, Payment, PaymentRef, Provider, ProviderPaymentStatus, ReconcileSchedule, Redaction, WebhookEvent,
-    WebhookRequest,
+    EventId, GatewayError, Payment, PaymentId, PaymentRef, Provider, ProviderPaymentStatus, ReconcileSchedule,
+    Redaction, WebhookEvent, WebhookRequest,
 };
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -29,6 +29,29 @@ pub const CHECK_LEASE: Duration = Duration::from_secs(300);
 
 /// The event type, and so the history reason, of a finding.
 pub const FINDING: &str = "reconciled";
+
+/// What asking about one payment now found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    pub payment: Payment,
+    pub found: ProviderPaymentStatus,
+    /// The answer differs from what payhook holds; it is stored for the worker.
+    pub drift: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("no payment with id {0}")]
+    NotFound(PaymentId),
+    #[error("{0} has no payment API configured to ask")]
+    NoApi(Provider),
+    #[error("payment {0} has no provider reference to ask by (its creation is unanswered)")]
+    NoReference(PaymentId),
+    #[error(transparent)]
+    Provider(#[from] GatewayError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +101,33 @@ impl Reconciler {
             clock,
             wake_worker,
         }
+    }
+
+    /// Asks the provider about one payment now, whatever its schedule (`payhook
+    /// reconcile --payment`, `POST /admin/payments/{id}/reconcile`); an answer that
+    /// differs is stored for the worker like a scheduled check's.
+    pub async fn ask_now(&self, payments: &dyn PaymentStore, id: PaymentId) -> Result<Asked, AskError> {
+        let payment = payments.payment(id).await?.ok_or(AskError::NotFound(id))?;
+        let (gateway, limiter) = self
+            .gateways
+            .get(&payment.provider)
+            .ok_or(AskError::NoApi(payment.provider))?;
+        let reference = payment.provider_ref.clone().ok_or(AskError::NoReference(id))?;
+        limiter.until_ready().await;
+        let found = gateway
+            .fetch_status(&reference)
+            .await
+            .inspect_err(|_| count(payment.provider, "error"))?;
+        let drift = differs(&found, &payment);
+        if drift {
+            count(payment.provider, "drift");
+            metrics::counter!("payhook_reconcile_drift_total", "provider" => payment.provider.as_str()).increment(1);
+            self.store_finding(&payment, &reference, &found).await?;
+            self.wake_worker.notify_one();
+        } else {
+            count(payment.provider, "unchanged");
+        }
+        Ok(Asked { payment, found, drift })
     }
 
     /// Checks every payment due now, a batch at a time; each provider's payments in
@@ -227,7 +277,7 @@ fn count(provider: Provider, outcome: &'static str) {
 
 /// A round at once, then one every `interval`, until `stopped` turns true. A round the
 /// store fails is logged and tried again at the next interval.
-pub async fn run_reconciler(reconciler: Reconciler, interval: Duration, mut stopped: watch::Receiver<bool>) {
+pub async fn run_reconciler(reconciler: Arc<Reconciler>, interval: Duration, mut stopped: watch::Receiver<bool>) {
     loop {
         let round = tokio::select! {
             round = reconciler.run_once() => round,

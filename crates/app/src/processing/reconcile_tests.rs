@@ -233,7 +233,7 @@ async fn rounds_run_at_start_then_every_interval_until_stopped() {
     });
     let reconciler = reconciler(queue, MockWebhookInbox::new(), None);
     let (stop, stopped) = watch::channel(false);
-    let job = tokio::spawn(run_reconciler(reconciler, Duration::from_secs(60), stopped));
+    let job = tokio::spawn(run_reconciler(Arc::new(reconciler), Duration::from_secs(60), stopped));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(*rounds.lock().unwrap(), 1, "a round at start-up");
     tokio::time::sleep(Duration::from_secs(58)).await;

@@ -146,20 +146,17 @@ impl Application {
             Duration::from_secs(settings.retention.interval_secs.max(1)),
             stopped.clone(),
         ));
+        // Built whether or not it runs on a schedule: operators can ask now.
+        let checker = Arc::new(reconciler(
+            &settings,
+            &stores,
+            &providers,
+            clock.clone(),
+            wake_worker.clone(),
+        ));
         let reconciler = settings.reconcile.enabled.then(|| {
             tokio::spawn(run_reconciler(
-                Reconciler::new(
-                    stores.reconcile.clone(),
-                    stores.inbox.clone(),
-                    providers
-                        .units()
-                        .filter_map(|unit| Some((unit.provider, unit.payments.clone()?)))
-                        .collect(),
-                    NonZeroU32::new(settings.reconcile.max_calls_per_second).unwrap_or(NonZeroU32::MIN),
-                    settings.reconcile.schedule(),
-                    clock.clone(),
-                    wake_worker.clone(),
-                ),
+                checker.clone(),
                 Duration::from_secs(settings.reconcile.interval_secs.max(1)),
                 stopped.clone(),
             ))
@@ -224,6 +221,8 @@ impl Application {
             wake_worker,
             wake_relay: wake_relay.clone(),
             metrics: crate::api::metrics::handle(),
+            reconciler: checker,
+            reconcile: stores.reconcile.clone(),
         };
         let state = web::Data::new(state);
         let (servers, port, internal_port) = match &settings.server.internal_bind {
@@ -458,6 +457,28 @@ fn payment_requests(stores: &Stores, providers: &Providers, clock: Arc<dyn Clock
         .filter_map(|unit| Some((unit.payments.clone()?, unit.webhooks.authentication())))
         .collect();
     PaymentRequests::new(stores.payments.clone(), gateways, clock)
+}
+
+/// The reconciler over the stores and every provider with a payment API.
+pub fn reconciler(
+    settings: &Settings,
+    stores: &Stores,
+    providers: &Providers,
+    clock: Arc<dyn Clock>,
+    wake_worker: Arc<Notify>,
+) -> Reconciler {
+    Reconciler::new(
+        stores.reconcile.clone(),
+        stores.inbox.clone(),
+        providers
+            .units()
+            .filter_map(|unit| Some((unit.provider, unit.payments.clone()?)))
+            .collect(),
+        NonZeroU32::new(settings.reconcile.max_calls_per_second).unwrap_or(NonZeroU32::MIN),
+        settings.reconcile.schedule(),
+        clock,
+        wake_worker,
+    )
 }
 
 /// The merchant keys, and a start-up line when there are none.
