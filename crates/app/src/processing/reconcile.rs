@@ -30,6 +30,10 @@ pub const CHECK_LEASE: Duration = Duration::from_secs(300);
 /// The event type, and so the history reason, of a finding.
 pub const FINDING: &str = "reconciled";
 
+/// The event type (history reason) when payhook expires a payment past its
+/// `expires_at` that the provider, asked once more, does not report paid.
+pub const EXPIRY: &str = "expired";
+
 /// What asking about one payment now found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Asked {
@@ -169,7 +173,19 @@ impl Reconciler {
     async fn check(&self, due: DueCheck, report: &mut RoundReport) -> Result<(), StoreError> {
         let DueCheck { payment, checks } = due;
         let provider = payment.provider;
-        let next = self.schedule.due_after(payment.created_at, checks + 1);
+        let now = self.clock.now();
+        let expired = payment.expires_at.is_some_and(|at| at <= now);
+        // A payment that expires before its next scheduled check is asked once more
+        // when it expires.
+        let next = match (
+            self.schedule.due_after(payment.created_at, checks + 1),
+            payment.expires_at,
+        ) {
+            _ if expired => None,
+            (Some(next), Some(expiry)) if expiry < next => Some(expiry),
+            (None, Some(expiry)) if expiry > now => Some(expiry),
+            (next, _) => next,
+        };
         let (Some((gateway, limiter)), Some(reference)) =
             (self.gateways.get(&provider), payment.provider_ref.as_deref())
         else {
@@ -181,6 +197,13 @@ impl Reconciler {
         };
         limiter.until_ready().await;
         match gateway.fetch_status(reference).await {
+            Ok(found) if expired && found.status == payhook_domain::PaymentStatus::Pending => {
+                report.checked += 1;
+                report.drifted += 1;
+                count(provider, "expired");
+                self.store_expiry(&payment, reference, &found).await?;
+                tracing::info!(payment_id = %payment.id, %provider, "expired: past expires_at and not paid at the provider");
+            }
             Ok(found) => {
                 report.checked += 1;
                 if differs(&found, &payment) {
@@ -198,6 +221,11 @@ impl Reconciler {
                 report.failed += 1;
                 count(provider, "error");
                 tracing::warn!(payment_id = %payment.id, %provider, %error, "reconciliation check failed; asking again later");
+                if expired {
+                    // Not expired without an answer: asked again on the schedule.
+                    let retry = self.schedule.due_after(payment.created_at, checks + 1);
+                    return self.queue.schedule_check(payment.id, checks + 1, retry).await;
+                }
             }
         }
         self.queue.schedule_check(payment.id, checks + 1, next).await
@@ -210,8 +238,45 @@ impl Reconciler {
         reference: &str,
         found: &ProviderPaymentStatus,
     ) -> Result<(), StoreError> {
+        let change = found.change_for(payment);
+        self.store_event(payment, reference, found, finding_id(payment, found), FINDING, change)
+            .await
+    }
+
+    /// The payment's expiry (the provider, asked once more, still says pending), as an
+    /// event in the inbox: the state machine moves it to `expired` unless it was paid
+    /// meanwhile.
+    async fn store_expiry(
+        &self,
+        payment: &Payment,
+        reference: &str,
+        found: &ProviderPaymentStatus,
+    ) -> Result<(), StoreError> {
+        let change = payhook_domain::PaymentChange::Status {
+            to: payhook_domain::PaymentStatus::Expired,
+            paid_amount: None,
+        };
+        self.store_event(
+            payment,
+            reference,
+            found,
+            format!("expire:{}", payment.id),
+            EXPIRY,
+            change,
+        )
+        .await
+    }
+
+    async fn store_event(
+        &self,
+        payment: &Payment,
+        reference: &str,
+        found: &ProviderPaymentStatus,
+        id: String,
+        event_type: &str,
+        change: payhook_domain::PaymentChange,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let id = finding_id(payment, found);
         let body =
             serde_json::to_vec(&serde_json::json!({ "provider_ref": reference, "found": found })).unwrap_or_default();
         let mut request = WebhookRequest::new(
@@ -226,18 +291,18 @@ impl Reconciler {
             &Redaction::default(),
         );
         request.primary.event_id = Some(id.clone());
-        request.primary.event_type = Some(FINDING.to_owned());
+        request.primary.event_type = Some(event_type.to_owned());
         let event = WebhookEvent {
             provider: payment.provider,
             event_id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            event_type: FINDING.to_owned(),
+            event_type: event_type.to_owned(),
             occurred_at: now,
             payment: PaymentRef {
                 payment_id: Some(payment.id),
                 provider_ref: Some(reference.to_owned()),
                 aliases: Vec::new(),
             },
-            change: found.change_for(payment),
+            change,
             details: None,
             confirm_with_provider: false,
         };

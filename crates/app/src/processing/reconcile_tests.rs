@@ -243,3 +243,195 @@ async fn rounds_run_at_start_then_every_interval_until_stopped() {
     stop.send(true).unwrap();
     job.await.unwrap();
 }
+
+/// A clock the test moves by hand.
+struct TestClock(Mutex<DateTime<Utc>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// What the closing note reports: 1,000 payments that never settle, on the default
+/// schedule, checked through a real store, with rounds every 60 s of a test clock over
+/// their first day. Each is asked 5 times (10 min, 40 min, 2 h 10, 6 h 40, 20 h 10):
+/// 5,000 calls, as `ReconcileSchedule::checks_within` computes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_payments_that_never_settle_cost_five_thousand_calls_in_their_first_day() {
+    use payhook_domain::ports::PaymentStore;
+    let dir = std::env::temp_dir().join(format!("payhook-reconcile-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/payhook.db", dir.display());
+    payhook_sqlite::SqliteStore::migrate(&url).await.unwrap();
+    let store = Arc::new(payhook_sqlite::SqliteStore::connect(&url, 1).unwrap());
+    for n in 0..1000 {
+        store
+            .create_payment(&payhook_domain::NewPayment {
+                id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
+                provider: Provider::Xendit,
+                provider_ref: Some(format!("inv_{n}")),
+                merchant_ref: None,
+                amount: Money::new(10_000, Currency::parse("IDR").unwrap()).unwrap(),
+                customer_email: None,
+                description: None,
+                metadata: serde_json::json!({}),
+                created_at: created(),
+                client_token_hash: None,
+                callback_token_hash: None,
+                idempotency: None,
+                next_reconcile_at: schedule().first_due(created()),
+            })
+            .await
+            .unwrap();
+    }
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_fetch_status().returning(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(ProviderPaymentStatus::new(PaymentStatus::Pending, None))
+    });
+    let clock = Arc::new(TestClock(Mutex::new(created())));
+    let reconciler = Reconciler::new(
+        store.clone(),
+        Arc::new(MockWebhookInbox::new()),
+        vec![(Provider::Xendit, Arc::new(gateway) as Arc<dyn PaymentGateway>)],
+        NonZeroU32::new(u32::MAX).unwrap(),
+        schedule(),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let day_end = created() + chrono::Duration::hours(24);
+    while clock.now() <= day_end {
+        reconciler.run_once().await.unwrap();
+        let next = clock.now() + chrono::Duration::seconds(60);
+        *clock.0.lock().unwrap() = next;
+    }
+    let made = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(made, 5_000);
+    assert_eq!(
+        made,
+        1000 * schedule().checks_within(chrono::Duration::hours(24)) as usize
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn expiring_at(minutes: i64) -> Payment {
+    Payment {
+        expires_at: Some(created() + chrono::Duration::minutes(minutes)),
+        ..open_payment(Some("inv_1"))
+    }
+}
+
+/// Runs one round over `payment` (the clock at 10 min after creation) with the
+/// provider answering `found`; gives what was stored and what was scheduled.
+async fn round_over(
+    payment: Payment,
+    found: ProviderPaymentStatus,
+) -> (
+    Vec<(WebhookRequest, WebhookEvent)>,
+    Vec<(PaymentId, u32, Option<DateTime<Utc>>)>,
+) {
+    let scheduled = Arc::new(Mutex::new(Vec::new()));
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let into = stored.clone();
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_admit().returning(move |request, event| {
+        into.lock().unwrap().push((request.clone(), event.clone()));
+        Ok(Admission::Accepted(InboxId(1)))
+    });
+    let reconciler = reconciler(
+        queue(vec![DueCheck { payment, checks: 0 }], scheduled.clone()),
+        inbox,
+        Some(answering(Ok(found))),
+    );
+    reconciler.run_once().await.unwrap();
+    let stored = stored.lock().unwrap().clone();
+    let scheduled = scheduled.lock().unwrap().clone();
+    (stored, scheduled)
+}
+
+#[tokio::test]
+async fn past_its_expiry_and_not_paid_at_the_provider_a_payment_expires_and_is_not_asked_again() {
+    let payment = expiring_at(5);
+    let (stored, scheduled) = round_over(
+        payment.clone(),
+        ProviderPaymentStatus::new(PaymentStatus::Pending, None),
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    let event = &stored[0].1;
+    assert_eq!(event.event_type, "expired", "the history reason");
+    assert_eq!(event.event_id.as_str(), format!("expire:{}", payment.id));
+    assert_eq!(
+        event.change,
+        PaymentChange::Status {
+            to: PaymentStatus::Expired,
+            paid_amount: None
+        }
+    );
+    assert_eq!(scheduled, vec![(payment.id, 1, None)]);
+}
+
+#[tokio::test]
+async fn past_its_expiry_but_paid_at_the_provider_a_payment_is_paid_not_expired() {
+    let payment = expiring_at(5);
+    let (stored, scheduled) = round_over(
+        payment.clone(),
+        ProviderPaymentStatus::new(PaymentStatus::Paid, Some(15_000_000)),
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.event_type, "reconciled");
+    assert!(matches!(
+        stored[0].1.change,
+        PaymentChange::Status {
+            to: PaymentStatus::Paid,
+            ..
+        }
+    ));
+    assert_eq!(scheduled, vec![(payment.id, 1, None)]);
+}
+
+#[tokio::test]
+async fn a_payment_that_expires_before_its_next_check_is_asked_when_it_expires() {
+    let payment = expiring_at(20);
+    let (stored, scheduled) = round_over(
+        payment.clone(),
+        ProviderPaymentStatus::new(PaymentStatus::Pending, None),
+    )
+    .await;
+    assert!(stored.is_empty());
+    assert_eq!(
+        scheduled,
+        vec![(payment.id, 1, Some(created() + chrono::Duration::minutes(20)))],
+        "at its expiry, not at the 40-minute check"
+    );
+}
+
+#[tokio::test]
+async fn past_its_expiry_without_an_answer_a_payment_is_not_expired_and_is_asked_again() {
+    let payment = expiring_at(5);
+    let scheduled = Arc::new(Mutex::new(Vec::new()));
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_admit().never();
+    let reconciler = reconciler(
+        queue(
+            vec![DueCheck {
+                payment: payment.clone(),
+                checks: 0,
+            }],
+            scheduled.clone(),
+        ),
+        inbox,
+        Some(answering(Err(GatewayError::Unavailable {
+            provider: Provider::Xendit,
+            message: "timed out".into(),
+        }))),
+    );
+    reconciler.run_once().await.unwrap();
+    assert_eq!(
+        *scheduled.lock().unwrap(),
+        vec![(payment.id, 1, Some(created() + chrono::Duration::minutes(40)))]
+    );
+}
