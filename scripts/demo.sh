@@ -35,6 +35,9 @@ bind = "127.0.0.1:$port"
 url = "sqlite://$work/payhook.db"
 [api]
 keys = ["demo_merchant_key_0123"]
+[reconcile]
+pending_after_secs = 2
+interval_secs = 1
 [worker]
 poll_interval_ms = 100
 backoff_base_ms = 200
@@ -105,6 +108,11 @@ fake "http://127.0.0.1:$xendit/_fake/pay/$ref"
 simulate xendit expired --payment "$xendit_id"                                # out of order: stale
 simulate xendit paid --payment "$xendit_id" --bad-signature || true
 
+create xendit '{"provider":"xendit","amount":7500000,"currency":"IDR","merchant_ref":"demo-lost-callback"}'
+lost_id=$id
+echo "# paid at Xendit, but its callback is lost: payhook asks Xendit about it a moment later"
+fake "http://127.0.0.1:$xendit/_fake/pay/$ref?drop_callback=true"
+
 create qpay '{"provider":"qpay","amount":5000000,"currency":"MNT","description":"demo-qpay"}'
 qpay_id=$id; qpay_ref=$ref
 fake "http://127.0.0.1:$qpay/_fake/pay/$qpay_ref"
@@ -141,10 +149,11 @@ PY
 failed=0
 expect "$stripe_id" partially_refunded None || failed=1
 expect "$xendit_id" paid None || failed=1
+expect "$lost_id" paid None || failed=1
 expect "$qpay_id" paid None || failed=1
 expect "$jungle_id" paid lost || failed=1
 
-for pair in "stripe $stripe_id" "xendit $xendit_id" "qpay $qpay_id" "junglepay $jungle_id"; do
+for pair in "stripe $stripe_id" "xendit $xendit_id" "xendit-lost-callback $lost_id" "qpay $qpay_id" "junglepay $jungle_id"; do
   set -- $pair
   say "$1 payment $2: history"
   curl -s -H "$auth" "$gateway/payments/$2" | python3 "$work/history.py"

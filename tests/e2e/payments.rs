@@ -25,6 +25,7 @@ on_every_store!(
     the_status_stream_follows_the_payment_for_its_client_token_only,
     a_payment_whose_callback_never_came_is_settled_by_asking_the_provider,
     an_operator_asks_the_provider_about_a_payment_now,
+    checks_stay_under_the_providers_call_rate,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -574,4 +575,58 @@ async fn two_instances_ask_about_each_due_payment_once() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let counts: Vec<usize> = invoices.iter().map(|i| asked(i)).collect();
     assert!(counts.iter().all(|&n| n == 1), "calls per payment: {counts:?}");
+}
+
+/// 200 payments due at once and `reconcile.max_calls_per_second = 20`: the fake sees
+/// the 200 checks spread over at least (200 - 1) / 20 s, and never more than 20 in any
+/// second.
+async fn checks_stay_under_the_providers_call_rate(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+            // First checks from 5 s after creation; the second not before 20 s.
+            ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "5"),
+            ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
+            ("PAYHOOK__RECONCILE__MAX_CALLS_PER_SECOND", "20"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    for n in 0..200 {
+        let mut order = idr_order();
+        order["merchant_ref"] = json!(format!("order-{n}"));
+        assert_eq!(create(&app, &order, None).await.status().as_u16(), 201);
+    }
+    let checks = || -> Vec<std::time::Instant> {
+        fake.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET")
+            .map(|r| r.at)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while checks().len() < 200 {
+        assert!(std::time::Instant::now() < deadline, "only {} checks", checks().len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut at = checks();
+    at.sort();
+    assert_eq!(at.len(), 200, "each payment asked once");
+    let spread = at[199] - at[0];
+    assert!(spread >= Duration::from_millis(9_900), "200 checks in {spread:?}");
+    let busiest = at
+        .iter()
+        .map(|start| {
+            at.iter()
+                .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(busiest <= 20, "{busiest} checks in one second");
 }

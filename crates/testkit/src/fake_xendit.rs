@@ -147,9 +147,15 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
     }
 }
 
-/// `POST /_fake/pay/{id}`: the customer pays the invoice in full; the callback goes
-/// to the configured URL, like Xendit's would.
-async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+/// `POST /_fake/pay/{id}[?drop_callback=true]`: the customer pays the invoice in full;
+/// the callback goes to the configured URL, like Xendit's would, unless it is dropped.
+/// `drop_callback=true` loses the callback, as one Xendit gave up on after its timeout.
+async fn pay(
+    id: web::Path<String>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let drop_callback = query.get("drop_callback").is_some_and(|v| v == "true");
     let (invoice, callback) = {
         let mut s = state.lock().unwrap();
         let callback = s.callback.clone();
@@ -161,7 +167,7 @@ async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpRespo
         invoice["paid_at"] = json!(chrono::Utc::now().to_rfc3339());
         (invoice.clone(), callback)
     };
-    let Some((url, token)) = callback else {
+    let Some((url, token)) = callback.filter(|_| !drop_callback) else {
         return HttpResponse::Ok().json(json!({ "paid": id.as_str(), "callback": null }));
     };
     let body = serde_json::to_vec(&invoice).unwrap();

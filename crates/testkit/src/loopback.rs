@@ -61,6 +61,8 @@ pub struct Recorded<B> {
     pub authorization: Option<String>,
     pub idempotency_key: Option<String>,
     pub body: B,
+    /// When it arrived (to check the rate a client calls at).
+    pub at: std::time::Instant,
 }
 
 /// What every fake keeps: the requests it got, and the failures a test told it to give.
@@ -97,6 +99,7 @@ impl<B: Clone> Journal<B> {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             body,
+            at: std::time::Instant::now(),
         });
         (authorization, self.failures.pop_front())
     }

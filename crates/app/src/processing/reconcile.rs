@@ -93,7 +93,9 @@ impl Reconciler {
         let gateways = gateways
             .into_iter()
             .map(|(provider, gateway)| {
-                let limiter = RateLimiter::direct(Quota::per_second(max_calls_per_second));
+                // No burst: the calls are spaced evenly, so no second holds more
+                // than the limit (a burst of n would allow nearly 2n in one second).
+                let limiter = RateLimiter::direct(Quota::per_second(max_calls_per_second).allow_burst(NonZeroU32::MIN));
                 (provider, (gateway, limiter))
             })
             .collect();
