@@ -60,6 +60,7 @@ async fn every_merchant_route_needs_a_key(backend: Backend) {
     let anonymous = reqwest::Client::new();
     let routes = [
         ("POST", "/payments".to_owned()),
+        ("GET", "/payments".to_owned()),
         ("GET", format!("/payments/{id}")),
         ("POST", format!("/payments/{id}/client_token")),
     ];

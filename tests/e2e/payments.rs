@@ -26,6 +26,7 @@ on_every_store!(
     a_payment_whose_callback_never_came_is_settled_by_asking_the_provider,
     an_operator_asks_the_provider_about_a_payment_now,
     checks_stay_under_the_providers_call_rate,
+    payments_are_listed_newest_first_a_page_at_a_time,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -629,4 +630,61 @@ async fn checks_stay_under_the_providers_call_rate(backend: Backend) {
         .max()
         .unwrap();
     assert!(busiest <= 20, "{busiest} checks in one second");
+}
+
+/// `GET /payments`: newest first, `limit` a page, `next_cursor` to the next one (null on
+/// the last), filters; bad parameters are 400 `invalid_query`.
+async fn payments_are_listed_newest_first_a_page_at_a_time(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut order = idr_order();
+        order["merchant_ref"] = json!(format!("order-list-{n}"));
+        let created: Value = create(&app, &order, None).await.json().await.unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let list = |query: &str| app.client.get(format!("{}/payments?{query}", app.address)).send();
+    let first: Value = list("limit=2").await.unwrap().json().await.unwrap();
+    let listed = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(listed(&first), vec![ids[2].clone(), ids[1].clone()]);
+    assert!(first["data"][0].get("history").is_none(), "lists leave history out");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second: Value = list(&format!("limit=2&cursor={cursor}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(&second), vec![ids[0].clone()]);
+    assert_eq!(second["next_cursor"], Value::Null);
+
+    let one: Value = list("merchant_ref=order-list-1&provider=xendit&status=pending")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(&one), vec![ids[1].clone()]);
+    let none: Value = list("status=paid").await.unwrap().json().await.unwrap();
+    assert_eq!(none["data"], json!([]));
+
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "cursor=nonsense",
+        "status=sleeping",
+        "provider=paypal",
+        "subscription_id=sub_1",
+    ] {
+        let (status, error) = error_of(list(bad).await.unwrap()).await;
+        assert_eq!((status, error["code"].as_str()), (400, Some("invalid_query")), "{bad}");
+    }
 }

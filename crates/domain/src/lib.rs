@@ -12,6 +12,7 @@ pub mod forensic;
 pub mod gateway;
 pub mod ids;
 pub mod inbox;
+pub mod listing;
 pub mod money;
 pub mod outbox;
 pub mod payment;
@@ -31,6 +32,7 @@ pub use forensic::{
 pub use gateway::{CallbackToken, Checkout, CheckoutRequest, GatewayError, ProviderPaymentStatus};
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay, ReplayFilter};
+pub use listing::{PageCursor, PaymentFilter, MAX_PAGE};
 pub use money::{Currency, Money};
 pub use outbox::{OutboxMessage, PublishError, UndeliveredMessage};
 pub use payment::{EventApplication, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};

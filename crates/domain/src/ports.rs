@@ -3,9 +3,9 @@
 
 use crate::{
     Checkout, CheckoutRequest, EventApplication, GatewayError, HistoryEntry, InboxEntry, InboxFilter, InboxId,
-    InboxStatus, LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, Provider,
-    ProviderPaymentStatus, PublishError, Replay, ReplayFilter, Retained, TokenHashes, UndeliveredMessage, WebhookEvent,
-    WebhookRequest,
+    InboxStatus, LogId, NewPayment, Opened, OutboxMessage, Outcome, Payment, PaymentFilter, PaymentId, PaymentRef,
+    Provider, ProviderPaymentStatus, PublishError, Replay, ReplayFilter, Retained, TokenHashes, UndeliveredMessage,
+    WebhookEvent, WebhookRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -265,6 +265,10 @@ pub trait PaymentStore: Send + Sync {
     }
 
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// The payments `filter` selects, newest first (by creation time, then id), at
+    /// most `filter.limit`, after `filter.after` when given.
+    async fn list_payments(&self, filter: &PaymentFilter) -> Result<Vec<Payment>, StoreError>;
 
     /// Inserts a payment requested through the API, before the provider is asked.
     /// When its idempotency key was used before, nothing is inserted and the payment

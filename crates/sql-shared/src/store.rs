@@ -46,6 +46,7 @@ macro_rules! impl_store_ports {
             };
             use $crate::__deps::payhook_domain::{
                 EventApplication, Checkout, HistoryEntry, InboxEntry, InboxFilter, InboxId, InboxStatus, LogId, NewPayment,
+                PaymentFilter,
                 Opened, OutboxMessage, Outcome, Payment, PaymentId, PaymentRef, PaymentStatus, Provider, Replay,
                 ReplayFilter, Retained, TokenHashes, UndeliveredMessage, WebhookEvent, WebhookRequest,
             };
@@ -526,6 +527,38 @@ macro_rules! impl_store_ports {
                         .await
                         .map_err(db_error)?;
                     rows.into_iter().map(HistoryEntry::try_from).collect()
+                }
+
+                async fn list_payments(&self, filter: &PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+                    let mut query = payments::table
+                        .select(PaymentRow::as_select())
+                        .order((payments::created_at.desc(), payments::id.desc()))
+                        .limit(i64::from(filter.limit))
+                        .into_boxed();
+                    if let Some(after) = filter.after {
+                        // Strictly after the cursor in (created_at, id) descending order.
+                        let (at, id) = (DbInstant(after.created_at), DbUuid(after.id.as_uuid()));
+                        query = query.filter(
+                            payments::created_at
+                                .lt(at)
+                                .or(payments::created_at.eq(at).and(payments::id.lt(id))),
+                        );
+                    }
+                    if let Some(merchant_ref) = &filter.merchant_ref {
+                        query = query.filter(payments::merchant_ref.eq(merchant_ref.clone()));
+                    }
+                    if let Some(status) = filter.status {
+                        query = query.filter(payments::status.eq(status.as_str()));
+                    }
+                    if let Some(provider) = filter.provider {
+                        query = query.filter(payments::provider.eq(provider.as_str()));
+                    }
+                    if let Some(email) = &filter.customer_email {
+                        query = query.filter(payments::customer_email.eq(email.clone()));
+                    }
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<PaymentRow> = query.load(&mut *conn).await.map_err(db_error)?;
+                    rows.into_iter().map(Payment::try_from).collect()
                 }
 
                 async fn open_payment(&self, new: &NewPayment) -> Result<Opened, StoreError> {

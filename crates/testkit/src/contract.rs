@@ -58,6 +58,7 @@ macro_rules! store_contract_tests {
             purges_what_retention_lets_go_and_keeps_the_rest,
             schedules_claims_and_clears_provider_checks,
             concurrent_claims_of_due_checks_never_overlap,
+            lists_payments_newest_first_a_page_at_a_time_with_filters,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -1401,4 +1402,100 @@ pub async fn concurrent_claims_of_due_checks_never_overlap<S: Store>(store: Arc<
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "a payment was claimed twice");
     assert_eq!(ids.len(), 40, "between them they took every due payment");
+}
+
+pub async fn lists_payments_newest_first_a_page_at_a_time_with_filters<S: Store>(store: Arc<S>) {
+    use payhook_domain::{PageCursor, PaymentFilter};
+    let at = |secs: i64| t0() + Duration::seconds(secs);
+    let mut made = Vec::new();
+    for n in 1..=5 {
+        let mut new = new_payment(&format!("pi_list_{n}"));
+        new.created_at = at(n);
+        new.merchant_ref = Some(format!("order-{}", n % 2));
+        new.customer_email = Some(format!("c{n}@example.com"));
+        made.push(store.create_payment(&new).await.unwrap());
+    }
+    let ids = |page: &[Payment]| page.iter().map(|p| p.id).collect::<Vec<_>>();
+    let page = |after: Option<&Payment>, limit: u32| {
+        let store = store.clone();
+        let after = after.map(|p| PageCursor {
+            created_at: p.created_at,
+            id: p.id,
+        });
+        async move {
+            store
+                .list_payments(&PaymentFilter {
+                    after,
+                    limit,
+                    ..PaymentFilter::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(None, 2).await;
+    assert_eq!(ids(&first), vec![made[4].id, made[3].id], "newest first");
+    // A payment created while the client pages does not shift the pages.
+    let mut late = new_payment("pi_list_late");
+    late.created_at = at(60);
+    late.merchant_ref = None;
+    store.create_payment(&late).await.unwrap();
+    let second = page(first.last(), 2).await;
+    assert_eq!(ids(&second), vec![made[2].id, made[1].id]);
+    let third = page(second.last(), 2).await;
+    assert_eq!(ids(&third), vec![made[0].id]);
+    assert!(page(third.last(), 2).await.is_empty());
+
+    // Two payments created in the same microsecond: ordered by id, neither skipped.
+    let mut twins = Vec::new();
+    for n in 0..2 {
+        let mut new = new_payment(&format!("pi_twin_{n}"));
+        new.created_at = at(120);
+        new.merchant_ref = None;
+        twins.push(store.create_payment(&new).await.unwrap().id);
+    }
+    twins.sort_by_key(|id| id.as_uuid());
+    let one = page(None, 1).await;
+    let two = page(one.last(), 1).await;
+    assert_eq!((one[0].id, two[0].id), (twins[1], twins[0]));
+
+    let filtered = |filter: PaymentFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_payments(&PaymentFilter { limit: 100, ..filter })
+                .await
+                .unwrap()
+        }
+    };
+    let odd = filtered(PaymentFilter {
+        merchant_ref: Some("order-1".into()),
+        ..PaymentFilter::default()
+    })
+    .await;
+    assert_eq!(ids(&odd), vec![made[4].id, made[2].id, made[0].id]);
+    let by_email = filtered(PaymentFilter {
+        customer_email: Some("c2@example.com".into()),
+        ..PaymentFilter::default()
+    })
+    .await;
+    assert_eq!(ids(&by_email), vec![made[1].id]);
+    let inbox = admit(&*store, "evt_list_paid").await;
+    let paid = event("evt_list_paid", "pi_list_3", PaymentChange::paid(None));
+    store
+        .commit_application(inbox, &made[2].apply(&paid, at(200)))
+        .await
+        .unwrap();
+    let paid_only = filtered(PaymentFilter {
+        status: Some(PaymentStatus::Paid),
+        ..PaymentFilter::default()
+    })
+    .await;
+    assert_eq!(ids(&paid_only), vec![made[2].id]);
+    let xendit = filtered(PaymentFilter {
+        provider: Some(Provider::Xendit),
+        ..PaymentFilter::default()
+    })
+    .await;
+    assert!(xendit.is_empty());
 }

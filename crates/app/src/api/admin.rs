@@ -20,7 +20,7 @@ pub struct ListQuery {
 }
 
 /// A `provider` query parameter, if given.
-fn provider_of(raw: Option<&str>) -> Result<Option<Provider>, ApiError> {
+pub(super) fn provider_of(raw: Option<&str>) -> Result<Option<Provider>, ApiError> {
     raw.map(str::parse::<Provider>)
         .transpose()
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))

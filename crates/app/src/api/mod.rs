@@ -120,6 +120,7 @@ fn public_routes(cfg: &mut web::ServiceConfig) {
 /// The merchant API (`api.keys`), the admin API (`admin.token`) and the metrics.
 fn internal_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/payments", web::post().to(payments::create))
+        .route("/payments", web::get().to(payments::list))
         .route("/payments/{id}", web::get().to(payments::show))
         .route(
             "/payments/{id}/client_token",

@@ -1,5 +1,5 @@
-//! `POST /payments`: create a payment request; `GET /payments/{id}`: status,
-//! amounts and history; `POST /payments/{id}/client_token`: a new client token (the
+//! `POST /payments`: create a payment request; `GET /payments`: list them, newest
+//! first, a page at a time; `GET /payments/{id}`: status, amounts and history; `POST /payments/{id}/client_token`: a new client token (the
 //! merchant's routes). `GET /payments/{id}/status?token=`: what a customer's browser
 //! may read of its payment.
 
@@ -9,8 +9,8 @@ use crate::api::payment_requests::{CreateError, PaymentRequest};
 use crate::publishing::status_stream::StreamQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use payhook_domain::{HistoryEntry, Payment, PaymentId};
-use serde::Serialize;
+use payhook_domain::{HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId, PaymentStatus, MAX_PAGE};
+use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /payments`.
 #[derive(Serialize)]
@@ -96,7 +96,9 @@ struct PaymentView<'a> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
-    history: Vec<HistoryView<'a>>,
+    /// In `GET /payments/{id}`; left out of lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<HistoryView<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -157,10 +159,85 @@ pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppStat
         .await?
         .ok_or(ApiError::PaymentNotFound(raw))?;
     let history = state.payments.history(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, &history)))
+    Ok(HttpResponse::Ok().json(view(&payment, Some(&history))))
 }
 
-fn view<'a>(p: &'a Payment, history: &'a [HistoryEntry]) -> PaymentView<'a> {
+#[derive(Deserialize)]
+pub struct ListQuery {
+    merchant_ref: Option<String>,
+    status: Option<String>,
+    provider: Option<String>,
+    customer_email: Option<String>,
+    subscription_id: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A page of `GET /payments` (a struct, not a JSON value, so each payment's fields keep
+/// the order `GET /payments/{id}` gives them).
+#[derive(Serialize)]
+struct PageView<'a> {
+    data: Vec<PaymentView<'a>>,
+    next_cursor: Option<String>,
+}
+
+/// The page size when the client names none.
+const DEFAULT_PAGE: u32 = 20;
+
+/// `GET /payments?merchant_ref=&status=&provider=&customer_email=&limit=&cursor=`:
+/// newest first; `next_cursor` (null on the last page) fetches the next page.
+pub async fn list(
+    _: Merchant,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    if q.subscription_id.is_some() {
+        return Err(ApiError::InvalidQuery(
+            "subscription_id: payhook has no subscriptions yet".into(),
+        ));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<PaymentStatus>)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| PageCursor::decode(c).ok_or_else(|| ApiError::InvalidQuery("cursor: not one this API gave".into())))
+        .transpose()?;
+    let filter = PaymentFilter {
+        merchant_ref: q.merchant_ref,
+        status,
+        provider: super::admin::provider_of(q.provider.as_deref())?,
+        customer_email: q.customer_email,
+        after,
+        // One more than the page, to know whether another page follows.
+        limit: limit + 1,
+    };
+    let mut page = state.payments.list_payments(&filter).await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = page.last().filter(|_| more).map(|p| {
+        PageCursor {
+            created_at: p.created_at,
+            id: p.id,
+        }
+        .encode()
+    });
+    Ok(HttpResponse::Ok().json(PageView {
+        data: page.iter().map(|p| view(p, None)).collect(),
+        next_cursor,
+    }))
+}
+
+fn view<'a>(p: &'a Payment, history: Option<&'a [HistoryEntry]>) -> PaymentView<'a> {
     PaymentView {
         id: p.id.to_string(),
         provider: p.provider.as_str(),
@@ -183,16 +260,18 @@ fn view<'a>(p: &'a Payment, history: &'a [HistoryEntry]) -> PaymentView<'a> {
         created_at: p.created_at,
         updated_at: p.updated_at,
         paid_at: p.paid_at,
-        history: history
-            .iter()
-            .map(|h| HistoryView {
-                from_status: h.from_status.as_str(),
-                to_status: h.to_status.as_str(),
-                applied: h.applied,
-                event_id: h.event_id.as_ref().map(|e| e.as_str()),
-                reason: &h.reason,
-                at: h.at,
-            })
-            .collect(),
+        history: history.map(|history| {
+            history
+                .iter()
+                .map(|h| HistoryView {
+                    from_status: h.from_status.as_str(),
+                    to_status: h.to_status.as_str(),
+                    applied: h.applied,
+                    event_id: h.event_id.as_ref().map(|e| e.as_str()),
+                    reason: &h.reason,
+                    at: h.at,
+                })
+                .collect()
+        }),
     }
 }

@@ -1,0 +1,2 @@
+DROP INDEX payments_merchant_ref_idx;
+DROP INDEX payments_listing_idx;
