@@ -666,6 +666,21 @@ async fn cli_asks_the_provider_about_a_payment_now() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
+    // Created just now: not older than an hour, so not asked about.
+    assert_eq!(
+        reconcile(&["--provider", "xendit", "--older-than", "1h"]).trim(),
+        "asked 0: 0 changed (stored as events), 0 did not answer, 0 skipped"
+    );
+    assert!(
+        !Command::new(env!("CARGO_BIN_EXE_payhook"))
+            .args(["reconcile", "--older-than", "soon"])
+            .env_remove("PAYHOOK_CONFIG")
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "an age that is not one is refused"
+    );
     let said = reconcile(&["--payment", &id]);
     assert!(
         said.contains(&format!("payment {id}: payhook holds pending, xendit says paid")),
@@ -685,4 +700,62 @@ async fn cli_asks_the_provider_about_a_payment_now() {
         assert!(Instant::now() < deadline, "the gateway did not apply the finding");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `payhook reconcile --provider P --older-than D` asks about every open payment of P
+/// created at least D ago, whatever its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_asks_about_every_open_payment_of_a_provider() {
+    use payhook_testkit::fake_xendit::FakeXendit;
+    const XENDIT_KEY: &str = "xnd_development_process_test_key";
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let (url, _dir) = sqlite_url();
+    let xendit = [
+        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+        (
+            "PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN",
+            "xendit_process_test_callback_token",
+        ),
+        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.as_str()),
+    ];
+    let gateway = Gateway::start(&url, &xendit);
+    payhook_app::startup::install_crypto_provider();
+    let mut invoices = Vec::new();
+    for _ in 0..3 {
+        let created: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/payments", gateway.port))
+            .bearer_auth(API_KEY)
+            .json(&serde_json::json!({ "provider": "xendit", "amount": 15_000_000, "currency": "IDR" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        invoices.push(created["provider_ref"].as_str().unwrap().to_owned());
+    }
+    fake.mark_paid(&invoices[1]);
+    let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
+        .args(["reconcile", "--provider", "xendit", "--older-than", "0s"])
+        .env("PAYHOOK__DATABASE__URL", &url)
+        .envs(xendit)
+        .env_remove("PAYHOOK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "asked 3: 1 changed (stored as events), 0 did not answer, 0 skipped"
+    );
+    let asked: Vec<usize> = invoices
+        .iter()
+        .map(|i| {
+            fake.requests()
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with(i.as_str()))
+                .count()
+        })
+        .collect();
+    assert_eq!(asked, vec![1, 1, 1]);
 }

@@ -49,8 +49,32 @@ enum Command {
 #[derive(clap::Args)]
 struct ReconcileArgs {
     /// The payhook payment to ask about, whatever its schedule.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["provider", "older_than"])]
     payment: Option<String>,
+    /// Ask about every open payment of this provider now, whatever its schedule.
+    #[arg(long)]
+    provider: Option<Provider>,
+    /// Ask about every open payment created at least this long ago (90s, 30m, 2h, 3d).
+    #[arg(long, value_parser = parse_age)]
+    older_than: Option<chrono::Duration>,
+}
+
+/// `90s`, `30m`, `2h`, `3d`.
+fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let bad = || format!("{text:?} is not an age like 90s, 30m, 2h or 3d");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(seconds)
+        .filter(|s| *s >= 0)
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(bad)
 }
 
 #[derive(clap::Args)]
@@ -235,7 +259,13 @@ async fn reconcile(settings: Settings, args: ReconcileArgs) -> Result<(), Startu
             }
         }
         None => {
-            let report = reconciler.run_once().await?;
+            let report = match (args.provider, args.older_than) {
+                (None, None) => reconciler.run_once().await?,
+                (provider, older_than) => {
+                    let before = chrono::Utc::now() - older_than.unwrap_or_else(chrono::Duration::zero);
+                    reconciler.ask_open(stores.payments.as_ref(), provider, before).await?
+                }
+            };
             println!(
                 "asked {}: {} changed (stored as events), {} did not answer, {} skipped",
                 report.checked + report.failed,

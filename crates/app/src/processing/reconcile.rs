@@ -136,6 +136,58 @@ impl Reconciler {
         Ok(Asked { payment, found, drift })
     }
 
+    /// Asks now about every open payment created before `created_before` (of
+    /// `provider`, when given), whatever its schedule (`payhook reconcile --provider
+    /// --older-than`). Each provider's rate limit holds.
+    pub async fn ask_open(
+        &self,
+        payments: &dyn PaymentStore,
+        provider: Option<Provider>,
+        created_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<RoundReport, StoreError> {
+        use payhook_domain::{PageCursor, PaymentFilter, PaymentStatus};
+        let mut report = RoundReport::default();
+        for status in [PaymentStatus::Pending, PaymentStatus::RequiresAction] {
+            // Pages newest first, starting just before `created_before`.
+            let mut after = Some(PageCursor {
+                created_at: created_before,
+                id: PaymentId::from_uuid(uuid::Uuid::max()),
+            });
+            loop {
+                let page = payments
+                    .list_payments(&PaymentFilter {
+                        status: Some(status),
+                        provider,
+                        after,
+                        limit: payhook_domain::MAX_PAGE,
+                        ..PaymentFilter::default()
+                    })
+                    .await?;
+                for payment in &page {
+                    match self.ask_now(payments, payment.id).await {
+                        Ok(asked) => {
+                            report.checked += 1;
+                            report.drifted += u32::from(asked.drift);
+                        }
+                        Err(AskError::Provider(_)) => report.failed += 1,
+                        Err(AskError::Store(e)) => return Err(e),
+                        Err(_) => report.skipped += 1,
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == payhook_domain::MAX_PAGE as usize => {
+                        after = Some(PageCursor {
+                            created_at: last.created_at,
+                            id: last.id,
+                        })
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(report)
+    }
+
     /// Checks every payment due now, a batch at a time; each provider's payments in
     /// turn under its rate limit, the providers side by side.
     pub async fn run_once(&self) -> Result<RoundReport, StoreError> {
