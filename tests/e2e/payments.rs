@@ -27,6 +27,7 @@ on_every_store!(
     an_operator_asks_the_provider_about_a_payment_now,
     checks_stay_under_the_providers_call_rate,
     payments_are_listed_newest_first_a_page_at_a_time,
+    a_finding_and_a_callback_reporting_the_same_payment_make_one_history_entry,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -687,4 +688,66 @@ async fn payments_are_listed_newest_first_a_page_at_a_time(backend: Backend) {
         let (status, error) = error_of(list(bad).await.unwrap()).await;
         assert_eq!((status, error["code"].as_str()), (400, Some("invalid_query")), "{bad}");
     }
+}
+
+/// The reconciler finds a payment paid before its callback comes; then the callback
+/// comes: one history entry (`reconciled`), whichever came first.
+async fn a_finding_and_a_callback_reporting_the_same_payment_make_one_history_entry(backend: Backend) {
+    const ADMIN: &str = "admin-token-for-reconcile-tests";
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
+            ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "3600"),
+            ("PAYHOOK__ADMIN__TOKEN", ADMIN),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let invoice = created["provider_ref"].as_str().unwrap().to_owned();
+    fake.mark_paid(&invoice);
+    let asked = app
+        .client
+        .post(format!("{}/admin/payments/{id}/reconcile", app.address))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status().as_u16(), 202);
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+
+    let callback = serde_json::to_vec(&json!({
+        "id": invoice, "external_id": id, "user_id": "5f1e2d3c4b5a69788796a5b4", "status": "PAID",
+        "amount": 150000, "paid_amount": 150000, "currency": "IDR", "payment_method": "BANK_TRANSFER",
+        "payment_channel": "BCA", "paid_at": "2026-11-20T08:15:30.123Z", "metadata": { "app": "payhook" },
+    }))
+    .unwrap();
+    assert_eq!(
+        app.post_xendit(&callback, Some(XENDIT_TOKEN)).await.status().as_u16(),
+        200
+    );
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 2)
+        .await;
+    let payment: Value = app
+        .client
+        .get(format!("{}/payments/{id}", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history = payment["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["reason"], "reconciled");
 }

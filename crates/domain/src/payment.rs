@@ -218,6 +218,14 @@ struct Steps<'a> {
 impl Steps<'_> {
     fn move_status(&mut self, p: &mut Payment, to: PaymentStatus, paid_amount: Option<i64>) -> bool {
         let from = p.status;
+        let restated = from == to && paid_amount.is_none_or(|paid| to != PaymentStatus::Paid || paid == p.paid_amount);
+        if restated {
+            // The state the payment already holds, said again: a provider's callback
+            // and the reconciler's finding about the same payment, whichever came
+            // second, or two event types meaning the same. Nothing changed, so the
+            // history, which keeps changes, gets no entry (the inbox keeps the event).
+            return false;
+        }
         if let (PaymentStatus::Paid, Some(paid)) = (to, paid_amount) {
             if paid < p.amount.amount_minor() {
                 // Less than asked for is not paid: recorded, and the payment stays as it is.
@@ -416,6 +424,36 @@ mod tests {
         assert!(app.history[0].applied);
         assert_eq!(app.publications.len(), 1);
         assert_eq!(app.publications[0].topic, "payment.paid");
+    }
+
+    #[test]
+    fn the_state_already_held_said_again_leaves_no_history() {
+        let paid = payment(PaymentStatus::Pending)
+            .apply(&event("callback", PaymentChange::paid(Some(1000))), at(5))
+            .payment;
+        for again in [PaymentChange::paid(Some(1000)), PaymentChange::paid(None)] {
+            let app = paid.apply(&event("finding", again), at(6));
+            assert!(app.history.is_empty(), "{:?}", app.history);
+            assert!(app.publications.is_empty());
+            assert_eq!(app.result, ProcessingResult::StaleTransition);
+            assert_eq!(app.payment, paid);
+        }
+        let pending = payment(PaymentStatus::Pending);
+        let still = pending.apply(
+            &event(
+                "pending",
+                PaymentChange::Status {
+                    to: PaymentStatus::Pending,
+                    paid_amount: None,
+                },
+            ),
+            at(6),
+        );
+        assert!(still.history.is_empty());
+        // A different figure is not a restatement: recorded, not applied.
+        let partial = paid.apply(&event("partial", PaymentChange::paid(Some(400))), at(7));
+        assert_eq!(partial.history.len(), 1);
+        assert!(!partial.history[0].applied);
     }
 
     #[test]
