@@ -31,17 +31,23 @@ on_every_store!(
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
-    spawn_app_with(
-        backend,
-        &[
-            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
-            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
-        ],
-        Vec::new(),
-    )
-    .await
+    xendit_app_with(backend, fake, &[]).await
+}
+
+/// Xendit enabled against `fake`, with `extra` settings on top.
+async fn xendit_app_with(backend: Backend, fake: &FakeXendit, extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(backend, &xendit_settings(fake, extra), Vec::new()).await
+}
+
+fn xendit_settings<'a>(fake: &'a FakeXendit, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut settings = vec![
+        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+        ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
+        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    settings
 }
 
 async fn create(app: &TestApp, body: &Value, key: Option<&str>) -> reqwest::Response {
@@ -417,17 +423,13 @@ async fn the_status_stream_follows_the_payment_for_its_client_token_only(backend
 /// like a callback, with the history reason `reconciled`.
 async fn a_payment_whose_callback_never_came_is_settled_by_asking_the_provider(backend: Backend) {
     let fake = FakeXendit::start(XENDIT_KEY).await;
-    let app = spawn_app_with(
+    let app = xendit_app_with(
         backend,
+        &fake,
         &[
-            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
-            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
             ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "0"),
             ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
         ],
-        Vec::new(),
     )
     .await;
     let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
@@ -484,17 +486,13 @@ async fn a_payment_whose_callback_never_came_is_settled_by_asking_the_provider(b
 async fn an_operator_asks_the_provider_about_a_payment_now(backend: Backend) {
     const ADMIN: &str = "admin-token-for-reconcile-tests";
     let fake = FakeXendit::start(XENDIT_KEY).await;
-    let app = spawn_app_with(
+    let app = xendit_app_with(
         backend,
+        &fake,
         &[
-            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
-            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
             ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "3600"),
             ("PAYHOOK__ADMIN__TOKEN", ADMIN),
         ],
-        Vec::new(),
     )
     .await;
     let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
@@ -540,16 +538,15 @@ async fn two_instances_ask_about_each_due_payment_once() {
         return;
     }
     let fake = FakeXendit::start(XENDIT_KEY).await;
-    let overrides = [
-        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-        ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
-        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
-        // Due 2 s after creation, then not before 8 s: one check each in between.
-        ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "2"),
-        ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
-        ("PAYHOOK__RECONCILE__MAX_CALLS_PER_SECOND", "1000"),
-    ];
+    let overrides = xendit_settings(
+        &fake,
+        &[
+            // Due 2 s after creation, then not before 8 s: one check each in between.
+            ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "2"),
+            ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
+            ("PAYHOOK__RECONCILE__MAX_CALLS_PER_SECOND", "1000"),
+        ],
+    );
     let app = spawn_app_with(Backend::Postgres, &overrides, Vec::new()).await;
     let _other = app.another_instance(&overrides).await;
     let mut invoices = Vec::new();
@@ -584,19 +581,15 @@ async fn two_instances_ask_about_each_due_payment_once() {
 /// second.
 async fn checks_stay_under_the_providers_call_rate(backend: Backend) {
     let fake = FakeXendit::start(XENDIT_KEY).await;
-    let app = spawn_app_with(
+    let app = xendit_app_with(
         backend,
+        &fake,
         &[
-            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
-            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
             // First checks from 5 s after creation; the second not before 20 s.
             ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "5"),
             ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
             ("PAYHOOK__RECONCILE__MAX_CALLS_PER_SECOND", "20"),
         ],
-        Vec::new(),
     )
     .await;
     for n in 0..200 {
@@ -695,17 +688,13 @@ async fn payments_are_listed_newest_first_a_page_at_a_time(backend: Backend) {
 async fn a_finding_and_a_callback_reporting_the_same_payment_make_one_history_entry(backend: Backend) {
     const ADMIN: &str = "admin-token-for-reconcile-tests";
     let fake = FakeXendit::start(XENDIT_KEY).await;
-    let app = spawn_app_with(
+    let app = xendit_app_with(
         backend,
+        &fake,
         &[
-            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-            ("PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN", XENDIT_TOKEN),
-            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", &fake.base_url),
             ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "3600"),
             ("PAYHOOK__ADMIN__TOKEN", ADMIN),
         ],
-        Vec::new(),
     )
     .await;
     let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
