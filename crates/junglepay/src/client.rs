@@ -20,6 +20,9 @@ pub struct JunglePayClient {
     callback_base_url: String,
 }
 
+/// How long a PIX code payhook asks for stays payable.
+const PIX_VALID_DAYS: i64 = 1;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Transaction {
@@ -139,7 +142,7 @@ impl PaymentGateway for JunglePayClient {
             "paymentMethod": "pix",
             "customer": customer(request, &request.metadata),
             "items": [{ "title": title, "unitPrice": request.amount.amount_minor(), "quantity": 1, "tangible": false }],
-            "pix": { "expiresInDays": 1 },
+            "pix": { "expiresInDays": PIX_VALID_DAYS },
             "postbackUrl": postback_url,
             "metadata": metadata.to_string(),
         });
@@ -155,7 +158,11 @@ impl PaymentGateway for JunglePayClient {
             provider_ref: id_text(&transaction.id),
             checkout_url: transaction.secure_url,
             qr_text: transaction.pix.and_then(|p| p.qrcode),
-            expires_at: None,
+            // The PIX code is valid for the days asked for (the answer's own
+            // `expirationDate` is a calendar date without a time zone, so the request
+            // is the more precise bound): past it, the reconciler asks once more and
+            // expires the payment unless JunglePay reports it paid.
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::days(PIX_VALID_DAYS)),
             extras: Value::Null,
         })
     }

@@ -38,8 +38,14 @@ fn request() -> CheckoutRequest {
 async fn creates_a_pix_transaction_with_a_tokened_postback_url() {
     let fake = FakeJunglePay::start(KEY).await;
     let req = request();
+    let before = chrono::Utc::now();
     let checkout = client(&fake, KEY).create_checkout(&req).await.unwrap();
     assert_eq!(checkout.provider_ref, "282");
+    let expires = checkout.expires_at.expect("a PIX code expires");
+    assert!(
+        expires >= before + chrono::Duration::days(1) && expires <= chrono::Utc::now() + chrono::Duration::days(1),
+        "valid the one day asked for: {expires}"
+    );
     assert!(checkout.qr_text.unwrap().contains("br.gov.bcb.pix"));
     assert_eq!(
         checkout.checkout_url.as_deref(),
