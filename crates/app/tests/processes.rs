@@ -621,51 +621,87 @@ async fn start_up_says_what_it_opened_and_a_dead_database_is_named() {
     assert!(!stderr.contains("hunter2secret"), "{stderr}");
 }
 
-/// `payhook reconcile --payment ID` asks the provider now and says what it found; a
-/// difference is stored for the running gateway's worker, which applies it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_asks_the_provider_about_a_payment_now() {
-    use payhook_domain::ports::PaymentStore;
-    use payhook_testkit::fake_xendit::FakeXendit;
-    const XENDIT_KEY: &str = "xnd_development_process_test_key";
-    let fake = FakeXendit::start(XENDIT_KEY).await;
-    let (url, _dir) = sqlite_url();
-    let xendit = [
-        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-        (
-            "PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN",
-            "xendit_process_test_callback_token",
-        ),
-        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.as_str()),
-    ];
-    let gateway = Gateway::start(&url, &xendit);
-    payhook_app::startup::install_crypto_provider();
-    let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/payments", gateway.port))
-        .bearer_auth(API_KEY)
-        .json(&serde_json::json!({ "provider": "xendit", "amount": 15_000_000, "currency": "IDR" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    fake.mark_paid(created["provider_ref"].as_str().unwrap());
+/// A gateway on its own SQLite store with Xendit enabled against a fake, for the
+/// reconciliation commands: the fake, the store's URL (and directory), the gateway,
+/// and the Xendit settings a `payhook` command needs to reach the same fake.
+struct XenditGateway {
+    fake: payhook_testkit::fake_xendit::FakeXendit,
+    url: String,
+    _dir: TempDir,
+    gateway: Gateway,
+    settings: Vec<(&'static str, String)>,
+}
 
-    let reconcile = |args: &[&str]| {
+impl XenditGateway {
+    async fn start() -> Self {
+        const XENDIT_KEY: &str = "xnd_development_process_test_key";
+        let fake = payhook_testkit::fake_xendit::FakeXendit::start(XENDIT_KEY).await;
+        let (url, dir) = sqlite_url();
+        let settings = vec![
+            ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true".to_owned()),
+            (
+                "PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN",
+                "xendit_process_test_callback_token".to_owned(),
+            ),
+            ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY.to_owned()),
+            ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.clone()),
+        ];
+        let borrowed: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let gateway = Gateway::start(&url, &borrowed);
+        payhook_app::startup::install_crypto_provider();
+        Self {
+            fake,
+            url,
+            _dir: dir,
+            gateway,
+            settings,
+        }
+    }
+
+    /// A Xendit payment created through the gateway's API: its id and invoice.
+    async fn create_payment(&self) -> (String, String) {
+        let created: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/payments", self.gateway.port))
+            .bearer_auth(API_KEY)
+            .json(&serde_json::json!({ "provider": "xendit", "amount": 15_000_000, "currency": "IDR" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            created["id"].as_str().unwrap().to_owned(),
+            created["provider_ref"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// `payhook reconcile ARGS` on the same store and fake; its stdout.
+    fn reconcile(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
             .arg("reconcile")
             .args(args)
-            .env("PAYHOOK__DATABASE__URL", &url)
-            .envs(xendit)
+            .env("PAYHOOK__DATABASE__URL", &self.url)
+            .envs(self.settings.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("PAYHOOK_CONFIG")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
-    };
+    }
+}
+
+/// `payhook reconcile --payment ID` asks the provider now and says what it found; a
+/// difference is stored for the running gateway's worker, which applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_asks_the_provider_about_a_payment_now() {
+    use payhook_domain::ports::PaymentStore;
+    let xendit = XenditGateway::start().await;
+    let (id, invoice) = xendit.create_payment().await;
+    xendit.fake.mark_paid(&invoice);
+    let reconcile = |args: &[&str]| xendit.reconcile(args);
+    let url = &xendit.url;
+
     // Created just now: not older than an hour, so not asked about.
     assert_eq!(
         reconcile(&["--provider", "xendit", "--older-than", "1h"]).trim(),
@@ -693,7 +729,7 @@ async fn cli_asks_the_provider_about_a_payment_now() {
         "asked 0: 0 changed (stored as events), 0 did not answer, 0 skipped"
     );
 
-    let store = SqliteStore::connect(&url, 1).unwrap();
+    let store = SqliteStore::connect(url, 1).unwrap();
     let payment_id = payhook_domain::PaymentId::parse(&id).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while store.payment(payment_id).await.unwrap().unwrap().status != payhook_domain::PaymentStatus::Paid {
@@ -706,52 +742,22 @@ async fn cli_asks_the_provider_about_a_payment_now() {
 /// created at least D ago, whatever its schedule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_asks_about_every_open_payment_of_a_provider() {
-    use payhook_testkit::fake_xendit::FakeXendit;
-    const XENDIT_KEY: &str = "xnd_development_process_test_key";
-    let fake = FakeXendit::start(XENDIT_KEY).await;
-    let (url, _dir) = sqlite_url();
-    let xendit = [
-        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
-        (
-            "PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN",
-            "xendit_process_test_callback_token",
-        ),
-        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
-        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.as_str()),
-    ];
-    let gateway = Gateway::start(&url, &xendit);
-    payhook_app::startup::install_crypto_provider();
+    let xendit = XenditGateway::start().await;
     let mut invoices = Vec::new();
     for _ in 0..3 {
-        let created: serde_json::Value = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}/payments", gateway.port))
-            .bearer_auth(API_KEY)
-            .json(&serde_json::json!({ "provider": "xendit", "amount": 15_000_000, "currency": "IDR" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        invoices.push(created["provider_ref"].as_str().unwrap().to_owned());
+        invoices.push(xendit.create_payment().await.1);
     }
-    fake.mark_paid(&invoices[1]);
-    let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
-        .args(["reconcile", "--provider", "xendit", "--older-than", "0s"])
-        .env("PAYHOOK__DATABASE__URL", &url)
-        .envs(xendit)
-        .env_remove("PAYHOOK_CONFIG")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    xendit.fake.mark_paid(&invoices[1]);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        xendit.reconcile(&["--provider", "xendit", "--older-than", "0s"]).trim(),
         "asked 3: 1 changed (stored as events), 0 did not answer, 0 skipped"
     );
     let asked: Vec<usize> = invoices
         .iter()
         .map(|i| {
-            fake.requests()
+            xendit
+                .fake
+                .requests()
                 .iter()
                 .filter(|r| r.method == "GET" && r.path.ends_with(i.as_str()))
                 .count()

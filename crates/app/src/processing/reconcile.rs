@@ -124,16 +124,32 @@ impl Reconciler {
             .fetch_status(&reference)
             .await
             .inspect_err(|_| count(payment.provider, "error"))?;
-        let drift = differs(&found, &payment);
+        let drift = self.take_answer(&payment, &reference, &found).await?;
         if drift {
-            count(payment.provider, "drift");
-            metrics::counter!("payhook_reconcile_drift_total", "provider" => payment.provider.as_str()).increment(1);
-            self.store_finding(&payment, &reference, &found).await?;
             self.wake_worker.notify_one();
-        } else {
-            count(payment.provider, "unchanged");
         }
         Ok(Asked { payment, found, drift })
+    }
+
+    /// Counts a provider's answer and, when it differs from what payhook holds, stores
+    /// it for the worker; `true` then. Scheduled checks and operators' questions alike.
+    async fn take_answer(
+        &self,
+        payment: &Payment,
+        reference: &str,
+        found: &ProviderPaymentStatus,
+    ) -> Result<bool, StoreError> {
+        let provider = payment.provider;
+        if !differs(found, payment) {
+            count(provider, "unchanged");
+            return Ok(false);
+        }
+        count(provider, "drift");
+        metrics::counter!("payhook_reconcile_drift_total", "provider" => provider.as_str()).increment(1);
+        self.store_finding(payment, reference, found).await?;
+        tracing::info!(payment_id = %payment.id, %provider, held = payment.status.as_str(),
+            provider_says = found.status.as_str(), "reconciliation found a change");
+        Ok(true)
     }
 
     /// Asks now about every open payment created before `created_before` (of
@@ -260,16 +276,7 @@ impl Reconciler {
             }
             Ok(found) => {
                 report.checked += 1;
-                if differs(&found, &payment) {
-                    report.drifted += 1;
-                    count(provider, "drift");
-                    metrics::counter!("payhook_reconcile_drift_total", "provider" => provider.as_str()).increment(1);
-                    self.store_finding(&payment, reference, &found).await?;
-                    tracing::info!(payment_id = %payment.id, %provider, held = payment.status.as_str(),
-                        provider_says = found.status.as_str(), "reconciliation found a change");
-                } else {
-                    count(provider, "unchanged");
-                }
+                report.drifted += u32::from(self.take_answer(&payment, reference, &found).await?);
             }
             Err(error) => {
                 report.failed += 1;
