@@ -28,6 +28,7 @@ on_every_store!(
     checks_stay_under_the_providers_call_rate,
     payments_are_listed_newest_first_a_page_at_a_time,
     a_finding_and_a_callback_reporting_the_same_payment_make_one_history_entry,
+    interrupted_creations_are_adopted_if_the_provider_made_them_else_failed,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -739,4 +740,108 @@ async fn a_finding_and_a_callback_reporting_the_same_payment_make_one_history_en
     let history = payment["history"].as_array().unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0]["reason"], "reconciled");
+}
+
+/// A payment row as a process killed between asking Xendit and recording the answer
+/// leaves it: no provider reference, opened `opened`, due for a check now.
+async fn interrupted_creation(app: &TestApp, opened: chrono::DateTime<chrono::Utc>) -> payhook_domain::PaymentId {
+    let id = payhook_domain::PaymentId::from_uuid(uuid::Uuid::new_v4());
+    let new = payhook_domain::NewPayment {
+        id,
+        provider: payhook_domain::Provider::Xendit,
+        provider_ref: None,
+        merchant_ref: Some("order-interrupted".into()),
+        amount: payhook_domain::Money::new(15_000_000, payhook_domain::Currency::parse("IDR").unwrap()).unwrap(),
+        customer_email: None,
+        description: None,
+        metadata: json!({}),
+        created_at: opened,
+        client_token_hash: None,
+        callback_token_hash: None,
+        idempotency: None,
+        next_reconcile_at: Some(chrono::Utc::now()),
+    };
+    app.stores.payments.open_payment(&new).await.unwrap();
+    id
+}
+
+async fn payment_json(app: &TestApp, id: &str) -> Value {
+    app.client
+        .get(format!("{}/payments/{id}", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Two creations interrupted two minutes ago. Xendit had made the first one's invoice
+/// (and the customer paid it): the reconciler finds it by `external_id`, records it and
+/// settles the payment. Xendit has nothing for the second: it fails with history reason
+/// `creation_interrupted`, and `payment.failed` is published.
+async fn interrupted_creations_are_adopted_if_the_provider_made_them_else_failed(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app_with(backend, &fake, &[("PAYHOOK__RECONCILE__INTERVAL_SECS", "1")]).await;
+    let mut events = app.events.resubscribe();
+    let opened = chrono::Utc::now() - chrono::Duration::minutes(2);
+    let made = interrupted_creation(&app, opened).await;
+    let never = interrupted_creation(&app, opened).await;
+    let invoice: Value = reqwest::Client::new()
+        .post(format!("{}/v2/invoices", fake.base_url))
+        .basic_auth(XENDIT_KEY, Some(""))
+        .json(&json!({ "external_id": made.to_string(), "amount": 150000, "currency": "IDR" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let invoice = invoice["id"].as_str().unwrap().to_owned();
+    fake.mark_paid(&invoice);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (adopted, failed) = loop {
+        let adopted = payment_json(&app, &made.to_string()).await;
+        let failed = payment_json(&app, &never.to_string()).await;
+        if adopted["status"] == "paid" && failed["status"] == "failed" {
+            break (adopted, failed);
+        }
+        assert!(std::time::Instant::now() < deadline, "not resolved: {adopted} {failed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(adopted["provider_ref"], invoice.as_str());
+    assert_eq!(
+        adopted["checkout_url"],
+        format!("{}/web/{invoice}", fake.base_url),
+        "the invoice's checkout is recorded"
+    );
+    let history = adopted["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["reason"], "reconciled");
+
+    let history = failed["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["reason"], "creation_interrupted");
+    assert_eq!(history[0]["event_id"], format!("interrupted:{never}"));
+    let published = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let message = events.recv().await.unwrap();
+            if message.topic == "payment.failed" && message.payload["payment_id"] == never.to_string() {
+                return message;
+            }
+        }
+    })
+    .await;
+    assert!(published.is_ok(), "payment.failed was not published");
+
+    let lookups: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/v2/invoices")
+        .map(|r| r.body["query"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(lookups.len(), 2, "each looked up once: {lookups:?}");
+    assert!(lookups.contains(&format!("external_id={made}")));
+    assert!(lookups.contains(&format!("external_id={never}")));
 }

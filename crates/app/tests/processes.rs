@@ -765,3 +765,106 @@ async fn cli_asks_about_every_open_payment_of_a_provider() {
         .collect();
     assert_eq!(asked, vec![1, 1, 1]);
 }
+
+/// `POST /payments` to a gateway, for a caller that may lose its connection.
+async fn create_xendit_payment(port: u16) -> Result<reqwest::Response, reqwest::Error> {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/payments"))
+        .bearer_auth(API_KEY)
+        .json(&serde_json::json!({ "provider": "xendit", "amount": 15_000_000, "currency": "IDR" }))
+        .send()
+        .await
+}
+
+/// payhook is killed (SIGKILL) while two creations wait for Xendit: one Xendit never
+/// got to make, one it made but had not answered. The next payhook on the database
+/// resolves both in its start-up reconciliation: the second adopted (its invoice
+/// recorded), the first failed with `creation_interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creations_cut_short_by_a_kill_are_adopted_or_failed_by_the_next_start() {
+    if !postgres_available().await {
+        return;
+    }
+    const XENDIT_KEY: &str = "xnd_development_process_test_key";
+    let fake = payhook_testkit::fake_xendit::FakeXendit::start(XENDIT_KEY).await;
+    let db = TestDb::create().await;
+    let settings = [
+        ("PAYHOOK__PROVIDERS__XENDIT__ENABLED", "true"),
+        (
+            "PAYHOOK__PROVIDERS__XENDIT__CALLBACK_TOKEN",
+            "xendit_process_test_callback_token",
+        ),
+        ("PAYHOOK__PROVIDERS__XENDIT__SECRET_KEY", XENDIT_KEY),
+        ("PAYHOOK__PROVIDERS__XENDIT__API_BASE_URL", fake.base_url.as_str()),
+    ];
+    payhook_app::startup::install_crypto_provider();
+    let first = Gateway::start(&db.url, &settings);
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Xendit stalls the first creation before making anything...
+    fake.stall(Duration::from_secs(600));
+    let never_made = tokio::spawn(create_xendit_payment(first.port));
+    until("the first creation reached Xendit", || fake.stalled() == 1).await;
+    // ...and makes the second's invoice but holds back the answer.
+    fake.stall(Duration::ZERO);
+    fake.hold_answers(Duration::from_secs(600));
+    let made = tokio::spawn(create_xendit_payment(first.port));
+    until("Xendit made the second invoice", || {
+        fake.invoices().len() == 1 && fake.stalled() == 2
+    })
+    .await;
+    first.signal("-KILL");
+    first.wait(Duration::from_secs(10));
+    assert!(never_made.await.unwrap().is_err(), "its caller lost the connection");
+    assert!(made.await.unwrap().is_err(), "its caller lost the connection");
+    let invoice = fake.invoices().remove(0);
+    fake.hold_answers(Duration::ZERO);
+
+    let store = PgStore::connect(&db.url, 2).unwrap();
+    let opened = store
+        .list_payments(&payhook_domain::PaymentFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(opened.len(), 2);
+    assert!(opened.iter().all(|p| p.is_being_created()), "{opened:?}");
+    // The rows age instead of the test waiting: opened five minutes ago, past the time
+    // a live process could still be waiting for Xendit, and due for a check now.
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    diesel::sql_query("UPDATE payments SET created_at = created_at - interval '5 minutes', next_reconcile_at = now()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let second = Gateway::start(&db.url, &settings);
+    let made_id = payhook_domain::PaymentId::parse(invoice["external_id"].as_str().unwrap()).unwrap();
+    let never_id = opened.iter().map(|p| p.id).find(|id| *id != made_id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let adopted = store.payment(made_id).await.unwrap().unwrap();
+        let failed = store.payment(never_id).await.unwrap().unwrap();
+        if adopted.provider_ref.is_some() && failed.status == payhook_domain::PaymentStatus::Failed {
+            assert_eq!(adopted.provider_ref.as_deref(), invoice["id"].as_str());
+            assert_eq!(adopted.checkout_url.as_deref(), invoice["invoice_url"].as_str());
+            assert_eq!(adopted.status, payhook_domain::PaymentStatus::Pending);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not resolved: {adopted:?} {failed:?}\n{}",
+            second.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let history = store.history(never_id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].reason, "creation_interrupted");
+    assert!(second.terminate(Duration::from_secs(30)).success());
+}

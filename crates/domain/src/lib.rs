@@ -35,7 +35,10 @@ pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay, ReplayFilter};
 pub use listing::{PageCursor, PaymentFilter, MAX_PAGE};
 pub use money::{Currency, Money};
 pub use outbox::{OutboxMessage, PublishError, UndeliveredMessage};
-pub use payment::{EventApplication, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes};
+pub use payment::{
+    EventApplication, HistoryEntry, Idempotency, NewPayment, Opened, Payment, Publication, TokenHashes,
+    CREATION_INTERRUPTED,
+};
 pub use provider::Provider;
 pub use reconcile::ReconcileSchedule;
 pub use retention::{Retained, RetentionPolicy};

@@ -85,6 +85,11 @@ pub enum Opened {
     Existing { payment: Payment, fingerprint: String },
 }
 
+/// Why a payment whose creation was interrupted (payhook stopped between asking the
+/// provider and recording its answer) failed: the provider had no payment for it. It
+/// is the history reason and, on an idempotent replay, the error's message prefix.
+pub const CREATION_INTERRUPTED: &str = "creation_interrupted";
+
 impl Payment {
     /// Opened through the API and still waiting for the provider's answer.
     pub fn is_being_created(&self) -> bool {

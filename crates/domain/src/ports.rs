@@ -311,6 +311,13 @@ pub trait PaymentGateway: Send + Sync {
     async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError>;
 
     async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError>;
+
+    /// The checkout the provider made for a payment whose creation was interrupted
+    /// (payhook stopped between asking and recording the answer), found by the payment
+    /// id payhook sent with the request; `None` when the provider has no such object,
+    /// or offers no way to look one up by that id. Either way no customer can have been
+    /// shown how to pay it: payhook answers with a checkout only once it is recorded.
+    async fn find_checkout(&self, payment_id: PaymentId) -> Result<Option<Checkout>, GatewayError>;
 }
 
 /// Deletes what the retention policy lets go, a small batch at a time, so no

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use payhook_domain::ports::PaymentGateway;
-use payhook_domain::{Checkout, CheckoutRequest, GatewayError, Provider, ProviderPaymentStatus};
+use payhook_domain::{Checkout, CheckoutRequest, GatewayError, PaymentId, Provider, ProviderPaymentStatus};
 use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -184,6 +184,14 @@ impl PaymentGateway for JunglePayClient {
         )
         .await?
         .status()
+    }
+
+    /// JunglePay's public API reads a transaction by its own id only; it documents no
+    /// search by the `metadata` payhook sends, so an interrupted creation is never
+    /// adopted. That loses nothing: the PIX code and payment page reach a customer only
+    /// through payhook's recorded answer, so nobody can pay such a transaction.
+    async fn find_checkout(&self, _payment_id: PaymentId) -> Result<Option<Checkout>, GatewayError> {
+        Ok(None)
     }
 }
 

@@ -9,7 +9,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
-    Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentStatus, Provider, ProviderPaymentStatus,
+    Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
 };
 use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +21,10 @@ use tokio::sync::Mutex;
 /// A token is refreshed this long before QPay says it expires (or halfway through a
 /// shorter life), so no request goes out with a token that dies on the way.
 const REFRESH_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// How long payhook lets a QPay invoice be paid: QPay's simple invoice carries no due
+/// date of its own.
+const INVOICE_VALID_HOURS: i64 = 24;
 
 /// What the merchant account is, from the QPay contract.
 pub struct QPayCredentials {
@@ -233,6 +237,14 @@ impl PaymentGateway for QPayClient {
         let answer: CheckAnswer = self.call("/payment/check", &body).await?;
         answer.status()
     }
+
+    /// QPay v2 has no documented way to find an invoice by `sender_invoice_no` (invoices
+    /// are read by QPay's own `invoice_id` only), so an interrupted creation is never
+    /// adopted. That loses nothing: the QR and bank links reach a customer only through
+    /// payhook's recorded answer, so nobody can pay such an invoice.
+    async fn find_checkout(&self, _payment_id: PaymentId) -> Result<Option<Checkout>, GatewayError> {
+        Ok(None)
+    }
 }
 
 impl From<InvoiceAnswer> for Checkout {
@@ -241,7 +253,10 @@ impl From<InvoiceAnswer> for Checkout {
             provider_ref: invoice.invoice_id,
             checkout_url: invoice.short_url.clone(),
             qr_text: invoice.qr_text,
-            expires_at: None,
+            // QPay's simple invoice has no due date and stays payable: payhook gives
+            // it one (docs/providers.md), past which the reconciler asks once more and
+            // expires the payment unless QPay reports it paid.
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(INVOICE_VALID_HOURS)),
             extras: json!({ "qr_image": invoice.qr_image, "short_url": invoice.short_url, "urls": invoice.urls }),
         }
     }

@@ -4,12 +4,14 @@
 use crate::events::PAYMENT_ID_METADATA_KEY;
 use async_trait::async_trait;
 use payhook_domain::ports::PaymentGateway;
-use payhook_domain::{Checkout, CheckoutRequest, GatewayError, PaymentStatus, Provider, ProviderPaymentStatus};
+use payhook_domain::{
+    Checkout, CheckoutRequest, GatewayError, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
+};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::time::Duration;
 use stripe::StripeRequest;
-use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent};
+use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent};
 use stripe_core::PaymentIntentStatus;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
@@ -92,14 +94,7 @@ impl PaymentGateway for StripeGateway {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        // A PaymentIntent has no hosted page: the client confirms it with Stripe.js.
-        Ok(Checkout {
-            provider_ref: intent.id.to_string(),
-            checkout_url: None,
-            qr_text: None,
-            expires_at: None,
-            extras: serde_json::Value::Null,
-        })
+        Ok(checkout(&intent))
     }
 
     async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
@@ -115,5 +110,29 @@ impl PaymentGateway for StripeGateway {
         };
         let paid_amount = (status == PaymentStatus::Paid).then_some(intent.amount_received);
         Ok(ProviderPaymentStatus::new(status, paid_amount))
+    }
+
+    /// Searches PaymentIntents by the `metadata.payhook_payment_id` every payhook
+    /// PaymentIntent carries. Stripe's search index lags writes by up to a minute; the
+    /// reconciler asks only about creations older than that.
+    async fn find_checkout(&self, payment_id: PaymentId) -> Result<Option<Checkout>, GatewayError> {
+        let query = format!("metadata['{PAYMENT_ID_METADATA_KEY}']:'{payment_id}'");
+        let found = SearchPaymentIntent::new(query)
+            .limit(1)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(found.data.first().map(checkout))
+    }
+}
+
+/// A PaymentIntent has no hosted page: the client confirms it with Stripe.js.
+fn checkout(intent: &stripe_core::PaymentIntent) -> Checkout {
+    Checkout {
+        provider_ref: intent.id.to_string(),
+        checkout_url: None,
+        qr_text: None,
+        expires_at: None,
+        extras: serde_json::Value::Null,
     }
 }

@@ -1,6 +1,7 @@
 //! A fake of the Stripe PaymentIntents API (only what payhook calls), served by a real
 //! HTTP server on 127.0.0.1: `POST /v1/payment_intents` (form-encoded, as Stripe takes
-//! it) and `GET /v1/payment_intents/{id}`. Checks the bearer key, answers with complete
+//! it), `GET /v1/payment_intents/{id}` and `GET /v1/payment_intents/search` (the one
+//! query payhook makes: `metadata['key']:'value'`). Checks the bearer key, answers with complete
 //! PaymentIntent objects (the SDK's parse is strict), records requests, and can be told
 //! to fail the next ones.
 
@@ -44,6 +45,7 @@ impl FakeStripe {
         let base_url = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v1/payment_intents", web::post().to(create))
+                .route("/v1/payment_intents/search", web::get().to(search))
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
                 .route("/_fake/pay/{id}", web::post().to(pay));
         })?;
@@ -148,6 +150,41 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
         Some(intent) => HttpResponse::Ok().json(intent),
         None => error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'")),
     }
+}
+
+/// `GET /v1/payment_intents/search?query=metadata['k']:'v'`: Stripe's search result
+/// shape. Other queries are refused as Stripe refuses a query it cannot parse.
+async fn search(
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    if let Some(response) = record(&state, &req, query.0.clone()) {
+        return response;
+    }
+    let text = query.get("query").map(String::as_str).unwrap_or_default();
+    let Some((key, value)) = text
+        .strip_prefix("metadata['")
+        .and_then(|rest| rest.split_once("']:'"))
+        .and_then(|(key, rest)| rest.strip_suffix('\'').map(|value| (key, value)))
+    else {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!("the fake cannot parse the query {text:?}"),
+        );
+    };
+    let s = state.lock().unwrap();
+    let mut data: Vec<&Value> = s
+        .intents
+        .values()
+        .filter(|intent| intent["metadata"][key].as_str() == Some(value))
+        .collect();
+    data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    HttpResponse::Ok().json(json!({
+        "object": "search_result", "url": "/v1/payment_intents/search", "has_more": false,
+        "next_page": null, "total_count": data.len(), "data": data,
+    }))
 }
 
 /// `POST /_fake/pay/{id}`: the customer pays; a signed `payment_intent.succeeded` goes

@@ -1,7 +1,8 @@
 //! A fake of the Xendit invoice API (only what payhook calls), served by a real HTTP
-//! server on 127.0.0.1 with a random port: `POST /v2/invoices`, `GET /v2/invoices/{id}`.
-//! It checks Basic auth like Xendit, answers with Xendit's shapes, records every
-//! request, and can be told to fail or stall the next requests.
+//! server on 127.0.0.1 with a random port: `POST /v2/invoices`, `GET /v2/invoices/{id}`
+//! and `GET /v2/invoices?external_id=`. It checks Basic auth like Xendit, answers with
+//! Xendit's shapes, records every request, and can be told to fail or stall the next
+//! requests, or to make an invoice and then hold its answer back.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -20,6 +21,10 @@ struct State {
     base_url: String,
     invoices: HashMap<String, Value>,
     stall: Option<Duration>,
+    /// Creations make their invoice, then wait this long before answering.
+    hold_answers: Option<Duration>,
+    /// Requests now waiting in a stall.
+    stalled: usize,
     /// Where paid invoices are reported, and the callback token to report them with.
     callback: Option<(String, String)>,
 }
@@ -47,6 +52,7 @@ impl FakeXendit {
             move |cfg: &mut web::ServiceConfig| {
                 cfg.app_data(shared.clone())
                     .route("/v2/invoices", web::post().to(create))
+                    .route("/v2/invoices", web::get().to(list))
                     .route("/v2/invoices/{id}", web::get().to(fetch))
                     .route("/_fake/pay/{id}", web::post().to(pay));
             }
@@ -65,9 +71,28 @@ impl FakeXendit {
         self.state.lock().unwrap().journal.fail_next(statuses);
     }
 
-    /// Wait this long before answering every later request (to provoke timeouts).
+    /// Wait this long before answering every later request (to provoke timeouts);
+    /// `Duration::ZERO` stops stalling requests that come after.
     pub fn stall(&self, delay: Duration) {
-        self.state.lock().unwrap().stall = Some(delay);
+        self.state.lock().unwrap().stall = (!delay.is_zero()).then_some(delay);
+    }
+
+    /// Make each later invoice at once but answer its creation only after `delay`:
+    /// Xendit has the invoice while its creator still waits for the answer.
+    pub fn hold_answers(&self, delay: Duration) {
+        self.state.lock().unwrap().hold_answers = (!delay.is_zero()).then_some(delay);
+    }
+
+    /// How many requests are waiting in a stall or a held answer now.
+    pub fn stalled(&self) -> usize {
+        self.state.lock().unwrap().stalled
+    }
+
+    /// The invoices made so far, oldest first.
+    pub fn invoices(&self) -> Vec<Value> {
+        let mut invoices: Vec<Value> = self.state.lock().unwrap().invoices.values().cloned().collect();
+        invoices.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        invoices
     }
 
     /// Where `POST /_fake/pay/{id}` reports a paid invoice (Xendit's callback URL is set
@@ -112,7 +137,21 @@ fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Option<HttpRe
 
 async fn stall(state: &Mutex<State>) {
     let delay = state.lock().unwrap().stall;
+    wait(state, delay).await;
+}
+
+/// Sleeps `delay`, counted in `stalled` meanwhile (also when the sleep is dropped
+/// because the caller hung up).
+async fn wait(state: &Mutex<State>, delay: Option<Duration>) {
+    struct Waiting<'a>(&'a Mutex<State>);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().stalled -= 1;
+        }
+    }
     if let Some(delay) = delay {
+        state.lock().unwrap().stalled += 1;
+        let _waiting = Waiting(state);
         tokio::time::sleep(delay).await;
     }
 }
@@ -122,17 +161,43 @@ async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex
     if let Some(response) = record(&state, &req, body.0.clone()) {
         return response;
     }
-    let mut s = state.lock().unwrap();
-    let id = format!("inv_fake_{:04}", s.invoices.len() + 1);
-    let invoice = json!({
-        "id": id, "external_id": body["external_id"], "user_id": "fake_user", "status": "PENDING",
-        "merchant_name": "payhook fake", "amount": body["amount"], "currency": body.get("currency").cloned().unwrap_or(json!("IDR")),
-        "payer_email": body.get("payer_email"), "description": body.get("description"),
-        "expiry_date": "2030-01-01T00:00:00.000Z", "invoice_url": format!("{}/web/{id}", s.base_url),
-        "metadata": body.get("metadata"),
-    });
-    s.invoices.insert(id, invoice.clone());
+    let (invoice, hold) = {
+        let mut s = state.lock().unwrap();
+        let id = format!("inv_fake_{:04}", s.invoices.len() + 1);
+        let invoice = json!({
+            "id": id, "external_id": body["external_id"], "user_id": "fake_user", "status": "PENDING",
+            "merchant_name": "payhook fake", "amount": body["amount"], "currency": body.get("currency").cloned().unwrap_or(json!("IDR")),
+            "payer_email": body.get("payer_email"), "description": body.get("description"),
+            "expiry_date": "2030-01-01T00:00:00.000Z", "invoice_url": format!("{}/web/{id}", s.base_url),
+            "metadata": body.get("metadata"),
+        });
+        s.invoices.insert(id, invoice.clone());
+        (invoice, s.hold_answers)
+    };
+    wait(&state, hold).await;
     HttpResponse::Ok().json(invoice)
+}
+
+/// `GET /v2/invoices?external_id=…`: the invoices made with that `external_id`, as a
+/// JSON array (empty when none).
+async fn list(
+    req: HttpRequest,
+    query: web::Query<std::collections::HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    stall(&state).await;
+    if let Some(response) = record(&state, &req, json!({ "query": req.query_string() })) {
+        return response;
+    }
+    let external_id = query.get("external_id").cloned();
+    let s = state.lock().unwrap();
+    let mut found: Vec<&Value> = s
+        .invoices
+        .values()
+        .filter(|invoice| external_id.is_none() || invoice["external_id"].as_str() == external_id.as_deref())
+        .collect();
+    found.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    HttpResponse::Ok().json(found)
 }
 
 async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {

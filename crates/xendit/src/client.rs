@@ -1,4 +1,5 @@
-//! The Xendit invoice API: `POST /v2/invoices` and `GET /v2/invoices/{id}`, with
+//! The Xendit invoice API: `POST /v2/invoices`, `GET /v2/invoices/{id}` and
+//! `GET /v2/invoices?external_id=`, with
 //! `Authorization: Basic base64("<secret_key>:")`. Amounts go out in major units.
 
 use async_trait::async_trait;
@@ -7,7 +8,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
-    Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentStatus, Provider, ProviderPaymentStatus,
+    Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
 };
 use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
@@ -120,16 +121,7 @@ impl PaymentGateway for XenditClient {
                     .json(&body),
             )
             .await?;
-        Ok(Checkout {
-            provider_ref: invoice.id,
-            checkout_url: invoice.invoice_url,
-            qr_text: None,
-            expires_at: invoice
-                .expiry_date
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            extras: Value::Null,
-        })
+        Ok(invoice.into_checkout())
     }
 
     async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
@@ -147,6 +139,36 @@ impl PaymentGateway for XenditClient {
             _ => None,
         };
         Ok(ProviderPaymentStatus::new(status, paid_amount))
+    }
+
+    /// `GET /v2/invoices?external_id=…` lists the invoices made with our payment id as
+    /// `external_id` (an empty list, or 404 on older API versions, when none).
+    async fn find_checkout(&self, payment_id: PaymentId) -> Result<Option<Checkout>, GatewayError> {
+        // A payment id is a UUID: nothing in it needs escaping.
+        let url = format!("{}/v2/invoices?external_id={payment_id}", self.base_url);
+        let request = self.api.http().get(url);
+        let invoices: Vec<Invoice> = match self.api.send(request, self.authorization.expose_secret()).await {
+            Ok(invoices) => invoices,
+            Err(GatewayError::Rejected { status: 404, .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        // One invoice per payment id is what payhook makes; the first is the one.
+        Ok(invoices.into_iter().next().map(Invoice::into_checkout))
+    }
+}
+
+impl Invoice {
+    fn into_checkout(self) -> Checkout {
+        Checkout {
+            provider_ref: self.id,
+            checkout_url: self.invoice_url,
+            qr_text: None,
+            expires_at: self
+                .expiry_date
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            extras: Value::Null,
+        }
     }
 }
 

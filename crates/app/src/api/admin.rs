@@ -194,7 +194,7 @@ pub async fn reconcile(
     authorize(&req, &state)?;
     let raw = path.into_inner();
     let id = payhook_domain::PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
-    let asked = state.reconciler.ask_now(state.payments.as_ref(), id).await?;
+    let asked = state.reconciler.ask_now(id).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "payment_id": id.to_string(),
         "held": {

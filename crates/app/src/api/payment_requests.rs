@@ -11,7 +11,7 @@ use payhook_domain::ports::{Clock, PaymentGateway, PaymentStore, StoreError};
 use payhook_domain::source::Authentication;
 use payhook_domain::{
     CallbackToken, CheckoutRequest, Currency, GatewayError, Idempotency, Money, NewPayment, Opened, Payment, PaymentId,
-    Provider,
+    Provider, CREATION_INTERRUPTED,
 };
 use rand::RngCore;
 use serde_json::{json, Map, Value};
@@ -24,7 +24,7 @@ use std::time::Duration;
 pub const GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A creation still unanswered after this died with its process (the provider call
 /// itself gives up after `GATEWAY_TIMEOUT`).
-const ABANDONED_AFTER: Duration = Duration::from_secs(2 * GATEWAY_TIMEOUT.as_secs());
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(2 * GATEWAY_TIMEOUT.as_secs());
 
 const MAX_TEXT: usize = 1000;
 const MAX_REF: usize = 255;
@@ -223,8 +223,8 @@ impl PaymentRequests {
             if !abandoned(payment.created_at, now) {
                 return Err(CreateError::InFlight);
             }
-            let reason = "creation interrupted: payhook stopped before the provider answered";
-            self.store.record_creation_failure(payment.id, reason, now).await?
+            let reason = format!("{CREATION_INTERRUPTED}: payhook stopped before the provider answered");
+            self.store.record_creation_failure(payment.id, &reason, now).await?
         } else {
             payment
         };
@@ -255,7 +255,9 @@ impl PaymentRequests {
     }
 }
 
-fn abandoned(created_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+/// Whether a creation opened at `created_at` can no longer be waiting for its
+/// provider's answer in any live process.
+pub fn abandoned(created_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     (now - created_at).to_std().is_ok_and(|age| age > ABANDONED_AFTER)
 }
 

@@ -5,7 +5,7 @@ use crate::retention::Purger;
 use crate::settings::Settings;
 use crate::startup::clock::SystemClock;
 use crate::startup::{StartupError, Stores};
-use payhook_domain::{PaymentId, Provider, Retained};
+use payhook_domain::{PaymentId, Provider, Retained, CREATION_INTERRUPTED};
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -86,17 +86,25 @@ pub(super) async fn reconcile(settings: Settings, args: ReconcileArgs) -> Result
             let id = PaymentId::parse(&raw)
                 .ok_or_else(|| StartupError::Usage(format!("--payment {raw:?} is not a payment id")))?;
             let asked = reconciler
-                .ask_now(stores.payments.as_ref(), id)
+                .ask_now(id)
                 .await
                 .map_err(|e| StartupError::Usage(e.to_string()))?;
-            println!(
-                "payment {id}: payhook holds {}, {} says {}",
-                asked.payment.status.as_str(),
-                asked.payment.provider,
-                asked.found.status.as_str()
-            );
-            if asked.drift {
-                println!("stored as an event: a running payhook applies it (history reason reconciled)");
+            if asked.payment.provider_ref.is_none() {
+                println!(
+                    "payment {id}: its creation was interrupted and {} has no payment for it",
+                    asked.payment.provider
+                );
+                println!("stored as an event: a running payhook fails it (history reason {CREATION_INTERRUPTED})");
+            } else {
+                println!(
+                    "payment {id}: payhook holds {}, {} says {}",
+                    asked.payment.status.as_str(),
+                    asked.payment.provider,
+                    asked.found.status.as_str()
+                );
+                if asked.drift {
+                    println!("stored as an event: a running payhook applies it (history reason reconciled)");
+                }
             }
         }
         None => {
@@ -104,7 +112,7 @@ pub(super) async fn reconcile(settings: Settings, args: ReconcileArgs) -> Result
                 (None, None) => reconciler.run_once().await?,
                 (provider, older_than) => {
                     let before = chrono::Utc::now() - older_than.unwrap_or_else(chrono::Duration::zero);
-                    reconciler.ask_open(stores.payments.as_ref(), provider, before).await?
+                    reconciler.ask_open(provider, before).await?
                 }
             };
             println!(

@@ -7,12 +7,20 @@
 //! it like any callback: the same state machine, history (reason `reconciled`), outbox
 //! and status streams. The same finding twice is one inbox row. Its forensic row records
 //! the provider's answer, under the path `/reconcile/{provider}`.
+//!
+//! A payment whose creation was interrupted (payhook stopped between asking the
+//! provider and recording its answer) has no provider reference to ask by. Once no
+//! live process can still be waiting for that answer, the reconciler looks the payment
+//! up at its provider by payhook's own id: found, the checkout is recorded (adopted)
+//! and checked like any other; not found, a `creation_interrupted` event fails it.
 
+use crate::api::payment_requests::{abandoned, ABANDONED_AFTER};
+use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use payhook_domain::ports::{Clock, DueCheck, PaymentGateway, PaymentStore, ReconcileQueue, StoreError, WebhookInbox};
 use payhook_domain::{
-    EventId, GatewayError, Payment, PaymentId, PaymentRef, Provider, ProviderPaymentStatus, ReconcileSchedule,
-    Redaction, WebhookEvent, WebhookRequest,
+    EventId, GatewayError, Payment, PaymentChange, PaymentId, PaymentRef, PaymentStatus, Provider,
+    ProviderPaymentStatus, ReconcileSchedule, Redaction, WebhookEvent, WebhookRequest, CREATION_INTERRUPTED,
 };
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -49,7 +57,7 @@ pub enum AskError {
     NotFound(PaymentId),
     #[error("{0} has no payment API configured to ask")]
     NoApi(Provider),
-    #[error("payment {0} has no provider reference to ask by (its creation is unanswered)")]
+    #[error("payment {0} is still being created: its provider's answer may yet come; ask again in a minute")]
     NoReference(PaymentId),
     #[error(transparent)]
     Provider(#[from] GatewayError),
@@ -70,9 +78,20 @@ pub struct RoundReport {
     pub skipped: u32,
 }
 
+/// What became of a payment whose creation had no recorded answer.
+enum Creation {
+    /// The provider had made it: its checkout is now recorded.
+    Adopted(Box<Payment>),
+    /// The provider has none: a `creation_interrupted` event is stored to fail it.
+    Interrupted,
+    /// Too young to tell: a live process may still be waiting for the answer.
+    InFlight { until: DateTime<Utc> },
+}
+
 pub struct Reconciler {
     queue: Arc<dyn ReconcileQueue>,
     inbox: Arc<dyn WebhookInbox>,
+    payments: Arc<dyn PaymentStore>,
     gateways: HashMap<Provider, (Arc<dyn PaymentGateway>, DefaultDirectRateLimiter)>,
     schedule: ReconcileSchedule,
     clock: Arc<dyn Clock>,
@@ -81,9 +100,11 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// `max_calls_per_second` bounds the calls to each provider.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         queue: Arc<dyn ReconcileQueue>,
         inbox: Arc<dyn WebhookInbox>,
+        payments: Arc<dyn PaymentStore>,
         gateways: Vec<(Provider, Arc<dyn PaymentGateway>)>,
         max_calls_per_second: NonZeroU32,
         schedule: ReconcileSchedule,
@@ -102,6 +123,7 @@ impl Reconciler {
         Self {
             queue,
             inbox,
+            payments,
             gateways,
             schedule,
             clock,
@@ -111,13 +133,28 @@ impl Reconciler {
 
     /// Asks the provider about one payment now, whatever its schedule (`payhook
     /// reconcile --payment`, `POST /admin/payments/{id}/reconcile`); an answer that
-    /// differs is stored for the worker like a scheduled check's.
-    pub async fn ask_now(&self, payments: &dyn PaymentStore, id: PaymentId) -> Result<Asked, AskError> {
-        let payment = payments.payment(id).await?.ok_or(AskError::NotFound(id))?;
+    /// differs is stored for the worker like a scheduled check's. An interrupted
+    /// creation is resolved first (adopted or failed).
+    pub async fn ask_now(&self, id: PaymentId) -> Result<Asked, AskError> {
+        let mut payment = self.payments.payment(id).await?.ok_or(AskError::NotFound(id))?;
         let (gateway, limiter) = self
             .gateways
             .get(&payment.provider)
             .ok_or(AskError::NoApi(payment.provider))?;
+        if payment.is_being_created() {
+            match self.resolve_creation(&payment, gateway.as_ref(), limiter).await? {
+                Creation::Adopted(adopted) => payment = *adopted,
+                Creation::Interrupted => {
+                    self.wake_worker.notify_one();
+                    return Ok(Asked {
+                        payment,
+                        found: ProviderPaymentStatus::new(PaymentStatus::Failed, None),
+                        drift: true,
+                    });
+                }
+                Creation::InFlight { .. } => return Err(AskError::NoReference(id)),
+            }
+        }
         let reference = payment.provider_ref.clone().ok_or(AskError::NoReference(id))?;
         limiter.until_ready().await;
         let found = gateway
@@ -129,6 +166,51 @@ impl Reconciler {
             self.wake_worker.notify_one();
         }
         Ok(Asked { payment, found, drift })
+    }
+
+    /// Looks up, by payhook's own id, a payment whose creation has no recorded answer,
+    /// once no live process can still be waiting for that answer.
+    async fn resolve_creation(
+        &self,
+        payment: &Payment,
+        gateway: &dyn PaymentGateway,
+        limiter: &DefaultDirectRateLimiter,
+    ) -> Result<Creation, AskError> {
+        let provider = payment.provider;
+        if !abandoned(payment.created_at, self.clock.now()) {
+            let wait = chrono::Duration::from_std(ABANDONED_AFTER).unwrap_or(chrono::Duration::minutes(1));
+            return Ok(Creation::InFlight {
+                until: payment.created_at + wait + chrono::Duration::seconds(1),
+            });
+        }
+        limiter.until_ready().await;
+        let found = gateway
+            .find_checkout(payment.id)
+            .await
+            .inspect_err(|_| count(provider, "error"))?;
+        match found {
+            Some(checkout) => {
+                count(provider, "adopted");
+                let adopted = self.payments.record_checkout(payment.id, &checkout).await?;
+                tracing::info!(payment_id = %payment.id, %provider, provider_ref = %checkout.provider_ref,
+                    "adopted a payment whose creation was interrupted: the provider had made it");
+                Ok(Creation::Adopted(Box::new(adopted)))
+            }
+            None => {
+                count(provider, CREATION_INTERRUPTED);
+                let change = PaymentChange::Status {
+                    to: PaymentStatus::Failed,
+                    paid_amount: None,
+                };
+                let answer = serde_json::json!({ "looked_up_by": payment.id, "found": null });
+                let id = format!("interrupted:{}", payment.id);
+                self.store_event(payment, None, answer, id, CREATION_INTERRUPTED, change)
+                    .await?;
+                tracing::info!(payment_id = %payment.id, %provider,
+                    "failing a payment whose creation was interrupted: the provider has none");
+                Ok(Creation::Interrupted)
+            }
+        }
     }
 
     /// Counts a provider's answer and, when it differs from what payhook holds, stores
@@ -157,11 +239,10 @@ impl Reconciler {
     /// --older-than`). Each provider's rate limit holds.
     pub async fn ask_open(
         &self,
-        payments: &dyn PaymentStore,
         provider: Option<Provider>,
         created_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<RoundReport, StoreError> {
-        use payhook_domain::{PageCursor, PaymentFilter, PaymentStatus};
+        use payhook_domain::{PageCursor, PaymentFilter};
         let mut report = RoundReport::default();
         for status in [PaymentStatus::Pending, PaymentStatus::RequiresAction] {
             // Pages newest first, starting just before `created_before`.
@@ -170,7 +251,8 @@ impl Reconciler {
                 id: PaymentId::from_uuid(uuid::Uuid::max()),
             });
             loop {
-                let page = payments
+                let page = self
+                    .payments
                     .list_payments(&PaymentFilter {
                         status: Some(status),
                         provider,
@@ -180,7 +262,7 @@ impl Reconciler {
                     })
                     .await?;
                 for payment in &page {
-                    match self.ask_now(payments, payment.id).await {
+                    match self.ask_now(payment.id).await {
                         Ok(asked) => {
                             report.checked += 1;
                             report.drifted += u32::from(asked.drift);
@@ -241,7 +323,7 @@ impl Reconciler {
     }
 
     async fn check(&self, due: DueCheck, report: &mut RoundReport) -> Result<(), StoreError> {
-        let DueCheck { payment, checks } = due;
+        let DueCheck { mut payment, checks } = due;
         let provider = payment.provider;
         let now = self.clock.now();
         let expired = payment.expires_at.is_some_and(|at| at <= now);
@@ -256,18 +338,43 @@ impl Reconciler {
             (None, Some(expiry)) if expiry > now => Some(expiry),
             (next, _) => next,
         };
-        let (Some((gateway, limiter)), Some(reference)) =
-            (self.gateways.get(&provider), payment.provider_ref.as_deref())
-        else {
-            // No API to ask, or nothing to ask by (a creation whose answer was lost):
-            // not this round's business; asked again on schedule.
+        let Some((gateway, limiter)) = self.gateways.get(&provider) else {
+            // No API to ask: not this round's business; asked again on schedule.
             report.skipped += 1;
             count(provider, "skipped");
             return self.queue.schedule_check(payment.id, checks + 1, next).await;
         };
+        if payment.is_being_created() {
+            match self.resolve_creation(&payment, gateway.as_ref(), limiter).await {
+                Ok(Creation::Adopted(adopted)) => payment = *adopted,
+                Ok(Creation::Interrupted) => {
+                    report.checked += 1;
+                    report.drifted += 1;
+                    return self.queue.schedule_check(payment.id, checks + 1, None).await;
+                }
+                Ok(Creation::InFlight { until }) => {
+                    report.skipped += 1;
+                    count(provider, "skipped");
+                    return self.queue.schedule_check(payment.id, checks, Some(until)).await;
+                }
+                Err(AskError::Store(e)) => return Err(e),
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(payment_id = %payment.id, %provider, %error,
+                        "looking up an interrupted creation failed; asking again later");
+                    return self.queue.schedule_check(payment.id, checks + 1, next).await;
+                }
+            }
+        }
+        let Some(reference) = payment.provider_ref.clone() else {
+            report.skipped += 1;
+            count(provider, "skipped");
+            return self.queue.schedule_check(payment.id, checks + 1, next).await;
+        };
+        let reference = reference.as_str();
         limiter.until_ready().await;
         match gateway.fetch_status(reference).await {
-            Ok(found) if expired && found.status == payhook_domain::PaymentStatus::Pending => {
+            Ok(found) if expired && found.status == PaymentStatus::Pending => {
                 report.checked += 1;
                 report.drifted += 1;
                 count(provider, "expired");
@@ -300,8 +407,16 @@ impl Reconciler {
         found: &ProviderPaymentStatus,
     ) -> Result<(), StoreError> {
         let change = found.change_for(payment);
-        self.store_event(payment, reference, found, finding_id(payment, found), FINDING, change)
-            .await
+        let answer = serde_json::json!({ "provider_ref": reference, "found": found });
+        self.store_event(
+            payment,
+            Some(reference),
+            answer,
+            finding_id(payment, found),
+            FINDING,
+            change,
+        )
+        .await
     }
 
     /// The payment's expiry (the provider, asked once more, still says pending), as an
@@ -313,14 +428,15 @@ impl Reconciler {
         reference: &str,
         found: &ProviderPaymentStatus,
     ) -> Result<(), StoreError> {
-        let change = payhook_domain::PaymentChange::Status {
-            to: payhook_domain::PaymentStatus::Expired,
+        let change = PaymentChange::Status {
+            to: PaymentStatus::Expired,
             paid_amount: None,
         };
+        let answer = serde_json::json!({ "provider_ref": reference, "found": found });
         self.store_event(
             payment,
-            reference,
-            found,
+            Some(reference),
+            answer,
             format!("expire:{}", payment.id),
             EXPIRY,
             change,
@@ -328,18 +444,18 @@ impl Reconciler {
         .await
     }
 
+    /// `answer` is what the provider said, kept as the forensic row's body.
     async fn store_event(
         &self,
         payment: &Payment,
-        reference: &str,
-        found: &ProviderPaymentStatus,
+        reference: Option<&str>,
+        answer: serde_json::Value,
         id: String,
         event_type: &str,
-        change: payhook_domain::PaymentChange,
+        change: PaymentChange,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let body =
-            serde_json::to_vec(&serde_json::json!({ "provider_ref": reference, "found": found })).unwrap_or_default();
+        let body = serde_json::to_vec(&answer).unwrap_or_default();
         let mut request = WebhookRequest::new(
             payment.provider.as_str(),
             "GET",
@@ -360,7 +476,7 @@ impl Reconciler {
             occurred_at: now,
             payment: PaymentRef {
                 payment_id: Some(payment.id),
-                provider_ref: Some(reference.to_owned()),
+                provider_ref: reference.map(str::to_owned),
                 aliases: Vec::new(),
             },
             change,

@@ -1,6 +1,8 @@
 use super::*;
 use chrono::{DateTime, TimeZone, Utc};
-use payhook_domain::ports::{Admission, MockClock, MockPaymentGateway, MockReconcileQueue, MockWebhookInbox};
+use payhook_domain::ports::{
+    Admission, MockClock, MockPaymentGateway, MockPaymentStore, MockReconcileQueue, MockWebhookInbox,
+};
 use payhook_domain::{Currency, GatewayError, InboxId, Money, PaymentChange, PaymentId, PaymentStatus};
 use std::sync::Mutex;
 
@@ -60,6 +62,15 @@ fn queue(due: Vec<DueCheck>, scheduled: Scheduled) -> MockReconcileQueue {
 }
 
 fn reconciler(queue: MockReconcileQueue, inbox: MockWebhookInbox, gateway: Option<MockPaymentGateway>) -> Reconciler {
+    reconciler_over(queue, inbox, MockPaymentStore::new(), gateway)
+}
+
+fn reconciler_over(
+    queue: MockReconcileQueue,
+    inbox: MockWebhookInbox,
+    payments: MockPaymentStore,
+    gateway: Option<MockPaymentGateway>,
+) -> Reconciler {
     let mut clock = MockClock::new();
     clock
         .expect_now()
@@ -70,6 +81,7 @@ fn reconciler(queue: MockReconcileQueue, inbox: MockWebhookInbox, gateway: Optio
     Reconciler::new(
         Arc::new(queue),
         Arc::new(inbox),
+        Arc::new(payments),
         gateways,
         NonZeroU32::new(100).unwrap(),
         schedule(),
@@ -197,11 +209,8 @@ async fn a_provider_that_fails_is_asked_again_on_schedule_not_at_once() {
 }
 
 #[tokio::test]
-async fn without_an_api_or_a_reference_nothing_is_asked_and_the_check_moves_on() {
-    for (payment, gateway) in [
-        (open_payment(Some("inv_1")), None),
-        (open_payment(None), Some(MockPaymentGateway::new())),
-    ] {
+async fn without_an_api_nothing_is_asked_and_the_check_moves_on() {
+    for (payment, gateway) in [(open_payment(Some("inv_1")), None), (open_payment(None), None)] {
         let scheduled = Arc::new(Mutex::new(Vec::new()));
         let mut inbox = MockWebhookInbox::new();
         inbox.expect_admit().never();
@@ -295,6 +304,7 @@ async fn a_thousand_payments_that_never_settle_cost_five_thousand_calls_in_their
     let reconciler = Reconciler::new(
         store.clone(),
         Arc::new(MockWebhookInbox::new()),
+        store.clone(),
         vec![(Provider::Xendit, Arc::new(gateway) as Arc<dyn PaymentGateway>)],
         NonZeroU32::new(u32::MAX).unwrap(),
         schedule(),
@@ -433,5 +443,148 @@ async fn past_its_expiry_without_an_answer_a_payment_is_not_expired_and_is_asked
     assert_eq!(
         *scheduled.lock().unwrap(),
         vec![(payment.id, 1, Some(created() + chrono::Duration::minutes(40)))]
+    );
+}
+
+/// A payment opened 10 minutes ago whose creation never got its answer recorded.
+fn interrupted() -> Payment {
+    open_payment(None)
+}
+
+fn due(payment: Payment) -> Vec<DueCheck> {
+    vec![DueCheck { payment, checks: 0 }]
+}
+
+/// The provider had made the payment before payhook stopped: its checkout is recorded
+/// (adopted), then it is checked like any other payment, in the same round.
+#[tokio::test]
+async fn an_interrupted_creation_the_provider_made_is_adopted_then_checked() {
+    let payment = interrupted();
+    let id = payment.id;
+    let mut gateway = MockPaymentGateway::new();
+    gateway
+        .expect_find_checkout()
+        .withf(move |asked| *asked == id)
+        .times(1)
+        .returning(|_| {
+            Ok(Some(payhook_domain::Checkout {
+                provider_ref: "inv_1".into(),
+                checkout_url: Some("https://checkout.example/inv_1".into()),
+                qr_text: None,
+                expires_at: None,
+                extras: serde_json::Value::Null,
+            }))
+        });
+    gateway
+        .expect_fetch_status()
+        .withf(|reference| reference == "inv_1")
+        .times(1)
+        .returning(|_| Ok(ProviderPaymentStatus::new(PaymentStatus::Pending, None)));
+    let mut payments = MockPaymentStore::new();
+    let adopted = Payment {
+        provider_ref: Some("inv_1".into()),
+        ..payment.clone()
+    };
+    payments
+        .expect_record_checkout()
+        .withf(move |asked, checkout| *asked == id && checkout.provider_ref == "inv_1")
+        .times(1)
+        .return_once(move |_, _| Ok(adopted));
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_admit().never();
+    let scheduled = Arc::new(Mutex::new(Vec::new()));
+    let reconciler = reconciler_over(queue(due(payment), scheduled.clone()), inbox, payments, Some(gateway));
+
+    let report = reconciler.run_once().await.unwrap();
+    assert_eq!((report.checked, report.drifted, report.skipped), (1, 0, 0));
+    assert_eq!(
+        *scheduled.lock().unwrap(),
+        vec![(id, 1, Some(created() + chrono::Duration::minutes(40)))]
+    );
+}
+
+/// The provider has no payment for it: a `creation_interrupted` event moves it to
+/// failed through the worker, and it is not checked again.
+#[tokio::test]
+async fn an_interrupted_creation_the_provider_never_made_fails_through_the_inbox() {
+    let payment = interrupted();
+    let id = payment.id;
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_find_checkout().times(1).returning(|_| Ok(None));
+    gateway.expect_fetch_status().never();
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let into = stored.clone();
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_admit().times(1).returning(move |request, event| {
+        into.lock().unwrap().push((request.clone(), event.clone()));
+        Ok(Admission::Accepted(InboxId(1)))
+    });
+    let mut payments = MockPaymentStore::new();
+    payments.expect_record_checkout().never();
+    let scheduled = Arc::new(Mutex::new(Vec::new()));
+    let reconciler = reconciler_over(queue(due(payment), scheduled.clone()), inbox, payments, Some(gateway));
+
+    let report = reconciler.run_once().await.unwrap();
+    assert_eq!((report.checked, report.drifted), (1, 1));
+    let stored = stored.lock().unwrap();
+    let (request, event) = &stored[0];
+    assert_eq!(event.event_id.as_str(), format!("interrupted:{id}"));
+    assert_eq!(event.event_type, CREATION_INTERRUPTED);
+    assert_eq!(event.payment.payment_id, Some(id));
+    assert_eq!(event.payment.provider_ref, None);
+    assert_eq!(
+        event.change,
+        PaymentChange::Status {
+            to: PaymentStatus::Failed,
+            paid_amount: None
+        }
+    );
+    assert_eq!(request.path, "/reconcile/xendit");
+    assert_eq!(*scheduled.lock().unwrap(), vec![(id, 1, None)]);
+}
+
+/// A creation younger than the provider call's own limit may still get its answer in
+/// a live process: nothing is asked, and it is looked at again once it cannot.
+#[tokio::test]
+async fn a_creation_still_in_flight_is_left_alone_until_it_cannot_be() {
+    let mut payment = interrupted();
+    // The clock reads created() + 10 min: opened 30 s before that.
+    payment.created_at = created() + chrono::Duration::minutes(10) - chrono::Duration::seconds(30);
+    let opened = payment.created_at;
+    let id = payment.id;
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_find_checkout().never();
+    gateway.expect_fetch_status().never();
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_admit().never();
+    let scheduled = Arc::new(Mutex::new(Vec::new()));
+    let reconciler = reconciler(queue(due(payment), scheduled.clone()), inbox, Some(gateway));
+
+    assert_eq!(reconciler.run_once().await.unwrap().skipped, 1);
+    let wait = chrono::Duration::from_std(ABANDONED_AFTER).unwrap() + chrono::Duration::seconds(1);
+    assert_eq!(*scheduled.lock().unwrap(), vec![(id, 0, Some(opened + wait))]);
+}
+
+/// The lookup itself failing (provider down) is counted and retried on the schedule.
+#[tokio::test]
+async fn a_lookup_the_provider_fails_is_tried_again_on_schedule() {
+    let payment = interrupted();
+    let id = payment.id;
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_find_checkout().times(1).returning(|_| {
+        Err(GatewayError::Unavailable {
+            provider: Provider::Xendit,
+            message: "503".into(),
+        })
+    });
+    let mut inbox = MockWebhookInbox::new();
+    inbox.expect_admit().never();
+    let scheduled = Arc::new(Mutex::new(Vec::new()));
+    let reconciler = reconciler(queue(due(payment), scheduled.clone()), inbox, Some(gateway));
+
+    assert_eq!(reconciler.run_once().await.unwrap().failed, 1);
+    assert_eq!(
+        *scheduled.lock().unwrap(),
+        vec![(id, 1, Some(created() + chrono::Duration::minutes(40)))]
     );
 }

@@ -470,6 +470,7 @@ pub fn reconciler(
     Reconciler::new(
         stores.reconcile.clone(),
         stores.inbox.clone(),
+        stores.payments.clone(),
         providers
             .units()
             .filter_map(|unit| Some((unit.provider, unit.payments.clone()?)))

@@ -120,3 +120,15 @@ async fn errors_are_classified() {
         Err(GatewayError::Invalid { field: "currency", .. })
     ));
 }
+
+/// JunglePay documents no search by metadata: an interrupted creation is never
+/// adopted, and nothing is sent to find out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_creation_is_not_looked_up() {
+    let fake = FakeJunglePay::start(KEY).await;
+    let req = request();
+    let c = client(&fake, KEY);
+    c.create_checkout(&req).await.unwrap();
+    assert_eq!(c.find_checkout(req.payment_id).await.unwrap(), None);
+    assert_eq!(fake.requests().len(), 1);
+}

@@ -42,8 +42,14 @@ fn request(minor: i64) -> CheckoutRequest {
 async fn creates_an_invoice_with_a_token_in_its_callback_url() {
     let fake = FakeQPay::start(ID, SECRET).await;
     let req = request(5_000_000);
+    let before = chrono::Utc::now();
     let checkout = client(&fake, SECRET).create_checkout(&req).await.unwrap();
     assert_eq!(checkout.provider_ref, "fake-invoice-1");
+    let expires = checkout.expires_at.expect("payhook gives a QPay invoice a due date");
+    assert!(
+        expires >= before + chrono::Duration::hours(24) && expires <= chrono::Utc::now() + chrono::Duration::hours(24),
+        "payable for 24 hours: {expires}"
+    );
     assert!(checkout.qr_text.unwrap().contains("fake-invoice-1"));
     assert_eq!(
         checkout.checkout_url.as_deref(),
@@ -160,4 +166,17 @@ async fn a_token_revoked_early_is_replaced_once_and_the_call_succeeds() {
     fake.revoke_tokens();
     assert_eq!(c.fetch_status(&invoice).await.unwrap().status, PaymentStatus::Pending);
     assert_eq!(fake.token_requests(), 2, "one new token after the 401");
+}
+
+/// QPay cannot look an invoice up by `sender_invoice_no`: an interrupted creation is
+/// never adopted, and nothing is sent to find out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_creation_is_not_looked_up() {
+    let fake = FakeQPay::start(ID, SECRET).await;
+    let req = request(5_000_000);
+    let c = client(&fake, SECRET);
+    c.create_checkout(&req).await.unwrap();
+    let sent = fake.requests().len();
+    assert_eq!(c.find_checkout(req.payment_id).await.unwrap(), None);
+    assert_eq!(fake.requests().len(), sent);
 }

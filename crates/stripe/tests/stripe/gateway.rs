@@ -124,3 +124,38 @@ async fn an_unreachable_stripe_is_unavailable() {
         Err(GatewayError::Unavailable { .. })
     ));
 }
+
+/// An interrupted creation is found by Stripe search on the PaymentIntent's
+/// `metadata.payhook_payment_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_the_payment_intent_made_for_a_payment_id() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = gateway(&fake, KEY);
+    let req = request();
+    let made = g.create_checkout(&req).await.unwrap();
+    g.create_checkout(&request()).await.unwrap();
+
+    let found = g.find_checkout(req.payment_id).await.unwrap();
+    assert_eq!(found, Some(made));
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("GET", "/v1/payment_intents/search")
+    );
+    assert_eq!(
+        sent.body.get("query"),
+        Some(&format!("metadata['payhook_payment_id']:'{}'", req.payment_id))
+    );
+
+    assert_eq!(
+        g.find_checkout(PaymentId::from_uuid(uuid::Uuid::new_v4()))
+            .await
+            .unwrap(),
+        None
+    );
+    fake.fail_next(&[500]);
+    assert!(matches!(
+        g.find_checkout(req.payment_id).await,
+        Err(GatewayError::Unavailable { .. })
+    ));
+}

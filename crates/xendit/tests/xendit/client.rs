@@ -132,3 +132,27 @@ async fn the_check_before_storing_refuses_sen_and_accepts_whole_rupiah() {
     assert_eq!(c.check(&request(15_000_000)), Ok(()));
     assert!(fake.requests().is_empty(), "checking sends nothing");
 }
+
+/// An interrupted creation is looked up by payhook's payment id, sent as `external_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_the_invoice_made_for_a_payment_id() {
+    let fake = FakeXendit::start(KEY).await;
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    let req = request(15_000_000);
+    let made = c.create_checkout(&req).await.unwrap();
+    c.create_checkout(&request(20_000_000)).await.unwrap();
+
+    let found = c.find_checkout(req.payment_id).await.unwrap();
+    assert_eq!(found, Some(made), "the same checkout as the creation answered");
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("GET", "/v2/invoices"));
+    assert_eq!(sent.body["query"], format!("external_id={}", req.payment_id));
+
+    let never = PaymentId::from_uuid(uuid::Uuid::new_v4());
+    assert_eq!(c.find_checkout(never).await.unwrap(), None);
+    fake.fail_next(&[503]);
+    assert!(matches!(
+        c.find_checkout(never).await,
+        Err(GatewayError::Unavailable { .. })
+    ));
+}
