@@ -21,6 +21,7 @@ pub struct FakeJunglePay {
     /// Includes `/v1`, as `providers.junglepay.api_base_url` does.
     pub base_url: String,
     state: Arc<Mutex<State>>,
+    stall: crate::loopback::Stall,
 }
 
 impl FakeJunglePay {
@@ -40,7 +41,8 @@ impl FakeJunglePay {
             transactions: HashMap::new(),
         }));
         let shared = web::Data::from(state.clone());
-        let root = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
+        let stall = crate::loopback::Stall::default();
+        let root = crate::loopback::serve(port, stall.clone(), move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v1/transactions", web::post().to(create))
                 .route("/v1/transactions/{id}", web::get().to(fetch))
@@ -51,6 +53,7 @@ impl FakeJunglePay {
         Ok(Self {
             base_url: format!("{root}/v1"),
             state,
+            stall,
         })
     }
 
@@ -61,6 +64,17 @@ impl FakeJunglePay {
     /// Answer the next requests with these HTTP statuses (then behave again).
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().journal.fail_next(statuses);
+    }
+
+    /// Wait this long before answering every later API request (to provoke timeouts,
+    /// or hold a call in flight); `Duration::ZERO` stops it.
+    pub fn stall(&self, delay: std::time::Duration) {
+        self.stall.set(delay);
+    }
+
+    /// How many requests are waiting in a stall now.
+    pub fn stalled(&self) -> usize {
+        self.stall.waiting()
     }
 
     /// Moves a transaction to `status` (`paid`, `refused`, `refunded`, `chargedback`, …)

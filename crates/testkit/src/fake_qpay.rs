@@ -32,6 +32,7 @@ pub struct FakeQPay {
     /// Includes `/v2`, as `providers.qpay.api_base_url` does.
     pub base_url: String,
     state: Arc<Mutex<State>>,
+    stall: crate::loopback::Stall,
 }
 
 impl FakeQPay {
@@ -57,7 +58,8 @@ impl FakeQPay {
             unpaid_checks: 0,
         }));
         let shared = web::Data::from(state.clone());
-        let root = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
+        let stall = crate::loopback::Stall::default();
+        let root = crate::loopback::serve(port, stall.clone(), move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v2/auth/token", web::post().to(token))
                 .route("/v2/invoice", web::post().to(invoice))
@@ -68,6 +70,7 @@ impl FakeQPay {
         Ok(Self {
             base_url: format!("{root}/v2"),
             state,
+            stall,
         })
     }
 
@@ -96,6 +99,17 @@ impl FakeQPay {
     /// Answer the next requests with these HTTP statuses (then behave again).
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().journal.fail_next(statuses);
+    }
+
+    /// Wait this long before answering every later API request (to provoke timeouts,
+    /// or hold a call in flight); `Duration::ZERO` stops it.
+    pub fn stall(&self, delay: std::time::Duration) {
+        self.stall.set(delay);
+    }
+
+    /// How many requests are waiting in a stall now.
+    pub fn stalled(&self) -> usize {
+        self.stall.waiting()
     }
 
     /// The next `n` payment checks answer "nothing paid" whatever was paid (QPay's

@@ -27,6 +27,7 @@ struct State {
 pub struct FakeStripe {
     pub base_url: String,
     state: Arc<Mutex<State>>,
+    stall: crate::loopback::Stall,
 }
 
 impl FakeStripe {
@@ -42,14 +43,15 @@ impl FakeStripe {
             ..State::default()
         }));
         let shared = web::Data::from(state.clone());
-        let base_url = crate::loopback::serve(port, move |cfg: &mut web::ServiceConfig| {
+        let stall = crate::loopback::Stall::default();
+        let base_url = crate::loopback::serve(port, stall.clone(), move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(shared.clone())
                 .route("/v1/payment_intents", web::post().to(create))
                 .route("/v1/payment_intents/search", web::get().to(search))
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
                 .route("/_fake/pay/{id}", web::post().to(pay));
         })?;
-        Ok(Self { base_url, state })
+        Ok(Self { base_url, state, stall })
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -59,6 +61,17 @@ impl FakeStripe {
     /// Answer the next requests with these HTTP statuses (then behave again).
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().journal.fail_next(statuses);
+    }
+
+    /// Wait this long before answering every later API request (to provoke timeouts,
+    /// or hold a call in flight); `Duration::ZERO` stops it.
+    pub fn stall(&self, delay: std::time::Duration) {
+        self.stall.set(delay);
+    }
+
+    /// How many requests are waiting in a stall now.
+    pub fn stalled(&self) -> usize {
+        self.stall.waiting()
     }
 
     /// Where `POST /_fake/pay/{id}` sends its `payment_intent.succeeded` event, signed

@@ -20,11 +20,9 @@ struct State {
     secret_key: String,
     base_url: String,
     invoices: HashMap<String, Value>,
-    stall: Option<Duration>,
     /// Creations make their invoice, then wait this long before answering.
     hold_answers: Option<Duration>,
-    /// Requests now waiting in a stall.
-    stalled: usize,
+    stall: crate::loopback::Stall,
     /// Where paid invoices are reported, and the callback token to report them with.
     callback: Option<(String, String)>,
 }
@@ -47,7 +45,8 @@ impl FakeXendit {
             ..State::default()
         }));
         let shared = web::Data::from(state.clone());
-        let base_url = crate::loopback::serve(port, {
+        let stall = crate::loopback::Stall::default();
+        let base_url = crate::loopback::serve(port, stall.clone(), {
             let shared = shared.clone();
             move |cfg: &mut web::ServiceConfig| {
                 cfg.app_data(shared.clone())
@@ -57,7 +56,11 @@ impl FakeXendit {
                     .route("/_fake/pay/{id}", web::post().to(pay));
             }
         })?;
-        shared.lock().unwrap().base_url = base_url.clone();
+        {
+            let mut s = shared.lock().unwrap();
+            s.base_url = base_url.clone();
+            s.stall = stall;
+        }
         Ok(Self { base_url, state })
     }
 
@@ -74,7 +77,7 @@ impl FakeXendit {
     /// Wait this long before answering every later request (to provoke timeouts);
     /// `Duration::ZERO` stops stalling requests that come after.
     pub fn stall(&self, delay: Duration) {
-        self.state.lock().unwrap().stall = (!delay.is_zero()).then_some(delay);
+        self.state.lock().unwrap().stall.set(delay);
     }
 
     /// Make each later invoice at once but answer its creation only after `delay`:
@@ -85,7 +88,7 @@ impl FakeXendit {
 
     /// How many requests are waiting in a stall or a held answer now.
     pub fn stalled(&self) -> usize {
-        self.state.lock().unwrap().stalled
+        self.state.lock().unwrap().stall.waiting()
     }
 
     /// The invoices made so far, oldest first.
@@ -135,29 +138,7 @@ fn record(state: &Mutex<State>, req: &HttpRequest, body: Value) -> Option<HttpRe
     None
 }
 
-async fn stall(state: &Mutex<State>) {
-    let delay = state.lock().unwrap().stall;
-    wait(state, delay).await;
-}
-
-/// Sleeps `delay`, counted in `stalled` meanwhile (also when the sleep is dropped
-/// because the caller hung up).
-async fn wait(state: &Mutex<State>, delay: Option<Duration>) {
-    struct Waiting<'a>(&'a Mutex<State>);
-    impl Drop for Waiting<'_> {
-        fn drop(&mut self) {
-            self.0.lock().unwrap().stalled -= 1;
-        }
-    }
-    if let Some(delay) = delay {
-        state.lock().unwrap().stalled += 1;
-        let _waiting = Waiting(state);
-        tokio::time::sleep(delay).await;
-    }
-}
-
 async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
-    stall(&state).await;
     if let Some(response) = record(&state, &req, body.0.clone()) {
         return response;
     }
@@ -172,9 +153,10 @@ async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex
             "metadata": body.get("metadata"),
         });
         s.invoices.insert(id, invoice.clone());
-        (invoice, s.hold_answers)
+        (invoice, (s.hold_answers, s.stall.clone()))
     };
-    wait(&state, hold).await;
+    let (hold, stall) = hold;
+    stall.wait(hold).await;
     HttpResponse::Ok().json(invoice)
 }
 
@@ -185,7 +167,6 @@ async fn list(
     query: web::Query<std::collections::HashMap<String, String>>,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
-    stall(&state).await;
     if let Some(response) = record(&state, &req, json!({ "query": req.query_string() })) {
         return response;
     }
@@ -201,7 +182,6 @@ async fn list(
 }
 
 async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
-    stall(&state).await;
     if let Some(response) = record(&state, &req, Value::Null) {
         return response;
     }

@@ -132,3 +132,21 @@ async fn an_interrupted_creation_is_not_looked_up() {
     assert_eq!(c.find_checkout(req.payment_id).await.unwrap(), None);
     assert_eq!(fake.requests().len(), 1);
 }
+
+/// A stalled JunglePay is an outage (retried later), not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_junglepay_is_unavailable_not_a_hang() {
+    let fake = FakeJunglePay::start(KEY).await;
+    let c = JunglePayClient::new(
+        &fake.base_url,
+        &SecretString::from(KEY),
+        "https://hooks.example.com.br",
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    fake.stall(Duration::from_secs(3));
+    assert!(matches!(
+        c.fetch_status("282").await,
+        Err(payhook_domain::GatewayError::Unavailable { .. })
+    ));
+}

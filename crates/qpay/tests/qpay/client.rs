@@ -180,3 +180,26 @@ async fn an_interrupted_creation_is_not_looked_up() {
     assert_eq!(c.find_checkout(req.payment_id).await.unwrap(), None);
     assert_eq!(fake.requests().len(), sent);
 }
+
+/// A stalled QPay is an outage (retried later), not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_qpay_is_unavailable_not_a_hang() {
+    let fake = FakeQPay::start(ID, SECRET).await;
+    let c = QPayClient::new(
+        &fake.base_url,
+        QPayCredentials {
+            client_id: ID.into(),
+            client_secret: SecretString::from(SECRET),
+            invoice_code: "PAYHOOK_INVOICE".into(),
+        },
+        "https://hooks.example.mn/",
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    fake.stall(Duration::from_secs(3));
+    assert!(matches!(
+        c.fetch_status("fake-invoice-1").await,
+        Err(payhook_domain::GatewayError::Unavailable { .. })
+    ));
+    assert_eq!(fake.stalled(), 1, "still held by the fake");
+}

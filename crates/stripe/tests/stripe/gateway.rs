@@ -159,3 +159,15 @@ async fn finds_the_payment_intent_made_for_a_payment_id() {
         Err(GatewayError::Unavailable { .. })
     ));
 }
+
+/// A stalled Stripe is an outage (retried later), not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stripe_is_unavailable_not_a_hang() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = StripeGateway::new(&fake.base_url, &SecretString::from(KEY), Duration::from_millis(300)).unwrap();
+    fake.stall(Duration::from_secs(3));
+    assert!(matches!(
+        g.fetch_status("pi_anything").await,
+        Err(GatewayError::Unavailable { .. })
+    ));
+}
