@@ -365,6 +365,78 @@ async fn refund_and_dispute_follow_the_payment(backend: Backend) {
     assert_eq!(payment["dispute_status"], "open");
 }
 
+fn held_charge(id: &str, pi: &str, captured: Option<i64>) -> Value {
+    json!({ "id": id, "object": "charge", "amount": 2000, "amount_captured": captured.unwrap_or(0),
+            "captured": captured.is_some(), "amount_refunded": 0, "refunded": false, "currency": "usd",
+            "payment_intent": pi, "status": "succeeded", "metadata": {} })
+}
+
+/// `charge.succeeded` with `captured: false` holds the funds: `authorized`, not paid.
+/// `charge.captured` for 1500 of 2000 makes it paid, with paid_amount 1500; the
+/// authorization arriving late changes nothing.
+async fn held_funds_are_authorized_and_a_partial_capture_is_paid(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = now_unix();
+    app.deliver(&stripe_event(
+        "evt_held",
+        "charge.succeeded",
+        t,
+        held_charge("ch_held", "pi_held", None),
+    ))
+    .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 1)
+        .await;
+    let id = app.payment_id("pi_held").await;
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["status"], "authorized", "{payment}");
+    assert_eq!(payment["paid_amount"], 0);
+
+    app.deliver(&stripe_event(
+        "evt_captured",
+        "charge.captured",
+        t + 1,
+        held_charge("ch_held", "pi_held", Some(1500)),
+    ))
+    .await;
+    app.deliver(&stripe_event(
+        "evt_held_again",
+        "payment_intent.amount_capturable_updated",
+        t,
+        payment_intent("pi_held", "requires_capture", 2000, 0),
+    ))
+    .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 3)
+        .await;
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["status"], "paid", "{payment}");
+    assert_eq!(payment["paid_amount"], 1500);
+}
+
+/// A refund of 0 and a refund in another currency are recorded, not applied.
+async fn zero_and_foreign_currency_refunds_change_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = now_unix();
+    app.deliver(&succeeded("evt_zr_paid", "pi_zr")).await;
+    let charge = |currency: &str, refunded: i64| {
+        json!({ "id": "ch_zr", "object": "charge", "amount": 2000, "amount_captured": 2000,
+                "amount_refunded": refunded, "refunded": false, "currency": currency,
+                "payment_intent": "pi_zr", "status": "succeeded", "metadata": {} })
+    };
+    app.deliver(&stripe_event("evt_zr_zero", "charge.refunded", t, charge("usd", 0)))
+        .await;
+    app.deliver(&stripe_event("evt_zr_eur", "charge.refunded", t, charge("eur", 500)))
+        .await;
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 3)
+        .await;
+    let id = app.payment_id("pi_zr").await;
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["status"], "paid", "{payment}");
+    assert_eq!(payment["refunded_amount"], 0);
+    let history = payment["history"].as_array().unwrap();
+    let not_applied: Vec<&Value> = history.iter().filter(|h| h["applied"] == false).collect();
+    assert_eq!(not_applied.len(), 2, "both recorded: {history:?}");
+}
+
 async fn a_dispute_naming_only_the_charge_finds_its_payment(backend: Backend) {
     let app = spawn_app(backend).await;
     let t = now_unix();
@@ -499,6 +571,8 @@ on_every_store!(
     twenty_concurrent_deliveries_make_one_inbox_row_and_one_change,
     late_failure_does_not_regress_paid_payment,
     refund_and_dispute_follow_the_payment,
+    held_funds_are_authorized_and_a_partial_capture_is_paid,
+    zero_and_foreign_currency_refunds_change_nothing,
     a_dispute_naming_only_the_charge_finds_its_payment,
     payments_endpoint_answers_404_for_unknown_or_invalid_ids,
     health_and_readiness,

@@ -75,6 +75,15 @@ pub enum PaymentChange {
     Dispute {
         status: DisputeStatus,
     },
+    /// Held funds were captured, in full or in part (Stripe `charge.captured`, or a
+    /// PaymentIntent that succeeded for less than its amount): the merchant chose the
+    /// amount, so the payment is paid, with `paid_amount` what was captured. Unlike a
+    /// customer paying less than asked (`Status` to paid with a smaller amount), which
+    /// is not paid.
+    Capture {
+        amount: i64,
+        currency: Currency,
+    },
 }
 
 impl PaymentChange {

@@ -66,6 +66,10 @@ pub struct ProviderPaymentStatus {
     pub refunded_amount: Option<i64>,
     /// A dispute (chargeback) the provider reports beside the status.
     pub dispute: Option<DisputeStatus>,
+    /// `paid_amount` is what the merchant captured of held funds (Stripe), so less
+    /// than the amount is still paid; otherwise less is a partial payment, not paid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub captured: bool,
 }
 
 impl ProviderPaymentStatus {
@@ -75,6 +79,7 @@ impl ProviderPaymentStatus {
             paid_amount,
             refunded_amount: None,
             dispute: None,
+            captured: false,
         }
     }
 
@@ -86,6 +91,10 @@ impl ProviderPaymentStatus {
         match self.status {
             PaymentStatus::Refunded | PaymentStatus::PartiallyRefunded => PaymentChange::Refund {
                 refunded_total: self.refunded_amount.unwrap_or(payment.amount.amount_minor()),
+                currency: payment.amount.currency(),
+            },
+            PaymentStatus::Paid if self.captured => PaymentChange::Capture {
+                amount: self.paid_amount.unwrap_or(payment.amount.amount_minor()),
                 currency: payment.amount.currency(),
             },
             to => PaymentChange::Status {

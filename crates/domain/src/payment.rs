@@ -2,7 +2,8 @@
 //! Stores persist the result (`EventApplication`) in one transaction; they never decide.
 
 use crate::{
-    DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider, WebhookEvent,
+    Currency, DisputeStatus, EventId, Money, PaymentChange, PaymentId, PaymentStatus, ProcessingResult, Provider,
+    WebhookEvent,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -181,10 +182,20 @@ impl Payment {
             PaymentChange::Status { to, paid_amount } => {
                 steps.move_status(&mut next, *to, *paid_amount);
             }
-            PaymentChange::Refund { refunded_total, .. } => {
-                steps.refund(&mut next, *refunded_total);
+            PaymentChange::Refund {
+                refunded_total,
+                currency,
+            } => {
+                if steps.same_currency(&next, *currency) {
+                    steps.refund(&mut next, *refunded_total);
+                }
             }
             PaymentChange::Dispute { status } => steps.dispute(&mut next, *status),
+            PaymentChange::Capture { amount, currency } => {
+                if steps.same_currency(&next, *currency) {
+                    steps.capture(&mut next, *amount);
+                }
+            }
         }
         let applied = steps.history.iter().any(|h| h.applied);
         if applied {
@@ -255,7 +266,62 @@ impl Steps<'_> {
         applied
     }
 
+    /// Money in another currency than the payment's is not this payment's money: the
+    /// event is recorded, not applied.
+    fn same_currency(&mut self, p: &Payment, currency: Currency) -> bool {
+        if currency == p.amount.currency() {
+            return true;
+        }
+        let reason = format!(
+            "{} (in {currency}, but the payment is in {}: not applied)",
+            self.event.event_type,
+            p.amount.currency()
+        );
+        self.record(p, p.status, p.status, false, reason);
+        false
+    }
+
+    /// A capture of held funds: paid, for what was captured, however much less than
+    /// the amount that is (the merchant's choice).
+    fn capture(&mut self, p: &mut Payment, amount: i64) {
+        let from = p.status;
+        if amount <= 0 || amount > p.amount.amount_minor() {
+            let reason = format!(
+                "{} (capture of {amount} for a payment of {}: not applied)",
+                self.event.event_type,
+                p.amount.amount_minor()
+            );
+            self.record(p, from, PaymentStatus::Paid, false, reason);
+            return;
+        }
+        if from == PaymentStatus::Paid && p.paid_amount == amount {
+            return; // said again
+        }
+        let applied = from.can_move_to(PaymentStatus::Paid);
+        if applied {
+            p.status = PaymentStatus::Paid;
+            p.paid_amount = amount;
+            p.paid_at = Some(self.at);
+        }
+        let reason = if amount < p.amount.amount_minor() {
+            format!(
+                "{} (captured {amount} of {})",
+                self.event.event_type,
+                p.amount.amount_minor()
+            )
+        } else {
+            self.event.event_type.clone()
+        };
+        self.record(p, from, PaymentStatus::Paid, applied, reason);
+    }
+
     fn refund(&mut self, p: &mut Payment, refunded_total: i64) {
+        if refunded_total <= 0 {
+            // A refund of nothing moves no money and proves nothing.
+            let reason = format!("{} (refund of {refunded_total}: not applied)", self.event.event_type);
+            self.record(p, p.status, p.status, false, reason);
+            return;
+        }
         let total = refunded_total.max(p.refunded_amount);
         if total <= p.refunded_amount && p.status.is_settled() && p.refunded_amount > 0 {
             // Nothing new: a replay or an older, smaller figure.
@@ -459,6 +525,113 @@ mod tests {
         let partial = paid.apply(&event("partial", PaymentChange::paid(Some(400))), at(7));
         assert_eq!(partial.history.len(), 1);
         assert!(!partial.history[0].applied);
+    }
+
+    fn capture(amount: i64, currency: &str) -> PaymentChange {
+        PaymentChange::Capture {
+            amount,
+            currency: Currency::parse(currency).unwrap(),
+        }
+    }
+
+    /// Held funds are not money received: authorized, never paid until captured; a
+    /// late authorization does not un-pay a captured payment.
+    #[test]
+    fn held_funds_are_authorized_then_paid_by_their_capture() {
+        let held = payment(PaymentStatus::Pending)
+            .apply(&event("held", PaymentChange::status(PaymentStatus::Authorized)), at(1));
+        assert_eq!(held.payment.status, PaymentStatus::Authorized);
+        assert_eq!(held.payment.paid_amount, 0);
+        assert_eq!(held.publications[0].topic, "payment.authorized");
+        let captured = held.payment.apply(&event("captured", capture(1000, "USD")), at(2));
+        assert_eq!(captured.payment.status, PaymentStatus::Paid);
+        assert_eq!(captured.payment.paid_amount, 1000);
+        let late = captured
+            .payment
+            .apply(&event("late", PaymentChange::status(PaymentStatus::Authorized)), at(3));
+        assert_eq!(late.result, ProcessingResult::StaleTransition);
+        assert_eq!(late.payment.status, PaymentStatus::Paid);
+    }
+
+    /// A partial capture is paid for what was captured; a customer paying less than
+    /// asked is not.
+    #[test]
+    fn a_partial_capture_is_paid_for_what_was_captured() {
+        let held = payment(PaymentStatus::Authorized);
+        let app = held.apply(&event("captured", capture(600, "USD")), at(2));
+        assert_eq!(app.result, ProcessingResult::Applied);
+        assert_eq!(
+            (app.payment.status, app.payment.paid_amount),
+            (PaymentStatus::Paid, 600)
+        );
+        assert!(
+            app.history[0].reason.contains("captured 600 of 1000"),
+            "{:?}",
+            app.history
+        );
+        let underpaid = payment(PaymentStatus::Pending).apply(&event("short", PaymentChange::paid(Some(600))), at(2));
+        assert_eq!(underpaid.payment.status, PaymentStatus::Pending);
+        // A refund after a partial capture refunds the captured amount in full.
+        let refunded = app.payment.apply(&event("refund", refund(600)), at(3));
+        assert_eq!(refunded.payment.status, PaymentStatus::Refunded);
+        for nonsense in [0, -5, 1001] {
+            let app = held.apply(&event("odd", capture(nonsense, "USD")), at(2));
+            assert_eq!(app.result, ProcessingResult::StaleTransition, "{nonsense}");
+            assert_eq!(app.payment, held);
+        }
+    }
+
+    /// A provider's answer that a held payment was captured for less is a capture.
+    #[test]
+    fn a_captured_answer_from_the_provider_is_a_capture() {
+        let held = payment(PaymentStatus::Authorized);
+        let found = crate::ProviderPaymentStatus {
+            captured: true,
+            ..crate::ProviderPaymentStatus::new(PaymentStatus::Paid, Some(600))
+        };
+        assert_eq!(found.change_for(&held), capture(600, "USD"));
+        let uncaptured = crate::ProviderPaymentStatus::new(PaymentStatus::Paid, Some(600));
+        assert_eq!(uncaptured.change_for(&held), PaymentChange::paid(Some(600)));
+    }
+
+    /// Money in another currency is recorded, not applied, for refunds and captures.
+    #[test]
+    fn refunds_and_captures_in_another_currency_are_recorded_not_applied() {
+        let paid = payment(PaymentStatus::Paid);
+        let eur_refund = PaymentChange::Refund {
+            refunded_total: 500,
+            currency: Currency::parse("EUR").unwrap(),
+        };
+        let app = paid.apply(&event("eur", eur_refund), at(2));
+        assert_eq!(app.result, ProcessingResult::StaleTransition);
+        assert_eq!(app.payment, paid);
+        assert_eq!(app.history.len(), 1);
+        assert!(!app.history[0].applied);
+        assert!(
+            app.history[0].reason.contains("in EUR, but the payment is in USD"),
+            "{:?}",
+            app.history
+        );
+        let held = payment(PaymentStatus::Authorized);
+        let app = held.apply(&event("eur", capture(1000, "EUR")), at(2));
+        assert_eq!(app.payment, held);
+        assert!(!app.history[0].applied);
+    }
+
+    /// A refund of nothing changes nothing (it used to make a payment partially refunded).
+    #[test]
+    fn a_zero_refund_changes_nothing() {
+        let paid = payment(PaymentStatus::Paid);
+        let app = paid.apply(&event("zero", refund(0)), at(2));
+        assert_eq!(app.result, ProcessingResult::StaleTransition);
+        assert_eq!(app.payment, paid);
+        assert!(app.publications.is_empty());
+        let pending = payment(PaymentStatus::Pending);
+        assert_eq!(
+            pending.apply(&event("zero", refund(0)), at(2)).payment,
+            pending,
+            "nor implies paid"
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ impl ReconcileSchedule {
 
     /// Statuses worth asking the provider about: not settled yet.
     pub fn is_open(status: PaymentStatus) -> bool {
-        matches!(status, PaymentStatus::Pending | PaymentStatus::RequiresAction)
+        matches!(
+            status,
+            PaymentStatus::Pending | PaymentStatus::RequiresAction | PaymentStatus::Authorized
+        )
     }
 
     /// When a payment created at `created_at` is first due.
@@ -120,7 +123,14 @@ mod tests {
             .into_iter()
             .filter(|s| ReconcileSchedule::is_open(*s))
             .collect();
-        assert_eq!(open, [PaymentStatus::Pending, PaymentStatus::RequiresAction]);
+        assert_eq!(
+            open,
+            [
+                PaymentStatus::Pending,
+                PaymentStatus::RequiresAction,
+                PaymentStatus::Authorized
+            ]
+        );
     }
 
     #[test]

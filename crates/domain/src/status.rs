@@ -9,6 +9,8 @@ use std::str::FromStr;
 pub enum PaymentStatus {
     Pending,
     RequiresAction,
+    /// Funds held on the customer's card, not captured yet: not money received.
+    Authorized,
     Paid,
     Failed,
     Canceled,
@@ -18,9 +20,10 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 8] = [
+    pub const ALL: [PaymentStatus; 9] = [
         Self::Pending,
         Self::RequiresAction,
+        Self::Authorized,
         Self::Paid,
         Self::Failed,
         Self::Canceled,
@@ -33,6 +36,7 @@ impl PaymentStatus {
         match self {
             Self::Pending => "pending",
             Self::RequiresAction => "requires_action",
+            Self::Authorized => "authorized",
             Self::Paid => "paid",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
@@ -49,8 +53,10 @@ impl PaymentStatus {
         use PaymentStatus::*;
         matches!(
             (self, to),
-            (Pending, RequiresAction | Paid | Failed | Canceled | Expired)
-                | (RequiresAction, Paid | Failed | Canceled | Expired)
+            (Pending, RequiresAction | Authorized | Paid | Failed | Canceled | Expired)
+                | (RequiresAction, Authorized | Paid | Failed | Canceled | Expired)
+                // held funds are captured (paid), released (canceled) or lapse (expired)
+                | (Authorized, Paid | Canceled | Expired)
                 // a retried payment can still succeed, and a late payment is still money received
                 | (Failed | Expired, Paid)
                 | (Paid, PartiallyRefunded | Refunded)
@@ -133,14 +139,19 @@ mod tests {
     /// The contract's table, written out independently of `can_move_to`.
     const ALLOWED: &[(PaymentStatus, PaymentStatus)] = &[
         (Pending, RequiresAction),
+        (Pending, Authorized),
         (Pending, Paid),
         (Pending, Failed),
         (Pending, Canceled),
         (Pending, Expired),
+        (RequiresAction, Authorized),
         (RequiresAction, Paid),
         (RequiresAction, Failed),
         (RequiresAction, Canceled),
         (RequiresAction, Expired),
+        (Authorized, Paid),
+        (Authorized, Canceled),
+        (Authorized, Expired),
         (Failed, Paid),
         (Expired, Paid),
         (Paid, PartiallyRefunded),
@@ -159,12 +170,17 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 64);
+        assert_eq!(checked, 81);
     }
 
     #[test]
     fn late_failure_cannot_regress_a_paid_payment() {
         assert!(!Paid.can_move_to(Failed));
+        assert!(!Paid.can_move_to(Authorized), "a late authorization never un-pays");
+        assert!(
+            !Authorized.can_move_to(Failed),
+            "held funds are released (canceled), not failed"
+        );
         assert!(!Refunded.can_move_to(Paid));
         for from in PaymentStatus::ALL {
             assert!(!from.can_move_to(Pending), "{from} -> pending must be stale");

@@ -866,7 +866,7 @@ macro_rules! impl_store_ports {
                     let mut conn = self.conn().await?;
                     payments::table
                         .filter(payments::next_reconcile_at.le(DbInstant(now)))
-                        .filter(sql::<Bool>("payments.status IN ('pending', 'requires_action')"))
+                        .filter(sql::<Bool>("payments.status IN ('pending', 'requires_action', 'authorized')"))
                         .count()
                         .get_result(&mut *conn)
                         .await

@@ -51,6 +51,8 @@ struct ChargeObject {
     id: String,
     amount: i64,
     amount_captured: Option<i64>,
+    /// `false` while the funds are only held (a manual-capture PaymentIntent).
+    captured: Option<bool>,
     #[serde(default)]
     amount_refunded: i64,
     #[serde(default)]
@@ -83,7 +85,7 @@ struct RefundObject {
     metadata: Value,
 }
 
-/// Parses an authenticated Stripe event body. The 11 event types payhook handles
+/// Parses an authenticated Stripe event body. The 13 event types payhook handles
 /// become domain events; any other type is `Ignored` (`unhandled_event_type`).
 pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
     let envelope: Envelope =
@@ -93,18 +95,30 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         .ok_or_else(|| ParseError("created is not a valid unix timestamp".into()))?;
     let object = envelope.data.object;
     let mapped = match envelope.event_type.as_str() {
-        "payment_intent.succeeded" => from_payment_intent(object, |pi| PaymentChange::paid(pi.amount_received))?,
+        "payment_intent.succeeded" => from_payment_intent(object, |pi| match pi.amount_received {
+            // Succeeded for less than its amount: the merchant captured part of it.
+            Some(received) if received > 0 && received < pi.amount => capture(received, &pi.currency),
+            received => Ok(PaymentChange::paid(received)),
+        })?,
+        "payment_intent.amount_capturable_updated" => {
+            from_payment_intent(object, |_| Ok(PaymentChange::status(PaymentStatus::Authorized)))?
+        }
         "payment_intent.payment_failed" => {
-            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Failed))?
+            from_payment_intent(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?
         }
-        "payment_intent.canceled" => from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::Canceled))?,
+        "payment_intent.canceled" => {
+            from_payment_intent(object, |_| Ok(PaymentChange::status(PaymentStatus::Canceled)))?
+        }
         "payment_intent.requires_action" => {
-            from_payment_intent(object, |_| PaymentChange::status(PaymentStatus::RequiresAction))?
+            from_payment_intent(object, |_| Ok(PaymentChange::status(PaymentStatus::RequiresAction)))?
         }
-        "charge.succeeded" => from_charge(object, |ch| {
-            Ok(PaymentChange::paid(Some(
-                ch.amount_captured.filter(|a| *a > 0).unwrap_or(ch.amount),
-            )))
+        // An uncaptured charge (`captured: false`) holds the funds: authorized, not paid.
+        "charge.succeeded" | "charge.captured" => from_charge(object, |ch| match (ch.captured, ch.amount_captured) {
+            (Some(false), _) => Ok(PaymentChange::status(PaymentStatus::Authorized)),
+            (_, Some(captured)) if captured > 0 && captured < ch.amount => capture(captured, &ch.currency),
+            (_, captured) => Ok(PaymentChange::paid(Some(
+                captured.filter(|a| *a > 0).unwrap_or(ch.amount),
+            ))),
         })?,
         "charge.failed" => from_charge(object, |_| Ok(PaymentChange::status(PaymentStatus::Failed)))?,
         "charge.refunded" => from_charge(object, |ch| {
@@ -172,9 +186,16 @@ fn reference(metadata: &Value, provider_ref: Option<String>) -> PaymentRef {
     }
 }
 
+fn capture(amount: i64, code: &str) -> Result<PaymentChange, ParseError> {
+    Ok(PaymentChange::Capture {
+        amount,
+        currency: currency(code)?,
+    })
+}
+
 fn from_payment_intent(
     value: &RawValue,
-    change: impl Fn(&PaymentIntentObject) -> PaymentChange,
+    change: impl Fn(&PaymentIntentObject) -> Result<PaymentChange, ParseError>,
 ) -> Result<Mapped, ParseError> {
     let pi: PaymentIntentObject = object(value, "payment_intent")?;
     let details = PaymentDetails {
@@ -185,7 +206,7 @@ fn from_payment_intent(
     };
     Ok(Some((
         reference(&pi.metadata, Some(pi.id.clone())),
-        change(&pi),
+        change(&pi)?,
         Some(details),
     )))
 }

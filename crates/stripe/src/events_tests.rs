@@ -245,3 +245,42 @@ fn primary_fields_survive_an_oddly_shaped_body() {
     let f = primary_fields(br#"{"id": "evt_2", "data": null}"#);
     assert_eq!((f.event_id.as_deref(), f.external_id), (Some("evt_2"), None));
 }
+
+/// Held funds (manual capture) are authorized, not paid; a capture of part of them is
+/// paid for what was captured.
+#[test]
+fn uncaptured_charges_are_authorized_and_captures_are_paid_for_what_was_captured() {
+    let held = event(&envelope(
+        "charge.succeeded",
+        charge(json!({ "captured": false, "amount_captured": 0 })),
+    ));
+    assert_eq!(held.change, PaymentChange::status(PaymentStatus::Authorized));
+    let capturable = event(&envelope(
+        "payment_intent.amount_capturable_updated",
+        payment_intent("requires_capture", 0),
+    ));
+    assert_eq!(capturable.change, PaymentChange::status(PaymentStatus::Authorized));
+
+    let eur = Currency::parse("EUR").unwrap();
+    let part = event(&envelope(
+        "charge.captured",
+        charge(json!({ "captured": true, "amount_captured": 1500 })),
+    ));
+    assert_eq!(
+        part.change,
+        PaymentChange::Capture {
+            amount: 1500,
+            currency: eur
+        }
+    );
+    let whole = event(&envelope("charge.captured", charge(json!({ "captured": true }))));
+    assert_eq!(whole.change, PaymentChange::paid(Some(2500)));
+    let partial_intent = event(&envelope("payment_intent.succeeded", payment_intent("succeeded", 1500)));
+    assert_eq!(
+        partial_intent.change,
+        PaymentChange::Capture {
+            amount: 1500,
+            currency: eur
+        }
+    );
+}

@@ -106,10 +106,16 @@ impl PaymentGateway for StripeGateway {
             PaymentIntentStatus::Succeeded => PaymentStatus::Paid,
             PaymentIntentStatus::Canceled => PaymentStatus::Canceled,
             PaymentIntentStatus::RequiresAction => PaymentStatus::RequiresAction,
+            PaymentIntentStatus::RequiresCapture => PaymentStatus::Authorized,
             _ => PaymentStatus::Pending,
         };
         let paid_amount = (status == PaymentStatus::Paid).then_some(intent.amount_received);
-        Ok(ProviderPaymentStatus::new(status, paid_amount))
+        Ok(ProviderPaymentStatus {
+            // What a PaymentIntent received is what was captured: less is a partial
+            // capture, still paid.
+            captured: status == PaymentStatus::Paid,
+            ..ProviderPaymentStatus::new(status, paid_amount)
+        })
     }
 
     /// Searches PaymentIntents by the `metadata.payhook_payment_id` every payhook

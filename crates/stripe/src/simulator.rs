@@ -12,6 +12,8 @@ pub const EVENTS: &[&str] = &[
     "payment_intent.payment_failed",
     "payment_intent.canceled",
     "payment_intent.requires_action",
+    "payment_intent.amount_capturable_updated",
+    "charge.captured",
     "charge.refunded",
     "charge.dispute.created",
     "charge.dispute.closed",
@@ -66,6 +68,15 @@ impl Simulator for StripeSimulator {
             "payment_intent.payment_failed" => intent("requires_payment_method", 0),
             "payment_intent.canceled" => intent("canceled", 0),
             "payment_intent.requires_action" => intent("requires_action", 0),
+            "payment_intent.amount_capturable_updated" => intent("requires_capture", 0),
+            "charge.captured" => {
+                // --partial captures half of what was held.
+                let captured = if sim.partial { amount / 2 } else { amount };
+                let mut ch = charge(0, false);
+                ch["captured"] = json!(true);
+                ch["amount_captured"] = json!(captured);
+                ch
+            }
             "charge.refunded" if sim.partial => charge(amount / 2, false),
             "charge.refunded" => charge(amount, true),
             dispute => json!({ "id": format!("dp_{}", random_suffix()), "object": "dispute", "amount": amount,

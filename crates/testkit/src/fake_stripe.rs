@@ -80,6 +80,15 @@ impl FakeStripe {
         self.state.lock().unwrap().webhook = Some((url.to_owned(), secret.to_owned()));
     }
 
+    /// Sets a PaymentIntent's `status` and `amount_received` (a held payment is
+    /// `requires_capture` with 0; a partial capture `succeeded` with less).
+    pub fn set_status(&self, id: &str, status: &str, amount_received: i64) {
+        if let Some(intent) = self.state.lock().unwrap().intents.get_mut(id) {
+            intent["status"] = json!(status);
+            intent["amount_received"] = json!(amount_received);
+        }
+    }
+
     /// Marks a PaymentIntent succeeded, as if the customer had paid.
     pub fn succeed(&self, id: &str) {
         if let Some(intent) = self.state.lock().unwrap().intents.get_mut(id) {

@@ -244,7 +244,11 @@ impl Reconciler {
     ) -> Result<RoundReport, StoreError> {
         use payhook_domain::{PageCursor, PaymentFilter};
         let mut report = RoundReport::default();
-        for status in [PaymentStatus::Pending, PaymentStatus::RequiresAction] {
+        for status in [
+            PaymentStatus::Pending,
+            PaymentStatus::RequiresAction,
+            PaymentStatus::Authorized,
+        ] {
             // Pages newest first, starting just before `created_before`.
             let mut after = Some(PageCursor {
                 created_at: created_before,

@@ -248,10 +248,14 @@ impl StatusStream {
 }
 
 /// Whether the customer's checkout is over at this status, whatever comes later:
-/// paid (or since refunded) or canceled. After `failed` or `expired` the stream
-/// stays open: a retry or a late payment can still pay.
+/// authorized (the customer's part is done; the merchant captures later), paid (or
+/// since refunded) or canceled. After `failed` or `expired` the stream stays open: a
+/// retry or a late payment can still pay.
 fn settles_checkout(status: &str) -> bool {
-    matches!(status, "paid" | "partially_refunded" | "refunded" | "canceled")
+    matches!(
+        status,
+        "authorized" | "paid" | "partially_refunded" | "refunded" | "canceled"
+    )
 }
 
 /// The payment's state in the shape of the domain events' payload.
@@ -370,10 +374,10 @@ mod tests {
 
     #[test]
     fn settling_statuses() {
-        for status in ["paid", "refunded", "partially_refunded", "canceled"] {
+        for status in ["authorized", "paid", "refunded", "partially_refunded", "canceled"] {
             assert!(settles_checkout(status), "{status}");
         }
-        for status in ["pending", "requires_action", "authorized", "failed", "expired"] {
+        for status in ["pending", "requires_action", "failed", "expired"] {
             assert!(!settles_checkout(status), "{status}");
         }
     }

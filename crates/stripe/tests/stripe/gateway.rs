@@ -171,3 +171,23 @@ async fn a_stalled_stripe_is_unavailable_not_a_hang() {
         Err(GatewayError::Unavailable { .. })
     ));
 }
+
+/// Reconciliation reads held funds as authorized, and a partial capture as paid for
+/// what was captured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_and_partially_captured_intents_read_back_as_such() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = gateway(&fake, KEY);
+    let checkout = g.create_checkout(&request()).await.unwrap();
+    fake.set_status(&checkout.provider_ref, "requires_capture", 0);
+    assert_eq!(
+        g.fetch_status(&checkout.provider_ref).await.unwrap().status,
+        PaymentStatus::Authorized
+    );
+    fake.set_status(&checkout.provider_ref, "succeeded", 1_000);
+    let captured = g.fetch_status(&checkout.provider_ref).await.unwrap();
+    assert_eq!(
+        (captured.status, captured.paid_amount, captured.captured),
+        (PaymentStatus::Paid, Some(1_000), true)
+    );
+}
