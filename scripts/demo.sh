@@ -113,6 +113,13 @@ lost_id=$id
 echo "# paid at Xendit, but its callback is lost: payhook asks Xendit about it a moment later"
 fake "http://127.0.0.1:$xendit/_fake/pay/$ref?drop_callback=true"
 
+create xendit '{"provider":"xendit","amount":5000000,"currency":"IDR","merchant_ref":"demo-cancel"}'
+cancel_id=$id
+echo "# the order is called off before anyone pays: payhook expires the invoice at Xendit"
+echo "\$ curl -X POST $gateway/payments/$cancel_id/cancel"
+curl -s -X POST "$gateway/payments/$cancel_id/cancel" -H "$auth" | json "'status: ' + d['status']"
+fake "http://127.0.0.1:$xendit/_fake/pay/$ref"                               # Xendit no longer takes it
+
 create qpay '{"provider":"qpay","amount":5000000,"currency":"MNT","description":"demo-qpay"}'
 qpay_id=$id; qpay_ref=$ref
 fake "http://127.0.0.1:$qpay/_fake/pay/$qpay_ref"
@@ -150,10 +157,11 @@ failed=0
 expect "$stripe_id" partially_refunded None || failed=1
 expect "$xendit_id" paid None || failed=1
 expect "$lost_id" paid None || failed=1
+expect "$cancel_id" canceled None || failed=1
 expect "$qpay_id" paid None || failed=1
 expect "$jungle_id" paid lost || failed=1
 
-for pair in "stripe $stripe_id" "xendit $xendit_id" "xendit-lost-callback $lost_id" "qpay $qpay_id" "junglepay $jungle_id"; do
+for pair in "stripe $stripe_id" "xendit $xendit_id" "xendit-lost-callback $lost_id" "xendit-canceled $cancel_id" "qpay $qpay_id" "junglepay $jungle_id"; do
   set -- $pair
   say "$1 payment $2: history"
   curl -s -H "$auth" "$gateway/payments/$2" | python3 "$work/history.py"

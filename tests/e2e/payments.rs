@@ -29,6 +29,9 @@ on_every_store!(
     payments_are_listed_newest_first_a_page_at_a_time,
     a_finding_and_a_callback_reporting_the_same_payment_make_one_history_entry,
     interrupted_creations_are_adopted_if_the_provider_made_them_else_failed,
+    a_pending_payment_is_canceled_once_the_provider_agrees,
+    a_payment_paid_at_the_provider_is_not_canceled,
+    cancel_errors_follow_the_contract,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -844,4 +847,137 @@ async fn interrupted_creations_are_adopted_if_the_provider_made_them_else_failed
     assert_eq!(lookups.len(), 2, "each looked up once: {lookups:?}");
     assert!(lookups.contains(&format!("external_id={made}")));
     assert!(lookups.contains(&format!("external_id={never}")));
+}
+
+async fn cancel(app: &TestApp, id: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{}/payments/{id}/cancel", app.address))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /payments/{id}/cancel` expires the Xendit invoice, and the payment becomes
+/// `canceled` (history reason `canceled_by_merchant`, `payment.canceled` published);
+/// asking again answers the same. The customer can no longer pay it.
+async fn a_pending_payment_is_canceled_once_the_provider_agrees(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let mut events = app.events.resubscribe();
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let invoice = created["provider_ref"].as_str().unwrap();
+
+    let answer = cancel(&app, id).await;
+    assert_eq!(answer.status().as_u16(), 200);
+    let canceled: Value = answer.json().await.unwrap();
+    assert_eq!(canceled["status"], "canceled", "{canceled}");
+    let history = canceled["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["reason"], "canceled_by_merchant");
+    assert_eq!(history[0]["event_id"], format!("cancel:{id}"));
+    let expired_at_xendit = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/invoices/{invoice}/expire!"))
+        .count();
+    assert_eq!(expired_at_xendit, 1);
+    let published = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = events.recv().await.unwrap();
+            if m.topic == "payment.canceled" && m.payload["payment_id"] == id {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(published.is_ok(), "payment.canceled was not published");
+
+    let again = cancel(&app, id).await;
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["status"], "canceled");
+    let paying: reqwest::Response = reqwest::Client::new()
+        .post(format!("{}/_fake/pay/{invoice}", fake.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paying.status().as_u16(), 400, "Xendit no longer takes the payment");
+}
+
+/// The customer paid, but the callback has not arrived: Xendit refuses to expire a
+/// paid invoice, so the cancel answers 409 `payment_not_cancelable`, and what Xendit
+/// says is stored, so the payment becomes paid.
+async fn a_payment_paid_at_the_provider_is_not_canceled(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    fake.mark_paid(created["provider_ref"].as_str().unwrap());
+
+    let (status, error) = error_of(cancel(&app, id).await).await;
+    assert_eq!(status, 409);
+    assert_eq!(error["code"], "payment_not_cancelable", "{error}");
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+    let (status, error) = error_of(cancel(&app, id).await).await;
+    assert_eq!((status, error["code"].as_str()), (409, Some("payment_not_cancelable")));
+}
+
+/// 404 for an unknown payment, 401 without a key, 502 when the provider is down
+/// (and the payment stays pending), 422 `cancel_not_supported` for a provider whose
+/// API cannot cancel.
+async fn cancel_errors_follow_the_contract(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    let (status, error) = error_of(cancel(&app, "6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10").await).await;
+    assert_eq!((status, error["code"].as_str()), (404, Some("payment_not_found")));
+    let (status, error) = error_of(cancel(&app, "not-a-uuid").await).await;
+    assert_eq!((status, error["code"].as_str()), (404, Some("payment_not_found")));
+
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/payments/{id}/cancel", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    fake.fail_next(&[503]);
+    let (status, error) = error_of(cancel(&app, id).await).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (502, Some("provider_error")),
+        "{error}"
+    );
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["status"], "pending");
+
+    // A JunglePay payment (its API has no cancel), set up as POST /payments would.
+    let jp = payhook_domain::PaymentId::from_uuid(uuid::Uuid::new_v4());
+    app.stores
+        .payments
+        .create_payment(&payhook_domain::NewPayment {
+            id: jp,
+            provider: payhook_domain::Provider::Junglepay,
+            provider_ref: Some("282".into()),
+            merchant_ref: None,
+            amount: payhook_domain::Money::new(10_000, payhook_domain::Currency::parse("BRL").unwrap()).unwrap(),
+            customer_email: None,
+            description: None,
+            metadata: json!({}),
+            created_at: chrono::Utc::now(),
+            client_token_hash: None,
+            callback_token_hash: None,
+            idempotency: None,
+            next_reconcile_at: None,
+        })
+        .await
+        .unwrap();
+    let (status, error) = error_of(cancel(&app, &jp.to_string()).await).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["code"], "cancel_not_supported");
 }

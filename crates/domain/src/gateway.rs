@@ -121,4 +121,10 @@ pub enum GatewayError {
     /// The provider failed or did not answer (5xx, timeout, connection): retryable.
     #[error("{provider} is unavailable: {message}")]
     Unavailable { provider: Provider, message: String },
+    /// The provider's API offers no such operation (`operation`: "cancel", "refund").
+    #[error("{provider} offers no way to {operation} a payment through its API")]
+    Unsupported {
+        provider: Provider,
+        operation: &'static str,
+    },
 }

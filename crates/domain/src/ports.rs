@@ -318,6 +318,17 @@ pub trait PaymentGateway: Send + Sync {
     /// or offers no way to look one up by that id. Either way no customer can have been
     /// shown how to pay it: payhook answers with a checkout only once it is recorded.
     async fn find_checkout(&self, payment_id: PaymentId) -> Result<Option<Checkout>, GatewayError>;
+
+    /// Cancels an unpaid payment at the provider (it can no longer be paid) and
+    /// answers where it stands then: canceled, or what it became first (paid, say).
+    /// `GatewayError::Unsupported` for a provider whose API cannot cancel.
+    async fn cancel(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        let _ = provider_ref;
+        Err(GatewayError::Unsupported {
+            provider: self.provider(),
+            operation: "cancel",
+        })
+    }
 }
 
 /// Deletes what the retention policy lets go, a small batch at a time, so no

@@ -60,7 +60,9 @@ impl ProviderApi {
             .await
             .map_err(|e| self.unavailable(format!("reading the answer failed: {e}")))?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| self.unavailable(format!("unexpected answer: {e}")));
+            // An empty answer (some DELETEs) reads as JSON null.
+            let json: &[u8] = if body.is_empty() { b"null" } else { &body };
+            return serde_json::from_slice(json).map_err(|e| self.unavailable(format!("unexpected answer: {e}")));
         }
         let summary = serde_json::from_slice::<Value>(&body)
             .ok()

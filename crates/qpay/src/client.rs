@@ -132,16 +132,24 @@ impl QPayClient {
         Ok(token.bearer)
     }
 
-    /// Calls the API with the bearer token; a 401 (a token QPay revoked early) drops
-    /// the cache and is tried once more with a fresh token.
+    /// POSTs `body` to the API with the bearer token.
     async fn call<T: for<'de> Deserialize<'de>>(&self, path: &str, body: &Value) -> Result<T, GatewayError> {
         let url = format!("{}{path}", self.base_url);
+        self.with_bearer(|| self.api.http().post(&url).json(body)).await
+    }
+
+    /// Sends the request `build` makes with the bearer token; a 401 (a token QPay
+    /// revoked early) drops the cache and is tried once more with a fresh token.
+    async fn with_bearer<T: for<'de> Deserialize<'de>>(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, GatewayError> {
         let bearer = self.bearer().await?;
-        match self.send(self.api.http().post(&url).json(body), &bearer).await {
+        match self.send(build(), &bearer).await {
             Err(GatewayError::Rejected { status: 401, .. }) => {
                 self.token.lock().await.take();
                 let bearer = self.bearer().await?;
-                self.send(self.api.http().post(&url).json(body), &bearer).await
+                self.send(build(), &bearer).await
             }
             other => other,
         }
@@ -236,6 +244,19 @@ impl PaymentGateway for QPayClient {
         });
         let answer: CheckAnswer = self.call("/payment/check", &body).await?;
         answer.status()
+    }
+
+    /// `DELETE /invoice/{invoice_id}` cancels an invoice nobody has paid. Before
+    /// cancelling, payhook checks it was not paid meanwhile: a paid invoice is answered
+    /// as paid, not cancelled.
+    async fn cancel(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        let found = self.fetch_status(provider_ref).await?;
+        if found.paid_amount.is_some_and(|paid| paid > 0) {
+            return Ok(found);
+        }
+        let url = format!("{}/invoice/{}", self.base_url, provider_ref);
+        let _: Value = self.with_bearer(|| self.api.http().delete(&url)).await?;
+        Ok(ProviderPaymentStatus::new(PaymentStatus::Canceled, None))
     }
 
     /// QPay v2 has no documented way to find an invoice by `sender_invoice_no` (invoices

@@ -11,7 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::time::Duration;
 use stripe::StripeRequest;
-use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent};
+use stripe_core::payment_intent::{
+    CancelPaymentIntent, CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent,
+};
 use stripe_core::PaymentIntentStatus;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
@@ -102,20 +104,17 @@ impl PaymentGateway for StripeGateway {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        let status = match intent.status {
-            PaymentIntentStatus::Succeeded => PaymentStatus::Paid,
-            PaymentIntentStatus::Canceled => PaymentStatus::Canceled,
-            PaymentIntentStatus::RequiresAction => PaymentStatus::RequiresAction,
-            PaymentIntentStatus::RequiresCapture => PaymentStatus::Authorized,
-            _ => PaymentStatus::Pending,
-        };
-        let paid_amount = (status == PaymentStatus::Paid).then_some(intent.amount_received);
-        Ok(ProviderPaymentStatus {
-            // What a PaymentIntent received is what was captured: less is a partial
-            // capture, still paid.
-            captured: status == PaymentStatus::Paid,
-            ..ProviderPaymentStatus::new(status, paid_amount)
-        })
+        Ok(status_of(&intent))
+    }
+
+    /// `POST /v1/payment_intents/{id}/cancel`: Stripe refuses (400) a PaymentIntent
+    /// that succeeded or is processing.
+    async fn cancel(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        let intent = CancelPaymentIntent::new(provider_ref)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(status_of(&intent))
     }
 
     /// Searches PaymentIntents by the `metadata.payhook_payment_id` every payhook
@@ -129,6 +128,24 @@ impl PaymentGateway for StripeGateway {
             .await
             .map_err(classify)?;
         Ok(found.data.first().map(checkout))
+    }
+}
+
+/// Where a PaymentIntent stands, in payhook's terms.
+fn status_of(intent: &stripe_core::PaymentIntent) -> ProviderPaymentStatus {
+    let status = match intent.status {
+        PaymentIntentStatus::Succeeded => PaymentStatus::Paid,
+        PaymentIntentStatus::Canceled => PaymentStatus::Canceled,
+        PaymentIntentStatus::RequiresAction => PaymentStatus::RequiresAction,
+        PaymentIntentStatus::RequiresCapture => PaymentStatus::Authorized,
+        _ => PaymentStatus::Pending,
+    };
+    let paid_amount = (status == PaymentStatus::Paid).then_some(intent.amount_received);
+    ProviderPaymentStatus {
+        // What a PaymentIntent received is what was captured: less is a partial
+        // capture, still paid.
+        captured: status == PaymentStatus::Paid,
+        ..ProviderPaymentStatus::new(status, paid_amount)
     }
 }
 

@@ -16,6 +16,7 @@ struct Invoice {
     amount: i64,
     paid: i64,
     callback_url: String,
+    canceled: bool,
 }
 
 struct State {
@@ -64,6 +65,7 @@ impl FakeQPay {
                 .route("/v2/auth/token", web::post().to(token))
                 .route("/v2/invoice", web::post().to(invoice))
                 .route("/v2/payment/check", web::post().to(check))
+                .route("/v2/invoice/{id}", web::delete().to(cancel))
                 .route("/_fake/pay/{id}", web::post().to(fake_pay))
                 .route("/_fake/callback-url/{id}", web::get().to(fake_callback_url));
         })?;
@@ -201,6 +203,7 @@ async fn invoice(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mute
             amount,
             paid: 0,
             callback_url: callback_url.to_owned(),
+            canceled: false,
         },
     );
     HttpResponse::Ok().json(json!({
@@ -236,6 +239,22 @@ async fn check(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex<
     }))
 }
 
+/// `DELETE /v2/invoice/{id}`: cancels an unpaid invoice (a paid one is refused).
+async fn cancel(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(answer) = admit(&state, &req, Value::Null, true) {
+        return answer;
+    }
+    let mut s = state.lock().unwrap();
+    match s.invoices.get_mut(id.as_str()) {
+        None => error(404, "INVOICE_NOTFOUND"),
+        Some(invoice) if invoice.paid > 0 => error(400, "INVOICE_PAID"),
+        Some(invoice) => {
+            invoice.canceled = true;
+            HttpResponse::Ok().json(json!({ "invoice_id": id.as_str(), "invoice_status": "CANCELED" }))
+        }
+    }
+}
+
 /// `POST /_fake/pay/{invoice_id}`: the customer pays the invoice in full; QPay then
 /// calls the invoice's callback URL.
 async fn fake_pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
@@ -244,6 +263,9 @@ async fn fake_pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> Http
         let Some(invoice) = s.invoices.get_mut(id.as_str()) else {
             return error(404, "INVOICE_NOTFOUND");
         };
+        if invoice.canceled {
+            return error(400, "INVOICE_CANCELED");
+        }
         invoice.paid = invoice.amount;
         invoice.callback_url.clone()
     };

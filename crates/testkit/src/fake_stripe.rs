@@ -49,6 +49,7 @@ impl FakeStripe {
                 .route("/v1/payment_intents", web::post().to(create))
                 .route("/v1/payment_intents/search", web::get().to(search))
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
+                .route("/v1/payment_intents/{id}/cancel", web::post().to(cancel))
                 .route("/_fake/pay/{id}", web::post().to(pay));
         })?;
         Ok(Self { base_url, state, stall })
@@ -174,6 +175,29 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
     }
 }
 
+/// `POST /v1/payment_intents/{id}/cancel`: as Stripe, refuses a PaymentIntent that
+/// succeeded or is already canceled.
+async fn cancel(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, HashMap::new()) {
+        return response;
+    }
+    let mut s = state.lock().unwrap();
+    let Some(intent) = s.intents.get_mut(id.as_str()) else {
+        return error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'"));
+    };
+    let status = intent["status"].as_str().unwrap_or_default().to_owned();
+    if matches!(status.as_str(), "succeeded" | "canceled" | "processing") {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!("You cannot cancel this PaymentIntent because it has a status of {status}."),
+        );
+    }
+    intent["status"] = json!("canceled");
+    intent["cancellation_reason"] = json!("requested_by_customer");
+    HttpResponse::Ok().json(intent.clone())
+}
+
 /// `GET /v1/payment_intents/search?query=metadata['k']:'v'`: Stripe's search result
 /// shape. Other queries are refused as Stripe refuses a query it cannot parse.
 async fn search(
@@ -218,6 +242,9 @@ async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpRespo
         let Some(intent) = s.intents.get_mut(id.as_str()) else {
             return error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'"));
         };
+        if intent["status"] == "canceled" {
+            return error(400, "invalid_request_error", "This PaymentIntent was canceled.");
+        }
         intent["status"] = json!("succeeded");
         intent["amount_received"] = intent["amount"].clone();
         (intent.clone(), webhook)

@@ -53,6 +53,7 @@ impl FakeXendit {
                     .route("/v2/invoices", web::post().to(create))
                     .route("/v2/invoices", web::get().to(list))
                     .route("/v2/invoices/{id}", web::get().to(fetch))
+                    .route("/invoices/{id}/expire!", web::post().to(expire))
                     .route("/_fake/pay/{id}", web::post().to(pay));
             }
         })?;
@@ -160,6 +161,26 @@ async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex
     HttpResponse::Ok().json(invoice)
 }
 
+/// `POST /invoices/{id}/expire!`: a pending invoice expires at once; a paid one is
+/// refused.
+async fn expire(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, Value::Null) {
+        return response;
+    }
+    let mut s = state.lock().unwrap();
+    match s.invoices.get_mut(id.as_str()) {
+        None => HttpResponse::NotFound()
+            .json(json!({ "error_code": "INVOICE_NOT_FOUND_ERROR", "message": "Invoice not found" })),
+        Some(invoice) if invoice["status"] != "PENDING" => HttpResponse::BadRequest().json(json!({
+            "error_code": "INVALID_INVOICE_STATUS", "message": format!("the invoice is {}", invoice["status"]),
+        })),
+        Some(invoice) => {
+            invoice["status"] = json!("EXPIRED");
+            HttpResponse::Ok().json(invoice.clone())
+        }
+    }
+}
+
 /// `GET /v2/invoices?external_id=…`: the invoices made with that `external_id`, as a
 /// JSON array (empty when none).
 async fn list(
@@ -207,6 +228,9 @@ async fn pay(
         let Some(invoice) = s.invoices.get_mut(id.as_str()) else {
             return HttpResponse::NotFound().json(json!({ "error": format!("no invoice {id}") }));
         };
+        if invoice["status"] == "EXPIRED" {
+            return HttpResponse::BadRequest().json(json!({ "error": format!("invoice {id} has expired") }));
+        }
         invoice["status"] = json!("PAID");
         invoice["paid_amount"] = invoice["amount"].clone();
         invoice["paid_at"] = json!(chrono::Utc::now().to_rfc3339());

@@ -1,6 +1,7 @@
 //! One place that maps application errors to HTTP.
 
 use crate::api::payment_requests::{CreateError, RequestError};
+use crate::processing::reconcile::cancellation::CancelError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use payhook_domain::ports::StoreError;
@@ -50,6 +51,18 @@ pub enum ApiError {
     /// The provider did not answer a check (5xx, timeout, refused connection).
     #[error("the provider did not answer: {0}")]
     ProviderUnavailable(String),
+    #[error("{0}")]
+    Cancel(#[source] CancelError),
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            CancelError::NotFound(id) => Self::PaymentNotFound(id.to_string()),
+            CancelError::Store(e) => Self::StoreUnavailable(e),
+            other => Self::Cancel(other),
+        }
+    }
 }
 
 impl From<crate::processing::reconcile::AskError> for ApiError {
@@ -101,6 +114,13 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::NotReconcilable(_) => "not_reconcilable",
             Self::ProviderUnavailable(_) => "provider_error",
+            Self::Cancel(e) => match e {
+                CancelError::NotCancelable { .. } => "payment_not_cancelable",
+                CancelError::Unsupported(_) => "cancel_not_supported",
+                CancelError::Provider(_) => "provider_error",
+                CancelError::NotFound(_) => "payment_not_found",
+                CancelError::Store(_) => "store_unavailable",
+            },
             Self::Create(e) => match e {
                 CreateError::Request(RequestError::Malformed(_)) => "malformed_json",
                 CreateError::Request(RequestError::Invalid { .. }) => "validation_failed",
@@ -142,6 +162,13 @@ impl ResponseError for ApiError {
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Cancel(e) => match e {
+                CancelError::NotCancelable { .. } => StatusCode::CONFLICT,
+                CancelError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                CancelError::Provider(_) => StatusCode::BAD_GATEWAY,
+                CancelError::NotFound(_) => StatusCode::NOT_FOUND,
+                CancelError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             Self::Create(e) => match e {
                 CreateError::Request(RequestError::Invalid { .. }) | CreateError::KeyReused => {
                     StatusCode::UNPROCESSABLE_ENTITY

@@ -122,6 +122,7 @@ fn internal_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/payments", web::post().to(payments::create))
         .route("/payments", web::get().to(payments::list))
         .route("/payments/{id}", web::get().to(payments::show))
+        .route("/payments/{id}/cancel", web::post().to(payments::cancel))
         .route(
             "/payments/{id}/client_token",
             web::post().to(payments::issue_client_token),

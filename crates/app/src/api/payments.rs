@@ -162,6 +162,20 @@ pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppStat
     Ok(HttpResponse::Ok().json(view(&payment, Some(&history))))
 }
 
+/// `POST /payments/{id}/cancel`: cancels an unpaid payment at its provider; 200 with
+/// the payment, `canceled` once the provider agreed.
+pub async fn cancel(
+    _: Merchant,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let payment = state.reconciler.cancel(id).await?;
+    let history = state.payments.history(id).await?;
+    Ok(HttpResponse::Ok().json(view(&payment, Some(&history))))
+}
+
 #[derive(Deserialize)]
 pub struct ListQuery {
     merchant_ref: Option<String>,

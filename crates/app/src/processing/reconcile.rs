@@ -546,6 +546,9 @@ pub async fn run_reconciler(reconciler: Arc<Reconciler>, interval: Duration, mut
     }
 }
 
+#[path = "cancellation.rs"]
+pub mod cancellation;
+
 #[cfg(test)]
 #[path = "reconcile_tests.rs"]
 mod tests;

@@ -150,3 +150,18 @@ async fn a_stalled_junglepay_is_unavailable_not_a_hang() {
         Err(payhook_domain::GatewayError::Unavailable { .. })
     ));
 }
+
+/// JunglePay's API documents no way to cancel a PIX transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_is_not_supported() {
+    let fake = FakeJunglePay::start(KEY).await;
+    let c = client(&fake, KEY);
+    assert!(matches!(
+        c.cancel("282").await,
+        Err(payhook_domain::GatewayError::Unsupported {
+            operation: "cancel",
+            ..
+        })
+    ));
+    assert!(fake.requests().is_empty());
+}

@@ -203,3 +203,29 @@ async fn a_stalled_qpay_is_unavailable_not_a_hang() {
     ));
     assert_eq!(fake.stalled(), 1, "still held by the fake");
 }
+
+/// Cancel deletes an unpaid invoice (`DELETE /v2/invoice/{id}`); a paid one is
+/// answered as paid, without a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_deletes_an_unpaid_invoice_and_reports_a_paid_one() {
+    let fake = FakeQPay::start(ID, SECRET).await;
+    let c = client(&fake, SECRET);
+    let open = c.create_checkout(&request(5_000_000)).await.unwrap();
+    assert_eq!(
+        c.cancel(&open.provider_ref).await.unwrap().status,
+        payhook_domain::PaymentStatus::Canceled
+    );
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        (sent.method.as_str(), sent.path),
+        ("DELETE", format!("/v2/invoice/{}", open.provider_ref))
+    );
+    let paid = c.create_checkout(&request(5_000_000)).await.unwrap();
+    fake.pay(&paid.provider_ref, 50_000).unwrap();
+    let found = c.cancel(&paid.provider_ref).await.unwrap();
+    assert_eq!(found.status, payhook_domain::PaymentStatus::Paid);
+    assert!(fake
+        .requests()
+        .iter()
+        .all(|r| r.method != "DELETE" || r.path.ends_with(&open.provider_ref)));
+}

@@ -191,3 +191,24 @@ async fn held_and_partially_captured_intents_read_back_as_such() {
         (PaymentStatus::Paid, Some(1_000), true)
     );
 }
+
+/// Cancel: an open PaymentIntent is canceled; one that succeeded is refused (400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancels_an_open_payment_intent_and_is_refused_a_paid_one() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = gateway(&fake, KEY);
+    let open = g.create_checkout(&request()).await.unwrap();
+    let canceled = g.cancel(&open.provider_ref).await.unwrap();
+    assert_eq!(canceled.status, PaymentStatus::Canceled);
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        (sent.method.as_str(), sent.path),
+        ("POST", format!("/v1/payment_intents/{}/cancel", open.provider_ref))
+    );
+    let paid = g.create_checkout(&request()).await.unwrap();
+    fake.succeed(&paid.provider_ref);
+    assert!(matches!(
+        g.cancel(&paid.provider_ref).await,
+        Err(GatewayError::Rejected { status: 400, .. })
+    ));
+}

@@ -156,3 +156,27 @@ async fn finds_the_invoice_made_for_a_payment_id() {
         Err(GatewayError::Unavailable { .. })
     ));
 }
+
+/// Cancel expires the invoice (`POST /invoices/{id}/expire!`): payhook calls it
+/// canceled; a paid invoice is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_expires_the_invoice_and_a_paid_one_is_refused() {
+    let fake = FakeXendit::start(KEY).await;
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    let open = c.create_checkout(&request(15_000_000)).await.unwrap();
+    assert_eq!(
+        c.cancel(&open.provider_ref).await.unwrap().status,
+        PaymentStatus::Canceled
+    );
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        (sent.method.as_str(), sent.path),
+        ("POST", format!("/invoices/{}/expire!", open.provider_ref))
+    );
+    let paid = c.create_checkout(&request(15_000_000)).await.unwrap();
+    fake.mark_paid(&paid.provider_ref);
+    assert!(matches!(
+        c.cancel(&paid.provider_ref).await,
+        Err(GatewayError::Rejected { status: 400, .. })
+    ));
+}
