@@ -32,6 +32,8 @@ on_every_store!(
     a_pending_payment_is_canceled_once_the_provider_agrees,
     a_payment_paid_at_the_provider_is_not_canceled,
     cancel_errors_follow_the_contract,
+    a_payment_intent_answers_its_client_secret_once,
+    a_checkout_session_payment_is_paid_and_refunded_through_its_payment_intent,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -175,6 +177,172 @@ async fn a_stripe_payment_is_created_then_paid_by_its_webhook(backend: Backend) 
         app.count("SELECT count(*) AS n FROM payments").await,
         1,
         "no second payment from the event"
+    );
+    assert_eq!(
+        created["client_secret"],
+        format!("{intent}_secret_fake"),
+        "the PaymentIntent's client_secret, for Stripe.js"
+    );
+}
+
+/// `providers.stripe.checkout = payment_intent` (the default): the 201 carries the
+/// PaymentIntent's `client_secret` once. It is not stored: `GET /payments/{id}` and an
+/// idempotent replay do not have it.
+async fn a_payment_intent_answers_its_client_secret_once(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", STRIPE_KEY),
+            ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", &fake.base_url),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let order = json!({ "provider": "stripe", "amount": 2_500, "currency": "EUR" });
+    let created: Value = create(&app, &order, Some("order-secret")).await.json().await.unwrap();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.ends_with("_secret_fake"), "{secret}");
+    let id = created["id"].as_str().unwrap();
+    let shown = app.get(&format!("/payments/{id}")).await.text().await.unwrap();
+    assert!(!shown.contains(&secret), "GET shows the client_secret: {shown}");
+    let replay: Value = create(&app, &order, Some("order-secret")).await.json().await.unwrap();
+    assert_eq!(replay["id"], id);
+    assert_eq!(replay["client_secret"], Value::Null);
+    let stored = app
+        .count(
+            "SELECT count(*) AS n FROM payments WHERE checkout_url LIKE '%secret%' OR qr_text LIKE '%secret%' \
+             OR CAST(checkout_extras AS TEXT) LIKE '%secret%' OR CAST(metadata AS TEXT) LIKE '%secret%'",
+        )
+        .await;
+    assert_eq!(stored, 0, "the client_secret is stored nowhere");
+}
+
+/// `providers.stripe.checkout = checkout_session`: the 201 carries Stripe's hosted page.
+/// The customer pays there; the PaymentIntent's event finds the payment by
+/// `metadata.payhook_payment_id`, and teaches payhook the PaymentIntent's id, so a
+/// later refund naming only it finds the payment.
+async fn a_checkout_session_payment_is_paid_and_refunded_through_its_payment_intent(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", STRIPE_KEY),
+            ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", &fake.base_url),
+            ("PAYHOOK__PROVIDERS__STRIPE__CHECKOUT", "checkout_session"),
+            ("PAYHOOK__PROVIDERS__STRIPE__SUCCESS_URL", "https://shop.example/thanks"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    fake.send_webhooks_to(&format!("{}/webhooks/stripe", app.address), STRIPE_SECRET);
+    let order = json!({ "provider": "stripe", "amount": 2_500, "currency": "EUR",
+                        "cancel_url": "https://shop.example/cart", "customer_email": "ana@example.com" });
+    let response = create(&app, &order, None).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let session = created["provider_ref"].as_str().unwrap().to_owned();
+    assert!(session.starts_with("cs_"), "{created}");
+    assert_eq!(
+        created["checkout_url"],
+        format!("https://checkout.stripe.com/c/pay/{session}")
+    );
+    assert_eq!(created["client_secret"], Value::Null);
+    assert!(created["expires_at"].is_string(), "a session expires: {created}");
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.path, "/v1/checkout/sessions");
+    assert_eq!(sent.body.get("mode").map(String::as_str), Some("payment"));
+    assert_eq!(
+        sent.body.get("success_url").map(String::as_str),
+        Some("https://shop.example/thanks")
+    );
+    assert_eq!(
+        sent.body.get("cancel_url").map(String::as_str),
+        Some("https://shop.example/cart")
+    );
+    assert_eq!(
+        sent.body
+            .get("line_items[0][price_data][unit_amount]")
+            .map(String::as_str),
+        Some("2500")
+    );
+    assert_eq!(
+        sent.body.get("payment_intent_data[metadata][payhook_payment_id]"),
+        Some(&id)
+    );
+    assert_eq!(sent.idempotency_key.as_deref(), Some(id.as_str()));
+
+    let paid: Value = reqwest::Client::new()
+        .post(format!("{}/_fake/pay/{session}", fake.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["webhook"]["status"], 200, "{paid}");
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+    let session_now: Value = reqwest::Client::new()
+        .get(format!("{}/v1/checkout/sessions/{session}", fake.base_url))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let intent = session_now["payment_intent"].as_str().unwrap().to_owned();
+    let refund = json!({ "id": "ch_session", "object": "charge", "amount": 2500, "amount_captured": 2500,
+                         "amount_refunded": 1000, "refunded": false, "currency": "eur",
+                         "payment_intent": intent, "status": "succeeded", "metadata": {} });
+    app.deliver(&stripe_event(
+        "evt_session_refund",
+        "charge.refunded",
+        now_unix(),
+        refund,
+    ))
+    .await;
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'partially_refunded'"),
+        1,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments").await,
+        1,
+        "no stray payment"
+    );
+
+    let unpaid: Value = create(
+        &app,
+        &json!({ "provider": "stripe", "amount": 900, "currency": "EUR" }),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let canceled: Value = app
+        .client
+        .post(format!(
+            "{}/payments/{}/cancel",
+            app.address,
+            unpaid["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        canceled["status"], "canceled",
+        "the session is expired at Stripe: {canceled}"
     );
 }
 

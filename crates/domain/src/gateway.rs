@@ -19,6 +19,13 @@ pub struct CheckoutRequest {
     /// `source::Authentication::PaymentToken`): the adapter puts it in the callback
     /// URL it gives the provider.
     pub callback_token: Option<CallbackToken>,
+    /// Where a hosted payment page sends the customer after paying, and after giving
+    /// up (Stripe Checkout, Xendit invoices); the provider's or configured default
+    /// when `None`.
+    #[serde(default)]
+    pub success_url: Option<String>,
+    #[serde(default)]
+    pub cancel_url: Option<String>,
 }
 
 /// A secret that authenticates a provider's callbacks for one payment. Its `Debug`
@@ -53,6 +60,32 @@ pub struct Checkout {
     /// What else the provider gave for paying, in its own terms (QPay: the QR image,
     /// short URL and bank app links); `Null` when nothing.
     pub extras: serde_json::Value,
+    /// What the customer's browser confirms the payment with (a Stripe PaymentIntent's
+    /// `client_secret`). Handed to the merchant once, in the creation's answer, and
+    /// never stored.
+    #[serde(skip)]
+    pub client_secret: Option<ClientSecret>,
+}
+
+/// A secret for the customer's browser (a PaymentIntent's `client_secret`): never
+/// stored, and redacted in `Debug` so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret([redacted])")
+    }
 }
 
 /// The provider's own view of a payment, for reconciliation and for confirming

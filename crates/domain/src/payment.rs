@@ -203,7 +203,7 @@ impl Payment {
         }
         EventApplication {
             payment: next,
-            aliases: event.payment.aliases.clone(),
+            aliases: self.aliases_from(event),
             history: steps.history,
             publications: steps.publications,
             at,
@@ -213,6 +213,24 @@ impl Payment {
                 ProcessingResult::StaleTransition
             },
         }
+    }
+
+    /// The provider's other ids for this payment that `event` teaches. An event that
+    /// names the payment by payhook's own id and by a provider id the payment is not
+    /// stored under (a Stripe Checkout Session's payment, stored under the session's
+    /// id, and its PaymentIntent's events) adds that id, so later events naming only
+    /// it (a refund, a dispute) find the payment.
+    fn aliases_from(&self, event: &WebhookEvent) -> Vec<String> {
+        let mut aliases = event.payment.aliases.clone();
+        if let Some(reference) = &event.payment.provider_ref {
+            if event.payment.payment_id == Some(self.id)
+                && self.provider_ref.as_ref() != Some(reference)
+                && !aliases.contains(reference)
+            {
+                aliases.push(reference.clone());
+            }
+        }
+        aliases
     }
 
     fn received_or_requested(&self) -> i64 {
@@ -579,6 +597,25 @@ mod tests {
             assert_eq!(app.result, ProcessingResult::StaleTransition, "{nonsense}");
             assert_eq!(app.payment, held);
         }
+    }
+
+    /// A payment stored under one provider id (a Checkout Session) and found by
+    /// payhook's id in an event naming another (its PaymentIntent) learns that id.
+    #[test]
+    fn an_event_naming_the_payment_by_another_provider_id_teaches_it() {
+        let mut session = payment(PaymentStatus::Pending);
+        session.provider_ref = Some("cs_1".into());
+        let mut paid = event("e1", PaymentChange::paid(Some(1000)));
+        paid.payment.payment_id = Some(session.id);
+        assert_eq!(session.apply(&paid, at(1)).aliases, vec!["pi_1".to_owned()]);
+        let same = payment(PaymentStatus::Pending);
+        paid.payment.payment_id = Some(same.id);
+        assert!(same.apply(&paid, at(1)).aliases.is_empty(), "already its id");
+        paid.payment.payment_id = None;
+        assert!(
+            session.apply(&paid, at(1)).aliases.is_empty(),
+            "found by that id: nothing to learn"
+        );
     }
 
     /// A provider's answer that a held payment was captured for less is a capture.

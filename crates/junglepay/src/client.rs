@@ -164,6 +164,7 @@ impl PaymentGateway for JunglePayClient {
             // expires the payment unless JunglePay reports it paid.
             expires_at: Some(chrono::Utc::now() + chrono::Duration::days(PIX_VALID_DAYS)),
             extras: Value::Null,
+            client_secret: None,
         })
     }
 

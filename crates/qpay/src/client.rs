@@ -279,6 +279,7 @@ impl From<InvoiceAnswer> for Checkout {
             // expires the payment unless QPay reports it paid.
             expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(INVOICE_VALID_HOURS)),
             extras: json!({ "qr_image": invoice.qr_image, "short_url": invoice.short_url, "urls": invoice.urls }),
+            client_secret: None,
         }
     }
 }

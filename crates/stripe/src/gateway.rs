@@ -1,11 +1,14 @@
-//! PaymentIntents through the Stripe SDK (async-stripe, pinned), behind our
-//! `PaymentGateway` port so an SDK bump touches this file only.
+//! Payments through the Stripe SDK (async-stripe, pinned), behind our
+//! `PaymentGateway` port so an SDK bump touches this file (and `checkout_session.rs`)
+//! only: a PaymentIntent per payment, whose `client_secret` the merchant's page
+//! confirms with Stripe.js, or a Checkout Session, Stripe's hosted page.
 
+use crate::checkout_session;
 use crate::events::PAYMENT_ID_METADATA_KEY;
 use async_trait::async_trait;
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
-    Checkout, CheckoutRequest, GatewayError, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
+    Checkout, CheckoutRequest, ClientSecret, GatewayError, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -18,8 +21,24 @@ use stripe_core::PaymentIntentStatus;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
 
+/// How a customer pays a Stripe payment payhook creates (`providers.stripe.checkout`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CheckoutMode {
+    /// A PaymentIntent; the 201 carries its `client_secret` for Stripe.js.
+    #[default]
+    PaymentIntent,
+    /// A Checkout Session; the 201 carries its hosted page's URL. The URLs are where
+    /// Stripe sends the customer after paying and after giving up, unless the request
+    /// names its own.
+    CheckoutSession {
+        success_url: Option<String>,
+        cancel_url: Option<String>,
+    },
+}
+
 pub struct StripeGateway {
     client: stripe::Client,
+    mode: CheckoutMode,
 }
 
 impl StripeGateway {
@@ -31,7 +50,23 @@ impl StripeGateway {
             .timeout(timeout)
             .build()
             .map_err(classify)?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            mode: CheckoutMode::default(),
+        })
+    }
+
+    /// Creates payments the way `mode` says.
+    pub fn with_checkout(mut self, mode: CheckoutMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    fn idempotency_key(request: &CheckoutRequest) -> Result<stripe::IdempotencyKey, GatewayError> {
+        stripe::IdempotencyKey::new(request.payment_id.to_string()).map_err(|e| GatewayError::Invalid {
+            field: "id",
+            message: e.to_string(),
+        })
     }
 }
 
@@ -68,6 +103,17 @@ impl PaymentGateway for StripeGateway {
         Provider::Stripe
     }
 
+    fn check(&self, request: &CheckoutRequest) -> Result<(), GatewayError> {
+        match &self.mode {
+            CheckoutMode::CheckoutSession { success_url, .. }
+                if request.success_url.is_none() && success_url.is_none() =>
+            {
+                Err(checkout_session::no_success_url())
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, GatewayError> {
         let currency: stripe_types::Currency = request
             .amount
@@ -76,6 +122,28 @@ impl PaymentGateway for StripeGateway {
             .to_ascii_lowercase()
             .parse()
             .unwrap_or_else(|never| match never {});
+        // Keyed on our payment id: a retried creation returns the same object.
+        let key = Self::idempotency_key(request)?;
+        if let CheckoutMode::CheckoutSession {
+            success_url,
+            cancel_url,
+        } = &self.mode
+        {
+            let success_url = request
+                .success_url
+                .as_deref()
+                .or(success_url.as_deref())
+                .ok_or_else(checkout_session::no_success_url)?;
+            let cancel_url = request.cancel_url.as_deref().or(cancel_url.as_deref());
+            let session = checkout_session::create(request, currency, success_url, cancel_url)
+                .build()
+                .customize::<checkout_session::Session>()
+                .request_strategy(stripe::RequestStrategy::Idempotent(key))
+                .send(&self.client)
+                .await
+                .map_err(classify)?;
+            return Ok(session.checkout());
+        }
         // Webhooks find the payment by this metadata first (see events.rs).
         let metadata = HashMap::from([(PAYMENT_ID_METADATA_KEY.to_owned(), request.payment_id.to_string())]);
         let mut create = CreatePaymentIntent::new(request.amount.amount_minor(), currency).metadata(metadata);
@@ -85,11 +153,6 @@ impl PaymentGateway for StripeGateway {
         if let Some(email) = &request.customer_email {
             create = create.receipt_email(email.clone());
         }
-        // Keyed on our payment id: a retried creation returns the same PaymentIntent.
-        let key = stripe::IdempotencyKey::new(request.payment_id.to_string()).map_err(|e| GatewayError::Invalid {
-            field: "id",
-            message: e.to_string(),
-        })?;
         let intent = create
             .customize()
             .request_strategy(stripe::RequestStrategy::Idempotent(key))
@@ -100,6 +163,12 @@ impl PaymentGateway for StripeGateway {
     }
 
     async fn fetch_status(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        if provider_ref.starts_with(checkout_session::SESSION_PREFIX) {
+            let session = checkout_session::retrieve(&self.client, provider_ref)
+                .await
+                .map_err(classify)?;
+            return Ok(session.status());
+        }
         let intent = RetrievePaymentIntent::new(provider_ref)
             .send(&self.client)
             .await
@@ -110,6 +179,17 @@ impl PaymentGateway for StripeGateway {
     /// `POST /v1/payment_intents/{id}/cancel`: Stripe refuses (400) a PaymentIntent
     /// that succeeded or is processing.
     async fn cancel(&self, provider_ref: &str) -> Result<ProviderPaymentStatus, GatewayError> {
+        if provider_ref.starts_with(checkout_session::SESSION_PREFIX) {
+            // Expiring the page is what cancels a Checkout Session payment.
+            let session = checkout_session::expire(&self.client, provider_ref)
+                .await
+                .map_err(classify)?;
+            let found = session.status();
+            return Ok(match found.status {
+                PaymentStatus::Expired => ProviderPaymentStatus::new(PaymentStatus::Canceled, None),
+                _ => found,
+            });
+        }
         let intent = CancelPaymentIntent::new(provider_ref)
             .send(&self.client)
             .await
@@ -149,7 +229,8 @@ fn status_of(intent: &stripe_core::PaymentIntent) -> ProviderPaymentStatus {
     }
 }
 
-/// A PaymentIntent has no hosted page: the client confirms it with Stripe.js.
+/// A PaymentIntent has no hosted page: the merchant's page confirms it with
+/// Stripe.js, given its `client_secret`.
 fn checkout(intent: &stripe_core::PaymentIntent) -> Checkout {
     Checkout {
         provider_ref: intent.id.to_string(),
@@ -157,5 +238,6 @@ fn checkout(intent: &stripe_core::PaymentIntent) -> Checkout {
         qr_text: None,
         expires_at: None,
         extras: serde_json::Value::Null,
+        client_secret: intent.client_secret.clone().map(ClientSecret::new),
     }
 }

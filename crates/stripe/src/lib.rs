@@ -4,13 +4,14 @@
 //! through the Stripe SDK (`PaymentGateway`) and signed sample events for
 //! `payhook simulate`. Depends on `payhook-domain` only, never on another adapter.
 
+mod checkout_session;
 mod events;
 mod gateway;
 mod simulator;
 mod verify;
 
 pub use events::{parse_event, primary_fields};
-pub use gateway::{StripeGateway, DEFAULT_API_BASE_URL};
+pub use gateway::{CheckoutMode, StripeGateway, DEFAULT_API_BASE_URL};
 pub use simulator::StripeSimulator;
 pub use verify::{signature_header, SignatureError, SignatureVerifier, DEFAULT_TOLERANCE_SECS};
 
@@ -40,6 +41,34 @@ pub struct StripeConfig {
     pub api_key: Option<SecretString>,
     #[serde(default = "default_api_base_url", deserialize_with = "config::http_url")]
     pub api_base_url: String,
+    /// How customers pay the payments payhook creates: `payment_intent` (the answer
+    /// carries the PaymentIntent's `client_secret`, for Stripe.js) or
+    /// `checkout_session` (the answer carries Stripe's hosted page, `checkout_url`).
+    #[serde(default)]
+    pub checkout: Checkout,
+    /// Checkout Sessions: where Stripe sends the customer after paying, and after
+    /// giving up, unless a request names its own `success_url` / `cancel_url`.
+    #[serde(default, deserialize_with = "optional_http_url")]
+    pub success_url: Option<String>,
+    #[serde(default, deserialize_with = "optional_http_url")]
+    pub cancel_url: Option<String>,
+}
+
+/// `providers.stripe.checkout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkout {
+    #[default]
+    PaymentIntent,
+    CheckoutSession,
+}
+
+fn optional_http_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(url) = &value {
+        config::check_http_url(url).map_err(serde::de::Error::custom)?;
+    }
+    Ok(value)
 }
 
 fn default_tolerance() -> i64 {
@@ -66,6 +95,9 @@ impl StripeConfig {
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             api_key: None,
             api_base_url: default_api_base_url(),
+            checkout: Checkout::default(),
+            success_url: None,
+            cancel_url: None,
         }
     }
 }
@@ -77,7 +109,17 @@ impl Connector for Stripe {
 
     fn connect(config: StripeConfig, options: &ConnectOptions) -> Result<ProviderUnit, GatewayError> {
         let payments = match &config.api_key {
-            Some(key) => Some(Arc::new(StripeGateway::new(&config.api_base_url, key, options.api_timeout)?) as _),
+            Some(key) => {
+                let mode = match config.checkout {
+                    Checkout::PaymentIntent => CheckoutMode::PaymentIntent,
+                    Checkout::CheckoutSession => CheckoutMode::CheckoutSession {
+                        success_url: config.success_url.clone(),
+                        cancel_url: config.cancel_url.clone(),
+                    },
+                };
+                let gateway = StripeGateway::new(&config.api_base_url, key, options.api_timeout)?.with_checkout(mode);
+                Some(Arc::new(gateway) as _)
+            }
             None => None,
         };
         let signing_secret = config

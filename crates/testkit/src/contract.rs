@@ -1134,6 +1134,7 @@ pub async fn records_the_providers_answer_and_creation_failures<S: Store>(store:
         qr_text: Some("000201qr".into()),
         expires_at: Some(t0() + Duration::hours(24)),
         extras: serde_json::json!({ "qr_image": "iVBORw0KGgo=" }),
+        client_secret: None,
     };
     let answered = store.record_checkout(opened.id, &checkout).await.unwrap();
     assert_eq!(answered.provider_ref.as_deref(), Some("inv_1"));

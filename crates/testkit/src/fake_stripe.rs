@@ -1,7 +1,9 @@
 //! A fake of the Stripe PaymentIntents API (only what payhook calls), served by a real
 //! HTTP server on 127.0.0.1: `POST /v1/payment_intents` (form-encoded, as Stripe takes
 //! it), `GET /v1/payment_intents/{id}` and `GET /v1/payment_intents/search` (the one
-//! query payhook makes: `metadata['key']:'value'`). Checks the bearer key, answers with complete
+//! query payhook makes: `metadata['key']:'value'`), and Checkout Sessions (create,
+//! retrieve, expire; `POST /_fake/pay/cs_…` completes one and sends the succeeded
+//! PaymentIntent's event). Checks the bearer key, answers with complete
 //! PaymentIntent objects (the SDK's parse is strict), records requests, and can be told
 //! to fail the next ones.
 
@@ -18,6 +20,11 @@ struct State {
     journal: crate::loopback::Journal<HashMap<String, String>>,
     api_key: String,
     intents: HashMap<String, Value>,
+    /// Checkout Sessions, by id.
+    sessions: HashMap<String, Value>,
+    /// Each session's `payment_intent_data.metadata`, for the PaymentIntent made when
+    /// it is paid.
+    session_intent_metadata: HashMap<String, Value>,
     /// PaymentIntent ids by the Idempotency-Key that created them.
     idempotent: HashMap<String, String>,
     /// Where events go, and the endpoint secret they are signed with.
@@ -50,6 +57,9 @@ impl FakeStripe {
                 .route("/v1/payment_intents/search", web::get().to(search))
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
                 .route("/v1/payment_intents/{id}/cancel", web::post().to(cancel))
+                .route("/v1/checkout/sessions", web::post().to(create_session))
+                .route("/v1/checkout/sessions/{id}", web::get().to(fetch_session))
+                .route("/v1/checkout/sessions/{id}/expire", web::post().to(expire_session))
                 .route("/_fake/pay/{id}", web::post().to(pay));
         })?;
         Ok(Self { base_url, state, stall })
@@ -88,6 +98,13 @@ impl FakeStripe {
             intent["status"] = json!(status);
             intent["amount_received"] = json!(amount_received);
         }
+    }
+
+    /// The customer pays Checkout Session `id` (no event is sent): it completes, with
+    /// a succeeded PaymentIntent; that PaymentIntent's id.
+    pub fn complete_session(&self, id: &str) -> Option<String> {
+        let intent = complete_session(&mut self.state.lock().unwrap(), id)?;
+        intent["id"].as_str().map(str::to_owned)
     }
 
     /// Marks a PaymentIntent succeeded, as if the customer had paid.
@@ -233,21 +250,153 @@ async fn search(
     }))
 }
 
+/// `POST /v1/checkout/sessions` (form-encoded): an open session with a hosted-page
+/// URL; the PaymentIntent is made when the customer pays, as in current API versions.
+async fn create_session(
+    req: HttpRequest,
+    form: web::Form<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    if let Some(response) = record(&state, &req, form.clone()) {
+        return response;
+    }
+    let (Some(amount), Some(success_url)) = (
+        form.get("line_items[0][price_data][unit_amount]")
+            .and_then(|a| a.parse::<i64>().ok()),
+        form.get("success_url"),
+    ) else {
+        return error(
+            400,
+            "invalid_request_error",
+            "Missing required param: line_items or success_url.",
+        );
+    };
+    let mut s = state.lock().unwrap();
+    let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
+    if let Some(first) = key.and_then(|k| s.idempotent.get(k)).and_then(|id| s.sessions.get(id)) {
+        return HttpResponse::Ok().json(first);
+    }
+    let id = format!("cs_test_fake{:020}", s.sessions.len() + 1);
+    if let Some(key) = key {
+        s.idempotent.insert(key.to_owned(), id.clone());
+    }
+    let metadata = |prefix: &str| -> HashMap<String, String> {
+        form.iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(prefix)
+                    .and_then(|k| k.strip_suffix(']'))
+                    .map(|k| (k.to_owned(), v.clone()))
+            })
+            .collect()
+    };
+    let session = json!({
+        "id": id, "object": "checkout.session", "mode": "payment", "status": "open", "payment_status": "unpaid",
+        "amount_total": amount, "currency": form.get("line_items[0][price_data][currency]"),
+        "url": format!("https://checkout.stripe.com/c/pay/{id}"), "success_url": success_url,
+        "cancel_url": form.get("cancel_url"), "client_reference_id": form.get("client_reference_id"),
+        "customer_email": form.get("customer_email"), "metadata": metadata("metadata["),
+        "payment_intent": null, "expires_at": chrono::Utc::now().timestamp() + 86_400, "livemode": false,
+    });
+    let intent_metadata = json!(metadata("payment_intent_data[metadata]["));
+    s.session_intent_metadata.insert(id.clone(), intent_metadata);
+    s.sessions.insert(id, session.clone());
+    HttpResponse::Ok().json(session)
+}
+
+async fn fetch_session(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, HashMap::new()) {
+        return response;
+    }
+    match state.lock().unwrap().sessions.get(id.as_str()) {
+        Some(session) => HttpResponse::Ok().json(session),
+        None => error(
+            404,
+            "invalid_request_error",
+            &format!("No such checkout.session: '{id}'"),
+        ),
+    }
+}
+
+/// `POST /v1/checkout/sessions/{id}/expire`: only an open session can be expired.
+async fn expire_session(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, HashMap::new()) {
+        return response;
+    }
+    let mut s = state.lock().unwrap();
+    let Some(session) = s.sessions.get_mut(id.as_str()) else {
+        return error(
+            404,
+            "invalid_request_error",
+            &format!("No such checkout.session: '{id}'"),
+        );
+    };
+    if session["status"] != "open" {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!(
+                "Only Checkout Sessions with a status of open can be expired; this one is {}.",
+                session["status"]
+            ),
+        );
+    }
+    session["status"] = json!("expired");
+    HttpResponse::Ok().json(session.clone())
+}
+
+/// The customer pays a Checkout Session: it completes, and a succeeded PaymentIntent
+/// carrying the session's `payment_intent_data.metadata` is made.
+fn complete_session(s: &mut State, id: &str) -> Option<Value> {
+    let session = s.sessions.get(id)?.clone();
+    if session["status"] != "open" {
+        return None;
+    }
+    let pi = format!("pi_fake{:020}", s.intents.len() + 1);
+    let amount = session["amount_total"].clone();
+    let intent = json!({
+        "id": pi, "object": "payment_intent", "amount": amount, "amount_capturable": 0, "amount_received": amount,
+        "capture_method": "automatic_async", "client_secret": format!("{pi}_secret_fake"),
+        "confirmation_method": "automatic", "created": 1_800_000_000, "currency": session["currency"],
+        "description": null, "livemode": false, "metadata": s.session_intent_metadata.get(id).cloned().unwrap_or_default(),
+        "payment_method_types": ["card"], "receipt_email": session["customer_email"], "status": "succeeded",
+        "automatic_payment_methods": { "allow_redirects": "always", "enabled": true },
+    });
+    s.intents.insert(pi.clone(), intent.clone());
+    if let Some(session) = s.sessions.get_mut(id) {
+        session["status"] = json!("complete");
+        session["payment_status"] = json!("paid");
+        session["payment_intent"] = json!(pi);
+    }
+    Some(intent)
+}
+
 /// `POST /_fake/pay/{id}`: the customer pays; a signed `payment_intent.succeeded` goes
 /// to the configured endpoint, like Stripe's would.
 async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
     let (intent, webhook) = {
         let mut s = state.lock().unwrap();
         let webhook = s.webhook.clone();
-        let Some(intent) = s.intents.get_mut(id.as_str()) else {
-            return error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'"));
-        };
-        if intent["status"] == "canceled" {
-            return error(400, "invalid_request_error", "This PaymentIntent was canceled.");
+        if id.starts_with("cs_") {
+            let Some(intent) = complete_session(&mut s, id.as_str()) else {
+                return error(
+                    400,
+                    "invalid_request_error",
+                    &format!("Checkout Session {id} is not open."),
+                );
+            };
+            (intent, webhook)
+        } else {
+            let Some(intent) = s.intents.get_mut(id.as_str()) else {
+                return error(404, "invalid_request_error", &format!("No such payment_intent: '{id}'"));
+            };
+            if intent["status"] == "canceled" {
+                return error(400, "invalid_request_error", "This PaymentIntent was canceled.");
+            }
+            intent["status"] = json!("succeeded");
+            intent["amount_received"] = intent["amount"].clone();
+            (intent.clone(), webhook)
         }
-        intent["status"] = json!("succeeded");
-        intent["amount_received"] = intent["amount"].clone();
-        (intent.clone(), webhook)
     };
     let Some((url, secret)) = webhook else {
         return HttpResponse::Ok().json(json!({ "paid": id.as_str(), "webhook": null }));

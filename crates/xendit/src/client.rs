@@ -112,6 +112,8 @@ impl PaymentGateway for XenditClient {
             "payer_email": request.customer_email,
             "description": request.description.clone().or_else(|| request.merchant_ref.clone()),
             "metadata": { "app": self.app_tag },
+            "success_redirect_url": request.success_url,
+            "failure_redirect_url": request.cancel_url,
         });
         let invoice = self
             .send(
@@ -185,6 +187,7 @@ impl Invoice {
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.with_timezone(&Utc)),
             extras: Value::Null,
+            client_secret: None,
         }
     }
 }

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use payhook_domain::ports::{Clock, PaymentGateway, PaymentStore, StoreError};
 use payhook_domain::source::Authentication;
 use payhook_domain::{
-    CallbackToken, CheckoutRequest, Currency, GatewayError, Idempotency, Money, NewPayment, Opened, Payment, PaymentId,
-    Provider, CREATION_INTERRUPTED,
+    CallbackToken, CheckoutRequest, ClientSecret, Currency, GatewayError, Idempotency, Money, NewPayment, Opened,
+    Payment, PaymentId, Provider, CREATION_INTERRUPTED,
 };
 use rand::RngCore;
 use serde_json::{json, Map, Value};
@@ -29,6 +29,7 @@ pub const ABANDONED_AFTER: Duration = Duration::from_secs(2 * GATEWAY_TIMEOUT.as
 const MAX_TEXT: usize = 1000;
 const MAX_REF: usize = 255;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
+const MAX_URL: usize = 2048;
 
 /// A validated `POST /payments` body.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,10 @@ pub struct PaymentRequest {
     pub customer_email: Option<String>,
     pub description: Option<String>,
     pub metadata: Value,
+    /// Where a hosted payment page (Stripe Checkout, Xendit) sends the customer after
+    /// paying, and after giving up.
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +90,9 @@ pub struct Created {
     /// first answer carries it; a replay carries `None` and leaves the first token
     /// valid. [`PaymentRequests::issue_client_token`] replaces a lost one, on purpose.
     pub client_token: Option<String>,
+    /// What the customer's browser confirms a Stripe PaymentIntent with: in the first
+    /// answer only, never stored.
+    pub client_secret: Option<ClientSecret>,
     pub replayed: bool,
 }
 
@@ -144,6 +152,8 @@ impl PaymentRequests {
             description: request.description.clone(),
             metadata: request.metadata.clone(),
             callback_token: callback_token.clone().map(CallbackToken::new),
+            success_url: request.success_url.clone(),
+            cancel_url: request.cancel_url.clone(),
         };
         gateway.check(&checkout).map_err(|e| match e {
             GatewayError::Invalid { field, message } => RequestError::Invalid { field, message }.into(),
@@ -171,10 +181,11 @@ impl PaymentRequests {
         };
         match self.store.open_payment(&new).await? {
             Opened::New(_) => {
-                let payment = self.ask_provider(gateway, checkout).await?;
+                let (payment, client_secret) = self.ask_provider(gateway, checkout).await?;
                 Ok(Created {
                     payment,
                     client_token: Some(client_token),
+                    client_secret,
                     replayed: false,
                 })
             }
@@ -188,13 +199,13 @@ impl PaymentRequests {
         &self,
         gateway: Arc<dyn PaymentGateway>,
         request: CheckoutRequest,
-    ) -> Result<Payment, CreateError> {
+    ) -> Result<(Payment, Option<ClientSecret>), CreateError> {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let task = tokio::spawn(async move {
             let id = request.payment_id;
             match gateway.create_checkout(&request).await {
-                Ok(checkout) => Ok(store.record_checkout(id, &checkout).await?),
+                Ok(checkout) => Ok((store.record_checkout(id, &checkout).await?, checkout.client_secret)),
                 Err(e) => {
                     let reason = e.to_string();
                     tracing::warn!(payment_id = %id, %reason, "provider did not create the payment");
@@ -239,6 +250,7 @@ impl PaymentRequests {
         Ok(Created {
             payment,
             client_token: None,
+            client_secret: None,
             replayed: true,
         })
     }
@@ -291,7 +303,7 @@ impl PaymentRequest {
                 "found a JSON value that is not an object".into(),
             ));
         };
-        const KNOWN: [&str; 7] = [
+        const KNOWN: [&str; 9] = [
             "provider",
             "amount",
             "currency",
@@ -299,6 +311,8 @@ impl PaymentRequest {
             "customer_email",
             "description",
             "metadata",
+            "success_url",
+            "cancel_url",
         ];
         if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(RequestError::Invalid {
@@ -346,6 +360,8 @@ impl PaymentRequest {
             customer_email,
             description: optional_text(&fields, "description", MAX_TEXT)?,
             metadata,
+            success_url: optional_url(&fields, "success_url")?,
+            cancel_url: optional_url(&fields, "cancel_url")?,
         })
     }
 
@@ -360,6 +376,8 @@ impl PaymentRequest {
             "customer_email": self.customer_email,
             "description": self.description,
             "metadata": self.metadata,
+            "success_url": self.success_url,
+            "cancel_url": self.cancel_url,
         }));
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
@@ -400,6 +418,21 @@ fn optional_text(fields: &Map<String, Value>, field: &'static str, max: usize) -
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(invalid(field, "must be a string")),
     }
+}
+
+/// An absolute http(s) URL of at most 2,048 characters, or nothing.
+fn optional_url(fields: &Map<String, Value>, field: &'static str) -> Result<Option<String>, RequestError> {
+    let url = optional_text(fields, field, MAX_URL)?;
+    if let Some(url) = &url {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or_default();
+        if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
+            return Err(invalid(field, "must be an absolute http(s) URL"));
+        }
+    }
+    Ok(url)
 }
 
 /// Not RFC 5322: one `@` with something on each side and a dot in the domain is

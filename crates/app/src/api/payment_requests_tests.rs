@@ -94,6 +94,13 @@ fn every_wrong_field_is_named() {
         (json!({ "metadata": ["a"] }), "metadata"),
         (json!({ "ammount": 5 }), "body"),
         (json!({ "provider": null }), "provider"),
+        (json!({ "success_url": "ftp://shop.example/ok" }), "success_url"),
+        (json!({ "success_url": "https://" }), "success_url"),
+        (json!({ "cancel_url": "shop.example/cart" }), "cancel_url"),
+        (
+            json!({ "cancel_url": format!("https://shop.example/{}", "x".repeat(2048)) }),
+            "cancel_url",
+        ),
     ];
     for (fields, expected) in cases {
         match PaymentRequest::from_json(&body(fields.clone())) {
@@ -216,6 +223,7 @@ async fn a_created_payment_stores_only_the_token_hash_and_the_checkout() {
             qr_text: None,
             expires_at: None,
             extras: Value::Null,
+            client_secret: None,
         })
     });
     let created = service(store, vec![g]).create(request(), Some("key-1")).await.unwrap();

@@ -29,6 +29,9 @@ struct CreatedView<'a> {
     provider_checkout: Option<&'a serde_json::Value>,
     /// Only in the first answer; `null` in an idempotent replay (the first stays valid).
     client_token: Option<&'a str>,
+    /// A Stripe PaymentIntent's `client_secret`, for Stripe.js: only in the first
+    /// answer, never stored; `null` otherwise.
+    client_secret: Option<&'a str>,
 }
 
 pub async fn create(
@@ -70,6 +73,7 @@ pub async fn create(
         expires_at: p.expires_at,
         provider_checkout: p.checkout_extras.as_ref(),
         client_token: created.client_token.as_deref(),
+        client_secret: created.client_secret.as_ref().map(|s| s.expose()),
     }))
 }
 

@@ -473,6 +473,7 @@ async fn an_interrupted_creation_the_provider_made_is_adopted_then_checked() {
                 qr_text: None,
                 expires_at: None,
                 extras: serde_json::Value::Null,
+                client_secret: None,
             }))
         });
     gateway

@@ -31,6 +31,8 @@ fn request() -> CheckoutRequest {
         description: Some("Order 123".into()),
         metadata: serde_json::json!({ "customer_name": "Gabryel", "customer_document": "12345678910" }),
         callback_token: Some(CallbackToken::new("feedface".repeat(4))),
+        success_url: None,
+        cancel_url: None,
     }
 }
 

@@ -62,6 +62,8 @@ async fn the_transaction_request_has_the_shape_of_junglepays_example() {
         description: Some("b456".into()),
         metadata: serde_json::json!({ "customer_name": "Gabryel", "customer_document": "12345678910" }),
         callback_token: Some(CallbackToken::new("ab".repeat(16))),
+        success_url: None,
+        cancel_url: None,
     };
     client.create_checkout(&request).await.unwrap();
     let sent = fake.requests()[0].body.clone();

@@ -35,6 +35,8 @@ fn request(minor: i64) -> CheckoutRequest {
         description: Some("Order 5".into()),
         metadata: serde_json::Value::Null,
         callback_token: Some(CallbackToken::new("0123456789abcdef0123456789abcdef".into())),
+        success_url: None,
+        cancel_url: None,
     }
 }
 

@@ -80,6 +80,8 @@ async fn requests_have_the_shape_of_qpays_examples() {
         description: Some("test".into()),
         metadata: serde_json::Value::Null,
         callback_token: Some(CallbackToken::new("ab".repeat(16))),
+        success_url: None,
+        cancel_url: None,
     };
     let invoice = client.create_checkout(&request).await.unwrap();
     client.fetch_status(&invoice.provider_ref).await.unwrap();

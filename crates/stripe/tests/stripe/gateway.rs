@@ -23,6 +23,8 @@ fn request() -> CheckoutRequest {
         description: Some("Order 17".into()),
         metadata: serde_json::Value::Null,
         callback_token: None,
+        success_url: None,
+        cancel_url: None,
     }
 }
 
@@ -211,4 +213,57 @@ async fn cancels_an_open_payment_intent_and_is_refused_a_paid_one() {
         g.cancel(&paid.provider_ref).await,
         Err(GatewayError::Rejected { status: 400, .. })
     ));
+}
+
+fn session_gateway(fake: &FakeStripe, success_url: Option<&str>) -> StripeGateway {
+    gateway(fake, KEY).with_checkout(payhook_stripe::CheckoutMode::CheckoutSession {
+        success_url: success_url.map(str::to_owned),
+        cancel_url: None,
+    })
+}
+
+/// Checkout Sessions: created with payhook's id in both metadata, read back open then
+/// paid, expired by cancel; refused before sending when nothing says where to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_sessions_are_created_read_back_and_expired() {
+    let fake = FakeStripe::start(KEY).await;
+    let g = session_gateway(&fake, Some("https://shop.example/thanks"));
+    let req = request();
+    let session = g.create_checkout(&req).await.unwrap();
+    assert!(session.provider_ref.starts_with("cs_"), "{}", session.provider_ref);
+    assert!(session.checkout_url.is_some() && session.expires_at.is_some());
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        sent.body.get("metadata[payhook_payment_id]"),
+        Some(&req.payment_id.to_string())
+    );
+    assert_eq!(sent.body.get("client_reference_id"), Some(&req.payment_id.to_string()));
+    assert_eq!(
+        g.fetch_status(&session.provider_ref).await.unwrap().status,
+        PaymentStatus::Pending
+    );
+    fake.complete_session(&session.provider_ref).unwrap();
+    let paid = g.fetch_status(&session.provider_ref).await.unwrap();
+    assert_eq!((paid.status, paid.paid_amount), (PaymentStatus::Paid, Some(2_500)));
+    assert!(matches!(
+        g.cancel(&session.provider_ref).await,
+        Err(GatewayError::Rejected { status: 400, .. })
+    ));
+    let open = g.create_checkout(&request()).await.unwrap();
+    assert_eq!(
+        g.cancel(&open.provider_ref).await.unwrap().status,
+        PaymentStatus::Canceled
+    );
+
+    let nowhere = session_gateway(&fake, None);
+    assert!(matches!(
+        nowhere.check(&request()),
+        Err(GatewayError::Invalid {
+            field: "success_url",
+            ..
+        })
+    ));
+    let mut told = request();
+    told.success_url = Some("https://shop.example/ok".into());
+    assert_eq!(nowhere.check(&told), Ok(()));
 }

@@ -23,6 +23,8 @@ fn request(minor: i64) -> CheckoutRequest {
         description: Some("Order 77".into()),
         metadata: serde_json::Value::Null,
         callback_token: None,
+        success_url: None,
+        cancel_url: None,
     }
 }
 
