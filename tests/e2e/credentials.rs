@@ -138,6 +138,7 @@ async fn the_internal_listener_alone_serves_merchants_and_operators(backend: Bac
         (format!("/payments/{id}"), format!("Bearer {MERCHANT_KEY}")),
         ("/admin/webhooks".to_owned(), format!("Bearer {admin}")),
         ("/metrics".to_owned(), String::new()),
+        ("/openapi.json".to_owned(), String::new()),
     ] {
         let on = |base: &str| {
             app.client

@@ -495,6 +495,7 @@ async fn the_retention_job_purges_old_forensic_rows_and_keeps_the_rest(backend: 
 }
 
 on_every_store!(
+    the_openapi_document_is_served_and_names_every_merchant_route,
     the_retention_job_purges_old_forensic_rows_and_keeps_the_rest,
     admin_api_is_off_without_a_token,
     admin_api_requires_its_bearer_token,
@@ -528,4 +529,27 @@ async fn an_instance_hears_the_domain_events_of_a_webhook_another_instance_appli
     assert_eq!(message.topic, "payment.paid");
     assert_eq!(message.payload["provider_ref"], "pi_fan_out");
     assert_eq!(message.payload["status"], "paid");
+}
+
+/// `GET /openapi.json` answers the OpenAPI 3.1 document, with the merchant routes and
+/// their error codes.
+async fn the_openapi_document_is_served_and_names_every_merchant_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status().as_u16(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, method) in [
+        ("/payments", "post"),
+        ("/payments", "get"),
+        ("/payments/{id}", "get"),
+        ("/payments/{id}/cancel", "post"),
+        ("/webhooks/{provider}", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    let conflict = doc["paths"]["/payments/{id}/cancel"]["post"]["responses"]["409"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(conflict.contains("payment_not_cancelable"), "{conflict}");
 }

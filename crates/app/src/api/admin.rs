@@ -43,6 +43,16 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/admin/webhooks", tag = "admin", security(("admin_token" = [])),
+    params(("status" = Option<String>, Query, description = "pending, processed, ignored, failed or dead"),
+           ("provider" = Option<String>, Query, description = "stripe, xendit, qpay or junglepay"),
+           ("limit" = Option<u32>, Query, description = "1 to 500 (50)")),
+    responses(
+        (status = 200, description = "Inbox events, newest first", body = Object),
+        (status = 400, description = "`invalid_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no admin.token is configured", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn list(
     req: HttpRequest,
     query: web::Query<ListQuery>,
@@ -68,6 +78,14 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
 }
 
+#[utoipa::path(post, path = "/admin/webhooks/{id}/replay", tag = "admin", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The inbox event id")),
+    responses(
+        (status = 202, description = "Due again now", body = Object),
+        (status = 401, description = "`unauthorized`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`event_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "`already_pending`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn replay(
     req: HttpRequest,
     path: web::Path<String>,
@@ -97,6 +115,13 @@ pub struct OutboxQuery {
 }
 
 /// `GET /admin/outbox?status=dead|retrying`: domain events not delivered, newest first.
+#[utoipa::path(get, path = "/admin/outbox", tag = "admin", security(("admin_token" = [])),
+    params(("status" = Option<String>, Query, description = "dead or pending")),
+    responses(
+        (status = 200, description = "Domain events not delivered", body = Object),
+        (status = 400, description = "`invalid_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn list_outbox(
     req: HttpRequest,
     query: web::Query<OutboxQuery>,
@@ -119,6 +144,14 @@ pub async fn list_outbox(
 
 /// `POST /admin/outbox/{id}/replay`: a dead (or retrying) domain event is due now,
 /// its attempts counted afresh.
+#[utoipa::path(post, path = "/admin/outbox/{id}/replay", tag = "admin", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The outbox message id")),
+    responses(
+        (status = 202, description = "Due again now", body = Object),
+        (status = 401, description = "`unauthorized`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`message_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "`message_not_replayable`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn replay_outbox(
     req: HttpRequest,
     path: web::Path<String>,
@@ -147,6 +180,15 @@ pub struct BulkReplayQuery {
 
 /// `POST /admin/webhooks/replay?status=dead&provider=&since=`: every matching event
 /// due again, in batches; 202 `{"replayed":n}`. Idempotent.
+#[utoipa::path(post, path = "/admin/webhooks/replay", tag = "admin", security(("admin_token" = [])),
+    params(("status" = String, Query, description = "dead, failed or processed"),
+           ("provider" = Option<String>, Query, description = "only this provider's events"),
+           ("since" = Option<String>, Query, description = "only events received since (RFC 3339)")),
+    responses(
+        (status = 202, description = "`{\"replayed\": n}`", body = Object),
+        (status = 400, description = "`invalid_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn replay_many(
     req: HttpRequest,
     query: web::Query<BulkReplayQuery>,
@@ -186,6 +228,15 @@ pub async fn replay_many(
 /// `POST /admin/payments/{id}/reconcile`: asks the payment's provider now, whatever its
 /// schedule; 202 with what the provider says. An answer that differs from what payhook
 /// holds is stored for the worker (`"drift": true`) and applied a moment later.
+#[utoipa::path(post, path = "/admin/payments/{id}/reconcile", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The payment id")),
+    responses(
+        (status = 202, description = "What the provider says; `drift: true` when it differs (stored for the worker)", body = Object),
+        (status = 401, description = "`unauthorized`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "`not_reconcilable`", body = crate::api::openapi::ErrorBody),
+        (status = 502, description = "`provider_error`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn reconcile(
     req: HttpRequest,
     path: web::Path<String>,

@@ -6,6 +6,7 @@ use payhook_domain::ports::{StoreError, StoreHealth};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "The process is up")))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
@@ -16,6 +17,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(1);
 
 /// Ready only when the store answers: a gateway that cannot record webhooks must
 /// not receive them.
+#[utoipa::path(get, path = "/readyz", tag = "probes", responses((status = 200, description = "The store answers"), (status = 503, description = "`store_unavailable`", body = crate::api::openapi::ErrorBody)))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_within(&state.store_runtime, state.health.clone(), READY_WITHIN).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))

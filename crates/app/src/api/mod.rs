@@ -8,6 +8,7 @@ pub mod credentials;
 pub(crate) mod error;
 mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod payment_requests;
 mod payments;
 
@@ -90,50 +91,103 @@ impl Listener {
                     .error_handler(|err, _| ApiError::InvalidQuery(format!("invalid query string: {err}")).into()),
             );
             if self != Listener::Internal {
-                public_routes(cfg);
+                webhook_route(cfg);
+                browser_routes(cfg);
             }
             if self != Listener::Public {
                 internal_routes(cfg);
             }
-            cfg.route("/healthz", web::get().to(health::live))
-                .route("/readyz", web::get().to(health::ready))
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
-                }));
+            probe_routes(cfg);
+            cfg.default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+            }));
         }
     }
 }
 
-/// Providers' webhooks and the customer's browser (per-payment client token).
-fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        // Every method reaches the handler, so even a wrong-method request is logged.
-        web::resource("/webhooks/{provider}").route(web::route().to(crate::receiving::http::receive)),
-    )
-    .route(
-        "/payments/{id}/events",
-        web::get().to(crate::publishing::status_stream::stream),
-    )
-    .route("/payments/{id}/status", web::get().to(payments::status));
+/// Declares a listener's routes once, for the router and for [`ROUTES`] (which the
+/// OpenAPI test holds the document to).
+macro_rules! route_table {
+    ($(#[$doc:meta])* fn $name:ident, const $list:ident: [$($method:ident $path:literal => $handler:path),* $(,)?]) => {
+        $(#[$doc])*
+        fn $name(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+        const $list: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+    };
 }
 
-/// The merchant API (`api.keys`), the admin API (`admin.token`) and the metrics.
-fn internal_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/payments", web::post().to(payments::create))
-        .route("/payments", web::get().to(payments::list))
-        .route("/payments/{id}", web::get().to(payments::show))
-        .route("/payments/{id}/cancel", web::post().to(payments::cancel))
-        .route(
-            "/payments/{id}/client_token",
-            web::post().to(payments::issue_client_token),
-        )
-        .route("/admin/webhooks", web::get().to(admin::list))
-        .route("/admin/webhooks/replay", web::post().to(admin::replay_many))
-        .route("/admin/webhooks/{id}/replay", web::post().to(admin::replay))
-        .route("/admin/outbox", web::get().to(admin::list_outbox))
-        .route("/admin/outbox/{id}/replay", web::post().to(admin::replay_outbox))
-        .route("/admin/payments/{id}/reconcile", web::post().to(admin::reconcile))
-        .route("/metrics", web::get().to(metrics));
+route_table! {
+    /// The customer's browser (per-payment client token). Providers' webhooks are
+    /// served too, by [`webhook_route`].
+    fn browser_routes,
+    const BROWSER_ROUTES: [
+        get "/payments/{id}/events" => crate::publishing::status_stream::stream,
+        get "/payments/{id}/status" => payments::status,
+    ]
+}
+
+route_table! {
+    /// The merchant API (`api.keys`), the admin API (`admin.token`), the metrics and
+    /// the OpenAPI document.
+    fn internal_routes,
+    const INTERNAL_ROUTES: [
+        post "/payments" => payments::create,
+        get "/payments" => payments::list,
+        get "/payments/{id}" => payments::show,
+        post "/payments/{id}/cancel" => payments::cancel,
+        post "/payments/{id}/client_token" => payments::issue_client_token,
+        get "/admin/webhooks" => admin::list,
+        post "/admin/webhooks/replay" => admin::replay_many,
+        post "/admin/webhooks/{id}/replay" => admin::replay,
+        get "/admin/outbox" => admin::list_outbox,
+        post "/admin/outbox/{id}/replay" => admin::replay_outbox,
+        post "/admin/payments/{id}/reconcile" => admin::reconcile,
+        get "/metrics" => metrics,
+        get "/openapi.json" => openapi::document,
+    ]
+}
+
+route_table! {
+    /// Liveness and readiness, on every listener.
+    fn probe_routes,
+    const PROBE_ROUTES: [
+        get "/healthz" => health::live,
+        get "/readyz" => health::ready,
+    ]
+}
+
+/// Every route the server has, method and path (the webhook route takes any method;
+/// providers POST, and QPay may GET).
+pub const ROUTES: &[(&str, &str)] = &{
+    const N: usize = BROWSER_ROUTES.len() + INTERNAL_ROUTES.len() + PROBE_ROUTES.len() + 1;
+    let mut all = [("post", "/webhooks/{provider}"); N];
+    let mut i = 0;
+    let mut j = 0;
+    while j < BROWSER_ROUTES.len() {
+        all[i + 1] = BROWSER_ROUTES[j];
+        i += 1;
+        j += 1;
+    }
+    j = 0;
+    while j < INTERNAL_ROUTES.len() {
+        all[i + 1] = INTERNAL_ROUTES[j];
+        i += 1;
+        j += 1;
+    }
+    j = 0;
+    while j < PROBE_ROUTES.len() {
+        all[i + 1] = PROBE_ROUTES[j];
+        i += 1;
+        j += 1;
+    }
+    all
+};
+
+/// Providers' webhooks: every method reaches the handler, so even a wrong-method
+/// request is logged.
+fn webhook_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/webhooks/{provider}").route(web::route().to(crate::receiving::http::receive)));
 }
 
 /// The body did not arrive in time; what did arrive.
@@ -182,6 +236,7 @@ async fn read_into(req: &HttpRequest, mut payload: web::Payload, limit: usize, b
     false
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "probes", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let text = crate::api::metrics::render(
         &state.metrics,

@@ -31,6 +31,19 @@ const MAX_REF: usize = 255;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_URL: usize = 2048;
 
+/// The fields `POST /payments` takes; any other is refused.
+pub const ACCEPTED_FIELDS: [&str; 9] = [
+    "provider",
+    "amount",
+    "currency",
+    "merchant_ref",
+    "customer_email",
+    "description",
+    "metadata",
+    "success_url",
+    "cancel_url",
+];
+
 /// A validated `POST /payments` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaymentRequest {
@@ -303,17 +316,7 @@ impl PaymentRequest {
                 "found a JSON value that is not an object".into(),
             ));
         };
-        const KNOWN: [&str; 9] = [
-            "provider",
-            "amount",
-            "currency",
-            "merchant_ref",
-            "customer_email",
-            "description",
-            "metadata",
-            "success_url",
-            "cancel_url",
-        ];
+        const KNOWN: [&str; 9] = ACCEPTED_FIELDS;
         if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(RequestError::Invalid {
                 field: "body",

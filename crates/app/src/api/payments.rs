@@ -13,8 +13,8 @@ use payhook_domain::{HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId
 use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /payments`.
-#[derive(Serialize)]
-struct CreatedView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedView<'a> {
     id: String,
     status: &'a str,
     provider: &'a str,
@@ -26,6 +26,7 @@ struct CreatedView<'a> {
     qr_text: Option<&'a str>,
     expires_at: Option<DateTime<Utc>>,
     /// Provider-specific ways to pay (QPay: `qr_image`, `short_url`, bank `urls`).
+    #[schema(value_type = Option<Object>)]
     provider_checkout: Option<&'a serde_json::Value>,
     /// Only in the first answer; `null` in an idempotent replay (the first stays valid).
     client_token: Option<&'a str>,
@@ -34,6 +35,18 @@ struct CreatedView<'a> {
     client_secret: Option<&'a str>,
 }
 
+#[utoipa::path(post, path = "/payments", tag = "payments", security(("merchant_key" = [])),
+    request_body(content = crate::api::openapi::PaymentRequestBody, description = "The payment to create"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays of the same request get the first answer")),
+    responses(
+        (status = 201, description = "Created (or, with `idempotent-replayed: true`, the first answer again)", body = CreatedView),
+        (status = 400, description = "`malformed_json`, `unknown_provider`, `provider_disabled`, `invalid_idempotency_key`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`missing_api_key`, `invalid_api_key`", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed` (with `error.field`), `idempotency_key_reused`", body = crate::api::openapi::ErrorBody),
+        (status = 502, description = "`provider_error` (with `error.payment_id`)", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn create(
     _: Merchant,
     req: HttpRequest,
@@ -77,8 +90,8 @@ pub async fn create(
     }))
 }
 
-#[derive(Serialize)]
-struct PaymentView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PaymentView<'a> {
     id: String,
     provider: &'a str,
     provider_ref: Option<&'a str>,
@@ -93,9 +106,11 @@ struct PaymentView<'a> {
     qr_text: Option<&'a str>,
     expires_at: Option<DateTime<Utc>>,
     failure_reason: Option<&'a str>,
+    #[schema(value_type = Option<Object>)]
     provider_checkout: Option<&'a serde_json::Value>,
     customer_email: Option<&'a str>,
     description: Option<&'a str>,
+    #[schema(value_type = Object)]
     metadata: &'a serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -105,8 +120,8 @@ struct PaymentView<'a> {
     history: Option<Vec<HistoryView<'a>>>,
 }
 
-#[derive(Serialize)]
-struct HistoryView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct HistoryView<'a> {
     from_status: &'a str,
     to_status: &'a str,
     applied: bool,
@@ -117,6 +132,13 @@ struct HistoryView<'a> {
 
 /// `POST /payments/{id}/client_token`: replaces the payment's client token (for a
 /// merchant who lost the first answer); the old token stops working.
+#[utoipa::path(post, path = "/payments/{id}/client_token", tag = "payments", security(("merchant_key" = [])),
+    params(("id" = String, Path, description = "The payment id")),
+    responses(
+        (status = 201, description = "A new client token; the old one stops working", body = crate::api::openapi::ClientTokenBody),
+        (status = 401, description = "`missing_api_key`, `invalid_api_key`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn issue_client_token(
     _: Merchant,
     path: web::Path<String>,
@@ -134,6 +156,13 @@ pub async fn issue_client_token(
 
 /// `GET /payments/{id}/status?token=`: id, status, amount and currency; nothing
 /// personal, as the token travels in the customer's browser.
+#[utoipa::path(get, path = "/payments/{id}/status", tag = "browser",
+    params(("id" = String, Path, description = "The payment id"), ("token" = String, Query, description = "The payment's client token")),
+    responses(
+        (status = 200, description = "id, status, amount and currency", body = crate::api::openapi::StatusBody),
+        (status = 401, description = "`missing_client_token`, `invalid_client_token`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn status(
     path: web::Path<String>,
     query: web::Query<StreamQuery>,
@@ -154,6 +183,13 @@ pub async fn status(
     })))
 }
 
+#[utoipa::path(get, path = "/payments/{id}", tag = "payments", security(("merchant_key" = [])),
+    params(("id" = String, Path, description = "The payment id")),
+    responses(
+        (status = 200, description = "The payment with its history", body = PaymentView),
+        (status = 401, description = "`missing_api_key`, `invalid_api_key`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
@@ -168,6 +204,16 @@ pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppStat
 
 /// `POST /payments/{id}/cancel`: cancels an unpaid payment at its provider; 200 with
 /// the payment, `canceled` once the provider agreed.
+#[utoipa::path(post, path = "/payments/{id}/cancel", tag = "payments", security(("merchant_key" = [])),
+    params(("id" = String, Path, description = "The payment id")),
+    responses(
+        (status = 200, description = "The payment, `canceled` once the provider agreed", body = PaymentView),
+        (status = 401, description = "`missing_api_key`, `invalid_api_key`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "`payment_not_cancelable`", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`cancel_not_supported`", body = crate::api::openapi::ErrorBody),
+        (status = 502, description = "`provider_error`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn cancel(
     _: Merchant,
     path: web::Path<String>,
@@ -180,21 +226,30 @@ pub async fn cancel(
     Ok(HttpResponse::Ok().json(view(&payment, Some(&history))))
 }
 
-#[derive(Deserialize)]
+/// `GET /payments` filters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Payments with this `merchant_ref`.
     merchant_ref: Option<String>,
+    /// Payments in this status.
     status: Option<String>,
+    /// stripe, xendit, qpay or junglepay.
     provider: Option<String>,
+    /// Payments of this customer.
     customer_email: Option<String>,
+    /// Not yet: payhook has no subscriptions (400).
     subscription_id: Option<String>,
+    /// 1 to 100 (20).
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// A page of `GET /payments` (a struct, not a JSON value, so each payment's fields keep
 /// the order `GET /payments/{id}` gives them).
-#[derive(Serialize)]
-struct PageView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PageView<'a> {
     data: Vec<PaymentView<'a>>,
     next_cursor: Option<String>,
 }
@@ -204,6 +259,12 @@ const DEFAULT_PAGE: u32 = 20;
 
 /// `GET /payments?merchant_ref=&status=&provider=&customer_email=&limit=&cursor=`:
 /// newest first; `next_cursor` (null on the last page) fetches the next page.
+#[utoipa::path(get, path = "/payments", tag = "payments", security(("merchant_key" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "A page, newest first", body = PageView),
+        (status = 400, description = "`invalid_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`missing_api_key`, `invalid_api_key`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn list(
     _: Merchant,
     query: web::Query<ListQuery>,

@@ -154,6 +154,14 @@ pub async fn dispatch(mut events: broadcast::Receiver<OutboxMessage>, hub: Arc<S
     }
 }
 
+#[utoipa::path(get, path = "/payments/{id}/events", tag = "browser",
+    params(("id" = String, Path, description = "The payment id"), ("token" = String, Query, description = "The payment's client token")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `status` events, heartbeat comments", content_type = "text/event-stream"),
+        (status = 401, description = "`missing_client_token`, `invalid_client_token`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`payment_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`too_many_streams`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn stream(
     path: web::Path<String>,
     query: web::Query<StreamQuery>,

@@ -8,6 +8,20 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use payhook_domain::ProcessingResult;
 
+#[utoipa::path(post, path = "/webhooks/{provider}", tag = "providers",
+    params(("provider" = String, Path, description = "stripe, xendit, qpay or junglepay"),
+           ("payment_id" = Option<String>, Query, description = "QPay, JunglePay: the payment"),
+           ("token" = Option<String>, Query, description = "QPay, JunglePay: the payment's callback token")),
+    request_body(content = String, description = "The provider's event, byte for byte", content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"accepted\" | \"duplicate\" | \"ignored\", \"event_id\": …}` (QPay: `SUCCESS`)", body = Object),
+        (status = 400, description = "`malformed_json`, `malformed_event`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`missing_signature`, `invalid_signature`, `invalid_callback_token`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_provider`, `provider_disabled`", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::api::openapi::ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn receive(
     req: HttpRequest,
     payload: web::Payload,
