@@ -365,6 +365,83 @@ async fn refund_and_dispute_follow_the_payment(backend: Backend) {
     assert_eq!(payment["dispute_status"], "open");
 }
 
+/// Two disputes on one payment: each a row (amount, reason, status, deadline), moved
+/// by `updated`, closed by `closed`; `dispute.opened` and `dispute.closed` published
+/// once each, whatever arrives twice; the payment keeps its summary.
+async fn disputes_are_rows_of_their_own_with_their_events(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut events = app.events.resubscribe();
+    let t = now_unix();
+    app.deliver(&succeeded("evt_dsp_paid", "pi_dsp")).await;
+    let dispute = |id: &str, status: &str, amount: i64| {
+        json!({ "id": id, "object": "dispute", "amount": amount, "currency": "usd", "reason": "fraudulent",
+                "status": status, "evidence_details": { "due_by": t + 604_800 },
+                "charge": "ch_dsp", "payment_intent": "pi_dsp" })
+    };
+    let deliveries = [
+        (
+            "evt_dsp_1",
+            "charge.dispute.created",
+            dispute("dp_a", "needs_response", 2000),
+        ),
+        (
+            "evt_dsp_1",
+            "charge.dispute.created",
+            dispute("dp_a", "needs_response", 2000),
+        ),
+        (
+            "evt_dsp_2",
+            "charge.dispute.updated",
+            dispute("dp_a", "under_review", 2000),
+        ),
+        ("evt_dsp_3", "charge.dispute.closed", dispute("dp_a", "won", 2000)),
+        (
+            "evt_dsp_4",
+            "charge.dispute.created",
+            dispute("dp_b", "warning_needs_response", 500),
+        ),
+    ];
+    for (id, kind, object) in deliveries {
+        app.deliver(&stripe_event(id, kind, t, object)).await;
+    }
+    app.wait_for_count("SELECT count(*) AS n FROM webhook_events WHERE status = 'processed'", 5)
+        .await;
+    let id = app.payment_id("pi_dsp").await;
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    let disputes = payment["disputes"].as_array().unwrap();
+    assert_eq!(disputes.len(), 2, "{payment}");
+    let a = disputes.iter().find(|d| d["provider_ref"] == "dp_a").unwrap();
+    assert_eq!((a["status"].as_str(), a["amount"].as_i64()), (Some("won"), Some(2000)));
+    assert_eq!(a["reason"], "fraudulent");
+    assert!(a["evidence_due_by"].is_string() && a["closed_at"].is_string());
+    let b = disputes.iter().find(|d| d["provider_ref"] == "dp_b").unwrap();
+    assert_eq!(b["closed_at"], Value::Null);
+    assert_eq!(payment["status"], "paid");
+
+    let mut topics = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while topics.len() < 3 {
+            let message = events.recv().await.unwrap();
+            if message.topic.starts_with("dispute.") {
+                topics.push((
+                    message.topic.clone(),
+                    message.payload["provider_ref"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    })
+    .await;
+    topics.sort();
+    assert_eq!(
+        topics,
+        vec![
+            ("dispute.closed".to_owned(), "dp_a".to_owned()),
+            ("dispute.opened".to_owned(), "dp_a".to_owned()),
+            ("dispute.opened".to_owned(), "dp_b".to_owned()),
+        ]
+    );
+}
+
 fn held_charge(id: &str, pi: &str, captured: Option<i64>) -> Value {
     json!({ "id": id, "object": "charge", "amount": 2000, "amount_captured": captured.unwrap_or(0),
             "captured": captured.is_some(), "amount_refunded": 0, "refunded": false, "currency": "usd",
@@ -572,6 +649,7 @@ on_every_store!(
     late_failure_does_not_regress_paid_payment,
     refund_and_dispute_follow_the_payment,
     held_funds_are_authorized_and_a_partial_capture_is_paid,
+    disputes_are_rows_of_their_own_with_their_events,
     zero_and_foreign_currency_refunds_change_nothing,
     a_dispute_naming_only_the_charge_finds_its_payment,
     payments_endpoint_answers_404_for_unknown_or_invalid_ids,

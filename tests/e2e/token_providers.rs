@@ -292,6 +292,23 @@ async fn a_junglepay_payment_takes_the_status_the_api_confirms(backend: Backend)
     app.wait_for_count("SELECT count(*) AS n FROM payments WHERE dispute_status = 'lost'", 1)
         .await;
     assert_eq!(status_of(&app, &id).await["status"], "paid");
+    // JunglePay says only "chargedback": the dispute is a row named by the transaction,
+    // for the payment's amount, closed (lost).
+    let shown: Value = app
+        .client
+        .get(format!("{}/payments/{id}", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let disputes = shown["disputes"].as_array().unwrap();
+    assert_eq!(disputes.len(), 1, "{shown}");
+    assert_eq!(disputes[0]["provider_ref"], transaction.as_str());
+    assert_eq!(disputes[0]["status"], "lost");
+    assert_eq!(disputes[0]["amount"], shown["amount"]);
+    assert!(disputes[0]["closed_at"].is_string());
     let fetched = fake
         .requests()
         .iter()

@@ -68,22 +68,21 @@ pub enum PaymentChange {
     /// gives a cumulative figure (Stripe `charge.amount_refunded`); a single refund's
     /// amount is a lower bound of it, and applying takes the larger value, so replays
     /// and reordering never lower the refunded amount.
-    Refund {
-        refunded_total: i64,
-        currency: Currency,
-    },
+    Refund { refunded_total: i64, currency: Currency },
+    /// A dispute (chargeback) opened, moved or closed: `status` is the payment's
+    /// summary; `detail`, when the provider gives it, the dispute itself, kept as a
+    /// row of its own (amount, reason, evidence deadline).
     Dispute {
         status: DisputeStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<Box<crate::DisputeReport>>,
     },
     /// Held funds were captured, in full or in part (Stripe `charge.captured`, or a
     /// PaymentIntent that succeeded for less than its amount): the merchant chose the
     /// amount, so the payment is paid, with `paid_amount` what was captured. Unlike a
     /// customer paying less than asked (`Status` to paid with a smaller amount), which
     /// is not paid.
-    Capture {
-        amount: i64,
-        currency: Currency,
-    },
+    Capture { amount: i64, currency: Currency },
 }
 
 impl PaymentChange {

@@ -119,7 +119,7 @@ impl ProviderPaymentStatus {
     /// The change that brings `payment` to where the provider says it is.
     pub fn change_for(&self, payment: &Payment) -> PaymentChange {
         if let Some(status) = self.dispute {
-            return PaymentChange::Dispute { status };
+            return PaymentChange::Dispute { status, detail: None };
         }
         match self.status {
             PaymentStatus::Refunded | PaymentStatus::PartiallyRefunded => PaymentChange::Refund {

@@ -190,7 +190,7 @@ impl Payment {
                     steps.refund(&mut next, *refunded_total);
                 }
             }
-            PaymentChange::Dispute { status } => steps.dispute(&mut next, *status),
+            PaymentChange::Dispute { status, .. } => steps.dispute(&mut next, *status),
             PaymentChange::Capture { amount, currency } => {
                 if steps.same_currency(&next, *currency) {
                     steps.capture(&mut next, *amount);
@@ -755,6 +755,7 @@ mod tests {
     fn dispute_before_paid_settles_the_payment_first() {
         let lost = PaymentChange::Dispute {
             status: DisputeStatus::Lost,
+            detail: None,
         };
         let app = payment(PaymentStatus::Pending).apply(&event("d", lost.clone()), at(1));
         assert_eq!(app.result, ProcessingResult::Applied);
@@ -793,6 +794,7 @@ mod tests {
                 "d1",
                 PaymentChange::Dispute {
                     status: DisputeStatus::Open,
+                    detail: None,
                 },
             ),
             at(1),
@@ -805,6 +807,7 @@ mod tests {
                 "d2",
                 PaymentChange::Dispute {
                     status: DisputeStatus::Lost,
+                    detail: None,
                 },
             ),
             at(2),
@@ -815,6 +818,7 @@ mod tests {
                 "d1",
                 PaymentChange::Dispute {
                     status: DisputeStatus::Open,
+                    detail: None,
                 },
             ),
             at(3),

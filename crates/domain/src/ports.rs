@@ -331,6 +331,26 @@ pub trait PaymentGateway: Send + Sync {
     }
 }
 
+/// Disputes as rows of their own (several per payment).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait DisputeStore: Send + Sync {
+    /// Records what a provider says about one of a payment's disputes, in one
+    /// transaction: the row is created or updated (a closed dispute stays closed), and
+    /// `dispute.opened` (its first report) and `dispute.closed` (the report that closed
+    /// it) are written to the outbox. Recording the same report again changes nothing
+    /// and publishes nothing.
+    async fn record_dispute(
+        &self,
+        payment_id: PaymentId,
+        report: &crate::DisputeReport,
+        at: DateTime<Utc>,
+    ) -> Result<crate::DisputeRecorded, StoreError>;
+
+    /// A payment's disputes, oldest first.
+    async fn disputes_of(&self, payment_id: PaymentId) -> Result<Vec<crate::Dispute>, StoreError>;
+}
+
 /// Deletes what the retention policy lets go, a small batch at a time, so no
 /// statement holds a long lock on a table the ingest path writes.
 #[cfg_attr(feature = "mock", mockall::automock)]

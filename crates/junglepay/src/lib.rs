@@ -151,7 +151,7 @@ impl WebhookSource for JunglePayPostbacks {
             });
         };
         let change = match claimed.dispute {
-            Some(status) => PaymentChange::Dispute { status },
+            Some(status) => PaymentChange::Dispute { status, detail: None },
             None => PaymentChange::Status {
                 to: claimed.status,
                 paid_amount: None,

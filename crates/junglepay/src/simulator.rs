@@ -69,7 +69,8 @@ mod tests {
                 assert_eq!(
                     e.change,
                     PaymentChange::Dispute {
-                        status: DisputeStatus::Lost
+                        status: DisputeStatus::Lost,
+                        detail: None,
                     }
                 );
             }

@@ -40,7 +40,8 @@ fn a_transaction_postback_is_a_claim_keyed_on_the_envelope_id() {
     assert_eq!(
         chargeback.change,
         PaymentChange::Dispute {
-            status: DisputeStatus::Lost
+            status: DisputeStatus::Lost,
+            detail: None,
         }
     );
 }

@@ -638,3 +638,85 @@ pub fn not_leased(now: DbInstant) -> _ {
         .is_null()
         .or(webhook_events::locked_until.le(now))
 }
+
+/// A `disputes` row.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Clone)]
+#[diesel(table_name = crate::schema::disputes)]
+pub struct DisputeRow {
+    pub id: DbUuid,
+    pub payment_id: DbUuid,
+    pub provider_ref: String,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub reason: Option<String>,
+    pub status: String,
+    pub evidence_due_by: Option<DbInstant>,
+    pub created_at: DbInstant,
+    pub updated_at: DbInstant,
+    pub closed_at: Option<DbInstant>,
+}
+
+impl TryFrom<DisputeRow> for payhook_domain::Dispute {
+    type Error = payhook_domain::ports::StoreError;
+
+    fn try_from(r: DisputeRow) -> Result<Self, Self::Error> {
+        let currency = r
+            .currency
+            .as_deref()
+            .map(payhook_domain::Currency::parse)
+            .transpose()
+            .map_err(|e| payhook_domain::ports::StoreError::Corrupt(e.to_string()))?;
+        Ok(Self {
+            id: r.id.0,
+            payment_id: PaymentId::from_uuid(r.payment_id.0),
+            provider_ref: r.provider_ref,
+            amount: r.amount,
+            currency,
+            reason: r.reason,
+            status: r.status,
+            evidence_due_by: r.evidence_due_by.map(|t| t.0),
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+            closed_at: r.closed_at.map(|t| t.0),
+        })
+    }
+}
+
+/// The row a dispute report makes or updates: `existing` keeps its id, creation time
+/// and, once closed, its status and closing time (a closed dispute stays closed; a
+/// late report of an open state does not reopen it).
+pub fn dispute_row(
+    existing: Option<DisputeRow>,
+    payment_id: PaymentId,
+    report: &payhook_domain::DisputeReport,
+    at: DateTime<Utc>,
+) -> DisputeRow {
+    let closed_before = existing.as_ref().and_then(|e| e.closed_at);
+    let keep = |new: Option<i64>, old: Option<i64>| new.or(old);
+    match existing {
+        Some(old) if closed_before.is_some() && !report.closed => old,
+        Some(old) => DisputeRow {
+            amount: keep(report.amount, old.amount),
+            currency: report.currency.map(|c| c.code().to_owned()).or(old.currency.clone()),
+            reason: report.reason.clone().or(old.reason.clone()),
+            status: report.status.clone(),
+            evidence_due_by: report.evidence_due_by.map(DbInstant).or(old.evidence_due_by),
+            updated_at: DbInstant(at),
+            closed_at: closed_before.or(report.closed.then_some(DbInstant(at))),
+            ..old
+        },
+        None => DisputeRow {
+            id: DbUuid(uuid::Uuid::new_v4()),
+            payment_id: DbUuid(payment_id.as_uuid()),
+            provider_ref: report.provider_ref.clone(),
+            amount: report.amount,
+            currency: report.currency.map(|c| c.code().to_owned()),
+            reason: report.reason.clone(),
+            status: report.status.clone(),
+            evidence_due_by: report.evidence_due_by.map(DbInstant),
+            created_at: DbInstant(at),
+            updated_at: DbInstant(at),
+            closed_at: report.closed.then_some(DbInstant(at)),
+        },
+    }
+}

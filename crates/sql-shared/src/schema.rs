@@ -134,9 +134,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Uuid};
+
+    disputes (id) {
+        id -> Uuid,
+        payment_id -> Uuid,
+        provider_ref -> Text,
+        amount -> Nullable<BigInt>,
+        currency -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        status -> Text,
+        evidence_due_by -> Nullable<Instant>,
+        created_at -> Instant,
+        updated_at -> Instant,
+        closed_at -> Nullable<Instant>,
+    }
+}
+
+diesel::joinable!(disputes -> payments (payment_id));
 diesel::joinable!(payment_status_history -> payments (payment_id));
 diesel::joinable!(payment_aliases -> payments (payment_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    disputes,
     webhook_logs,
     webhook_events,
     payments,

@@ -878,6 +878,93 @@ macro_rules! impl_store_ports {
             const SETTLED: &str = "webhook_events.status IN ('processed', 'ignored')";
 
             #[$crate::__deps::async_trait]
+            impl $crate::__deps::payhook_domain::ports::DisputeStore for $store {
+                async fn record_dispute(
+                    &self,
+                    payment_id: PaymentId,
+                    report: &$crate::__deps::payhook_domain::DisputeReport,
+                    at: DateTime<Utc>,
+                ) -> Result<$crate::__deps::payhook_domain::DisputeRecorded, StoreError> {
+                    use $crate::rows::{dispute_row, DisputeRow, NewOutboxRow};
+                    use $crate::schema::disputes;
+                    use $crate::types::DbJsonText;
+                    let key = DbUuid(payment_id.as_uuid());
+                    let mut conn = self.conn().await?;
+                    let (row, opened, closed) = conn
+                        .transaction(async |conn| {
+                            // A first report inserts the row; two racing first reports
+                            // insert one (the other finds it).
+                            let fresh = dispute_row(None, payment_id, report, at);
+                            let inserted = diesel::insert_into(disputes::table)
+                                .values(&fresh)
+                                .on_conflict((disputes::payment_id, disputes::provider_ref))
+                                .do_nothing()
+                                .execute(conn)
+                                .await?;
+                            let opened = inserted == 1;
+                            let (row, was_closed) = if opened {
+                                (fresh, false)
+                            } else {
+                                // Locks the row before reading it (a no-op update: both
+                                // stores), so two reports about one dispute apply one
+                                // after the other and neither undoes the other.
+                                let mine = disputes::table
+                                    .filter(disputes::payment_id.eq(key))
+                                    .filter(disputes::provider_ref.eq(&report.provider_ref));
+                                diesel::update(mine)
+                                    .set(disputes::updated_at.eq(disputes::updated_at))
+                                    .execute(conn)
+                                    .await?;
+                                let existing: DisputeRow = mine.select(DisputeRow::as_select()).first(conn).await?;
+                                let was_closed = existing.closed_at.is_some();
+                                let row = dispute_row(Some(existing), payment_id, report, at);
+                                diesel::update(disputes::table.find(row.id)).set(&row).execute(conn).await?;
+                                (row, was_closed)
+                            };
+                            let closed = !was_closed && row.closed_at.is_some();
+                            let dispute = $crate::__deps::payhook_domain::Dispute::try_from(row.clone())?;
+                            let topics = [(opened, "dispute.opened"), (closed, "dispute.closed")];
+                            for (_, topic) in topics.iter().filter(|(publish, _)| *publish) {
+                                diesel::insert_into(outbox::table)
+                                    .values(NewOutboxRow {
+                                        topic,
+                                        payload: DbJsonText(dispute.event_payload().to_string()),
+                                        created_at: DbInstant(at),
+                                        next_attempt_at: DbInstant(at),
+                                        locked_until: None,
+                                    })
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            Ok::<_, TxError>((dispute, opened, closed))
+                        })
+                        .await?;
+                    Ok($crate::__deps::payhook_domain::DisputeRecorded {
+                        dispute: row,
+                        opened,
+                        closed,
+                    })
+                }
+
+                async fn disputes_of(
+                    &self,
+                    payment_id: PaymentId,
+                ) -> Result<Vec<$crate::__deps::payhook_domain::Dispute>, StoreError> {
+                    use $crate::rows::DisputeRow;
+                    use $crate::schema::disputes;
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<DisputeRow> = disputes::table
+                        .filter(disputes::payment_id.eq(DbUuid(payment_id.as_uuid())))
+                        .order((disputes::created_at, disputes::provider_ref))
+                        .select(DisputeRow::as_select())
+                        .load(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    rows.into_iter().map(TryFrom::try_from).collect()
+                }
+            }
+
+            #[$crate::__deps::async_trait]
             impl StoreHealth for $store {
                 async fn check(&self) -> Result<(), StoreError> {
                     let mut conn = self.conn().await?;

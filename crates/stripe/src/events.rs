@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
-    Currency, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef, PaymentStatus,
-    PrimaryFields, ProcessingResult, Provider, WebhookEvent,
+    Currency, DisputeReport, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef,
+    PaymentStatus, PrimaryFields, ProcessingResult, Provider, WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -67,11 +67,21 @@ struct ChargeObject {
 
 #[derive(Deserialize)]
 struct DisputeObject {
+    id: Option<String>,
     status: String,
+    amount: Option<i64>,
+    currency: Option<String>,
+    reason: Option<String>,
+    evidence_details: Option<EvidenceDetails>,
     charge: Option<String>,
     payment_intent: Option<String>,
     #[serde(default)]
     metadata: Value,
+}
+
+#[derive(Deserialize)]
+struct EvidenceDetails {
+    due_by: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -85,7 +95,7 @@ struct RefundObject {
     metadata: Value,
 }
 
-/// Parses an authenticated Stripe event body. The 13 event types payhook handles
+/// Parses an authenticated Stripe event body. The 16 event types payhook handles
 /// become domain events; any other type is `Ignored` (`unhandled_event_type`).
 pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
     let envelope: Envelope =
@@ -133,7 +143,11 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
                 currency: currency(&ch.currency)?,
             })
         })?,
-        "charge.dispute.created" | "charge.dispute.closed" => from_dispute(object)?,
+        "charge.dispute.created"
+        | "charge.dispute.updated"
+        | "charge.dispute.closed"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.funds_reinstated" => from_dispute(object)?,
         "refund.created" | "refund.updated" => from_refund(object)?,
         _ => None,
     };
@@ -240,10 +254,25 @@ fn from_dispute(value: &RawValue) -> Result<Mapped, ParseError> {
         // needs_response, under_review, warning_needs_response, warning_under_review
         _ => DisputeStatus::Open,
     };
+    let detail = dp.id.as_ref().map(|id| {
+        Box::new(DisputeReport {
+            provider_ref: id.clone(),
+            amount: dp.amount,
+            currency: dp.currency.as_deref().and_then(|c| Currency::parse(c).ok()),
+            reason: dp.reason.clone(),
+            status: dp.status.clone(),
+            evidence_due_by: dp
+                .evidence_details
+                .as_ref()
+                .and_then(|e| e.due_by)
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)),
+            closed: status != DisputeStatus::Open,
+        })
+    });
     let provider_ref = dp.payment_intent.or(dp.charge);
     Ok(Some((
         reference(&dp.metadata, provider_ref),
-        PaymentChange::Dispute { status },
+        PaymentChange::Dispute { status, detail },
         None,
     )))
 }

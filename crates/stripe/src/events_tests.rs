@@ -135,7 +135,14 @@ fn disputes_map_to_dispute_status() {
         let dp = json!({ "id": "dp_1", "object": "dispute", "amount": 2500, "currency": "eur",
                          "status": status, "charge": "ch_3Abc", "payment_intent": "pi_3Abc" });
         let e = event(&envelope(event_type, dp));
-        assert_eq!(e.change, PaymentChange::Dispute { status: expected });
+        let PaymentChange::Dispute { status: got, detail } = &e.change else {
+            panic!("{:?}", e.change)
+        };
+        assert_eq!(*got, expected);
+        let detail = detail.as_deref().unwrap();
+        assert_eq!(detail.provider_ref, "dp_1");
+        assert_eq!(detail.status, status);
+        assert_eq!(detail.closed, expected != DisputeStatus::Open);
         assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3Abc"));
         assert!(e.details.is_none(), "a dispute's amount is not the payment's amount");
     }
@@ -283,4 +290,33 @@ fn uncaptured_charges_are_authorized_and_captures_are_paid_for_what_was_captured
             currency: eur
         }
     );
+}
+
+/// Every dispute event type carries the dispute: amount, reason, status, deadline.
+#[test]
+fn dispute_events_carry_the_dispute_itself() {
+    for event_type in [
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+    ] {
+        let dp = json!({ "id": "dp_9", "object": "dispute", "amount": 1200, "currency": "eur",
+                         "reason": "product_not_received", "status": "under_review",
+                         "evidence_details": { "due_by": 1_733_000_000, "has_evidence": false },
+                         "charge": "ch_3Abc", "payment_intent": "pi_3Abc" });
+        let e = event(&envelope(event_type, dp));
+        let PaymentChange::Dispute {
+            detail: Some(detail), ..
+        } = &e.change
+        else {
+            panic!("{event_type}: {:?}", e.change)
+        };
+        assert_eq!(detail.amount, Some(1200), "{event_type}");
+        assert_eq!(detail.currency, Some(Currency::parse("EUR").unwrap()));
+        assert_eq!(detail.reason.as_deref(), Some("product_not_received"));
+        assert_eq!(detail.evidence_due_by.map(|t| t.timestamp()), Some(1_733_000_000));
+        assert!(!detail.closed);
+    }
 }

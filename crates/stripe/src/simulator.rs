@@ -16,7 +16,10 @@ pub const EVENTS: &[&str] = &[
     "charge.captured",
     "charge.refunded",
     "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.funds_withdrawn",
     "charge.dispute.closed",
+    "charge.dispute.funds_reinstated",
 ];
 
 /// Signs with the first configured endpoint secret.
@@ -80,8 +83,14 @@ impl Simulator for StripeSimulator {
             "charge.refunded" if sim.partial => charge(amount / 2, false),
             "charge.refunded" => charge(amount, true),
             dispute => json!({ "id": format!("dp_{}", random_suffix()), "object": "dispute", "amount": amount,
-                "currency": currency, "charge": charge_id, "payment_intent": pi,
-                "status": if dispute.ends_with("closed") { "lost" } else { "needs_response" } }),
+                "currency": currency, "charge": charge_id, "payment_intent": pi, "reason": "fraudulent",
+                "evidence_details": { "due_by": sim.now.timestamp() + 7 * 86_400, "has_evidence": false },
+                "status": match dispute {
+                    "charge.dispute.closed" => "lost",
+                    "charge.dispute.funds_reinstated" => "won",
+                    "charge.dispute.updated" => "under_review",
+                    _ => "needs_response",
+                } }),
         };
         let body = serde_json::to_vec(&json!({
             "id": format!("evt_sim_{}", random_suffix()), "object": "event", "type": sim.event,

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{
-    Admission, Commit, Committed, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention, StoreError,
-    StoreHealth, WebhookInbox,
+    Admission, Commit, Committed, DisputeStore, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention,
+    StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
@@ -16,11 +16,20 @@ use std::sync::Arc;
 
 /// Everything a payhook store implements.
 pub trait Store:
-    ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + 'static
+    ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + DisputeStore + 'static
 {
 }
-impl<T: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + 'static> Store
-    for T
+impl<
+        T: ForensicLog
+            + WebhookInbox
+            + PaymentStore
+            + Outbox
+            + StoreHealth
+            + Retention
+            + ReconcileQueue
+            + DisputeStore
+            + 'static,
+    > Store for T
 {
 }
 
@@ -59,6 +68,7 @@ macro_rules! store_contract_tests {
             schedules_claims_and_clears_provider_checks,
             concurrent_claims_of_due_checks_never_overlap,
             lists_payments_newest_first_a_page_at_a_time_with_filters,
+            keeps_disputes_as_rows_and_publishes_their_opening_and_closing,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -1499,4 +1509,124 @@ pub async fn lists_payments_newest_first_a_page_at_a_time_with_filters<S: Store>
     })
     .await;
     assert!(xendit.is_empty());
+}
+
+fn dispute(provider_ref: &str, status: &str, closed: bool) -> payhook_domain::DisputeReport {
+    payhook_domain::DisputeReport {
+        provider_ref: provider_ref.to_owned(),
+        amount: Some(1500),
+        currency: Some(Currency::parse("USD").unwrap()),
+        reason: Some("fraudulent".to_owned()),
+        status: status.to_owned(),
+        evidence_due_by: Some(t0() + Duration::days(7)),
+        closed,
+    }
+}
+
+/// A dispute is a row: its first report opens it (`dispute.opened`), reports move it,
+/// the closing one closes it (`dispute.closed`) for good; the same report again
+/// changes and publishes nothing; several per payment, oldest first.
+pub async fn keeps_disputes_as_rows_and_publishes_their_opening_and_closing<S: Store>(store: Arc<S>) {
+    let payment = store.create_payment(&new_payment("pi_1")).await.unwrap();
+    let topics = async |store: &S| -> Vec<String> {
+        let far = t0() + Duration::days(30);
+        let claimed = store.claim_unpublished(far, 100, far).await.unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+        store.mark_published(&ids, far).await.unwrap();
+        claimed.into_iter().map(|m| m.topic).collect()
+    };
+    let opened = store
+        .record_dispute(payment.id, &dispute("dp_1", "needs_response", false), t0())
+        .await
+        .unwrap();
+    assert!(opened.opened && !opened.closed);
+    assert_eq!(opened.dispute.amount, Some(1500));
+    assert_eq!(opened.dispute.evidence_due_by, Some(t0() + Duration::days(7)));
+    assert_eq!(topics(&store).await, vec!["dispute.opened"]);
+
+    let again = store
+        .record_dispute(
+            payment.id,
+            &dispute("dp_1", "needs_response", false),
+            t0() + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert!(!again.opened && !again.closed);
+    assert_eq!(again.dispute.id, opened.dispute.id);
+    let moved = store
+        .record_dispute(
+            payment.id,
+            &dispute("dp_1", "under_review", false),
+            t0() + Duration::seconds(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.dispute.status, "under_review");
+    assert!(topics(&store).await.is_empty(), "moves publish nothing");
+
+    let closed = store
+        .record_dispute(payment.id, &dispute("dp_1", "lost", true), t0() + Duration::seconds(3))
+        .await
+        .unwrap();
+    assert!(closed.closed);
+    assert_eq!(closed.dispute.closed_at, Some(t0() + Duration::seconds(3)));
+    let late = store
+        .record_dispute(
+            payment.id,
+            &dispute("dp_1", "under_review", false),
+            t0() + Duration::seconds(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.dispute.status, "lost", "a closed dispute stays closed");
+    assert_eq!(topics(&store).await, vec!["dispute.closed"]);
+
+    store
+        .record_dispute(
+            payment.id,
+            &dispute("dp_2", "warning_needs_response", false),
+            t0() + Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+    let all = store.disputes_of(payment.id).await.unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.provider_ref.as_str()).collect::<Vec<_>>(),
+        vec!["dp_1", "dp_2"]
+    );
+    let other = store.create_payment(&new_payment("pi_2")).await.unwrap();
+    assert!(store.disputes_of(other.id).await.unwrap().is_empty());
+
+    // Racing first reports and a racing close: one row, opened once, closed once.
+    let racing: Vec<_> = (0..10)
+        .map(|n| {
+            let store = store.clone();
+            let closed = n == 5;
+            tokio::spawn(async move {
+                let status = if closed { "won" } else { "needs_response" };
+                store
+                    .record_dispute(other.id, &dispute("dp_3", status, closed), t0() + Duration::seconds(n))
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for handle in racing {
+        // A racing first insert may lose on a store that refuses instead of waiting:
+        // it is retried, as the worker retries a failed event.
+        match handle.await.unwrap() {
+            Ok(recorded) => outcomes.push(recorded),
+            Err(StoreError::Unavailable(_) | StoreError::Conflict(_)) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|r| r.opened).count(), 1);
+    assert!(outcomes.iter().filter(|r| r.closed).count() <= 1);
+    let rows = store.disputes_of(other.id).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].status, "won",
+        "the close was not undone by a racing open report"
+    );
 }

@@ -48,6 +48,7 @@ use tokio::sync::Notify;
 pub struct AppState {
     pub ingest: IngestService,
     pub payments: Arc<dyn PaymentStore>,
+    pub disputes: Arc<dyn payhook_domain::ports::DisputeStore>,
     pub payment_requests: PaymentRequests,
     /// The open status streams, fed with domain events by payment.
     pub streams: Arc<crate::publishing::status_stream::StreamHub>,

@@ -9,7 +9,7 @@ use crate::api::payment_requests::{CreateError, PaymentRequest};
 use crate::publishing::status_stream::StreamQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use payhook_domain::{HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId, PaymentStatus, MAX_PAGE};
+use payhook_domain::{Dispute, HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId, PaymentStatus, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /payments`.
@@ -118,6 +118,26 @@ pub(crate) struct PaymentView<'a> {
     /// In `GET /payments/{id}`; left out of lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<HistoryView<'a>>>,
+    /// In `GET /payments/{id}`, oldest first; left out of lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disputes: Option<Vec<DisputeView<'a>>>,
+}
+
+/// One dispute (chargeback) of a payment.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DisputeView<'a> {
+    id: String,
+    /// The provider's id of the dispute.
+    provider_ref: &'a str,
+    amount: Option<i64>,
+    currency: Option<&'a str>,
+    reason: Option<&'a str>,
+    /// The provider's own word (`needs_response`, `under_review`, `won`, `lost`, …).
+    status: &'a str,
+    evidence_due_by: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -199,7 +219,8 @@ pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppStat
         .await?
         .ok_or(ApiError::PaymentNotFound(raw))?;
     let history = state.payments.history(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, Some(&history))))
+    let disputes = state.disputes.disputes_of(id).await?;
+    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &disputes)))))
 }
 
 /// `POST /payments/{id}/cancel`: cancels an unpaid payment at its provider; 200 with
@@ -223,7 +244,8 @@ pub async fn cancel(
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
     let payment = state.reconciler.cancel(id).await?;
     let history = state.payments.history(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, Some(&history))))
+    let disputes = state.disputes.disputes_of(id).await?;
+    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &disputes)))))
 }
 
 /// `GET /payments` filters.
@@ -316,7 +338,11 @@ pub async fn list(
     }))
 }
 
-fn view<'a>(p: &'a Payment, history: Option<&'a [HistoryEntry]>) -> PaymentView<'a> {
+/// A payment's full record: its history and its disputes.
+type Detail<'a> = (&'a [HistoryEntry], &'a [Dispute]);
+
+fn view<'a>(p: &'a Payment, detail: Option<Detail<'a>>) -> PaymentView<'a> {
+    let (history, disputes) = detail.unzip();
     PaymentView {
         id: p.id.to_string(),
         provider: p.provider.as_str(),
@@ -349,6 +375,23 @@ fn view<'a>(p: &'a Payment, history: Option<&'a [HistoryEntry]>) -> PaymentView<
                     event_id: h.event_id.as_ref().map(|e| e.as_str()),
                     reason: &h.reason,
                     at: h.at,
+                })
+                .collect()
+        }),
+        disputes: disputes.map(|disputes| {
+            disputes
+                .iter()
+                .map(|d| DisputeView {
+                    id: d.id.to_string(),
+                    provider_ref: &d.provider_ref,
+                    amount: d.amount,
+                    currency: d.currency.as_ref().map(|c| c.code()),
+                    reason: d.reason.as_deref(),
+                    status: &d.status,
+                    evidence_due_by: d.evidence_due_by,
+                    created_at: d.created_at,
+                    updated_at: d.updated_at,
+                    closed_at: d.closed_at,
                 })
                 .collect()
         }),

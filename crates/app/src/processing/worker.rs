@@ -6,9 +6,11 @@ use crate::api::payment_requests::GATEWAY_TIMEOUT;
 use crate::processing::handoff::{HandedOver, Handoff};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use payhook_domain::ports::{ClaimedEvent, Clock, Commit, PaymentGateway, PaymentStore, StoreError, WebhookInbox};
+use payhook_domain::ports::{
+    ClaimedEvent, Clock, Commit, DisputeStore, PaymentGateway, PaymentStore, StoreError, WebhookInbox,
+};
 use payhook_domain::{
-    GatewayError, InboxId, NewPayment, OutboxMessage, Payment, PaymentChange, PaymentId, PaymentStatus,
+    DisputeReport, GatewayError, InboxId, NewPayment, OutboxMessage, Payment, PaymentChange, PaymentId, PaymentStatus,
     ProcessingResult, Provider, WebhookEvent,
 };
 use rand::Rng;
@@ -87,6 +89,9 @@ pub struct Processor {
     published: Arc<Notify>,
     /// This instance's relay, when it takes domain events in-process.
     relay: Option<Handoff<OutboxMessage>>,
+    /// Where disputes are kept as rows of their own; `None`: only the payment's
+    /// `dispute_status` summary is kept.
+    disputes: Option<Arc<dyn DisputeStore>>,
     /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
     in_flight: Mutex<HashSet<InboxId>>,
 }
@@ -110,8 +115,15 @@ impl Processor {
             lease,
             published,
             relay: None,
+            disputes: None,
             in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Keeps each dispute an event reports as a row in `disputes`.
+    pub fn recording_disputes_in(mut self, disputes: Arc<dyn DisputeStore>) -> Self {
+        self.disputes = Some(disputes);
+        self
     }
 
     /// Hands the domain events of batch commits to this instance's relay (while it has
@@ -166,8 +178,11 @@ impl Processor {
     /// those the batch could not take, one by one, `concurrency` at a time.
     pub async fn process(&self, claimed: Vec<ClaimedEvent>, concurrency: usize) {
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
-        let (mut to_confirm, direct): (Vec<_>, Vec<_>) =
-            claimed.into_iter().partition(|c| c.event.confirm_with_provider);
+        // Events that need a word from the provider, or that carry a dispute (kept in a
+        // row of its own before the payment's summary changes), go one by one.
+        let (mut to_confirm, direct): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|c| c.event.confirm_with_provider || matches!(c.event.change, PaymentChange::Dispute { .. }));
         // Each of these waits on a provider call: more rounds of them than the lease
         // holds could outlast it, so the rest are given back for the next poll.
         let keep = concurrency.saturating_mul(self.confirm_rounds());
@@ -335,6 +350,9 @@ impl Processor {
         } else {
             &claimed.event
         };
+        if let PaymentChange::Dispute { status, detail } = &event.change {
+            self.record_dispute(&payment, *status, detail.as_deref()).await?;
+        }
         for _ in 0..MAX_CONFLICT_RETRIES {
             let application = payment.apply(event, self.clock.now());
             match self.payments.commit_application(claimed.id, &application).await {
@@ -355,6 +373,45 @@ impl Processor {
             }
         }
         Err(ProcessError::Contended)
+    }
+
+    /// Keeps the dispute as a row of its own (idempotent: a retried event records the
+    /// same report again, which changes and publishes nothing). A provider that says
+    /// only that the payment is disputed (JunglePay's `chargedback`) gets a row named
+    /// by the payment's own reference, for the payment's amount.
+    async fn record_dispute(
+        &self,
+        payment: &Payment,
+        status: payhook_domain::DisputeStatus,
+        detail: Option<&DisputeReport>,
+    ) -> Result<(), ProcessError> {
+        let Some(disputes) = &self.disputes else {
+            return Ok(());
+        };
+        let summary;
+        let report = match detail {
+            Some(report) => report,
+            None => {
+                let Some(reference) = payment.provider_ref.clone() else {
+                    return Ok(());
+                };
+                summary = DisputeReport {
+                    provider_ref: reference,
+                    amount: Some(payment.amount.amount_minor()),
+                    currency: Some(payment.amount.currency()),
+                    reason: None,
+                    status: status.as_str().to_owned(),
+                    evidence_due_by: None,
+                    closed: status != payhook_domain::DisputeStatus::Open,
+                };
+                &summary
+            }
+        };
+        let recorded = disputes.record_dispute(payment.id, report, self.clock.now()).await?;
+        if recorded.opened || recorded.closed {
+            self.published.notify_one();
+        }
+        Ok(())
     }
 
     /// The event with the change the provider's API confirms in place of the claimed

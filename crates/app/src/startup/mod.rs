@@ -129,6 +129,7 @@ impl Application {
                 lease,
                 wake_relay.clone(),
             )
+            .recording_disputes_in(stores.disputes.clone())
             .handing_domain_events_to(to_relay),
         );
         let (stop, stopped) = watch::channel(false);
@@ -201,6 +202,7 @@ impl Application {
         let state = AppState {
             ingest,
             payments: stores.payments.clone(),
+            disputes: stores.disputes.clone(),
             payment_requests: {
                 let requests = payment_requests(&stores, &providers, clock);
                 if settings.reconcile.enabled {

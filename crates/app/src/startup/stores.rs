@@ -4,7 +4,8 @@
 use super::StartupError;
 use crate::settings::{Settings, StoreKind};
 use payhook_domain::ports::{
-    FanOut, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention, StoreError, StoreHealth, WebhookInbox,
+    DisputeStore, FanOut, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention, StoreError, StoreHealth,
+    WebhookInbox,
 };
 use payhook_postgres::{PgFanOut, PgStore};
 use payhook_sqlite::SqliteStore;
@@ -21,6 +22,7 @@ pub struct Stores {
     pub health: Arc<dyn StoreHealth>,
     pub retention: Arc<dyn Retention>,
     pub reconcile: Arc<dyn ReconcileQueue>,
+    pub disputes: Arc<dyn DisputeStore>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -30,7 +32,15 @@ impl Stores {
     /// Serves every port from one store (what both built-in stores do).
     pub fn from_one<S>(store: S) -> Self
     where
-        S: ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + 'static,
+        S: ForensicLog
+            + WebhookInbox
+            + PaymentStore
+            + Outbox
+            + StoreHealth
+            + Retention
+            + ReconcileQueue
+            + DisputeStore
+            + 'static,
     {
         let store = Arc::new(store);
         Self {
@@ -40,7 +50,8 @@ impl Stores {
             outbox: store.clone(),
             health: store.clone(),
             retention: store.clone(),
-            reconcile: store,
+            reconcile: store.clone(),
+            disputes: store,
             fan_out: None,
         }
     }

@@ -85,7 +85,8 @@ fn example_events_map_to_domain_changes() {
     assert_eq!(
         change("charge.dispute.created.json"),
         PaymentChange::Dispute {
-            status: DisputeStatus::Open
+            status: DisputeStatus::Open,
+            detail: None,
         }
     );
     assert!(matches!(
