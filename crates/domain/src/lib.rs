@@ -20,6 +20,7 @@ pub mod payment;
 pub mod ports;
 pub mod provider;
 pub mod reconcile;
+pub mod refund;
 pub mod retention;
 pub mod source;
 pub mod status;
@@ -43,5 +44,6 @@ pub use payment::{
 };
 pub use provider::Provider;
 pub use reconcile::ReconcileSchedule;
+pub use refund::{NewRefund, Refund, RefundId, RefundOrigin, RefundStatus, Reservation};
 pub use retention::{Retained, RetentionPolicy};
 pub use status::{DisputeStatus, PaymentStatus};

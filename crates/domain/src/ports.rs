@@ -331,6 +331,23 @@ pub trait PaymentGateway: Send + Sync {
     }
 }
 
+/// Refunds as rows of their own.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RefundStore: Send + Sync {
+    /// Reserves a refund the merchant asks for, in one transaction holding the
+    /// payment's row: a payment that holds no money is `NotRefundable`; an amount more
+    /// than what is left (paid, less every pending or succeeded refund), or not
+    /// positive, `Exceeds`; a key the payment already used answers that refund. Refunds
+    /// reserved at the same moment can never together exceed the payment.
+    async fn reserve_refund(&self, refund: &crate::NewRefund) -> Result<crate::Reservation, StoreError>;
+
+    async fn refund(&self, id: crate::RefundId) -> Result<Option<crate::Refund>, StoreError>;
+
+    /// A payment's refunds, oldest first.
+    async fn refunds_of(&self, payment_id: PaymentId) -> Result<Vec<crate::Refund>, StoreError>;
+}
+
 /// Disputes as rows of their own (several per payment).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

@@ -720,3 +720,43 @@ pub fn dispute_row(
         },
     }
 }
+
+/// A `refunds` row.
+#[derive(Queryable, Selectable, Insertable, Clone)]
+#[diesel(table_name = crate::schema::refunds)]
+pub struct RefundRow {
+    pub id: DbUuid,
+    pub payment_id: DbUuid,
+    pub provider_ref: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub origin: String,
+    pub idempotency_key: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: DbInstant,
+    pub updated_at: DbInstant,
+}
+
+impl TryFrom<RefundRow> for payhook_domain::Refund {
+    type Error = StoreError;
+
+    fn try_from(r: RefundRow) -> Result<Self, Self::Error> {
+        let corrupt = |e: String| StoreError::Corrupt(e);
+        let currency = payhook_domain::Currency::parse(&r.currency).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Self {
+            id: payhook_domain::RefundId::from_uuid(r.id.0),
+            payment_id: PaymentId::from_uuid(r.payment_id.0),
+            provider_ref: r.provider_ref,
+            amount: payhook_domain::Money::new(r.amount, currency).map_err(|e| corrupt(e.to_string()))?,
+            reason: r.reason,
+            status: r.status.parse().map_err(corrupt)?,
+            origin: r.origin.parse().map_err(corrupt)?,
+            idempotency_key: r.idempotency_key,
+            failure_reason: r.failure_reason,
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+        })
+    }
+}

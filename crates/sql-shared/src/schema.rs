@@ -153,11 +153,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Uuid};
+
+    refunds (id) {
+        id -> Uuid,
+        payment_id -> Uuid,
+        provider_ref -> Nullable<Text>,
+        amount -> BigInt,
+        currency -> Text,
+        reason -> Nullable<Text>,
+        status -> Text,
+        origin -> Text,
+        idempotency_key -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
+        created_at -> Instant,
+        updated_at -> Instant,
+    }
+}
+
+diesel::joinable!(refunds -> payments (payment_id));
 diesel::joinable!(disputes -> payments (payment_id));
 diesel::joinable!(payment_status_history -> payments (payment_id));
 diesel::joinable!(payment_aliases -> payments (payment_id));
 diesel::allow_tables_to_appear_in_same_query!(
     disputes,
+    refunds,
     webhook_logs,
     webhook_events,
     payments,

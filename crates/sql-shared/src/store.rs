@@ -878,6 +878,129 @@ macro_rules! impl_store_ports {
             const SETTLED: &str = "webhook_events.status IN ('processed', 'ignored')";
 
             #[$crate::__deps::async_trait]
+            impl $crate::__deps::payhook_domain::ports::RefundStore for $store {
+                async fn reserve_refund(
+                    &self,
+                    new: &$crate::__deps::payhook_domain::NewRefund,
+                ) -> Result<$crate::__deps::payhook_domain::Reservation, StoreError> {
+                    use $crate::__deps::payhook_domain::{Refund, RefundStatus, Reservation};
+                    use $crate::rows::RefundRow;
+                    use $crate::schema::refunds;
+                    let key = DbUuid(new.payment_id.as_uuid());
+                    let mut conn = self.conn().await?;
+                    let reservation = conn
+                        .transaction(async |conn| {
+                            // Holds the payment's row (a no-op update, on both stores)
+                            // until the refund is written: reservations of one payment
+                            // are taken one after the other.
+                            let held = diesel::update(payments::table.find(key))
+                                .set(payments::updated_at.eq(payments::updated_at))
+                                .execute(conn)
+                                .await?;
+                            if held == 0 {
+                                return Ok::<_, TxError>(Reservation::NoPayment);
+                            }
+                            if let Some(idempotency_key) = &new.idempotency_key {
+                                let existing: Option<RefundRow> = refunds::table
+                                    .filter(refunds::payment_id.eq(key))
+                                    .filter(refunds::idempotency_key.eq(idempotency_key))
+                                    .select(RefundRow::as_select())
+                                    .first(conn)
+                                    .await
+                                    .optional()?;
+                                if let Some(existing) = existing {
+                                    return Ok(Reservation::Existing(Refund::try_from(existing)?));
+                                }
+                            }
+                            let payment: PaymentRow = payments::table
+                                .find(key)
+                                .select(PaymentRow::as_select())
+                                .first(conn)
+                                .await?;
+                            let payment = Payment::try_from(payment)?;
+                            if !payment.status.is_settled() || payment.status == PaymentStatus::Refunded {
+                                return Ok(Reservation::NotRefundable(payment.status));
+                            }
+                            let held: Vec<(i64, String)> = refunds::table
+                                .filter(refunds::payment_id.eq(key))
+                                .select((refunds::amount, refunds::status))
+                                .load(conn)
+                                .await?;
+                            let taken: i64 = held
+                                .iter()
+                                .filter(|(_, status)| {
+                                    status.parse::<RefundStatus>().map(RefundStatus::holds_money).unwrap_or(true)
+                                })
+                                .map(|(amount, _)| amount)
+                                .sum();
+                            let paid = if payment.paid_amount > 0 {
+                                payment.paid_amount
+                            } else {
+                                payment.amount.amount_minor()
+                            };
+                            let available = (paid - taken.max(payment.refunded_amount)).max(0);
+                            let amount = new.amount.unwrap_or(available);
+                            let currency = payment.amount.currency();
+                            if amount <= 0 || amount > available {
+                                return Ok(Reservation::Exceeds { available, currency });
+                            }
+                            let row = RefundRow {
+                                id: DbUuid(new.id.as_uuid()),
+                                payment_id: key,
+                                provider_ref: None,
+                                amount,
+                                currency: currency.code().to_owned(),
+                                reason: new.reason.clone(),
+                                status: RefundStatus::Pending.as_str().to_owned(),
+                                origin: $crate::__deps::payhook_domain::RefundOrigin::Merchant.as_str().to_owned(),
+                                idempotency_key: new.idempotency_key.clone(),
+                                failure_reason: None,
+                                created_at: DbInstant(new.created_at),
+                                updated_at: DbInstant(new.created_at),
+                            };
+                            diesel::insert_into(refunds::table).values(&row).execute(conn).await?;
+                            Ok(Reservation::New(Refund::try_from(row)?))
+                        })
+                        .await?;
+                    Ok(reservation)
+                }
+
+                async fn refund(
+                    &self,
+                    id: $crate::__deps::payhook_domain::RefundId,
+                ) -> Result<Option<$crate::__deps::payhook_domain::Refund>, StoreError> {
+                    use $crate::rows::RefundRow;
+                    use $crate::schema::refunds;
+                    let mut conn = self.conn().await?;
+                    let row: Option<RefundRow> = refunds::table
+                        .find(DbUuid(id.as_uuid()))
+                        .select(RefundRow::as_select())
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(db_error)?;
+                    row.map(TryFrom::try_from).transpose()
+                }
+
+                async fn refunds_of(
+                    &self,
+                    payment_id: PaymentId,
+                ) -> Result<Vec<$crate::__deps::payhook_domain::Refund>, StoreError> {
+                    use $crate::rows::RefundRow;
+                    use $crate::schema::refunds;
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<RefundRow> = refunds::table
+                        .filter(refunds::payment_id.eq(DbUuid(payment_id.as_uuid())))
+                        .order((refunds::created_at, refunds::id))
+                        .select(RefundRow::as_select())
+                        .load(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    rows.into_iter().map(TryFrom::try_from).collect()
+                }
+            }
+
+            #[$crate::__deps::async_trait]
             impl $crate::__deps::payhook_domain::ports::DisputeStore for $store {
                 async fn record_dispute(
                     &self,

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payhook_domain::ports::{
-    Admission, Commit, Committed, DisputeStore, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention,
-    StoreError, StoreHealth, WebhookInbox,
+    Admission, Commit, Committed, DisputeStore, ForensicLog, Outbox, PaymentStore, ReconcileQueue, RefundStore,
+    Retention, StoreError, StoreHealth, WebhookInbox,
 };
 use payhook_domain::{
     Checkout, Currency, EventId, Idempotency, InboxFilter, InboxId, InboxStatus, Money, NewPayment, Opened, Outcome,
@@ -16,7 +16,16 @@ use std::sync::Arc;
 
 /// Everything a payhook store implements.
 pub trait Store:
-    ForensicLog + WebhookInbox + PaymentStore + Outbox + StoreHealth + Retention + ReconcileQueue + DisputeStore + 'static
+    ForensicLog
+    + WebhookInbox
+    + PaymentStore
+    + Outbox
+    + StoreHealth
+    + Retention
+    + ReconcileQueue
+    + DisputeStore
+    + RefundStore
+    + 'static
 {
 }
 impl<
@@ -28,6 +37,7 @@ impl<
             + Retention
             + ReconcileQueue
             + DisputeStore
+            + RefundStore
             + 'static,
     > Store for T
 {
@@ -69,6 +79,8 @@ macro_rules! store_contract_tests {
             concurrent_claims_of_due_checks_never_overlap,
             lists_payments_newest_first_a_page_at_a_time_with_filters,
             keeps_disputes_as_rows_and_publishes_their_opening_and_closing,
+            reserves_refunds_within_what_was_paid,
+            concurrent_refund_reservations_never_exceed_the_payment,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -1628,5 +1640,136 @@ pub async fn keeps_disputes_as_rows_and_publishes_their_opening_and_closing<S: S
     assert_eq!(
         rows[0].status, "won",
         "the close was not undone by a racing open report"
+    );
+}
+
+/// A paid payment of 1250 (see [`new_payment`]), through the state machine.
+async fn paid_payment<S: Store>(store: &S, provider_ref: &str) -> Payment {
+    let payment = store.create_payment(&new_payment(provider_ref)).await.unwrap();
+    let event_id = format!("evt_paid_{provider_ref}");
+    let inbox = admit(store, &event_id).await;
+    let app = payment.apply(&event(&event_id, provider_ref, PaymentChange::paid(None)), t0());
+    store.commit_application(inbox, &app).await.unwrap();
+    store.payment(payment.id).await.unwrap().unwrap()
+}
+
+fn refund_of(payment: &Payment, amount: Option<i64>, key: Option<&str>) -> payhook_domain::NewRefund {
+    payhook_domain::NewRefund {
+        id: payhook_domain::RefundId::from_uuid(uuid::Uuid::new_v4()),
+        payment_id: payment.id,
+        amount,
+        reason: Some("requested_by_customer".to_owned()),
+        idempotency_key: key.map(str::to_owned),
+        created_at: t0() + Duration::seconds(1),
+    }
+}
+
+/// What is left to refund bounds each reservation; the whole remainder is the
+/// default; a key answers its first refund; an unpaid payment has nothing to refund.
+pub async fn reserves_refunds_within_what_was_paid<S: Store>(store: Arc<S>) {
+    use payhook_domain::{RefundOrigin, RefundStatus, Reservation};
+    let paid = paid_payment(&*store, "pi_refund").await;
+    let amount = paid.amount.amount_minor();
+    let Reservation::New(first) = store
+        .reserve_refund(&refund_of(&paid, Some(300), Some("k1")))
+        .await
+        .unwrap()
+    else {
+        panic!("a refund of 300 of {amount} is reserved")
+    };
+    assert_eq!(
+        (first.status, first.origin),
+        (RefundStatus::Pending, RefundOrigin::Merchant)
+    );
+    assert_eq!(first.amount.amount_minor(), 300);
+    assert_eq!(
+        store
+            .reserve_refund(&refund_of(&paid, Some(999), Some("k1")))
+            .await
+            .unwrap(),
+        Reservation::Existing(first.clone()),
+        "the same key answers the first refund"
+    );
+    assert_eq!(
+        store
+            .reserve_refund(&refund_of(&paid, Some(amount), None))
+            .await
+            .unwrap(),
+        Reservation::Exceeds {
+            available: amount - 300,
+            currency: paid.amount.currency()
+        }
+    );
+    for nothing in [0, -1] {
+        assert!(matches!(
+            store
+                .reserve_refund(&refund_of(&paid, Some(nothing), None))
+                .await
+                .unwrap(),
+            Reservation::Exceeds { .. }
+        ));
+    }
+    let mut later = refund_of(&paid, None, None);
+    later.created_at += Duration::seconds(1);
+    let Reservation::New(rest) = store.reserve_refund(&later).await.unwrap() else {
+        panic!("the rest is reserved by default")
+    };
+    assert_eq!(rest.amount.amount_minor(), amount - 300);
+    assert!(matches!(
+        store.reserve_refund(&refund_of(&paid, None, None)).await.unwrap(),
+        Reservation::Exceeds { available: 0, .. }
+    ));
+    assert_eq!(store.refunds_of(paid.id).await.unwrap(), vec![first.clone(), rest]);
+    assert_eq!(store.refund(first.id).await.unwrap(), Some(first));
+
+    let unpaid = store.create_payment(&new_payment("pi_unpaid")).await.unwrap();
+    assert_eq!(
+        store.reserve_refund(&refund_of(&unpaid, None, None)).await.unwrap(),
+        Reservation::NotRefundable(PaymentStatus::Pending)
+    );
+    let mut ghost = refund_of(&unpaid, None, None);
+    ghost.payment_id = PaymentId::from_uuid(uuid::Uuid::new_v4());
+    assert_eq!(store.reserve_refund(&ghost).await.unwrap(), Reservation::NoPayment);
+}
+
+/// Twenty refunds of 100 asked for at once on a payment of 1250: twelve are reserved,
+/// the others refused, never more than was paid.
+pub async fn concurrent_refund_reservations_never_exceed_the_payment<S: Store>(store: Arc<S>) {
+    use payhook_domain::Reservation;
+    let paid = paid_payment(&*store, "pi_race").await;
+    let asks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let ask = refund_of(&paid, Some(100), None);
+            tokio::spawn(async move { store.reserve_refund(&ask).await })
+        })
+        .collect();
+    let mut reserved = 0;
+    for ask in asks {
+        match ask.await.unwrap() {
+            Ok(Reservation::New(_)) => reserved += 1,
+            Ok(Reservation::Exceeds { .. }) => {}
+            // A store may refuse a transaction that waited too long; the caller retries.
+            Err(StoreError::Unavailable(_) | StoreError::Conflict(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let total: i64 = store
+        .refunds_of(paid.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.amount.amount_minor())
+        .sum();
+    assert!(
+        total <= paid.amount.amount_minor(),
+        "refunds of {total} on {}",
+        paid.amount.amount_minor()
+    );
+    assert_eq!(total, reserved * 100);
+    assert_eq!(
+        reserved,
+        paid.amount.amount_minor() / 100,
+        "every refund that fits is reserved"
     );
 }

@@ -1,0 +1,147 @@
+//! Refunds as rows of their own. A refund the merchant asks for is reserved first:
+//! in one store transaction that holds the payment's row, its amount is checked
+//! against what is left to refund (what was paid, less every refund pending or
+//! succeeded), so refunds asked for at the same moment can never together exceed the
+//! payment. It is then sent to the provider and stays `pending` until the provider
+//! settles it.
+
+use crate::{Currency, Money, PaymentId, PaymentStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// payhook's own refund id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RefundId(Uuid);
+
+impl RefundId {
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for RefundId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl RefundStatus {
+    pub const ALL: [RefundStatus; 4] = [Self::Pending, Self::Succeeded, Self::Failed, Self::Canceled];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Whether the refund's money still counts against what is left to refund.
+    pub fn holds_money(self) -> bool {
+        matches!(self, Self::Pending | Self::Succeeded)
+    }
+}
+
+impl FromStr for RefundStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown refund status {s:?}"))
+    }
+}
+
+/// Who asked for the refund: the merchant through payhook's API, or someone at the
+/// provider (its dashboard), seen only in the provider's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundOrigin {
+    Merchant,
+    Provider,
+}
+
+impl RefundOrigin {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Merchant => "merchant",
+            Self::Provider => "provider",
+        }
+    }
+}
+
+impl FromStr for RefundOrigin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "merchant" => Ok(Self::Merchant),
+            "provider" => Ok(Self::Provider),
+            other => Err(format!("unknown refund origin {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: RefundId,
+    pub payment_id: PaymentId,
+    /// The provider's id of the refund, once it answered.
+    pub provider_ref: Option<String>,
+    pub amount: Money,
+    pub reason: Option<String>,
+    pub status: RefundStatus,
+    pub origin: RefundOrigin,
+    pub idempotency_key: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A refund the merchant asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefund {
+    pub id: RefundId,
+    pub payment_id: PaymentId,
+    /// Minor units; `None`: all that is left to refund.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What reserving a refund found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved: a new `pending` refund, to be sent to the provider.
+    New(Refund),
+    /// The payment already has a refund under this idempotency key: that one.
+    Existing(Refund),
+    /// No such payment.
+    NoPayment,
+    /// The payment holds no money to refund (not paid, or refunded in full).
+    NotRefundable(PaymentStatus),
+    /// More than is left to refund (`available`, minor units), or nothing.
+    Exceeds { available: i64, currency: Currency },
+}
