@@ -44,6 +44,6 @@ pub use payment::{
 };
 pub use provider::Provider;
 pub use reconcile::ReconcileSchedule;
-pub use refund::{NewRefund, Refund, RefundId, RefundOrigin, RefundStatus, Reservation};
+pub use refund::{NewRefund, Refund, RefundId, RefundOrigin, RefundReport, RefundStatus, Reservation, Settlement};
 pub use retention::{Retained, RetentionPolicy};
 pub use status::{DisputeStatus, PaymentStatus};

@@ -344,6 +344,38 @@ pub trait RefundStore: Send + Sync {
 
     async fn refund(&self, id: crate::RefundId) -> Result<Option<crate::Refund>, StoreError>;
 
+    /// Records the provider's answer to a refund payhook asked for: its id, and a
+    /// status (`pending` until settled; `failed` with a reason when refused). A final
+    /// status publishes `refund.succeeded` or `refund.failed`. Only a pending refund
+    /// changes.
+    async fn record_refund_answer(
+        &self,
+        id: crate::RefundId,
+        provider_ref: Option<String>,
+        status: crate::RefundStatus,
+        failure_reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<crate::Refund, StoreError>;
+
+    /// Settles a payment's refunds by what its provider reports, in one transaction
+    /// holding the payment's row, publishing `refund.succeeded` / `refund.failed` for
+    /// each refund it settles:
+    /// - one refund: found by payhook's id, else the provider's; a pending one takes
+    ///   the reported status. A refund payhook does not know (made at the provider) is
+    ///   added with origin `provider`, unless an unnamed one of the same amount, added
+    ///   from a total, is waiting for its name.
+    /// - a total: what it adds to the succeeded refunds settles pending merchant
+    ///   refunds, oldest first, as far as they fit; the rest is one refund of origin
+    ///   `provider`.
+    ///
+    /// A report in another currency than the payment's settles nothing.
+    async fn settle_refunds(
+        &self,
+        payment_id: PaymentId,
+        report: &crate::RefundReport,
+        at: DateTime<Utc>,
+    ) -> Result<crate::Settlement, StoreError>;
+
     /// A payment's refunds, oldest first.
     async fn refunds_of(&self, payment_id: PaymentId) -> Result<Vec<crate::Refund>, StoreError>;
 }

@@ -145,3 +145,48 @@ pub enum Reservation {
     /// More than is left to refund (`available`, minor units), or nothing.
     Exceeds { available: i64, currency: Currency },
 }
+
+/// What a provider says about a payment's refunds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RefundReport {
+    /// One refund, as the provider describes it (Stripe `refund.*`).
+    One {
+        /// The provider's id of the refund.
+        provider_ref: String,
+        /// payhook's id, when the refund carries it (payhook's own refunds).
+        refund_id: Option<RefundId>,
+        amount: i64,
+        currency: Currency,
+        status: RefundStatus,
+    },
+    /// How much of the payment the provider has refunded in all (Stripe
+    /// `charge.amount_refunded`, a fetched status).
+    Total { refunded_total: i64, currency: Currency },
+}
+
+/// What settling a report did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settlement {
+    /// The sum of the payment's succeeded refunds, after the report.
+    pub succeeded_total: i64,
+    /// Refunds the report settled (succeeded or failed) or made (origin `provider`).
+    pub changed: Vec<Refund>,
+}
+
+impl Refund {
+    /// The domain event payload for `refund.succeeded` / `refund.failed`.
+    pub fn event_payload(&self) -> serde_json::Value {
+        serde_json::json!({
+            "refund_id": self.id,
+            "payment_id": self.payment_id,
+            "provider_ref": self.provider_ref,
+            "amount": self.amount.amount_minor(),
+            "currency": self.amount.currency().code(),
+            "reason": self.reason,
+            "status": self.status,
+            "origin": self.origin,
+            "failure_reason": self.failure_reason,
+        })
+    }
+}

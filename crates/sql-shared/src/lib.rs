@@ -22,6 +22,7 @@ pub mod __deps {
     pub use diesel_async;
     pub use payhook_domain;
     pub use tracing;
+    pub use uuid;
 }
 
 use payhook_domain::ports::StoreError;

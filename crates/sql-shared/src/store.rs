@@ -965,6 +965,205 @@ macro_rules! impl_store_ports {
                     Ok(reservation)
                 }
 
+                async fn record_refund_answer(
+                    &self,
+                    id: $crate::__deps::payhook_domain::RefundId,
+                    provider_ref: Option<String>,
+                    status: $crate::__deps::payhook_domain::RefundStatus,
+                    failure_reason: Option<String>,
+                    at: DateTime<Utc>,
+                ) -> Result<$crate::__deps::payhook_domain::Refund, StoreError> {
+                    use $crate::__deps::payhook_domain::{Refund, RefundStatus};
+                    use $crate::rows::RefundRow;
+                    use $crate::schema::refunds;
+                    let key = DbUuid(id.as_uuid());
+                    let mut conn = self.conn().await?;
+                    let refund = conn
+                        .transaction(async |conn| {
+                            let pending = RefundStatus::Pending.as_str();
+                            let moved = diesel::update(refunds::table.find(key).filter(refunds::status.eq(pending)))
+                                .set((
+                                    refunds::provider_ref.eq(&provider_ref),
+                                    refunds::status.eq(status.as_str()),
+                                    refunds::failure_reason.eq(&failure_reason),
+                                    refunds::updated_at.eq(DbInstant(at)),
+                                ))
+                                .execute(conn)
+                                .await?;
+                            let row: RefundRow =
+                                refunds::table.find(key).select(RefundRow::as_select()).first(conn).await?;
+                            let refund = Refund::try_from(row)?;
+                            if moved == 1 && status != RefundStatus::Pending {
+                                $crate::publish_refund!(conn, &refund, at);
+                            }
+                            Ok::<_, TxError>(refund)
+                        })
+                        .await?;
+                    Ok(refund)
+                }
+
+                async fn settle_refunds(
+                    &self,
+                    payment_id: PaymentId,
+                    report: &$crate::__deps::payhook_domain::RefundReport,
+                    at: DateTime<Utc>,
+                ) -> Result<$crate::__deps::payhook_domain::Settlement, StoreError> {
+                    use $crate::__deps::payhook_domain::{
+                        Refund, RefundOrigin, RefundReport, RefundStatus, Settlement,
+                    };
+                    use $crate::rows::RefundRow;
+                    use $crate::schema::refunds;
+                    let key = DbUuid(payment_id.as_uuid());
+                    let mut conn = self.conn().await?;
+                    let settlement = conn
+                        .transaction(async |conn| {
+                            diesel::update(payments::table.find(key))
+                                .set(payments::updated_at.eq(payments::updated_at))
+                                .execute(conn)
+                                .await?;
+                            let payment: PaymentRow =
+                                payments::table.find(key).select(PaymentRow::as_select()).first(conn).await?;
+                            let payment = Payment::try_from(payment)?;
+                            let mut rows: Vec<RefundRow> = refunds::table
+                                .filter(refunds::payment_id.eq(key))
+                                .order((refunds::created_at, refunds::id))
+                                .select(RefundRow::as_select())
+                                .load(conn)
+                                .await?;
+                            let currency = payment.amount.currency();
+                            let succeeded = RefundStatus::Succeeded.as_str();
+                            let pending = RefundStatus::Pending.as_str();
+                            let total_of = |rows: &[RefundRow]| -> i64 {
+                                rows.iter().filter(|r| r.status == succeeded).map(|r| r.amount).sum()
+                            };
+                            let provider_row = |amount: i64, provider_ref: Option<&str>, status: RefundStatus| RefundRow {
+                                id: DbUuid($crate::__deps::uuid::Uuid::new_v4()),
+                                payment_id: key,
+                                provider_ref: provider_ref.map(str::to_owned),
+                                amount,
+                                currency: currency.code().to_owned(),
+                                reason: None,
+                                status: status.as_str().to_owned(),
+                                origin: RefundOrigin::Provider.as_str().to_owned(),
+                                idempotency_key: None,
+                                failure_reason: None,
+                                created_at: DbInstant(at),
+                                updated_at: DbInstant(at),
+                            };
+                            // Rows to write back, and those whose status this report
+                            // made final (published); rows added.
+                            let mut settled: Vec<usize> = Vec::new();
+                            let mut finalized: Vec<usize> = Vec::new();
+                            let mut added: Vec<RefundRow> = Vec::new();
+                            match report {
+                                RefundReport::One { currency: c, .. } | RefundReport::Total { currency: c, .. }
+                                    if *c != currency => {}
+                                RefundReport::One { provider_ref, refund_id, amount, status, .. } => {
+                                    let found = rows.iter().position(|r| {
+                                        refund_id.is_some_and(|id| r.id.0 == id.as_uuid())
+                                            || r.provider_ref.as_deref() == Some(provider_ref.as_str())
+                                    });
+                                    match found {
+                                        Some(i) => {
+                                            let named = rows[i].provider_ref.is_none();
+                                            if named {
+                                                rows[i].provider_ref = Some(provider_ref.clone());
+                                            }
+                                            let moved = rows[i].status == pending && *status != RefundStatus::Pending;
+                                            if moved {
+                                                rows[i].status = status.as_str().to_owned();
+                                                finalized.push(i);
+                                            }
+                                            if named || moved {
+                                                rows[i].updated_at = DbInstant(at);
+                                                settled.push(i);
+                                            }
+                                        }
+                                        None => {
+                                            let unnamed = (*status == RefundStatus::Succeeded)
+                                                .then(|| {
+                                                    rows.iter().position(|r| {
+                                                        r.provider_ref.is_none()
+                                                            && r.origin == RefundOrigin::Provider.as_str()
+                                                            && r.status == succeeded
+                                                            && r.amount == *amount
+                                                    })
+                                                })
+                                                .flatten();
+                                            match unnamed {
+                                                Some(i) => {
+                                                    rows[i].provider_ref = Some(provider_ref.clone());
+                                                    rows[i].updated_at = DbInstant(at);
+                                                    settled.push(i);
+                                                }
+                                                None if *amount > 0 => {
+                                                    added.push(provider_row(*amount, Some(provider_ref), *status))
+                                                }
+                                                None => {}
+                                            }
+                                        }
+                                    }
+                                }
+                                RefundReport::Total { refunded_total, .. } => {
+                                    let mut rest = refunded_total - total_of(&rows);
+                                    for (i, row) in rows.iter_mut().enumerate() {
+                                        if rest <= 0 {
+                                            break;
+                                        }
+                                        if row.status == pending
+                                            && row.origin == RefundOrigin::Merchant.as_str()
+                                            && row.amount <= rest
+                                        {
+                                            row.status = succeeded.to_owned();
+                                            row.updated_at = DbInstant(at);
+                                            rest -= row.amount;
+                                            settled.push(i);
+                                            finalized.push(i);
+                                        }
+                                    }
+                                    if rest > 0 {
+                                        added.push(provider_row(rest, None, RefundStatus::Succeeded));
+                                    }
+                                }
+                            }
+                            let publishes = |refund: &Refund| {
+                                matches!(refund.status, RefundStatus::Succeeded | RefundStatus::Failed)
+                            };
+                            let mut changed = Vec::new();
+                            for i in settled {
+                                let row = &rows[i];
+                                diesel::update(refunds::table.find(row.id))
+                                    .set((
+                                        refunds::status.eq(&row.status),
+                                        refunds::provider_ref.eq(&row.provider_ref),
+                                        refunds::updated_at.eq(row.updated_at),
+                                    ))
+                                    .execute(conn)
+                                    .await?;
+                                let refund = Refund::try_from(row.clone())?;
+                                if finalized.contains(&i) && publishes(&refund) {
+                                    $crate::publish_refund!(conn, &refund, at);
+                                }
+                                changed.push(refund);
+                            }
+                            for row in &added {
+                                diesel::insert_into(refunds::table).values(row).execute(conn).await?;
+                                let refund = Refund::try_from(row.clone())?;
+                                if publishes(&refund) {
+                                    $crate::publish_refund!(conn, &refund, at);
+                                }
+                                changed.push(refund);
+                            }
+                            rows.extend(added);
+                            Ok::<_, TxError>(Settlement {
+                                succeeded_total: total_of(&rows),
+                                changed,
+                            })
+                        })
+                        .await?;
+                    Ok(settlement)
+                }
+
                 async fn refund(
                     &self,
                     id: $crate::__deps::payhook_domain::RefundId,
@@ -1097,6 +1296,30 @@ macro_rules! impl_store_ports {
             }
         };
     };
+}
+
+/// Writes `refund.succeeded` or `refund.failed` for `$refund` to the outbox, due now,
+/// inside the caller's transaction.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! publish_refund {
+    ($conn:ident, $refund:expr, $at:expr) => {{
+        let refund: &$crate::__deps::payhook_domain::Refund = $refund;
+        let topic = match refund.status {
+            $crate::__deps::payhook_domain::RefundStatus::Succeeded => "refund.succeeded",
+            _ => "refund.failed",
+        };
+        diesel::insert_into($crate::schema::outbox::table)
+            .values($crate::rows::NewOutboxRow {
+                topic,
+                payload: $crate::types::DbJsonText(refund.event_payload().to_string()),
+                created_at: $crate::types::DbInstant($at),
+                next_attempt_at: $crate::types::DbInstant($at),
+                locked_until: None,
+            })
+            .execute($conn)
+            .await?;
+    }};
 }
 
 /// Runs the store's claim statement `$sql` (binding `now`, `limit`, `lease_until`) in

@@ -81,6 +81,7 @@ macro_rules! store_contract_tests {
             keeps_disputes_as_rows_and_publishes_their_opening_and_closing,
             reserves_refunds_within_what_was_paid,
             concurrent_refund_reservations_never_exceed_the_payment,
+            settles_refunds_by_what_the_provider_reports,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -1772,4 +1773,135 @@ pub async fn concurrent_refund_reservations_never_exceed_the_payment<S: Store>(s
         paid.amount.amount_minor() / 100,
         "every refund that fits is reserved"
     );
+}
+
+/// The refund topics published since the last call (marking them delivered).
+async fn refund_topics<S: Store>(store: &S) -> Vec<(String, i64)> {
+    let far = t0() + Duration::days(30);
+    let claimed = store.claim_unpublished(far, 100, far).await.unwrap();
+    store
+        .mark_published(&claimed.iter().map(|m| m.id).collect::<Vec<_>>(), far)
+        .await
+        .unwrap();
+    claimed
+        .into_iter()
+        .filter(|m| m.topic.starts_with("refund."))
+        .map(|m| (m.topic, m.payload["amount"].as_i64().unwrap_or_default()))
+        .collect()
+}
+
+/// A provider's answer, a refund event, a cumulative total and a dashboard refund each
+/// settle what they name, publish once, and never count a refund twice.
+pub async fn settles_refunds_by_what_the_provider_reports<S: Store>(store: Arc<S>) {
+    use payhook_domain::{RefundOrigin, RefundReport, RefundStatus, Reservation};
+    let paid = paid_payment(&*store, "pi_settle").await;
+    let eur = paid.amount.currency();
+    refund_topics(&*store).await;
+    let at = t0() + Duration::seconds(10);
+    let reserve = async |amount: i64, offset: i64| {
+        let mut ask = refund_of(&paid, Some(amount), None);
+        ask.created_at += Duration::seconds(offset);
+        match store.reserve_refund(&ask).await.unwrap() {
+            Reservation::New(refund) => refund,
+            other => panic!("{other:?}"),
+        }
+    };
+    let first = reserve(300, 0).await;
+    let second = reserve(200, 1).await;
+
+    // The provider answered the first: pending, with its id.
+    let answered = store
+        .record_refund_answer(first.id, Some("re_1".into()), RefundStatus::Pending, None, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        (answered.status, answered.provider_ref.as_deref()),
+        (RefundStatus::Pending, Some("re_1"))
+    );
+    assert!(refund_topics(&*store).await.is_empty(), "pending publishes nothing");
+
+    // Its event settles it, once.
+    let one = RefundReport::One {
+        provider_ref: "re_1".into(),
+        refund_id: None,
+        amount: 300,
+        currency: eur,
+        status: RefundStatus::Succeeded,
+    };
+    let settled = store.settle_refunds(paid.id, &one, at).await.unwrap();
+    assert_eq!(settled.succeeded_total, 300);
+    assert_eq!(refund_topics(&*store).await, vec![("refund.succeeded".to_owned(), 300)]);
+    let again = store
+        .settle_refunds(paid.id, &one, at + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!((again.succeeded_total, again.changed.len()), (300, 0));
+    assert!(refund_topics(&*store).await.is_empty());
+
+    // A total of 850: the pending 200 fits and succeeds, 350 was refunded at the provider.
+    let total = RefundReport::Total {
+        refunded_total: 850,
+        currency: eur,
+    };
+    let settled = store
+        .settle_refunds(paid.id, &total, at + Duration::seconds(2))
+        .await
+        .unwrap();
+    assert_eq!(settled.succeeded_total, 850);
+    let refunds = store.refunds_of(paid.id).await.unwrap();
+    assert_eq!(
+        refunds.iter().find(|r| r.id == second.id).unwrap().status,
+        RefundStatus::Succeeded
+    );
+    let dashboard = refunds.iter().find(|r| r.origin == RefundOrigin::Provider).unwrap();
+    assert_eq!(
+        (dashboard.amount.amount_minor(), dashboard.provider_ref.as_deref()),
+        (350, None)
+    );
+    let mut topics = refund_topics(&*store).await;
+    topics.sort();
+    assert_eq!(
+        topics,
+        vec![
+            ("refund.succeeded".to_owned(), 200),
+            ("refund.succeeded".to_owned(), 350)
+        ]
+    );
+
+    // That dashboard refund's own event names it: no second refund of 350.
+    let named = RefundReport::One {
+        provider_ref: "re_dash".into(),
+        refund_id: None,
+        amount: 350,
+        currency: eur,
+        status: RefundStatus::Succeeded,
+    };
+    let settled = store
+        .settle_refunds(paid.id, &named, at + Duration::seconds(3))
+        .await
+        .unwrap();
+    assert_eq!(settled.succeeded_total, 850);
+    assert_eq!(store.refunds_of(paid.id).await.unwrap().len(), 3);
+    assert!(refund_topics(&*store).await.is_empty(), "naming publishes nothing");
+
+    // A refund that failed at the provider, and money in another currency.
+    let third = reserve(100, 2).await;
+    let failed = store
+        .record_refund_answer(
+            third.id,
+            Some("re_3".into()),
+            RefundStatus::Failed,
+            Some("insufficient_funds".into()),
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.failure_reason.as_deref(), Some("insufficient_funds"));
+    assert_eq!(refund_topics(&*store).await, vec![("refund.failed".to_owned(), 100)]);
+    let foreign = RefundReport::Total {
+        refunded_total: 5_000,
+        currency: Currency::parse("USD").unwrap(),
+    };
+    let settled = store.settle_refunds(paid.id, &foreign, at).await.unwrap();
+    assert_eq!((settled.succeeded_total, settled.changed.len()), (850, 0));
 }
