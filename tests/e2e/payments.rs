@@ -34,6 +34,9 @@ on_every_store!(
     cancel_errors_follow_the_contract,
     a_payment_intent_answers_its_client_secret_once,
     a_checkout_session_payment_is_paid_and_refunded_through_its_payment_intent,
+    a_stripe_payment_is_refunded_in_part_then_in_full_settled_by_webhooks,
+    twenty_concurrent_refunds_never_exceed_what_was_paid,
+    refund_errors_follow_the_contract,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -1148,4 +1151,247 @@ async fn cancel_errors_follow_the_contract(backend: Backend) {
     let (status, error) = error_of(cancel(&app, &jp.to_string()).await).await;
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["code"], "cancel_not_supported");
+}
+
+/// A Stripe app against `fake` (webhooks from the fake reach the app), and a paid
+/// payment of 2,500 EUR cents: its id and PaymentIntent.
+async fn paid_stripe_payment(backend: Backend, fake: &FakeStripe) -> (TestApp, String, String) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", STRIPE_KEY),
+            ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", &fake.base_url),
+        ],
+        Vec::new(),
+    )
+    .await;
+    fake.send_webhooks_to(&format!("{}/webhooks/stripe", app.address), STRIPE_SECRET);
+    let created: Value = create(
+        &app,
+        &json!({ "provider": "stripe", "amount": 2_500, "currency": "EUR" }),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let intent = created["provider_ref"].as_str().unwrap().to_owned();
+    reqwest::Client::new()
+        .post(format!("{}/_fake/pay/{intent}", fake.base_url))
+        .send()
+        .await
+        .unwrap();
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+    (app, id, intent)
+}
+
+async fn refund(app: &TestApp, id: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(format!("{}/payments/{id}/refunds", app.address))
+        .json(&body);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    req.send().await.unwrap()
+}
+
+/// 1,000 refunded, then the rest: each `pending` until Stripe's `refund.updated`
+/// settles it; the payment ends `refunded` with `refunded_amount` the sum of the two,
+/// and `refund.succeeded` is published for each.
+async fn a_stripe_payment_is_refunded_in_part_then_in_full_settled_by_webhooks(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let (app, id, intent) = paid_stripe_payment(backend, &fake).await;
+    let mut events = app.events.resubscribe();
+
+    let first = refund(
+        &app,
+        &id,
+        json!({ "amount": 1_000, "reason": "requested_by_customer" }),
+        Some("r-1"),
+    )
+    .await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        (first["status"].as_str(), first["amount"].as_i64()),
+        (Some("pending"), Some(1_000))
+    );
+    assert_eq!(first["origin"], "merchant");
+    let sent = fake.requests().into_iter().rfind(|r| r.path == "/v1/refunds").unwrap();
+    assert_eq!(sent.body.get("payment_intent"), Some(&intent));
+    assert_eq!(sent.body.get("amount").map(String::as_str), Some("1000"));
+    assert_eq!(
+        sent.body.get("reason").map(String::as_str),
+        Some("requested_by_customer")
+    );
+    assert_eq!(sent.idempotency_key.as_deref(), first["id"].as_str());
+    let again: Value = refund(&app, &id, json!({ "amount": 1_000 }), Some("r-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["id"], first["id"], "the same key answers the first refund");
+
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(
+        (payment["status"].as_str(), payment["refunded_amount"].as_i64()),
+        (Some("paid"), Some(0))
+    );
+
+    let settle = |re: String| {
+        let base = fake.base_url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/_fake/refunds/{re}/succeeded"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    settle(first["provider_ref"].as_str().unwrap().to_owned()).await;
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'partially_refunded' AND refunded_amount = 1000"),
+        1,
+    )
+    .await;
+    let rest: Value = refund(&app, &id, json!({}), None).await.json().await.unwrap();
+    assert_eq!(rest["amount"], 1_500, "the rest by default");
+    settle(rest["provider_ref"].as_str().unwrap().to_owned()).await;
+    app.wait_for_count(
+        &format!(
+            "SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'refunded' AND refunded_amount = 2500"
+        ),
+        1,
+    )
+    .await;
+    let listed: Value = app
+        .client
+        .get(format!("{}/payments/{id}/refunds", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["succeeded", "succeeded"]);
+    let one: Value = app
+        .client
+        .get(format!("{}/refunds/{}", app.address, rest["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["status"], "succeeded");
+    let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["refunds"].as_array().unwrap().len(), 2);
+
+    let mut published = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while published.len() < 2 {
+            let m = events.recv().await.unwrap();
+            if m.topic == "refund.succeeded" {
+                published.push(m.payload["amount"].as_i64().unwrap());
+            }
+        }
+    })
+    .await;
+    published.sort();
+    assert_eq!(published, vec![1_000, 1_500]);
+    let (status, error) = error_of(refund(&app, &id, json!({}), None).await).await;
+    assert_eq!((status, error["code"].as_str()), (409, Some("payment_not_refundable")));
+}
+
+/// Twenty refunds of 200 at once on a payment of 2,500: twelve are made, the others
+/// refused (422), and what was refunded never exceeds what was paid.
+async fn twenty_concurrent_refunds_never_exceed_what_was_paid(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let (app, id, _) = paid_stripe_payment(backend, &fake).await;
+    let asks = (0..20).map(|_| refund(&app, &id, json!({ "amount": 200 }), None));
+    let answers = futures_util::future::join_all(asks).await;
+    let codes: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+    let made = codes.iter().filter(|c| **c == 201).count();
+    assert_eq!(made, 12, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 201 || *c == 422), "{codes:?}");
+    let asked = fake.requests().iter().filter(|r| r.path == "/v1/refunds").count();
+    assert_eq!(asked, 12, "only reserved refunds reach Stripe");
+}
+
+/// 404 unknown payment, 409 not paid, 422 more than is left or a bad body, 422 for a
+/// provider payhook cannot refund through, 502 when Stripe fails (a failed refund).
+async fn refund_errors_follow_the_contract(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let (app, id, _) = paid_stripe_payment(backend, &fake).await;
+    let (status, error) = error_of(refund(&app, "6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10", json!({}), None).await).await;
+    assert_eq!((status, error["code"].as_str()), (404, Some("payment_not_found")));
+    let (status, error) = error_of(refund(&app, &id, json!({ "amount": 2_501 }), None).await).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (422, Some("refund_exceeds_available"))
+    );
+    for bad in [
+        json!({ "amount": 0 }),
+        json!({ "amount": "5" }),
+        json!({ "amont": 5 }),
+        json!({ "reason": "" }),
+    ] {
+        let (status, error) = error_of(refund(&app, &id, bad.clone(), None).await).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{bad}"
+        );
+    }
+    fake.fail_next(&[402]);
+    let (status, error) = error_of(refund(&app, &id, json!({ "amount": 100 }), None).await).await;
+    assert_eq!((status, error["code"].as_str()), (502, Some("provider_error")));
+    let failed: Value = app
+        .client
+        .get(format!(
+            "{}/refunds/{}",
+            app.address,
+            error["refund_id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed["status"], "failed");
+
+    let unpaid: Value = create(
+        &app,
+        &json!({ "provider": "stripe", "amount": 900, "currency": "EUR" }),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let (status, error) = error_of(refund(&app, unpaid["id"].as_str().unwrap(), json!({}), None).await).await;
+    assert_eq!((status, error["code"].as_str()), (409, Some("payment_not_refundable")));
+
+    let (status, error) = error_of(
+        app.client
+            .get(format!("{}/refunds/6a1f8c0e-7d7b-4a47-9a3c-0c9b1f7e2d10", app.address))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error["code"].as_str()), (404, Some("refund_not_found")));
 }

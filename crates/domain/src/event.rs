@@ -77,6 +77,9 @@ pub enum PaymentChange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<Box<crate::DisputeReport>>,
     },
+    /// One refund, as the provider describes it (any status). The worker settles the
+    /// payment's refund rows by it, then applies the payment's new refunded total.
+    RefundUpdate { refund: crate::RefundReport },
     /// Held funds were captured, in full or in part (Stripe `charge.captured`, or a
     /// PaymentIntent that succeeded for less than its amount): the merchant chose the
     /// amount, so the payment is paid, with `paid_amount` what was captured. Unlike a

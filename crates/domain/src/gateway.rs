@@ -161,3 +161,23 @@ pub enum GatewayError {
         operation: &'static str,
     },
 }
+
+/// A refund payhook asks a provider for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub refund_id: crate::RefundId,
+    pub payment_id: crate::PaymentId,
+    /// The payment's id at the provider.
+    pub payment_ref: String,
+    pub amount: Money,
+    pub reason: Option<String>,
+}
+
+/// The provider's answer to a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRefund {
+    pub provider_ref: String,
+    /// `pending` until the provider settles it (its webhook, or a check).
+    pub status: crate::RefundStatus,
+    pub failure_reason: Option<String>,
+}

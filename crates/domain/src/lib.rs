@@ -32,7 +32,10 @@ pub use event::{PaymentChange, PaymentDetails, PaymentRef, WebhookEvent};
 pub use forensic::{
     CutBody, Outcome, PrimaryFields, ProcessingResult, Redaction, WebhookRequest, UNAUTHENTICATED_BODY_KEPT,
 };
-pub use gateway::{CallbackToken, Checkout, CheckoutRequest, ClientSecret, GatewayError, ProviderPaymentStatus};
+pub use gateway::{
+    CallbackToken, Checkout, CheckoutRequest, ClientSecret, GatewayError, ProviderPaymentStatus, ProviderRefund,
+    RefundRequest,
+};
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay, ReplayFilter};
 pub use listing::{PageCursor, PaymentFilter, MAX_PAGE};

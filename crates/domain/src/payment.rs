@@ -191,6 +191,21 @@ impl Payment {
                 }
             }
             PaymentChange::Dispute { status, .. } => steps.dispute(&mut next, *status),
+            PaymentChange::RefundUpdate { refund } => {
+                // Applied alone (no refunds store settled it first): a succeeded
+                // refund is a lower bound of the total refunded, like a single amount.
+                if let crate::RefundReport::One {
+                    amount,
+                    currency,
+                    status: crate::RefundStatus::Succeeded,
+                    ..
+                } = refund
+                {
+                    if steps.same_currency(&next, *currency) {
+                        steps.refund(&mut next, *amount);
+                    }
+                }
+            }
             PaymentChange::Capture { amount, currency } => {
                 if steps.same_currency(&next, *currency) {
                     steps.capture(&mut next, *amount);
@@ -334,6 +349,12 @@ impl Steps<'_> {
     }
 
     fn refund(&mut self, p: &mut Payment, refunded_total: i64) {
+        if refunded_total == p.refunded_amount && p.status.is_settled() {
+            // The total already held, said again (a refund's event after the total it
+            // made, a finding; or a refund of 0 on a payment with none): nothing
+            // changed, so no history.
+            return;
+        }
         if refunded_total <= 0 {
             // A refund of nothing moves no money and proves nothing.
             let reason = format!("{} (refund of {refunded_total}: not applied)", self.event.event_type);
@@ -342,7 +363,7 @@ impl Steps<'_> {
         }
         let total = refunded_total.max(p.refunded_amount);
         if total <= p.refunded_amount && p.status.is_settled() && p.refunded_amount > 0 {
-            // Nothing new: a replay or an older, smaller figure.
+            // Nothing new: an older, smaller figure.
             self.record(p, p.status, p.status, false, self.event.event_type.clone());
             return;
         }

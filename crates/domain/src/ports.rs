@@ -329,6 +329,17 @@ pub trait PaymentGateway: Send + Sync {
             operation: "cancel",
         })
     }
+
+    /// Asks the provider to refund part or all of a paid payment, idempotently on the
+    /// refund's id. `GatewayError::Unsupported` for a provider payhook cannot refund
+    /// through.
+    async fn refund(&self, request: &crate::RefundRequest) -> Result<crate::ProviderRefund, GatewayError> {
+        let _ = request;
+        Err(GatewayError::Unsupported {
+            provider: self.provider(),
+            operation: "refund",
+        })
+    }
 }
 
 /// Refunds as rows of their own.

@@ -3,7 +3,7 @@
 //! typed builders; answers are read with a type of our own ([`Session`]), because the
 //! SDK's `CheckoutSession` parse needs every one of the object's seventy-odd fields
 //! and would reject a session a newer API version shapes differently. payhook needs
-//! six of them.
+//! seven of them.
 
 use crate::events::PAYMENT_ID_METADATA_KEY;
 use payhook_domain::{Checkout, CheckoutRequest, GatewayError, PaymentStatus, ProviderPaymentStatus};
@@ -28,9 +28,15 @@ pub(crate) struct Session {
     payment_status: String,
     amount_total: Option<i64>,
     expires_at: i64,
+    /// Its PaymentIntent's id, once the customer paid (not expanded).
+    payment_intent: Option<String>,
 }
 
 impl Session {
+    pub(crate) fn payment_intent(&self) -> Option<String> {
+        self.payment_intent.clone()
+    }
+
     pub(crate) fn checkout(&self) -> Checkout {
         Checkout {
             provider_ref: self.id.clone(),

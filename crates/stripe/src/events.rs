@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
     Currency, DisputeReport, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef,
-    PaymentStatus, PrimaryFields, ProcessingResult, Provider, WebhookEvent,
+    PaymentStatus, PrimaryFields, ProcessingResult, Provider, RefundId, RefundReport, WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -14,6 +14,8 @@ use serde_json::Value;
 
 /// Metadata key payhook sets on PaymentIntents it creates.
 pub const PAYMENT_ID_METADATA_KEY: &str = "payhook_payment_id";
+/// Metadata key payhook sets on refunds it creates.
+pub const REFUND_ID_METADATA_KEY: &str = "payhook_refund_id";
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -86,6 +88,7 @@ struct EvidenceDetails {
 
 #[derive(Deserialize)]
 struct RefundObject {
+    id: Option<String>,
     amount: i64,
     currency: String,
     status: Option<String>,
@@ -95,7 +98,7 @@ struct RefundObject {
     metadata: Value,
 }
 
-/// Parses an authenticated Stripe event body. The 16 event types payhook handles
+/// Parses an authenticated Stripe event body. The 17 event types payhook handles
 /// become domain events; any other type is `Ignored` (`unhandled_event_type`).
 pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
     let envelope: Envelope =
@@ -148,7 +151,7 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         | "charge.dispute.closed"
         | "charge.dispute.funds_withdrawn"
         | "charge.dispute.funds_reinstated" => from_dispute(object)?,
-        "refund.created" | "refund.updated" => from_refund(object)?,
+        "refund.created" | "refund.updated" | "refund.failed" => from_refund(object)?,
         _ => None,
     };
     let Some((payment, change, details)) = mapped else {
@@ -279,15 +282,30 @@ fn from_dispute(value: &RawValue) -> Result<Mapped, ParseError> {
 
 fn from_refund(value: &RawValue) -> Result<Mapped, ParseError> {
     let rf: RefundObject = object(value, "refund")?;
-    if rf.status.as_deref() != Some("succeeded") {
-        // A pending, failed or canceled refund has moved no money (yet).
-        return Ok(None);
-    }
-    let provider_ref = rf.payment_intent.or(rf.charge);
-    let change = PaymentChange::Refund {
-        refunded_total: rf.amount,
-        currency: currency(&rf.currency)?,
+    let currency = currency(&rf.currency)?;
+    let change = match rf.id.clone() {
+        // The refund itself, whatever its status: the worker settles payhook's row.
+        Some(id) => PaymentChange::RefundUpdate {
+            refund: RefundReport::One {
+                provider_ref: id,
+                refund_id: rf
+                    .metadata
+                    .get(REFUND_ID_METADATA_KEY)
+                    .and_then(Value::as_str)
+                    .and_then(RefundId::parse),
+                amount: rf.amount,
+                currency,
+                status: crate::gateway::refund_status(rf.status.as_deref()),
+            },
+        },
+        // No id (a hand-made body): only a succeeded amount says anything.
+        None if rf.status.as_deref() == Some("succeeded") => PaymentChange::Refund {
+            refunded_total: rf.amount,
+            currency,
+        },
+        None => return Ok(None),
     };
+    let provider_ref = rf.payment_intent.or(rf.charge);
     Ok(Some((reference(&rf.metadata, provider_ref), change, None)))
 }
 

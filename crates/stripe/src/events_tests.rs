@@ -149,24 +149,33 @@ fn disputes_map_to_dispute_status() {
 }
 
 #[test]
-fn succeeded_refunds_are_lower_bounds_and_pending_ones_are_ignored() {
+fn refund_events_report_the_refund_whatever_its_status() {
     let refund = |status: &str| {
-        json!({ "id": "re_1", "object": "refund", "amount": 900, "currency": "eur",
-                                        "status": status, "charge": "ch_3Abc", "payment_intent": "pi_3Abc" })
+        json!({ "id": "re_1", "object": "refund", "amount": 900, "currency": "eur", "status": status,
+                "charge": "ch_3Abc", "payment_intent": "pi_3Abc",
+                "metadata": { "payhook_refund_id": "5b1f3c7e-9a2d-4e8f-b6c1-0d2e3f4a5b6c" } })
     };
-    for event_type in ["refund.created", "refund.updated"] {
-        let e = event(&envelope(event_type, refund("succeeded")));
+    for (event_type, status, expected) in [
+        ("refund.created", "pending", payhook_domain::RefundStatus::Pending),
+        ("refund.updated", "succeeded", payhook_domain::RefundStatus::Succeeded),
+        ("refund.failed", "failed", payhook_domain::RefundStatus::Failed),
+        ("refund.updated", "canceled", payhook_domain::RefundStatus::Canceled),
+    ] {
+        let e = event(&envelope(event_type, refund(status)));
         assert_eq!(
             e.change,
-            PaymentChange::Refund {
-                refunded_total: 900,
-                currency: Currency::parse("EUR").unwrap()
-            }
+            PaymentChange::RefundUpdate {
+                refund: RefundReport::One {
+                    provider_ref: "re_1".into(),
+                    refund_id: RefundId::parse("5b1f3c7e-9a2d-4e8f-b6c1-0d2e3f4a5b6c"),
+                    amount: 900,
+                    currency: Currency::parse("EUR").unwrap(),
+                    status: expected,
+                }
+            },
+            "{event_type} {status}"
         );
-        assert!(matches!(
-            parse_event(&envelope(event_type, refund("pending"))),
-            Ok(Parsed::Ignored { .. })
-        ));
+        assert_eq!(e.payment.provider_ref.as_deref(), Some("pi_3Abc"));
     }
 }
 

@@ -4,11 +4,12 @@
 //! confirms with Stripe.js, or a Checkout Session, Stripe's hosted page.
 
 use crate::checkout_session;
-use crate::events::PAYMENT_ID_METADATA_KEY;
+use crate::events::{PAYMENT_ID_METADATA_KEY, REFUND_ID_METADATA_KEY};
 use async_trait::async_trait;
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
     Checkout, CheckoutRequest, ClientSecret, GatewayError, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
+    ProviderRefund, RefundRequest, RefundStatus,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use stripe::StripeRequest;
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent,
 };
+use stripe_core::refund::{CreateRefund, CreateRefundReason};
 use stripe_core::PaymentIntentStatus;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
@@ -197,6 +199,55 @@ impl PaymentGateway for StripeGateway {
         Ok(status_of(&intent))
     }
 
+    /// `POST /v1/refunds` (Create a refund) for the PaymentIntent (a Checkout Session's,
+    /// read from the session), with payhook's ids in its metadata and `Idempotency-Key`
+    /// = the refund's id. Stripe's reasons are `duplicate`, `fraudulent` and
+    /// `requested_by_customer`; any other reason goes in `metadata.reason`.
+    async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, GatewayError> {
+        let payment_intent = if request.payment_ref.starts_with(checkout_session::SESSION_PREFIX) {
+            checkout_session::retrieve(&self.client, &request.payment_ref)
+                .await
+                .map_err(classify)?
+                .payment_intent()
+                .ok_or_else(|| GatewayError::Rejected {
+                    provider: Provider::Stripe,
+                    status: 400,
+                    message: "the Checkout Session has no PaymentIntent: it was never paid".into(),
+                })?
+        } else {
+            request.payment_ref.clone()
+        };
+        let mut metadata = HashMap::from([
+            (REFUND_ID_METADATA_KEY.to_owned(), request.refund_id.to_string()),
+            (PAYMENT_ID_METADATA_KEY.to_owned(), request.payment_id.to_string()),
+        ]);
+        let mut create = CreateRefund::new()
+            .payment_intent(payment_intent)
+            .amount(request.amount.amount_minor());
+        match request.reason.as_deref() {
+            Some("duplicate") => create = create.reason(CreateRefundReason::Duplicate),
+            Some("fraudulent") => create = create.reason(CreateRefundReason::Fraudulent),
+            Some("requested_by_customer") => create = create.reason(CreateRefundReason::RequestedByCustomer),
+            Some(other) => {
+                metadata.insert("reason".to_owned(), other.to_owned());
+            }
+            None => {}
+        }
+        let key = stripe::IdempotencyKey::new(request.refund_id.to_string()).map_err(|e| GatewayError::Invalid {
+            field: "id",
+            message: e.to_string(),
+        })?;
+        let answer = create
+            .metadata(metadata)
+            .build()
+            .customize::<RefundAnswer>()
+            .request_strategy(stripe::RequestStrategy::Idempotent(key))
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(answer.into())
+    }
+
     /// Searches PaymentIntents by the `metadata.payhook_payment_id` every payhook
     /// PaymentIntent carries. Stripe's search index lags writes by up to a minute; the
     /// reconciler asks only about creations older than that.
@@ -208,6 +259,36 @@ impl PaymentGateway for StripeGateway {
             .await
             .map_err(classify)?;
         Ok(found.data.first().map(checkout))
+    }
+}
+
+/// What payhook reads of a Refund (a type of our own, like [`checkout_session`]'s, so
+/// a field a newer API version adds or drops cannot fail the answer).
+#[derive(miniserde::Deserialize)]
+struct RefundAnswer {
+    id: String,
+    /// `pending`, `requires_action`, `succeeded`, `failed` or `canceled`.
+    status: Option<String>,
+    failure_reason: Option<String>,
+}
+
+impl From<RefundAnswer> for ProviderRefund {
+    fn from(answer: RefundAnswer) -> Self {
+        Self {
+            provider_ref: answer.id,
+            status: refund_status(answer.status.as_deref()),
+            failure_reason: answer.failure_reason,
+        }
+    }
+}
+
+/// A Stripe refund status in payhook's terms.
+pub fn refund_status(status: Option<&str>) -> RefundStatus {
+    match status {
+        Some("succeeded") => RefundStatus::Succeeded,
+        Some("failed") => RefundStatus::Failed,
+        Some("canceled") => RefundStatus::Canceled,
+        _ => RefundStatus::Pending,
     }
 }
 

@@ -22,6 +22,8 @@ struct State {
     intents: HashMap<String, Value>,
     /// Checkout Sessions, by id.
     sessions: HashMap<String, Value>,
+    /// Refunds, by id.
+    refunds: HashMap<String, Value>,
     /// Each session's `payment_intent_data.metadata`, for the PaymentIntent made when
     /// it is paid.
     session_intent_metadata: HashMap<String, Value>,
@@ -57,6 +59,8 @@ impl FakeStripe {
                 .route("/v1/payment_intents/search", web::get().to(search))
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
                 .route("/v1/payment_intents/{id}/cancel", web::post().to(cancel))
+                .route("/v1/refunds", web::post().to(create_refund))
+                .route("/_fake/refunds/{id}/{status}", web::post().to(settle_refund))
                 .route("/v1/checkout/sessions", web::post().to(create_session))
                 .route("/v1/checkout/sessions/{id}", web::get().to(fetch_session))
                 .route("/v1/checkout/sessions/{id}/expire", web::post().to(expire_session))
@@ -248,6 +252,108 @@ async fn search(
         "object": "search_result", "url": "/v1/payment_intents/search", "has_more": false,
         "next_page": null, "total_count": data.len(), "data": data,
     }))
+}
+
+/// `POST /v1/refunds` (form-encoded): a `pending` refund of a succeeded PaymentIntent
+/// (as a card refund starts); more than is left is refused like Stripe refuses it.
+async fn create_refund(
+    req: HttpRequest,
+    form: web::Form<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    if let Some(response) = record(&state, &req, form.clone()) {
+        return response;
+    }
+    let mut s = state.lock().unwrap();
+    let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
+    if let Some(first) = key.and_then(|k| s.idempotent.get(k)).and_then(|id| s.refunds.get(id)) {
+        return HttpResponse::Ok().json(first);
+    }
+    let Some(intent) = form.get("payment_intent").and_then(|pi| s.intents.get(pi)).cloned() else {
+        return error(400, "invalid_request_error", "No such payment_intent.");
+    };
+    if intent["status"] != "succeeded" {
+        return error(
+            400,
+            "invalid_request_error",
+            "This PaymentIntent does not have a successful charge to refund.",
+        );
+    }
+    let received = intent["amount_received"].as_i64().unwrap_or_default();
+    let refunded: i64 = s
+        .refunds
+        .values()
+        .filter(|r| r["payment_intent"] == intent["id"] && r["status"] != "failed" && r["status"] != "canceled")
+        .filter_map(|r| r["amount"].as_i64())
+        .sum();
+    let amount = form
+        .get("amount")
+        .and_then(|a| a.parse::<i64>().ok())
+        .unwrap_or(received - refunded);
+    if amount <= 0 || amount > received - refunded {
+        return error(
+            400,
+            "invalid_request_error",
+            &format!(
+                "Refund amount ({amount}) is greater than unrefunded amount on charge ({}).",
+                received - refunded
+            ),
+        );
+    }
+    let id = format!("re_fake{:020}", s.refunds.len() + 1);
+    if let Some(key) = key {
+        s.idempotent.insert(key.to_owned(), id.clone());
+    }
+    let metadata: HashMap<&str, &String> = form
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("metadata[")
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|k| (k, v))
+        })
+        .collect();
+    let refund = json!({
+        "id": id, "object": "refund", "amount": amount, "currency": intent["currency"], "status": "pending",
+        "payment_intent": intent["id"], "charge": format!("ch_for_{}", intent["id"].as_str().unwrap_or_default()),
+        "reason": form.get("reason"), "metadata": metadata, "created": chrono::Utc::now().timestamp(),
+    });
+    s.refunds.insert(id, refund.clone());
+    HttpResponse::Ok().json(refund)
+}
+
+/// `POST /_fake/refunds/{id}/{status}`: the refund settles (`succeeded`, `failed`,
+/// `canceled`); a signed `refund.updated` (or `refund.failed`) goes to the configured
+/// endpoint, like Stripe's.
+async fn settle_refund(path: web::Path<(String, String)>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (id, status) = path.into_inner();
+    let (refund, webhook) = {
+        let mut s = state.lock().unwrap();
+        let webhook = s.webhook.clone();
+        let Some(refund) = s.refunds.get_mut(&id) else {
+            return error(404, "invalid_request_error", &format!("No such refund: '{id}'"));
+        };
+        refund["status"] = json!(status);
+        (refund.clone(), webhook)
+    };
+    let Some((url, secret)) = webhook else {
+        return HttpResponse::Ok().json(json!({ "refund": id, "webhook": null }));
+    };
+    let now = chrono::Utc::now().timestamp();
+    let kind = if status == "failed" {
+        "refund.failed"
+    } else {
+        "refund.updated"
+    };
+    let event = json!({
+        "id": format!("evt_fake_{}", uuid::Uuid::new_v4().simple()), "object": "event", "type": kind,
+        "created": now, "livemode": false, "api_version": "2024-06-20", "pending_webhooks": 1,
+        "data": { "object": refund },
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    let signature = format!("t={now},v1={}", crate::signing::stripe_v1(&secret, now, &body));
+    let answer = crate::loopback::deliver(&url, &[("stripe-signature", signature)], Some(body)).await;
+    HttpResponse::Ok().json(json!({ "refund": id, "webhook": answer }))
 }
 
 /// `POST /v1/checkout/sessions` (form-encoded): an open session with a hosted-page

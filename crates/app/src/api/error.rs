@@ -2,6 +2,7 @@
 
 use crate::api::payment_requests::{CreateError, RequestError};
 use crate::processing::reconcile::cancellation::CancelError;
+use crate::processing::reconcile::refunding::RefundError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use payhook_domain::ports::StoreError;
@@ -53,6 +54,20 @@ pub enum ApiError {
     ProviderUnavailable(String),
     #[error("{0}")]
     Cancel(#[source] CancelError),
+    #[error("{0}")]
+    Refund(#[source] RefundError),
+    #[error("no refund with id {0}")]
+    RefundNotFound(String),
+}
+
+impl From<RefundError> for ApiError {
+    fn from(e: RefundError) -> Self {
+        match e {
+            RefundError::NotFound(id) => Self::PaymentNotFound(id.to_string()),
+            RefundError::Store(e) => Self::StoreUnavailable(e),
+            other => Self::Refund(other),
+        }
+    }
 }
 
 impl From<CancelError> for ApiError {
@@ -114,6 +129,15 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::NotReconcilable(_) => "not_reconcilable",
             Self::ProviderUnavailable(_) => "provider_error",
+            Self::RefundNotFound(_) => "refund_not_found",
+            Self::Refund(e) => match e {
+                RefundError::NotRefundable { .. } => "payment_not_refundable",
+                RefundError::Exceeds { .. } => "refund_exceeds_available",
+                RefundError::Unsupported(_) => "refund_not_supported",
+                RefundError::Provider { .. } => "provider_error",
+                RefundError::NotFound(_) => "payment_not_found",
+                RefundError::Store(_) => "store_unavailable",
+            },
             Self::Cancel(e) => match e {
                 CancelError::NotCancelable { .. } => "payment_not_cancelable",
                 CancelError::Unsupported(_) => "cancel_not_supported",
@@ -162,6 +186,14 @@ impl ResponseError for ApiError {
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RefundNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Refund(e) => match e {
+                RefundError::NotRefundable { .. } => StatusCode::CONFLICT,
+                RefundError::Exceeds { .. } | RefundError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                RefundError::Provider { .. } => StatusCode::BAD_GATEWAY,
+                RefundError::NotFound(_) => StatusCode::NOT_FOUND,
+                RefundError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             Self::Cancel(e) => match e {
                 CancelError::NotCancelable { .. } => StatusCode::CONFLICT,
                 CancelError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -201,6 +233,13 @@ impl ResponseError for ApiError {
             }) => HttpResponse::build(self.status_code()).json(serde_json::json!({
                 "error": { "code": self.code(), "message": self.to_string(), "payment_id": id.to_string() }
             })),
+            // The refund the provider refused or did not answer, so it can be looked at
+            // (and, unanswered, asked again with the same Idempotency-Key).
+            Self::Refund(RefundError::Provider { refund_id, .. }) => {
+                HttpResponse::build(self.status_code()).json(serde_json::json!({
+                    "error": { "code": self.code(), "message": self.to_string(), "refund_id": refund_id.to_string() }
+                }))
+            }
             Self::MissingApiKey | Self::InvalidApiKey => {
                 let mut response = error_body(self.status_code(), self.code(), &self.to_string());
                 response.headers_mut().insert(

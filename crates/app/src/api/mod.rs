@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod payment_requests;
 mod payments;
+mod refunds;
 
 pub use error::ApiError;
 
@@ -49,6 +50,7 @@ pub struct AppState {
     pub ingest: IngestService,
     pub payments: Arc<dyn PaymentStore>,
     pub disputes: Arc<dyn payhook_domain::ports::DisputeStore>,
+    pub refunds: Arc<dyn payhook_domain::ports::RefundStore>,
     pub payment_requests: PaymentRequests,
     /// The open status streams, fed with domain events by payment.
     pub streams: Arc<crate::publishing::status_stream::StreamHub>,
@@ -137,6 +139,9 @@ route_table! {
         get "/payments" => payments::list,
         get "/payments/{id}" => payments::show,
         post "/payments/{id}/cancel" => payments::cancel,
+        post "/payments/{id}/refunds" => refunds::create,
+        get "/payments/{id}/refunds" => refunds::list,
+        get "/refunds/{id}" => refunds::show,
         post "/payments/{id}/client_token" => payments::issue_client_token,
         get "/admin/webhooks" => admin::list,
         post "/admin/webhooks/replay" => admin::replay_many,

@@ -9,7 +9,9 @@ use crate::api::payment_requests::{CreateError, PaymentRequest};
 use crate::publishing::status_stream::StreamQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use payhook_domain::{Dispute, HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId, PaymentStatus, MAX_PAGE};
+use payhook_domain::{
+    Dispute, HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId, PaymentStatus, Refund, MAX_PAGE,
+};
 use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /payments`.
@@ -120,6 +122,9 @@ pub(crate) struct PaymentView<'a> {
     history: Option<Vec<HistoryView<'a>>>,
     /// In `GET /payments/{id}`, oldest first; left out of lists.
     #[serde(skip_serializing_if = "Option::is_none")]
+    refunds: Option<Vec<super::refunds::RefundView<'a>>>,
+    /// In `GET /payments/{id}`, oldest first; left out of lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
     disputes: Option<Vec<DisputeView<'a>>>,
 }
 
@@ -219,8 +224,9 @@ pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppStat
         .await?
         .ok_or(ApiError::PaymentNotFound(raw))?;
     let history = state.payments.history(id).await?;
+    let refunds = state.refunds.refunds_of(id).await?;
     let disputes = state.disputes.disputes_of(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &disputes)))))
+    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &refunds, &disputes)))))
 }
 
 /// `POST /payments/{id}/cancel`: cancels an unpaid payment at its provider; 200 with
@@ -244,8 +250,9 @@ pub async fn cancel(
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
     let payment = state.reconciler.cancel(id).await?;
     let history = state.payments.history(id).await?;
+    let refunds = state.refunds.refunds_of(id).await?;
     let disputes = state.disputes.disputes_of(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &disputes)))))
+    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &refunds, &disputes)))))
 }
 
 /// `GET /payments` filters.
@@ -338,11 +345,14 @@ pub async fn list(
     }))
 }
 
-/// A payment's full record: its history and its disputes.
-type Detail<'a> = (&'a [HistoryEntry], &'a [Dispute]);
+/// A payment's full record: its history, its refunds and its disputes.
+type Detail<'a> = (&'a [HistoryEntry], &'a [Refund], &'a [Dispute]);
 
 fn view<'a>(p: &'a Payment, detail: Option<Detail<'a>>) -> PaymentView<'a> {
-    let (history, disputes) = detail.unzip();
+    let (history, refunds, disputes) = match detail {
+        Some((history, refunds, disputes)) => (Some(history), Some(refunds), Some(disputes)),
+        None => (None, None, None),
+    };
     PaymentView {
         id: p.id.to_string(),
         provider: p.provider.as_str(),
@@ -378,6 +388,7 @@ fn view<'a>(p: &'a Payment, detail: Option<Detail<'a>>) -> PaymentView<'a> {
                 })
                 .collect()
         }),
+        refunds: refunds.map(|refunds| refunds.iter().map(super::refunds::view).collect()),
         disputes: disputes.map(|disputes| {
             disputes
                 .iter()

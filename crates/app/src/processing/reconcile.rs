@@ -96,6 +96,9 @@ pub struct Reconciler {
     schedule: ReconcileSchedule,
     clock: Arc<dyn Clock>,
     wake_worker: Arc<Notify>,
+    /// Where refunds are reserved before the provider is asked (`POST
+    /// /payments/{id}/refunds`); `None`: refunds are not offered.
+    refunds: Option<Arc<dyn payhook_domain::ports::RefundStore>>,
 }
 
 impl Reconciler {
@@ -116,7 +119,13 @@ impl Reconciler {
             .map(|(provider, gateway)| {
                 // No burst: the calls are spaced evenly, so no second holds more
                 // than the limit (a burst of n would allow nearly 2n in one second).
-                let limiter = RateLimiter::direct(Quota::per_second(max_calls_per_second).allow_burst(NonZeroU32::MIN));
+                // Spaced for 90% of the limit: what the provider sees is the spacing
+                // plus network jitter, and jitter must not push a second over it.
+                let spacing = Duration::from_secs(1).mul_f64(1.0 / (0.9 * f64::from(max_calls_per_second.get())));
+                let quota = Quota::with_period(spacing)
+                    .unwrap_or_else(|| Quota::per_second(max_calls_per_second))
+                    .allow_burst(NonZeroU32::MIN);
+                let limiter = RateLimiter::direct(quota);
                 (provider, (gateway, limiter))
             })
             .collect();
@@ -128,7 +137,14 @@ impl Reconciler {
             schedule,
             clock,
             wake_worker,
+            refunds: None,
         }
+    }
+
+    /// Offers refunds (`POST /payments/{id}/refunds`), reserved in `refunds`.
+    pub fn refunding_in(mut self, refunds: Arc<dyn payhook_domain::ports::RefundStore>) -> Self {
+        self.refunds = Some(refunds);
+        self
     }
 
     /// Asks the provider about one payment now, whatever its schedule (`payhook
@@ -548,6 +564,9 @@ pub async fn run_reconciler(reconciler: Arc<Reconciler>, interval: Duration, mut
 
 #[path = "cancellation.rs"]
 pub mod cancellation;
+
+#[path = "refunding.rs"]
+pub mod refunding;
 
 #[cfg(test)]
 #[path = "reconcile_tests.rs"]

@@ -7,11 +7,11 @@ use crate::processing::handoff::{HandedOver, Handoff};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{
-    ClaimedEvent, Clock, Commit, DisputeStore, PaymentGateway, PaymentStore, StoreError, WebhookInbox,
+    ClaimedEvent, Clock, Commit, DisputeStore, PaymentGateway, PaymentStore, RefundStore, StoreError, WebhookInbox,
 };
 use payhook_domain::{
     DisputeReport, GatewayError, InboxId, NewPayment, OutboxMessage, Payment, PaymentChange, PaymentId, PaymentStatus,
-    ProcessingResult, Provider, WebhookEvent,
+    ProcessingResult, Provider, RefundReport, WebhookEvent,
 };
 use rand::Rng;
 use std::collections::HashMap;
@@ -92,6 +92,8 @@ pub struct Processor {
     /// Where disputes are kept as rows of their own; `None`: only the payment's
     /// `dispute_status` summary is kept.
     disputes: Option<Arc<dyn DisputeStore>>,
+    /// Where refunds are kept as rows; `None`: only the payment's `refunded_amount`.
+    refunds: Option<Arc<dyn RefundStore>>,
     /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
     in_flight: Mutex<HashSet<InboxId>>,
 }
@@ -116,8 +118,16 @@ impl Processor {
             published,
             relay: None,
             disputes: None,
+            refunds: None,
             in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Settles the refund rows each refund event reports, and applies the payment's
+    /// refunded total as the sum of its succeeded refunds.
+    pub fn settling_refunds_in(mut self, refunds: Arc<dyn RefundStore>) -> Self {
+        self.refunds = Some(refunds);
+        self
     }
 
     /// Keeps each dispute an event reports as a row in `disputes`.
@@ -182,7 +192,7 @@ impl Processor {
         // row of its own before the payment's summary changes), go one by one.
         let (mut to_confirm, direct): (Vec<_>, Vec<_>) = claimed
             .into_iter()
-            .partition(|c| c.event.confirm_with_provider || matches!(c.event.change, PaymentChange::Dispute { .. }));
+            .partition(|c| c.event.confirm_with_provider || goes_alone(&c.event.change));
         // Each of these waits on a provider call: more rounds of them than the lease
         // holds could outlast it, so the rest are given back for the next poll.
         let keep = concurrency.saturating_mul(self.confirm_rounds());
@@ -353,6 +363,16 @@ impl Processor {
         if let PaymentChange::Dispute { status, detail } = &event.change {
             self.record_dispute(&payment, *status, detail.as_deref()).await?;
         }
+        let settled;
+        let event = match self.settle_refunds(&payment, event).await? {
+            Some(change) => {
+                let mut with_total = event.clone();
+                with_total.change = change;
+                settled = with_total;
+                &settled
+            }
+            None => event,
+        };
         for _ in 0..MAX_CONFLICT_RETRIES {
             let application = payment.apply(event, self.clock.now());
             match self.payments.commit_application(claimed.id, &application).await {
@@ -373,6 +393,46 @@ impl Processor {
             }
         }
         Err(ProcessError::Contended)
+    }
+
+    /// Settles the payment's refund rows by a refund event (idempotent: a retried
+    /// event settles nothing new) and answers the change to apply in its place: the
+    /// payment's refunded total, the sum of its succeeded refunds. `None`: not a
+    /// refund event, no refunds store, or money in another currency (applied as it
+    /// is, so the domain records it as not applied).
+    async fn settle_refunds(
+        &self,
+        payment: &Payment,
+        event: &WebhookEvent,
+    ) -> Result<Option<PaymentChange>, ProcessError> {
+        let Some(refunds) = &self.refunds else {
+            return Ok(None);
+        };
+        let report = match &event.change {
+            PaymentChange::Refund {
+                refunded_total,
+                currency,
+            } => RefundReport::Total {
+                refunded_total: *refunded_total,
+                currency: *currency,
+            },
+            PaymentChange::RefundUpdate { refund } => refund.clone(),
+            _ => return Ok(None),
+        };
+        let currency = match &report {
+            RefundReport::One { currency, .. } | RefundReport::Total { currency, .. } => *currency,
+        };
+        if currency != payment.amount.currency() {
+            return Ok(None);
+        }
+        let settlement = refunds.settle_refunds(payment.id, &report, self.clock.now()).await?;
+        if !settlement.changed.is_empty() {
+            self.published.notify_one();
+        }
+        Ok(Some(PaymentChange::Refund {
+            refunded_total: settlement.succeeded_total,
+            currency,
+        }))
     }
 
     /// Keeps the dispute as a row of its own (idempotent: a retried event records the
@@ -485,6 +545,15 @@ impl Processor {
 /// The span of one event's application: provider, event id, and the payment's id
 /// once it is known, so an operator can follow the event from its request (whose
 /// span carries the same event id) to its domain events.
+/// A change that writes rows of its own (a dispute, a refund) before the payment's
+/// summary changes: applied one by one.
+fn goes_alone(change: &PaymentChange) -> bool {
+    matches!(
+        change,
+        PaymentChange::Dispute { .. } | PaymentChange::Refund { .. } | PaymentChange::RefundUpdate { .. }
+    )
+}
+
 fn application_span(event: &WebhookEvent) -> tracing::Span {
     tracing::info_span!(
         "apply_event",

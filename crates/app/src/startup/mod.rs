@@ -130,6 +130,7 @@ impl Application {
                 wake_relay.clone(),
             )
             .recording_disputes_in(stores.disputes.clone())
+            .settling_refunds_in(stores.refunds.clone())
             .handing_domain_events_to(to_relay),
         );
         let (stop, stopped) = watch::channel(false);
@@ -203,6 +204,7 @@ impl Application {
             ingest,
             payments: stores.payments.clone(),
             disputes: stores.disputes.clone(),
+            refunds: stores.refunds.clone(),
             payment_requests: {
                 let requests = payment_requests(&stores, &providers, clock);
                 if settings.reconcile.enabled {
@@ -482,6 +484,7 @@ pub fn reconciler(
         clock,
         wake_worker,
     )
+    .refunding_in(stores.refunds.clone())
 }
 
 /// The merchant keys, and a start-up line when there are none.

@@ -4,8 +4,8 @@
 use super::StartupError;
 use crate::settings::{Settings, StoreKind};
 use payhook_domain::ports::{
-    DisputeStore, FanOut, ForensicLog, Outbox, PaymentStore, ReconcileQueue, Retention, StoreError, StoreHealth,
-    WebhookInbox,
+    DisputeStore, FanOut, ForensicLog, Outbox, PaymentStore, ReconcileQueue, RefundStore, Retention, StoreError,
+    StoreHealth, WebhookInbox,
 };
 use payhook_postgres::{PgFanOut, PgStore};
 use payhook_sqlite::SqliteStore;
@@ -23,6 +23,7 @@ pub struct Stores {
     pub retention: Arc<dyn Retention>,
     pub reconcile: Arc<dyn ReconcileQueue>,
     pub disputes: Arc<dyn DisputeStore>,
+    pub refunds: Arc<dyn RefundStore>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -40,6 +41,7 @@ impl Stores {
             + Retention
             + ReconcileQueue
             + DisputeStore
+            + RefundStore
             + 'static,
     {
         let store = Arc::new(store);
@@ -51,7 +53,8 @@ impl Stores {
             health: store.clone(),
             retention: store.clone(),
             reconcile: store.clone(),
-            disputes: store,
+            disputes: store.clone(),
+            refunds: store,
             fan_out: None,
         }
     }
