@@ -98,7 +98,16 @@ fake() { echo "\$ curl -X POST $1"; curl -s -X POST "$1"; echo; }
 create stripe '{"provider":"stripe","amount":2500,"currency":"USD","merchant_ref":"demo-stripe"}'
 stripe_id=$id
 fake "http://127.0.0.1:$stripe/_fake/pay/$ref"
-simulate stripe charge.refunded --partial --payment "$stripe_id" --replay 2   # accepted, then duplicate
+simulate stripe charge.refunded --partial --payment "$stripe_id" --replay 2   # a dashboard refund: accepted, then duplicate
+for _ in $(seq 1 100); do  # the dashboard refund applied first
+  [ "$(curl -s -H "$auth" "$gateway/payments/$stripe_id" | json "d['status']")" = partially_refunded ] && break
+  sleep 0.1
+done
+echo "# the merchant refunds the rest through payhook; Stripe settles it a moment later"
+echo "\$ curl -X POST $gateway/payments/$stripe_id/refunds -d '{}'"
+refund=$(curl -s -X POST "$gateway/payments/$stripe_id/refunds" -H "$auth" -H 'content-type: application/json' -d '{}')
+echo "$refund" | json "'refund %s of %s: %s' % (d['id'], d['amount'], d['status'])"
+fake "http://127.0.0.1:$stripe/_fake/refunds/$(json "d['provider_ref']" <<<"$refund")/succeeded" >/dev/null
 simulate stripe payment_intent.payment_failed --payment "$stripe_id"          # out of order: stale
 simulate stripe payment_intent.succeeded --payment "$stripe_id" --bad-signature || true
 
@@ -152,9 +161,13 @@ print("status %s, paid %s, refunded %s %s, dispute %s" % (
 for h in p["history"]:
     mark = "applied" if h["applied"] else "NOT applied"
     print("  %s  %18s -> %-18s %-11s %s" % (h["at"][:19], h["from_status"], h["to_status"], mark, h["reason"]))
+for r in p.get("refunds", []):
+    print("  refund %s %s: %s (origin %s)" % (r["amount"], r["currency"], r["status"], r["origin"]))
+for d in p.get("disputes", []):
+    print("  dispute %s: %s" % (d["provider_ref"], d["status"]))
 PY
 failed=0
-expect "$stripe_id" partially_refunded None || failed=1
+expect "$stripe_id" refunded None || failed=1
 expect "$xendit_id" paid None || failed=1
 expect "$lost_id" paid None || failed=1
 expect "$cancel_id" canceled None || failed=1

@@ -205,6 +205,23 @@ pub struct BodyTimedOut(pub Vec<u8>);
 /// log. A body whose stream breaks off is kept as far as it arrived. A client that
 /// sends too slowly gets `Err` with the part that arrived: one connection must not
 /// be held for ever by a body sent a byte at a time.
+/// A merchant request's JSON body, read within `server` limits: 408 when it does not
+/// arrive in time, 413 when it is larger than allowed.
+pub(super) async fn merchant_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Vec<u8>, ApiError> {
+    let limit = state.max_body_bytes;
+    let (body, oversized) = read_limited(req, payload, limit, state.body_read_timeout)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout.as_secs()))?;
+    if oversized {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(body)
+}
+
 pub(super) async fn read_limited(
     req: &HttpRequest,
     payload: web::Payload,

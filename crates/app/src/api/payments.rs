@@ -4,7 +4,7 @@
 //! may read of its payment.
 
 use super::credentials::{check_client_token, Merchant};
-use super::{read_limited, ApiError, AppState};
+use super::{merchant_body, ApiError, AppState};
 use crate::api::payment_requests::{CreateError, PaymentRequest};
 use crate::publishing::status_stream::StreamQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -55,13 +55,7 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = state.max_body_bytes;
-    let (body, oversized) = read_limited(&req, payload, limit, state.body_read_timeout)
-        .await
-        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout.as_secs()))?;
-    if oversized {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
+    let body = merchant_body(&req, payload, &state).await?;
     let request = PaymentRequest::from_json(&body)?;
     let key = match req.headers().get("idempotency-key") {
         None => None,
@@ -223,10 +217,7 @@ pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppStat
         .payment(id)
         .await?
         .ok_or(ApiError::PaymentNotFound(raw))?;
-    let history = state.payments.history(id).await?;
-    let refunds = state.refunds.refunds_of(id).await?;
-    let disputes = state.disputes.disputes_of(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &refunds, &disputes)))))
+    full(&state, &payment).await
 }
 
 /// `POST /payments/{id}/cancel`: cancels an unpaid payment at its provider; 200 with
@@ -249,10 +240,7 @@ pub async fn cancel(
     let raw = path.into_inner();
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
     let payment = state.reconciler.cancel(id).await?;
-    let history = state.payments.history(id).await?;
-    let refunds = state.refunds.refunds_of(id).await?;
-    let disputes = state.disputes.disputes_of(id).await?;
-    Ok(HttpResponse::Ok().json(view(&payment, Some((&history, &refunds, &disputes)))))
+    full(&state, &payment).await
 }
 
 /// `GET /payments` filters.
@@ -343,6 +331,14 @@ pub async fn list(
         data: page.iter().map(|p| view(p, None)).collect(),
         next_cursor,
     }))
+}
+
+/// 200 with the payment's full record: its history, refunds and disputes.
+async fn full(state: &AppState, payment: &Payment) -> Result<HttpResponse, ApiError> {
+    let history = state.payments.history(payment.id).await?;
+    let refunds = state.refunds.refunds_of(payment.id).await?;
+    let disputes = state.disputes.disputes_of(payment.id).await?;
+    Ok(HttpResponse::Ok().json(view(payment, Some((&history, &refunds, &disputes)))))
 }
 
 /// A payment's full record: its history, its refunds and its disputes.

@@ -2,7 +2,7 @@
 //! (the merchant's routes).
 
 use super::credentials::Merchant;
-use super::{read_limited, ApiError, AppState};
+use super::{merchant_body, ApiError, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use payhook_domain::{PaymentId, Refund, RefundId};
@@ -132,13 +132,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
-    let limit = state.max_body_bytes;
-    let (body, oversized) = read_limited(&req, payload, limit, state.body_read_timeout)
-        .await
-        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout.as_secs()))?;
-    if oversized {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
+    let body = merchant_body(&req, payload, &state).await?;
     let (amount, reason) = read_body(&body)?;
     let key = match req.headers().get("idempotency-key") {
         None => None,

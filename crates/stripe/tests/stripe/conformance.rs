@@ -82,13 +82,23 @@ fn example_events_map_to_domain_changes() {
         PaymentChange::Refund { refunded_total, .. } => assert_eq!(refunded_total, 100),
         other => panic!("charge.refunded: {other:?}"),
     }
-    assert_eq!(
-        change("charge.dispute.created.json"),
+    // Stripe's own example dispute, as payhook keeps it.
+    match change("charge.dispute.created.json") {
         PaymentChange::Dispute {
             status: DisputeStatus::Open,
-            detail: None,
+            detail: Some(detail),
+        } => {
+            assert_eq!(detail.provider_ref, "dp_1Pgc71B7WZ01zgkWMevJiAUx");
+            assert_eq!((detail.amount, detail.reason.as_deref()), (Some(1000), Some("general")));
+            assert_eq!(detail.status, "warning_needs_response");
+            assert_eq!(
+                detail.evidence_due_by.map(|t| t.to_rfc3339()),
+                Some("2024-08-14T23:59:59+00:00".to_owned())
+            );
+            assert!(!detail.closed);
         }
-    );
+        other => panic!("charge.dispute.created: {other:?}"),
+    }
     assert!(matches!(
         parse_event(&read("invoice.paid.json")),
         Ok(Parsed::Ignored { .. })
