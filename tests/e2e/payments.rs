@@ -1053,6 +1053,12 @@ async fn a_pending_payment_is_canceled_once_the_provider_agrees(backend: Backend
         .filter(|r| r.method == "POST" && r.path == format!("/invoices/{invoice}/expire!"))
         .count();
     assert_eq!(expired_at_xendit, 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM webhook_logs WHERE method = 'POST' AND path = '/cancel/xendit'")
+            .await,
+        1,
+        "the forensic row says what payhook asked"
+    );
     let published = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let m = events.recv().await.unwrap();

@@ -476,10 +476,11 @@ impl Reconciler {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let body = serde_json::to_vec(&answer).unwrap_or_default();
+        let (method, path) = forensic_route(event_type, payment.provider);
         let mut request = WebhookRequest::new(
             payment.provider.as_str(),
-            "GET",
-            &format!("/reconcile/{}", payment.provider),
+            method,
+            &path,
             "",
             Vec::new(),
             body,
@@ -504,6 +505,16 @@ impl Reconciler {
             confirm_with_provider: false,
         };
         self.inbox.admit(&request, &event).await.map(drop)
+    }
+}
+
+/// How the forensic log names a provider's answer payhook stores as an event: what
+/// payhook asked (a check, a cancellation, a refund) and of whom.
+fn forensic_route(event_type: &str, provider: Provider) -> (&'static str, String) {
+    match event_type {
+        cancellation::CANCELED_BY_MERCHANT => ("POST", format!("/cancel/{provider}")),
+        refunding::REFUNDED_BY_MERCHANT => ("POST", format!("/refund/{provider}")),
+        _ => ("GET", format!("/reconcile/{provider}")),
     }
 }
 
