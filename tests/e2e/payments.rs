@@ -37,6 +37,7 @@ on_every_store!(
     a_stripe_payment_is_refunded_in_part_then_in_full_settled_by_webhooks,
     twenty_concurrent_refunds_never_exceed_what_was_paid,
     refund_errors_follow_the_contract,
+    a_xendit_payment_is_refunded_and_settled_by_its_refund_callback,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -1400,4 +1401,57 @@ async fn refund_errors_follow_the_contract(backend: Backend) {
     )
     .await;
     assert_eq!((status, error["code"].as_str()), (404, Some("refund_not_found")));
+}
+
+/// Xendit: the refund goes to its Refunds API, stays pending until Xendit's
+/// `refund.succeeded` callback, which settles it and the payment's refunded total.
+async fn a_xendit_payment_is_refunded_and_settled_by_its_refund_callback(backend: Backend) {
+    let fake = FakeXendit::start(XENDIT_KEY).await;
+    let app = xendit_app(backend, &fake).await;
+    fake.send_callbacks_to(&format!("{}/webhooks/xendit", app.address), XENDIT_TOKEN);
+    let created: Value = create(&app, &idr_order(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let invoice = created["provider_ref"].as_str().unwrap().to_owned();
+    reqwest::Client::new()
+        .post(format!("{}/_fake/pay/{invoice}", fake.base_url))
+        .send()
+        .await
+        .unwrap();
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'paid'"),
+        1,
+    )
+    .await;
+
+    let answer = refund(&app, &id, json!({ "amount": 5_000_000 }), None).await;
+    assert_eq!(answer.status().as_u16(), 201);
+    let made: Value = answer.json().await.unwrap();
+    assert_eq!(made["status"], "pending");
+    let rfd = made["provider_ref"].as_str().unwrap().to_owned();
+    let settled: Value = reqwest::Client::new()
+        .post(format!("{}/_fake/refunds/{rfd}/SUCCEEDED", fake.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["callback"]["status"], 200, "{settled}");
+    app.wait_for_count(
+        &format!(
+            "SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'partially_refunded' AND refunded_amount = 5000000"
+        ),
+        1,
+    )
+    .await;
+    let shown: Value = app
+        .client
+        .get(format!("{}/refunds/{}", app.address, made["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "succeeded");
 }

@@ -20,6 +20,8 @@ struct State {
     secret_key: String,
     base_url: String,
     invoices: HashMap<String, Value>,
+    /// Refunds (Refunds API), by id.
+    refunds: HashMap<String, Value>,
     /// Creations make their invoice, then wait this long before answering.
     hold_answers: Option<Duration>,
     stall: crate::loopback::Stall,
@@ -54,6 +56,8 @@ impl FakeXendit {
                     .route("/v2/invoices", web::get().to(list))
                     .route("/v2/invoices/{id}", web::get().to(fetch))
                     .route("/invoices/{id}/expire!", web::post().to(expire))
+                    .route("/refunds", web::post().to(create_refund))
+                    .route("/_fake/refunds/{id}/{status}", web::post().to(settle_refund))
                     .route("/_fake/pay/{id}", web::post().to(pay));
             }
         })?;
@@ -159,6 +163,90 @@ async fn create(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex
     let (hold, stall) = hold;
     stall.wait(hold).await;
     HttpResponse::Ok().json(invoice)
+}
+
+/// `POST /refunds`: a `PENDING` refund of a paid invoice (one `Idempotency-key` makes
+/// one refund); more than is left is refused.
+async fn create_refund(req: HttpRequest, body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, body.0.clone()) {
+        return response;
+    }
+    let mut s = state.lock().unwrap();
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(first) = s
+        .refunds
+        .values()
+        .find(|r| key.is_some() && r["_idempotency_key"].as_str() == key.as_deref())
+    {
+        return HttpResponse::Ok().json(first);
+    }
+    let invoice_id = body["invoice_id"].as_str().unwrap_or_default().to_owned();
+    let Some(invoice) = s.invoices.get(&invoice_id).cloned() else {
+        return HttpResponse::NotFound()
+            .json(json!({ "error_code": "DATA_NOT_FOUND", "message": "Invoice not found" }));
+    };
+    if invoice["status"] != "PAID" && invoice["status"] != "SETTLED" {
+        return HttpResponse::BadRequest()
+            .json(json!({ "error_code": "INELIGIBLE_TRANSACTION", "message": "The invoice is not paid" }));
+    }
+    let amount = body["amount"].as_f64().unwrap_or_default();
+    let refunded: f64 = s
+        .refunds
+        .values()
+        .filter(|r| r["invoice_id"] == invoice_id.as_str() && r["status"] != "FAILED")
+        .filter_map(|r| r["amount"].as_f64())
+        .sum();
+    let paid = invoice["paid_amount"].as_f64().unwrap_or_default();
+    if amount <= 0.0 || amount + refunded > paid {
+        return HttpResponse::BadRequest().json(
+            json!({ "error_code": "REFUND_AMOUNT_EXCEEDED", "message": "The refund amount exceeds what is left" }),
+        );
+    }
+    let id = format!("rfd-fake-{:04}", s.refunds.len() + 1);
+    let refund = json!({
+        "id": id, "invoice_id": invoice_id, "payment_id": null, "amount": body["amount"],
+        "currency": body["currency"], "status": "PENDING", "reason": body["reason"],
+        "reference_id": body["reference_id"], "failure_code": null, "metadata": body["metadata"],
+        "created": chrono::Utc::now().to_rfc3339(), "updated": chrono::Utc::now().to_rfc3339(),
+        "_idempotency_key": key,
+    });
+    s.refunds.insert(id, refund.clone());
+    HttpResponse::Ok().json(refund)
+}
+
+/// `POST /_fake/refunds/{id}/{status}` (`SUCCEEDED`, `FAILED`): the refund settles and
+/// its callback (`refund.succeeded` / `refund.failed`) goes to the configured URL.
+async fn settle_refund(path: web::Path<(String, String)>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let (id, status) = path.into_inner();
+    let (refund, callback) = {
+        let mut s = state.lock().unwrap();
+        let callback = s.callback.clone();
+        let Some(refund) = s.refunds.get_mut(&id) else {
+            return HttpResponse::NotFound().json(json!({ "error": format!("no refund {id}") }));
+        };
+        refund["status"] = json!(status);
+        refund["updated"] = json!(chrono::Utc::now().to_rfc3339());
+        (refund.clone(), callback)
+    };
+    let Some((url, token)) = callback else {
+        return HttpResponse::Ok().json(json!({ "refund": id, "callback": null }));
+    };
+    let event = if status == "FAILED" {
+        "refund.failed"
+    } else {
+        "refund.succeeded"
+    };
+    let body = serde_json::to_vec(&json!({
+        "event": event, "business_id": "fake_business", "created": chrono::Utc::now().to_rfc3339(),
+        "data": refund,
+    }))
+    .unwrap();
+    let answer = crate::loopback::deliver(&url, &[("x-callback-token", token)], Some(body)).await;
+    HttpResponse::Ok().json(json!({ "refund": id, "callback": answer }))
 }
 
 /// `POST /invoices/{id}/expire!`: a pending invoice expires at once; a paid one is

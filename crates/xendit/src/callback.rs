@@ -1,12 +1,13 @@
-//! Xendit invoice callbacks: `id`, `external_id` (payhook's payment id), `status`
-//! (`PENDING`, `PAID`, `SETTLED`, `EXPIRED`), major-unit `amount` and `paid_amount`,
-//! `currency`, timestamps, optional `metadata`.
+//! Xendit callbacks: invoice callbacks (`id`, `external_id` (payhook's payment id),
+//! `status` (`PENDING`, `PAID`, `SETTLED`, `EXPIRED`), major-unit `amount` and
+//! `paid_amount`, `currency`, timestamps, optional `metadata`), and refund callbacks
+//! (`{"event": "refund.succeeded" | "refund.failed", "data": {…}}`).
 
 use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
     Currency, EventId, Money, PaymentChange, PaymentId, PaymentRef, PaymentStatus, PrimaryFields, ProcessingResult,
-    Provider, WebhookEvent,
+    Provider, RefundId, RefundReport, RefundStatus, WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::{Number, Value};
@@ -35,6 +36,9 @@ fn malformed(what: impl std::fmt::Display) -> ParseError {
 /// Deduplicated on invoice id + status, so retries of one state change collapse and
 /// `PAID` then `SETTLED` are two events.
 pub fn parse_callback(body: &[u8], app_tag: &str) -> Result<Parsed, ParseError> {
+    if let Ok(refund) = serde_json::from_slice::<RefundCallback>(body) {
+        return parse_refund(refund);
+    }
     let cb: InvoiceCallback = serde_json::from_slice(body).map_err(malformed)?;
     if cb.id.trim().is_empty() || cb.status.trim().is_empty() {
         return Err(malformed("empty invoice id or status"));
@@ -92,6 +96,81 @@ pub fn parse_callback(body: &[u8], app_tag: &str) -> Result<Parsed, ParseError> 
         },
         change,
         // payhook creates every Xendit invoice it handles, so it never creates one here.
+        details: None,
+        confirm_with_provider: false,
+    })))
+}
+
+/// A refund callback (Refunds API): `{"event": "refund.succeeded" | "refund.failed",
+/// "data": {id, invoice_id, amount (major units), currency, status, reference_id, …}}`.
+/// payhook sends its refund id as `reference_id` and its ids in `metadata`.
+#[derive(Deserialize)]
+struct RefundCallback {
+    event: String,
+    created: Option<String>,
+    data: RefundData,
+}
+
+#[derive(Deserialize)]
+struct RefundData {
+    id: String,
+    invoice_id: Option<String>,
+    amount: Number,
+    currency: String,
+    status: String,
+    reference_id: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+    updated: Option<String>,
+}
+
+/// Deduplicated on refund id + status.
+fn parse_refund(cb: RefundCallback) -> Result<Parsed, ParseError> {
+    let data = cb.data;
+    let event_id = format!("{}:{}", data.id, data.status);
+    let Some(invoice) = data.invoice_id.clone() else {
+        return Ok(ignored(
+            event_id,
+            ProcessingResult::UnhandledEventType,
+            "a refund of a payment that is not an invoice: not one payhook made",
+        ));
+    };
+    let currency = Currency::parse(&data.currency).map_err(malformed)?;
+    let amount = Money::from_major(&data.amount.to_string(), currency).map_err(malformed)?;
+    let status = match data.status.as_str() {
+        "SUCCEEDED" => RefundStatus::Succeeded,
+        "FAILED" => RefundStatus::Failed,
+        _ => RefundStatus::Pending,
+    };
+    let occurred_at = [&data.updated, &cb.created]
+        .into_iter()
+        .flatten()
+        .find_map(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+    let payment_id = data
+        .metadata
+        .get("payhook_payment_id")
+        .and_then(Value::as_str)
+        .and_then(PaymentId::parse);
+    Ok(Parsed::Event(Box::new(WebhookEvent {
+        provider: Provider::Xendit,
+        event_id: EventId::parse(event_id).map_err(malformed)?,
+        event_type: cb.event,
+        occurred_at,
+        payment: PaymentRef {
+            payment_id,
+            provider_ref: Some(invoice),
+            aliases: Vec::new(),
+        },
+        change: PaymentChange::RefundUpdate {
+            refund: RefundReport::One {
+                provider_ref: data.id,
+                refund_id: data.reference_id.as_deref().and_then(RefundId::parse),
+                amount: amount.amount_minor(),
+                currency,
+                status,
+            },
+        },
         details: None,
         confirm_with_provider: false,
     })))

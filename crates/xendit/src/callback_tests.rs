@@ -128,3 +128,54 @@ fn primary_fields_carry_the_dedup_key_and_minor_amount() {
     assert_eq!(f.amount, Some(15_000_000));
     assert_eq!(primary_fields(b"nope"), PrimaryFields::default());
 }
+
+fn refund_callback(event: &str, status: &str, invoice: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "event": event, "business_id": "6094fa76c2fd53701b8e079c", "created": "2026-11-21T09:00:00.000Z",
+        "data": {
+            "id": "rfd-6f4a377d-a201-437f-9119-f8b00cbbe857", "payment_id": null, "invoice_id": invoice,
+            "amount": 50000, "payment_method_type": "BANK_TRANSFER", "channel_code": "BCA", "currency": "IDR",
+            "status": status, "reason": "REQUESTED_BY_CUSTOMER",
+            "reference_id": "5b1f3c7e-9a2d-4e8f-b6c1-0d2e3f4a5b6c", "failure_code": null,
+            "created": "2026-11-21T08:59:00.000Z", "updated": "2026-11-21T09:00:00.000Z",
+            "metadata": { "payhook_payment_id": PAYMENT },
+        },
+    }))
+    .unwrap()
+}
+
+/// Refund callbacks report the refund (in minor units), found by payhook's refund id
+/// (`reference_id`), for the invoice's payment; deduplicated on refund id + status.
+#[test]
+fn refund_callbacks_report_the_refund() {
+    for (event_type, status, expected) in [
+        ("refund.succeeded", "SUCCEEDED", RefundStatus::Succeeded),
+        ("refund.failed", "FAILED", RefundStatus::Failed),
+    ] {
+        let e = event(&refund_callback(event_type, status, json!("65a1f0c2e4b0d1a2b3c4d5e6")));
+        assert_eq!(e.event_type, event_type);
+        assert_eq!(
+            e.event_id.as_str(),
+            format!("rfd-6f4a377d-a201-437f-9119-f8b00cbbe857:{status}")
+        );
+        assert_eq!(e.payment.provider_ref.as_deref(), Some("65a1f0c2e4b0d1a2b3c4d5e6"));
+        assert_eq!(e.payment.payment_id, PaymentId::parse(PAYMENT));
+        assert_eq!(
+            e.change,
+            PaymentChange::RefundUpdate {
+                refund: RefundReport::One {
+                    provider_ref: "rfd-6f4a377d-a201-437f-9119-f8b00cbbe857".into(),
+                    refund_id: RefundId::parse("5b1f3c7e-9a2d-4e8f-b6c1-0d2e3f4a5b6c"),
+                    amount: 5_000_000,
+                    currency: Currency::parse("IDR").unwrap(),
+                    status: expected,
+                }
+            }
+        );
+    }
+    assert_eq!(
+        ignored_result(&refund_callback("refund.succeeded", "SUCCEEDED", Value::Null)),
+        ProcessingResult::UnhandledEventType,
+        "a refund of another kind of payment is not payhook's"
+    );
+}

@@ -182,3 +182,38 @@ async fn cancel_expires_the_invoice_and_a_paid_one_is_refused() {
         Err(GatewayError::Rejected { status: 400, .. })
     ));
 }
+
+/// A refund goes to `POST /refunds` for the invoice, in major units, keyed on payhook's
+/// refund id; it starts pending; more than is left is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_a_paid_invoice_through_the_refunds_api() {
+    let fake = FakeXendit::start(KEY).await;
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    let req = request(15_000_000);
+    let invoice = c.create_checkout(&req).await.unwrap();
+    fake.mark_paid(&invoice.provider_ref);
+    let refund = |minor: i64| payhook_domain::RefundRequest {
+        refund_id: payhook_domain::RefundId::from_uuid(uuid::Uuid::new_v4()),
+        payment_id: req.payment_id,
+        payment_ref: invoice.provider_ref.clone(),
+        amount: Money::new(minor, Currency::parse("IDR").unwrap()).unwrap(),
+        reason: Some("changed my mind".into()),
+    };
+    let first = refund(5_000_000);
+    let answer = c.refund(&first).await.unwrap();
+    assert_eq!(answer.status, payhook_domain::RefundStatus::Pending);
+    assert!(answer.provider_ref.starts_with("rfd-"));
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/refunds"));
+    assert_eq!(sent.idempotency_key, Some(first.refund_id.to_string()));
+    assert_eq!(sent.body["invoice_id"], invoice.provider_ref);
+    assert_eq!(sent.body["amount"], 50000, "major units");
+    assert_eq!(sent.body["reference_id"], first.refund_id.to_string());
+    assert_eq!(sent.body["reason"], "REQUESTED_BY_CUSTOMER");
+    assert_eq!(sent.body["metadata"]["reason"], "changed my mind");
+    assert_eq!(c.refund(&first).await.unwrap(), answer, "the same key, the same refund");
+    assert!(matches!(
+        c.refund(&refund(15_000_000)).await,
+        Err(GatewayError::Rejected { status: 400, .. })
+    ));
+}
