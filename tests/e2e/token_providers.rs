@@ -20,6 +20,7 @@ on_every_store!(
     a_qpay_callback_before_the_check_agrees_is_retried_then_paid,
     a_partial_qpay_payment_is_recorded_then_paid_when_complete,
     a_junglepay_payment_takes_the_status_the_api_confirms,
+    a_junglepay_refund_is_settled_by_the_status_the_api_confirms,
     a_junglepay_postback_the_api_contradicts_is_not_applied,
     a_junglepay_postback_before_the_api_agrees_is_retried_then_paid,
     junglepay_postbacks_without_the_right_token_are_401,
@@ -389,4 +390,69 @@ async fn a_junglepay_postback_before_the_api_agrees_is_retried_then_paid(backend
     app.wait_for_count("SELECT count(*) AS n FROM payments WHERE status = 'paid'", 1)
         .await;
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 1);
+}
+
+/// A JunglePay refund of part of a paid PIX: sent to the transaction's refund
+/// endpoint, pending until a postback, whose status (fetched from the API: still
+/// `paid`, with `refundedAmount`) settles it; the rest, refunded in full, answers
+/// `refunded` at once and settles through the worker.
+async fn a_junglepay_refund_is_settled_by_the_status_the_api_confirms(backend: Backend) {
+    let fake = FakeJunglePay::start(JUNGLE_KEY).await;
+    let app = junglepay_app(backend, &fake).await;
+    let (id, transaction, _) = create(&app, brl_order()).await;
+    let (url, postback) = fake.set_status(&transaction, "paid").unwrap();
+    assert_eq!(
+        call_back(&app, reqwest::Method::POST, &url, Some(&postback))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    app.wait_for_count("SELECT count(*) AS n FROM payments WHERE status = 'paid'", 1)
+        .await;
+
+    let ask = |amount: Option<i64>| {
+        let body = amount.map_or_else(|| json!({}), |a| json!({ "amount": a }));
+        app.client
+            .post(format!("{}/payments/{id}/refunds", app.address))
+            .json(&body)
+            .send()
+    };
+    let part: Value = ask(Some(4_000)).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (part["status"].as_str(), part["amount"].as_i64()),
+        (Some("pending"), Some(4_000))
+    );
+    let sent = fake.requests().into_iter().rfind(|r| r.method == "POST").unwrap();
+    assert_eq!(sent.path, format!("/v1/transactions/{transaction}/refund"));
+    assert_eq!(sent.body["amount"], 4_000);
+    // JunglePay posts the transaction again; payhook reads it back: 4,000 refunded.
+    let (url, postback) = fake.set_status(&transaction, "paid").unwrap();
+    assert_eq!(
+        call_back(&app, reqwest::Method::POST, &url, Some(&postback))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    app.wait_for_count(
+        "SELECT count(*) AS n FROM payments WHERE status = 'partially_refunded' AND refunded_amount = 4000",
+        1,
+    )
+    .await;
+    let rest: Value = ask(None).await.unwrap().json().await.unwrap();
+    assert_eq!(rest["amount"], 6_000);
+    app.wait_for_count(
+        "SELECT count(*) AS n FROM payments WHERE status = 'refunded' AND refunded_amount = 10000",
+        1,
+    )
+    .await;
+    let shown = status_of(&app, &id).await;
+    let statuses: Vec<&str> = shown["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["succeeded", "succeeded"], "{shown}");
 }

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use payhook_domain::ports::PaymentGateway;
-use payhook_domain::{Checkout, CheckoutRequest, GatewayError, PaymentId, Provider, ProviderPaymentStatus};
+use payhook_domain::{
+    Checkout, CheckoutRequest, GatewayError, PaymentId, Provider, ProviderPaymentStatus, ProviderRefund, RefundRequest,
+    RefundStatus,
+};
 use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -185,6 +188,43 @@ impl PaymentGateway for JunglePayClient {
         )
         .await?
         .status()
+    }
+
+    /// `POST /transactions/{id}/refund` with `amount` in cents. JunglePay's API is
+    /// Pagar.me's v4 shape (the same statuses, postbacks and fields), and this is that
+    /// API's refund request; the answer is the transaction. A transaction `refunded`
+    /// in full settles the refund at once; otherwise it is pending until the
+    /// `refunded` postback. JunglePay gives a refund no id of its own: payhook names it
+    /// `{transaction}:{refund id}`.
+    async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, GatewayError> {
+        let reference = &request.payment_ref;
+        if !reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(GatewayError::Invalid {
+                field: "provider_ref",
+                message: "not a JunglePay transaction id".into(),
+            });
+        }
+        let transaction = self
+            .send(
+                self.api
+                    .http()
+                    .post(format!("{}/transactions/{reference}/refund", self.base_url))
+                    .header("idempotency-key", request.refund_id.to_string())
+                    .json(&json!({ "amount": request.amount.amount_minor() })),
+            )
+            .await?;
+        Ok(ProviderRefund {
+            provider_ref: format!("{reference}:{}", request.refund_id),
+            status: if transaction.status == "refunded" {
+                RefundStatus::Succeeded
+            } else {
+                RefundStatus::Pending
+            },
+            failure_reason: None,
+        })
     }
 
     /// JunglePay's public API reads a transaction by its own id only; it documents no

@@ -72,6 +72,11 @@ impl Connector for JunglePay {
 pub fn provider_status(status: &str, amount: i64, refunded: i64, paid: Option<i64>) -> Option<ProviderPaymentStatus> {
     let status = match status {
         "waiting_payment" | "processing" | "authorized" => ProviderPaymentStatus::new(PaymentStatus::Pending, None),
+        // Part of it refunded: still `paid` at JunglePay, with its `refundedAmount`.
+        "paid" if refunded > 0 => ProviderPaymentStatus {
+            refunded_amount: Some(refunded),
+            ..ProviderPaymentStatus::new(PaymentStatus::PartiallyRefunded, Some(amount))
+        },
         "paid" => ProviderPaymentStatus::new(PaymentStatus::Paid, Some(amount)),
         // Less than asked for: the domain records it and keeps the payment pending.
         "partially_paid" => ProviderPaymentStatus::new(PaymentStatus::Paid, Some(paid.unwrap_or(0).min(amount - 1))),

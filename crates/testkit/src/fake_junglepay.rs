@@ -46,6 +46,7 @@ impl FakeJunglePay {
             cfg.app_data(shared.clone())
                 .route("/v1/transactions", web::post().to(create))
                 .route("/v1/transactions/{id}", web::get().to(fetch))
+                .route("/v1/transactions/{id}/refund", web::post().to(refund))
                 .route("/_fake/pay/{id}", web::post().to(fake_pay))
                 .route("/_fake/status/{id}/{status}", web::post().to(fake_status))
                 .route("/_fake/callback-url/{id}", web::get().to(fake_callback_url));
@@ -132,6 +133,37 @@ async fn fetch(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<S
         Some(t) => HttpResponse::Ok().json(t),
         None => HttpResponse::NotFound().json(json!({ "message": "Transaction not found" })),
     }
+}
+
+/// `POST /v1/transactions/{id}/refund` `{amount}` (cents): refunds part or all of a
+/// paid transaction (`refunded` once all is refunded); the transaction is the answer.
+async fn refund(
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    if let Some(answer) = admit(&state, &req, body.0.clone()) {
+        return answer;
+    }
+    let mut s = state.lock().unwrap();
+    let Some(t) = s.transactions.get_mut(id.as_str()) else {
+        return HttpResponse::NotFound().json(json!({ "message": "Transaction not found" }));
+    };
+    if t["status"] != "paid" {
+        return HttpResponse::BadRequest().json(json!({ "message": "Transaction is not paid" }));
+    }
+    let total = t["amount"].as_i64().unwrap_or_default();
+    let refunded = t["refundedAmount"].as_i64().unwrap_or_default();
+    let amount = body["amount"].as_i64().unwrap_or(total - refunded);
+    if amount <= 0 || refunded + amount > total {
+        return HttpResponse::BadRequest().json(json!({ "message": "Refund amount exceeds what is left" }));
+    }
+    t["refundedAmount"] = json!(refunded + amount);
+    if refunded + amount == total {
+        t["status"] = json!("refunded");
+    }
+    HttpResponse::Ok().json(t.clone())
 }
 
 /// Moves a transaction to `status`; returns its postback URL and the postback.

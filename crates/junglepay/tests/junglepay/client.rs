@@ -167,3 +167,38 @@ async fn cancel_is_not_supported() {
     ));
     assert!(fake.requests().is_empty());
 }
+
+/// A refund goes to the transaction's refund endpoint in cents; all of what is left
+/// answers `refunded` (succeeded at once), part of it stays pending; too much is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_part_then_all_of_a_paid_transaction() {
+    let fake = FakeJunglePay::start(KEY).await;
+    let c = client(&fake, KEY);
+    let req = request();
+    let id = c.create_checkout(&req).await.unwrap().provider_ref;
+    fake.set_status(&id, "paid").unwrap();
+    let refund = |cents: i64| payhook_domain::RefundRequest {
+        refund_id: payhook_domain::RefundId::from_uuid(uuid::Uuid::new_v4()),
+        payment_id: req.payment_id,
+        payment_ref: id.clone(),
+        amount: payhook_domain::Money::new(cents, payhook_domain::Currency::parse("BRL").unwrap()).unwrap(),
+        reason: None,
+    };
+    let part = refund(4_000);
+    let answer = c.refund(&part).await.unwrap();
+    assert_eq!(answer.status, payhook_domain::RefundStatus::Pending);
+    assert_eq!(answer.provider_ref, format!("{id}:{}", part.refund_id));
+    let read = c.fetch_status(&id).await.unwrap();
+    assert_eq!(
+        (read.status, read.refunded_amount),
+        (PaymentStatus::PartiallyRefunded, Some(4_000))
+    );
+    assert!(matches!(
+        c.refund(&refund(7_000)).await,
+        Err(payhook_domain::GatewayError::Rejected { status: 400, .. })
+    ));
+    assert_eq!(
+        c.refund(&refund(6_000)).await.unwrap().status,
+        payhook_domain::RefundStatus::Succeeded
+    );
+}
