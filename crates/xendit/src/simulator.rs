@@ -1,5 +1,7 @@
-//! Sample Xendit invoice callbacks for `payhook simulate`, with the account's
-//! callback token and amounts in major units, as Xendit sends them.
+//! Sample Xendit callbacks for `payhook simulate`: invoice callbacks, and a refund
+//! callback (`refund.succeeded`, a refund made in Xendit's dashboard: `--partial`
+//! refunds half), with the account's callback token and amounts in major units, as
+//! Xendit sends them.
 
 use crate::CALLBACK_TOKEN_HEADER;
 use payhook_domain::connector::{known_event, SampleDelivery, SampleRequest, SimulateError, Simulator};
@@ -7,7 +9,7 @@ use payhook_domain::{Currency, Provider};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-pub const EVENTS: &[&str] = &["paid", "settled", "expired"];
+pub const EVENTS: &[&str] = &["paid", "settled", "expired", "refund.succeeded"];
 
 pub struct XenditSimulator {
     callback_token: SecretString,
@@ -45,8 +47,25 @@ impl Simulator for XenditSimulator {
             major.clone()
         };
         let now = sim.now.to_rfc3339();
+        let invoice = sim
+            .provider_ref
+            .clone()
+            .unwrap_or_else(|| format!("inv_sim_{}", &payment.as_uuid().simple().to_string()[..20]));
+        if sim.event == "refund.succeeded" {
+            let body = serde_json::to_vec(&json!({
+                "event": "refund.succeeded", "business_id": "sim_business", "created": now,
+                "data": {
+                    "id": format!("rfd-sim-{}", sim.now.timestamp_micros()), "invoice_id": invoice,
+                    "payment_id": null, "amount": paid, "currency": currency, "status": "SUCCEEDED",
+                    "reason": "REQUESTED_BY_CUSTOMER", "reference_id": null, "failure_code": null,
+                    "created": now, "updated": now, "metadata": { "payhook_payment_id": payment.to_string() },
+                },
+            }))
+            .unwrap_or_default();
+            return Ok(self.delivery(sim, body));
+        }
         let body = serde_json::to_vec(&json!({
-            "id": format!("inv_sim_{}", &payment.as_uuid().simple().to_string()[..20]),
+            "id": invoice,
             "external_id": payment.to_string(), "user_id": "sim_user", "status": sim.event.to_ascii_uppercase(),
             "amount": major, "paid_amount": paid, "currency": currency, "payment_method": "BANK_TRANSFER",
             "payment_channel": "BCA", "paid_at": now, "created": now, "updated": now,
@@ -54,16 +73,23 @@ impl Simulator for XenditSimulator {
             "metadata": { "app": self.app_tag },
         }))
         .unwrap_or_default();
+        Ok(self.delivery(sim, body))
+    }
+}
+
+impl XenditSimulator {
+    /// `body` with the account's callback token (a wrong one for `--bad-signature`).
+    fn delivery(&self, sim: &SampleRequest, body: Vec<u8>) -> SampleDelivery {
         let token = if sim.bad_signature {
             "payhook-simulate-wrong-token"
         } else {
             self.callback_token.expose_secret()
         };
-        Ok(SampleDelivery {
+        SampleDelivery {
             query: String::new(),
             headers: vec![(CALLBACK_TOKEN_HEADER.into(), token.to_owned())],
             body,
-        })
+        }
     }
 }
 
@@ -113,6 +139,36 @@ mod tests {
         assert_eq!(webhooks.authenticate(&delivery), Ok(()));
         match webhooks.parse(&delivery) {
             Ok(Parsed::Event(e)) => assert_eq!(e.change, PaymentChange::paid(Some(150_000))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A dashboard refund: a refund callback for the payment, half of it with --partial.
+    #[test]
+    fn a_refund_callback_reports_a_refund_of_the_payment() {
+        let simulator = XenditSimulator::new("xnd_tok".to_owned().into(), "payhook".into());
+        let webhooks = XenditWebhooks::new("xnd_tok".to_owned().into(), "payhook".into());
+        let mut ask = sim("refund.succeeded");
+        ask.partial = true;
+        ask.provider_ref = Some("inv_real_1".into());
+        let d = simulator.sample(&ask).unwrap();
+        let delivery = Delivery {
+            headers: &d.headers,
+            query: "",
+            body: &d.body,
+            received_at: Utc::now(),
+        };
+        match webhooks.parse(&delivery) {
+            Ok(Parsed::Event(e)) => {
+                assert_eq!(e.payment.payment_id, ask.payment);
+                assert_eq!(e.payment.provider_ref.as_deref(), Some("inv_real_1"));
+                match e.change {
+                    PaymentChange::RefundUpdate {
+                        refund: payhook_domain::RefundReport::One { amount, status, .. },
+                    } => assert_eq!((amount, status), (75_000, payhook_domain::RefundStatus::Succeeded)),
+                    other => panic!("{other:?}"),
+                }
+            }
             other => panic!("{other:?}"),
         }
     }
