@@ -244,7 +244,7 @@ pub async fn reconcile(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let raw = path.into_inner();
-    let id = payhook_domain::PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let id = super::payment_id(&raw)?;
     let asked = state.reconciler.ask_now(id).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "payment_id": id.to_string(),

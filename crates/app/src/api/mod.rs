@@ -205,6 +205,23 @@ pub struct BodyTimedOut(pub Vec<u8>);
 /// log. A body whose stream breaks off is kept as far as it arrived. A client that
 /// sends too slowly gets `Err` with the part that arrived: one connection must not
 /// be held for ever by a body sent a byte at a time.
+/// The payment id in a route's path; anything that is not one names no payment (404).
+pub(super) fn payment_id(raw: &str) -> Result<payhook_domain::PaymentId, ApiError> {
+    payhook_domain::PaymentId::parse(raw).ok_or_else(|| ApiError::PaymentNotFound(raw.to_owned()))
+}
+
+/// The request's `Idempotency-Key`, checked like `POST /payments` checks it.
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| {
+        payment_requests::CreateError::InvalidIdempotencyKey("Idempotency-Key must be visible ASCII characters".into())
+    })?;
+    payment_requests::check_idempotency_key(key)?;
+    Ok(Some(key.to_owned()))
+}
+
 /// A merchant request's JSON body, read within `server` limits: 408 when it does not
 /// arrive in time, 413 when it is larger than allowed.
 pub(super) async fn merchant_body(

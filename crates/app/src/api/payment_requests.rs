@@ -298,7 +298,8 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), CreateError> {
+/// An `Idempotency-Key` payhook accepts: 1 to 255 visible ASCII characters.
+pub(crate) fn check_idempotency_key(key: &str) -> Result<(), CreateError> {
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(CreateError::InvalidIdempotencyKey(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"

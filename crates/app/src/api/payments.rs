@@ -5,13 +5,11 @@
 
 use super::credentials::{check_client_token, Merchant};
 use super::{merchant_body, ApiError, AppState};
-use crate::api::payment_requests::{CreateError, PaymentRequest};
+use crate::api::payment_requests::PaymentRequest;
 use crate::publishing::status_stream::StreamQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use payhook_domain::{
-    Dispute, HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentId, PaymentStatus, Refund, MAX_PAGE,
-};
+use payhook_domain::{Dispute, HistoryEntry, PageCursor, Payment, PaymentFilter, PaymentStatus, Refund, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /payments`.
@@ -57,13 +55,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = merchant_body(&req, payload, &state).await?;
     let request = PaymentRequest::from_json(&body)?;
-    let key = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            CreateError::InvalidIdempotencyKey("Idempotency-Key must be visible ASCII characters".into())
-        })?),
-    };
-    let created = state.payment_requests.create(request, key).await?;
+    let key = super::idempotency_key(&req)?;
+    let created = state.payment_requests.create(request, key.as_deref()).await?;
     let p = &created.payment;
     let mut response = HttpResponse::Created();
     if created.replayed {
@@ -164,7 +157,7 @@ pub async fn issue_client_token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let id = super::payment_id(&raw)?;
     let token = state
         .payment_requests
         .issue_client_token(id)
@@ -211,7 +204,7 @@ pub async fn status(
     ))]
 pub async fn show(_: Merchant, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let id = super::payment_id(&raw)?;
     let payment = state
         .payments
         .payment(id)
@@ -238,7 +231,7 @@ pub async fn cancel(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let id = super::payment_id(&raw)?;
     let payment = state.reconciler.cancel(id).await?;
     full(&state, &payment).await
 }

@@ -5,7 +5,7 @@ use super::credentials::Merchant;
 use super::{merchant_body, ApiError, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use payhook_domain::{PaymentId, Refund, RefundId};
+use payhook_domain::{Refund, RefundId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -131,26 +131,10 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let id = super::payment_id(&raw)?;
     let body = merchant_body(&req, payload, &state).await?;
     let (amount, reason) = read_body(&body)?;
-    let key = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
-            Some(
-                key.ok_or_else(|| {
-                    ApiError::Create(crate::api::payment_requests::CreateError::InvalidIdempotencyKey(
-                        "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-                    ))
-                })?
-                .to_owned(),
-            )
-        }
-    };
+    let key = super::idempotency_key(&req)?;
     let refund = state.reconciler.refund(id, amount, reason, key).await?;
     Ok(HttpResponse::Created().json(view(&refund)))
 }
@@ -164,7 +148,7 @@ pub async fn create(
     ))]
 pub async fn list(_: Merchant, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id = PaymentId::parse(&raw).ok_or_else(|| ApiError::PaymentNotFound(raw.clone()))?;
+    let id = super::payment_id(&raw)?;
     if state.payments.payment(id).await?.is_none() {
         return Err(ApiError::PaymentNotFound(raw));
     }
