@@ -38,6 +38,7 @@ on_every_store!(
     twenty_concurrent_refunds_never_exceed_what_was_paid,
     refund_errors_follow_the_contract,
     a_xendit_payment_is_refunded_and_settled_by_its_refund_callback,
+    a_refund_whose_webhook_never_came_is_settled_by_asking_stripe,
 );
 
 async fn xendit_app(backend: Backend, fake: &FakeXendit) -> TestApp {
@@ -1163,15 +1164,21 @@ async fn cancel_errors_follow_the_contract(backend: Backend) {
 /// A Stripe app against `fake` (webhooks from the fake reach the app), and a paid
 /// payment of 2,500 EUR cents: its id and PaymentIntent.
 async fn paid_stripe_payment(backend: Backend, fake: &FakeStripe) -> (TestApp, String, String) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", STRIPE_KEY),
-            ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", &fake.base_url),
-        ],
-        Vec::new(),
-    )
-    .await;
+    paid_stripe_payment_with(backend, fake, &[]).await
+}
+
+/// [`paid_stripe_payment`], with `extra` settings on top.
+async fn paid_stripe_payment_with(
+    backend: Backend,
+    fake: &FakeStripe,
+    extra: &[(&str, &str)],
+) -> (TestApp, String, String) {
+    let mut settings = vec![
+        ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", STRIPE_KEY),
+        ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", fake.base_url.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app_with(backend, &settings, Vec::new()).await;
     fake.send_webhooks_to(&format!("{}/webhooks/stripe", app.address), STRIPE_SECRET);
     let created: Value = create(
         &app,
@@ -1454,4 +1461,94 @@ async fn a_xendit_payment_is_refunded_and_settled_by_its_refund_callback(backend
         .await
         .unwrap();
     assert_eq!(shown["status"], "succeeded");
+}
+
+/// A refund Stripe settles without its webhook reaching payhook: the reconciler reads
+/// the refund back and settles it through the inbox (`refund.succeeded` published, the
+/// payment `partially_refunded`). A refund Stripe never answered (a 503) is sent again
+/// under the same id, and Stripe makes it once.
+async fn a_refund_whose_webhook_never_came_is_settled_by_asking_stripe(backend: Backend) {
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let (app, id, _intent) = paid_stripe_payment_with(
+        backend,
+        &fake,
+        &[
+            ("PAYHOOK__RECONCILE__PENDING_AFTER_SECS", "0"),
+            ("PAYHOOK__RECONCILE__INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let mut events = app.events.resubscribe();
+    let made: Value = refund(&app, &id, json!({ "amount": 1_000 }), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let re = made["provider_ref"].as_str().unwrap().to_owned();
+    fake.set_refund_status(&re, "succeeded");
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM payments WHERE id = '{id}' AND status = 'partially_refunded' AND refunded_amount = 1000"),
+        1,
+    )
+    .await;
+    let one: Value = app
+        .client
+        .get(format!("{}/refunds/{}", app.address, made["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["status"], "succeeded");
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == format!("/v1/refunds/{re}")),
+        "Stripe was asked about the refund"
+    );
+    let finding = format!("refund-check:{}:succeeded", made["id"].as_str().unwrap());
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM webhook_events WHERE event_id = '{finding}' AND event_type = 'reconciled'"
+        ))
+        .await,
+        1
+    );
+    let published = loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("refund.succeeded is published")
+            .unwrap();
+        if message.topic == "refund.succeeded" {
+            break message;
+        }
+    };
+    assert_eq!(published.payload["refund_id"], made["id"]);
+
+    // Stripe fails the next request: the refund stays pending without Stripe's id,
+    // and the reconciler asks again under the same idempotency key.
+    fake.fail_next(&[503]);
+    let lost = refund(&app, &id, json!({ "amount": 500 }), None).await;
+    assert_eq!(lost.status().as_u16(), 502);
+    let lost: Value = lost.json().await.unwrap();
+    let lost_id = lost["error"]["refund_id"].as_str().unwrap().to_owned();
+    app.wait_for_count(
+        &format!("SELECT count(*) AS n FROM refunds WHERE id = '{lost_id}' AND provider_ref IS NOT NULL"),
+        1,
+    )
+    .await;
+    let keys: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/refunds")
+        .filter_map(|r| r.idempotency_key)
+        .filter(|k| *k == lost_id)
+        .collect();
+    assert!(keys.len() >= 2, "sent again under its own id: {keys:?}");
+    assert_eq!(
+        fake.refund_count(),
+        2,
+        "Stripe made the second refund once, however often it was asked"
+    );
 }

@@ -181,3 +181,16 @@ pub struct ProviderRefund {
     pub status: crate::RefundStatus,
     pub failure_reason: Option<String>,
 }
+
+/// What payhook asks a provider about one of its refunds still `pending` (its webhook
+/// never came).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundLookup {
+    pub refund_id: crate::RefundId,
+    /// The provider's id of the refund.
+    pub refund_ref: String,
+    /// The payment's id at the provider.
+    pub payment_ref: String,
+    /// The refund's amount and currency.
+    pub amount: Money,
+}

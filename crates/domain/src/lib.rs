@@ -34,7 +34,7 @@ pub use forensic::{
 };
 pub use gateway::{
     CallbackToken, Checkout, CheckoutRequest, ClientSecret, GatewayError, ProviderPaymentStatus, ProviderRefund,
-    RefundRequest,
+    RefundLookup, RefundRequest,
 };
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay, ReplayFilter};

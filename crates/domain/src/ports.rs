@@ -340,6 +340,18 @@ pub trait PaymentGateway: Send + Sync {
             operation: "refund",
         })
     }
+
+    /// Where one of payhook's refunds stands at the provider, for a refund still
+    /// `pending` whose webhook never came. By default the payment's status is read and
+    /// its refunded total reported (JunglePay answers refunds that way); a provider
+    /// with a refund of its own to read (Stripe, Xendit) reports that one.
+    async fn fetch_refund(&self, lookup: &crate::RefundLookup) -> Result<crate::RefundReport, GatewayError> {
+        let found = self.fetch_status(&lookup.payment_ref).await?;
+        Ok(crate::RefundReport::Total {
+            refunded_total: found.refunded_amount.unwrap_or(0),
+            currency: lookup.amount.currency(),
+        })
+    }
 }
 
 /// Refunds as rows of their own.
@@ -389,6 +401,38 @@ pub trait RefundStore: Send + Sync {
 
     /// A payment's refunds, oldest first.
     async fn refunds_of(&self, payment_id: PaymentId) -> Result<Vec<crate::Refund>, StoreError>;
+
+    /// Claims up to `limit` pending refunds whose check with the provider is due at
+    /// `now`, the longest due first, and holds them until `lease_until`, like
+    /// [`ReconcileQueue::claim_due_checks`] holds payments (SKIP LOCKED on Postgres). A
+    /// pending refund is due from its creation; refunds settled meanwhile are taken off
+    /// the schedule on the way.
+    async fn claim_due_refund_checks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueRefundCheck>, StoreError>;
+
+    /// After a refund's check: `checks` made so far, and when the next is due
+    /// (`None`: no more).
+    async fn schedule_refund_check(
+        &self,
+        id: crate::RefundId,
+        checks: u32,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A pending refund due for a check with its provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueRefundCheck {
+    pub refund: crate::Refund,
+    pub provider: Provider,
+    /// The payment's id at the provider.
+    pub payment_ref: Option<String>,
+    /// Checks made so far.
+    pub checks: u32,
 }
 
 /// Disputes as rows of their own (several per payment).

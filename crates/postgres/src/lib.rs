@@ -101,6 +101,14 @@ impl PgStore {
         LIMIT $2
         FOR UPDATE SKIP LOCKED";
 
+    /// Pending refunds due for a check with their provider; `RECONCILE_DUE_SQL`'s twin.
+    const REFUND_CHECK_DUE_SQL: &'static str = "
+        SELECT id, status FROM refunds
+        WHERE next_check_at <= $1
+        ORDER BY next_check_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED";
+
     /// The outbox twin of `CLAIM_SQL`.
     const OUTBOX_CLAIM_SQL: &'static str = "
         UPDATE outbox SET locked_until = $3

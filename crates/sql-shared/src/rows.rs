@@ -737,6 +737,8 @@ pub struct RefundRow {
     pub failure_reason: Option<String>,
     pub created_at: DbInstant,
     pub updated_at: DbInstant,
+    /// When the provider is next asked about it: from its creation while pending.
+    pub next_check_at: Option<DbInstant>,
 }
 
 impl TryFrom<RefundRow> for payhook_domain::Refund {

@@ -170,6 +170,8 @@ diesel::table! {
         failure_reason -> Nullable<Text>,
         created_at -> Instant,
         updated_at -> Instant,
+        next_check_at -> Nullable<Instant>,
+        checks -> Integer,
     }
 }
 

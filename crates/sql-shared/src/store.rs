@@ -957,6 +957,7 @@ macro_rules! impl_store_ports {
                                 failure_reason: None,
                                 created_at: DbInstant(new.created_at),
                                 updated_at: DbInstant(new.created_at),
+                                next_check_at: Some(DbInstant(new.created_at)),
                             };
                             diesel::insert_into(refunds::table).values(&row).execute(conn).await?;
                             Ok(Reservation::New(Refund::try_from(row)?))
@@ -1049,6 +1050,7 @@ macro_rules! impl_store_ports {
                                 failure_reason: None,
                                 created_at: DbInstant(at),
                                 updated_at: DbInstant(at),
+                                next_check_at: (status == RefundStatus::Pending).then_some(DbInstant(at)),
                             };
                             // Rows to write back, and those whose status this report
                             // made final (published); rows added.
@@ -1196,6 +1198,90 @@ macro_rules! impl_store_ports {
                         .await
                         .map_err(db_error)?;
                     rows.into_iter().map(TryFrom::try_from).collect()
+                }
+
+                async fn claim_due_refund_checks(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: u32,
+                    lease_until: DateTime<Utc>,
+                ) -> Result<Vec<$crate::__deps::payhook_domain::ports::DueRefundCheck>, StoreError> {
+                    use $crate::__deps::payhook_domain::ports::DueRefundCheck;
+                    use $crate::__deps::payhook_domain::{Refund, RefundStatus};
+                    use $crate::rows::RefundRow;
+                    use $crate::schema::refunds;
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<(RefundRow, i32, String, Option<String>)> = conn
+                        .transaction(async |conn| {
+                            // The store's own statement: it locks what it picks (SKIP
+                            // LOCKED on Postgres) until this transaction ends.
+                            let due: Vec<DueRow> = diesel::sql_query(<$store>::REFUND_CHECK_DUE_SQL)
+                                .bind::<Instant, _>(DbInstant(now))
+                                .bind::<BigInt, _>(i64::from(limit))
+                                .load(conn)
+                                .await?;
+                            let pending = RefundStatus::Pending.as_str();
+                            let (open, settled): (Vec<DueRow>, Vec<DueRow>) =
+                                due.into_iter().partition(|row| row.status == pending);
+                            let ids = |rows: &[DueRow]| rows.iter().map(|r| r.id).collect::<Vec<DbUuid>>();
+                            if !settled.is_empty() {
+                                diesel::update(refunds::table.filter(refunds::id.eq_any(ids(&settled))))
+                                    .set(refunds::next_check_at.eq(None::<DbInstant>))
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            if open.is_empty() {
+                                return Ok::<_, diesel::result::Error>(Vec::new());
+                            }
+                            let open = ids(&open);
+                            diesel::update(refunds::table.filter(refunds::id.eq_any(&open)))
+                                .set(refunds::next_check_at.eq(DbInstant(lease_until)))
+                                .execute(conn)
+                                .await?;
+                            refunds::table
+                                .inner_join(payments::table)
+                                .filter(refunds::id.eq_any(&open))
+                                .order(refunds::created_at)
+                                .select((
+                                    RefundRow::as_select(),
+                                    refunds::checks,
+                                    payments::provider,
+                                    payments::provider_ref,
+                                ))
+                                .load(conn)
+                                .await
+                        })
+                        .await
+                        .map_err(db_error)?;
+                    rows.into_iter()
+                        .map(|(row, checks, provider, payment_ref)| {
+                            Ok(DueRefundCheck {
+                                refund: Refund::try_from(row)?,
+                                provider: provider.parse().map_err(|e| StoreError::Corrupt(format!("payments.provider: {e}")))?,
+                                payment_ref,
+                                checks: u32::try_from(checks).unwrap_or(0),
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn schedule_refund_check(
+                    &self,
+                    id: $crate::__deps::payhook_domain::RefundId,
+                    checks: u32,
+                    next: Option<DateTime<Utc>>,
+                ) -> Result<(), StoreError> {
+                    use $crate::schema::refunds;
+                    let mut conn = self.conn().await?;
+                    diesel::update(refunds::table.find(DbUuid(id.as_uuid())))
+                        .set((
+                            refunds::checks.eq(i32::try_from(checks).unwrap_or(i32::MAX)),
+                            refunds::next_check_at.eq(next.map(DbInstant)),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
                 }
             }
 

@@ -8,8 +8,8 @@ use crate::events::{PAYMENT_ID_METADATA_KEY, REFUND_ID_METADATA_KEY};
 use async_trait::async_trait;
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
-    Checkout, CheckoutRequest, ClientSecret, GatewayError, PaymentId, PaymentStatus, Provider, ProviderPaymentStatus,
-    ProviderRefund, RefundRequest, RefundStatus,
+    Checkout, CheckoutRequest, ClientSecret, Currency, GatewayError, PaymentId, PaymentStatus, Provider,
+    ProviderPaymentStatus, ProviderRefund, RefundLookup, RefundReport, RefundRequest, RefundStatus,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use stripe::StripeRequest;
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent,
 };
-use stripe_core::refund::{CreateRefund, CreateRefundReason};
+use stripe_core::refund::{CreateRefund, CreateRefundReason, RetrieveRefund};
 use stripe_core::PaymentIntentStatus;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.stripe.com";
@@ -248,6 +248,33 @@ impl PaymentGateway for StripeGateway {
         Ok(answer.into())
     }
 
+    /// `GET /v1/refunds/{id}` (Retrieve a refund): where one of payhook's refunds
+    /// stands, when its `refund.updated` webhook never came.
+    async fn fetch_refund(&self, lookup: &RefundLookup) -> Result<RefundReport, GatewayError> {
+        let answer = RetrieveRefund::new(lookup.refund_ref.as_str())
+            .build()
+            .customize::<RefundAnswer>()
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        // Stripe answers the amount and currency it refunds; a refund answered
+        // without them is the one asked for.
+        let currency = match answer.currency.as_deref() {
+            Some(code) => Currency::parse(code).map_err(|e| GatewayError::Unavailable {
+                provider: Provider::Stripe,
+                message: format!("unexpected refund currency: {e}"),
+            })?,
+            None => lookup.amount.currency(),
+        };
+        Ok(RefundReport::One {
+            refund_id: Some(lookup.refund_id),
+            amount: answer.amount.unwrap_or(lookup.amount.amount_minor()),
+            currency,
+            status: refund_status(answer.status.as_deref()),
+            provider_ref: answer.id,
+        })
+    }
+
     /// Searches PaymentIntents by the `metadata.payhook_payment_id` every payhook
     /// PaymentIntent carries. Stripe's search index lags writes by up to a minute; the
     /// reconciler asks only about creations older than that.
@@ -270,6 +297,9 @@ struct RefundAnswer {
     /// `pending`, `requires_action`, `succeeded`, `failed` or `canceled`.
     status: Option<String>,
     failure_reason: Option<String>,
+    amount: Option<i64>,
+    /// Lower case, as Stripe writes currencies.
+    currency: Option<String>,
 }
 
 impl From<RefundAnswer> for ProviderRefund {

@@ -82,6 +82,7 @@ macro_rules! store_contract_tests {
             reserves_refunds_within_what_was_paid,
             concurrent_refund_reservations_never_exceed_the_payment,
             settles_refunds_by_what_the_provider_reports,
+            schedules_claims_and_clears_refund_checks,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -1645,7 +1646,8 @@ pub async fn keeps_disputes_as_rows_and_publishes_their_opening_and_closing<S: S
 }
 
 /// A paid payment of 1250 (see [`new_payment`]), through the state machine.
-async fn paid_payment<S: Store>(store: &S, provider_ref: &str) -> Payment {
+/// A payment of `provider_ref` created and paid through the store's own ports.
+pub async fn paid_payment<S: Store>(store: &S, provider_ref: &str) -> Payment {
     let payment = store.create_payment(&new_payment(provider_ref)).await.unwrap();
     let event_id = format!("evt_paid_{provider_ref}");
     let inbox = admit(store, &event_id).await;
@@ -1773,6 +1775,100 @@ pub async fn concurrent_refund_reservations_never_exceed_the_payment<S: Store>(s
         paid.amount.amount_minor() / 100,
         "every refund that fits is reserved"
     );
+}
+
+/// Pending refunds are due for a check from their creation, one claim at a time (a
+/// claimed refund is leased); a settled refund is taken off the schedule; the next
+/// check comes when scheduled, and none after `None`. A pending refund first seen in
+/// the provider's events is checked too.
+pub async fn schedules_claims_and_clears_refund_checks<S: Store>(store: Arc<S>) {
+    use payhook_domain::{RefundReport, RefundStatus, Reservation};
+    let paid = paid_payment(&*store, "pi_checked").await;
+    let reserve = async |amount: i64| match store
+        .reserve_refund(&refund_of(&paid, Some(amount), None))
+        .await
+        .unwrap()
+    {
+        Reservation::New(refund) => refund,
+        other => panic!("{other:?}"),
+    };
+    let waiting = reserve(300).await;
+    let settled = reserve(200).await;
+    let at = t0() + Duration::seconds(5);
+    store
+        .record_refund_answer(waiting.id, Some("re_waiting".into()), RefundStatus::Pending, None, at)
+        .await
+        .unwrap();
+    store
+        .record_refund_answer(settled.id, Some("re_settled".into()), RefundStatus::Succeeded, None, at)
+        .await
+        .unwrap();
+    let lease = at + Duration::minutes(5);
+    let claim = async |now: DateTime<Utc>| {
+        store
+            .claim_due_refund_checks(now, 10, now + Duration::minutes(5))
+            .await
+            .unwrap()
+    };
+
+    assert!(claim(t0()).await.is_empty(), "not due before its creation");
+    let due = claim(at).await;
+    assert_eq!(due.len(), 1, "only the pending refund: {due:?}");
+    assert_eq!(due[0].refund.id, waiting.id);
+    assert_eq!(due[0].refund.provider_ref.as_deref(), Some("re_waiting"));
+    assert_eq!(
+        (due[0].provider, due[0].payment_ref.as_deref(), due[0].checks),
+        (paid.provider, paid.provider_ref.as_deref(), 0)
+    );
+    assert!(claim(at).await.is_empty(), "a claimed refund is held");
+    assert_eq!(claim(lease).await.len(), 1, "a lease that runs out leaves it due again");
+
+    let next = t0() + Duration::hours(1);
+    store.schedule_refund_check(waiting.id, 1, Some(next)).await.unwrap();
+    assert!(claim(next - Duration::seconds(1)).await.is_empty());
+    let due = claim(next).await;
+    assert_eq!((due.len(), due[0].checks), (1, 1));
+    store.schedule_refund_check(waiting.id, 2, None).await.unwrap();
+    assert!(
+        claim(t0() + Duration::days(3650)).await.is_empty(),
+        "no check after None"
+    );
+
+    // A dashboard refund Stripe reports pending is asked about too.
+    store
+        .settle_refunds(
+            paid.id,
+            &RefundReport::One {
+                provider_ref: "re_dashboard".into(),
+                refund_id: None,
+                amount: 100,
+                currency: paid.amount.currency(),
+                status: RefundStatus::Pending,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    let due = claim(t0() + Duration::days(1)).await;
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].refund.provider_ref.as_deref(), Some("re_dashboard"));
+
+    // Settled while scheduled: taken off the schedule when it comes due.
+    store
+        .settle_refunds(
+            paid.id,
+            &RefundReport::One {
+                provider_ref: "re_dashboard".into(),
+                refund_id: None,
+                amount: 100,
+                currency: paid.amount.currency(),
+                status: RefundStatus::Succeeded,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    assert!(claim(t0() + Duration::days(2)).await.is_empty());
 }
 
 /// The refund topics published since the last call (marking them delivered).

@@ -60,6 +60,7 @@ impl FakeStripe {
                 .route("/v1/payment_intents/{id}", web::get().to(fetch))
                 .route("/v1/payment_intents/{id}/cancel", web::post().to(cancel))
                 .route("/v1/refunds", web::post().to(create_refund))
+                .route("/v1/refunds/{id}", web::get().to(fetch_refund))
                 .route("/_fake/refunds/{id}/{status}", web::post().to(settle_refund))
                 .route("/v1/checkout/sessions", web::post().to(create_session))
                 .route("/v1/checkout/sessions/{id}", web::get().to(fetch_session))
@@ -112,6 +113,18 @@ impl FakeStripe {
     }
 
     /// Marks a PaymentIntent succeeded, as if the customer had paid.
+    /// How many refunds Stripe made.
+    pub fn refund_count(&self) -> usize {
+        self.state.lock().unwrap().refunds.len()
+    }
+
+    /// Settles a refund as the provider would, sending no webhook (a lost one).
+    pub fn set_refund_status(&self, id: &str, status: &str) {
+        if let Some(refund) = self.state.lock().unwrap().refunds.get_mut(id) {
+            refund["status"] = serde_json::json!(status);
+        }
+    }
+
     pub fn succeed(&self, id: &str) {
         if let Some(intent) = self.state.lock().unwrap().intents.get_mut(id) {
             intent["status"] = json!("succeeded");
@@ -322,10 +335,25 @@ async fn create_refund(
     HttpResponse::Ok().json(refund)
 }
 
-/// `POST /_fake/refunds/{id}/{status}`: the refund settles (`succeeded`, `failed`,
-/// `canceled`); a signed `refund.updated` (or `refund.failed`) goes to the configured
-/// endpoint, like Stripe's.
-async fn settle_refund(path: web::Path<(String, String)>, state: web::Data<Mutex<State>>) -> HttpResponse {
+/// `GET /v1/refunds/{id}` (Retrieve a refund).
+async fn fetch_refund(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, HashMap::new()) {
+        return response;
+    }
+    match state.lock().unwrap().refunds.get(id.as_str()) {
+        Some(refund) => HttpResponse::Ok().json(refund),
+        None => error(404, "invalid_request_error", &format!("No such refund: '{id}'")),
+    }
+}
+
+/// `POST /_fake/refunds/{id}/{status}[?deliver=false]`: the refund settles
+/// (`succeeded`, `failed`, `canceled`); a signed `refund.updated` (or `refund.failed`)
+/// goes to the configured endpoint, like Stripe's, unless `deliver=false`.
+async fn settle_refund(
+    path: web::Path<(String, String)>,
+    deliver: web::Query<crate::loopback::Deliver>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
     let (id, status) = path.into_inner();
     let (refund, webhook) = {
         let mut s = state.lock().unwrap();
@@ -334,7 +362,7 @@ async fn settle_refund(path: web::Path<(String, String)>, state: web::Data<Mutex
             return error(404, "invalid_request_error", &format!("No such refund: '{id}'"));
         };
         refund["status"] = json!(status);
-        (refund.clone(), webhook)
+        (refund.clone(), webhook.filter(|_| deliver.deliver))
     };
     let Some((url, secret)) = webhook else {
         return HttpResponse::Ok().json(json!({ "refund": id, "webhook": null }));

@@ -57,6 +57,7 @@ impl FakeXendit {
                     .route("/v2/invoices/{id}", web::get().to(fetch))
                     .route("/invoices/{id}/expire!", web::post().to(expire))
                     .route("/refunds", web::post().to(create_refund))
+                    .route("/refunds/{id}", web::get().to(fetch_refund))
                     .route("/_fake/refunds/{id}/{status}", web::post().to(settle_refund))
                     .route("/_fake/pay/{id}", web::post().to(pay));
             }
@@ -110,6 +111,13 @@ impl FakeXendit {
     }
 
     /// Marks an invoice paid, as if the customer had paid it in full.
+    /// Settles a refund as the provider would, sending no webhook (a lost one).
+    pub fn set_refund_status(&self, id: &str, status: &str) {
+        if let Some(refund) = self.state.lock().unwrap().refunds.get_mut(id) {
+            refund["status"] = serde_json::json!(status);
+        }
+    }
+
     pub fn mark_paid(&self, invoice_id: &str) {
         if let Some(invoice) = self.state.lock().unwrap().invoices.get_mut(invoice_id) {
             invoice["status"] = json!("PAID");
@@ -218,9 +226,25 @@ async fn create_refund(req: HttpRequest, body: web::Json<Value>, state: web::Dat
     HttpResponse::Ok().json(refund)
 }
 
-/// `POST /_fake/refunds/{id}/{status}` (`SUCCEEDED`, `FAILED`): the refund settles and
-/// its callback (`refund.succeeded` / `refund.failed`) goes to the configured URL.
-async fn settle_refund(path: web::Path<(String, String)>, state: web::Data<Mutex<State>>) -> HttpResponse {
+/// `GET /refunds/{id}` (Get refund).
+async fn fetch_refund(req: HttpRequest, id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, Value::Null) {
+        return response;
+    }
+    match state.lock().unwrap().refunds.get(id.as_str()) {
+        Some(refund) => HttpResponse::Ok().json(refund),
+        None => HttpResponse::NotFound().json(json!({ "error_code": "DATA_NOT_FOUND", "message": "Refund not found" })),
+    }
+}
+
+/// `POST /_fake/refunds/{id}/{status}[?deliver=false]` (`SUCCEEDED`, `FAILED`): the
+/// refund settles and its callback (`refund.succeeded` / `refund.failed`) goes to the
+/// configured URL, unless `deliver=false` (a lost callback).
+async fn settle_refund(
+    path: web::Path<(String, String)>,
+    deliver: web::Query<crate::loopback::Deliver>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
     let (id, status) = path.into_inner();
     let (refund, callback) = {
         let mut s = state.lock().unwrap();
@@ -230,7 +254,7 @@ async fn settle_refund(path: web::Path<(String, String)>, state: web::Data<Mutex
         };
         refund["status"] = json!(status);
         refund["updated"] = json!(chrono::Utc::now().to_rfc3339());
-        (refund.clone(), callback)
+        (refund.clone(), callback.filter(|_| deliver.deliver))
     };
     let Some((url, token)) = callback else {
         return HttpResponse::Ok().json(json!({ "refund": id, "callback": null }));

@@ -234,3 +234,15 @@ impl<B: Clone> Journal<B> {
         self.failures.extend(statuses);
     }
 }
+
+/// Whether a fake's `/_fake/.../{status}` sends the provider's webhook:
+/// `?deliver=false` settles without it, as when the provider's webhook is lost.
+#[derive(serde::Deserialize)]
+pub(crate) struct Deliver {
+    #[serde(default = "deliver_by_default")]
+    pub deliver: bool,
+}
+
+fn deliver_by_default() -> bool {
+    true
+}

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use payhook_domain::ports::PaymentGateway;
 use payhook_domain::{
     Checkout, CheckoutRequest, Currency, GatewayError, Money, PaymentId, PaymentStatus, Provider,
-    ProviderPaymentStatus, ProviderRefund, RefundRequest, RefundStatus,
+    ProviderPaymentStatus, ProviderRefund, RefundLookup, RefundReport, RefundRequest, RefundStatus,
 };
 use payhook_provider_http::ProviderApi;
 use secrecy::{ExposeSecret, SecretString};
@@ -182,13 +182,27 @@ impl PaymentGateway for XenditClient {
             )
             .await?;
         Ok(ProviderRefund {
+            status: answer.refund_status(),
             provider_ref: answer.id,
-            status: match answer.status.as_str() {
-                "SUCCEEDED" => RefundStatus::Succeeded,
-                "FAILED" => RefundStatus::Failed,
-                _ => RefundStatus::Pending,
-            },
             failure_reason: answer.failure_code,
+        })
+    }
+
+    /// `GET /refunds/{id}` (Get refund): where one of payhook's refunds stands, when
+    /// its callback never came. The amount is the one payhook asked for: a refund's
+    /// amount never changes.
+    async fn fetch_refund(&self, lookup: &RefundLookup) -> Result<RefundReport, GatewayError> {
+        let url = format!("{}/refunds/{}", self.base_url, urlencode(&lookup.refund_ref));
+        let answer: RefundAnswer = self
+            .api
+            .send(self.api.http().get(url), self.authorization.expose_secret())
+            .await?;
+        Ok(RefundReport::One {
+            refund_id: Some(lookup.refund_id),
+            amount: lookup.amount.amount_minor(),
+            currency: lookup.amount.currency(),
+            status: answer.refund_status(),
+            provider_ref: answer.id,
         })
     }
 
@@ -213,6 +227,17 @@ struct RefundAnswer {
     id: String,
     status: String,
     failure_code: Option<String>,
+}
+
+impl RefundAnswer {
+    /// `PENDING` until Xendit settles it, then `SUCCEEDED` or `FAILED`.
+    fn refund_status(&self) -> RefundStatus {
+        match self.status.as_str() {
+            "SUCCEEDED" => RefundStatus::Succeeded,
+            "FAILED" => RefundStatus::Failed,
+            _ => RefundStatus::Pending,
+        }
+    }
 }
 
 impl Invoice {

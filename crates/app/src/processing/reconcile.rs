@@ -337,9 +337,15 @@ impl Reconciler {
                 self.wake_worker.notify_one();
             }
             if claimed < CLAIM_BATCH as usize {
-                return Ok(report);
+                break;
             }
         }
+        let drifted = report.drifted;
+        self.check_refunds(&mut report).await?;
+        if report.drifted > drifted {
+            self.wake_worker.notify_one();
+        }
+        Ok(report)
     }
 
     async fn check(&self, due: DueCheck, report: &mut RoundReport) -> Result<(), StoreError> {

@@ -589,3 +589,197 @@ async fn a_lookup_the_provider_fails_is_tried_again_on_schedule() {
         vec![(id, 1, Some(created() + chrono::Duration::minutes(40)))]
     );
 }
+
+/// A reconciler over a fresh SQLite store (queue, inbox, payments, refunds), asking
+/// `gateway` as Stripe, on a test clock; the store, clock and a paid payment (2,500 EUR
+/// cents, `pi_refunded`).
+async fn refund_checker(
+    gateway: MockPaymentGateway,
+) -> (Reconciler, Arc<payhook_sqlite::SqliteStore>, Arc<TestClock>, Payment) {
+    let dir = std::env::temp_dir().join(format!("payhook-refund-checks-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/payhook.db", dir.display());
+    payhook_sqlite::SqliteStore::migrate(&url).await.unwrap();
+    let store = Arc::new(payhook_sqlite::SqliteStore::connect(&url, 1).unwrap());
+    let paid = payhook_testkit::contract::paid_payment(&*store, "pi_refunded").await;
+    let clock = Arc::new(TestClock(Mutex::new(created())));
+    let reconciler = Reconciler::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        vec![(Provider::Stripe, Arc::new(gateway) as Arc<dyn PaymentGateway>)],
+        NonZeroU32::new(u32::MAX).unwrap(),
+        schedule(),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    )
+    .refunding_in(store.clone());
+    (reconciler, store, clock, paid)
+}
+
+/// A refund of 1,000 of `paid`, reserved at `created()`; answered pending as `re_1`
+/// when `answered`, else never answered.
+async fn pending_refund(store: &payhook_sqlite::SqliteStore, paid: &Payment, answered: bool) -> payhook_domain::Refund {
+    use payhook_domain::ports::RefundStore;
+    use payhook_domain::{NewRefund, RefundId, RefundStatus, Reservation};
+    let Reservation::New(refund) = store
+        .reserve_refund(&NewRefund {
+            id: RefundId::from_uuid(uuid::Uuid::new_v4()),
+            payment_id: paid.id,
+            amount: Some(1_000),
+            reason: None,
+            idempotency_key: None,
+            created_at: created(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("reserved")
+    };
+    if !answered {
+        return refund;
+    }
+    store
+        .record_refund_answer(refund.id, Some("re_1".into()), RefundStatus::Pending, None, created())
+        .await
+        .unwrap()
+}
+
+/// Runs a round at each of `minutes` after `created()`.
+async fn rounds_at(reconciler: &Reconciler, clock: &TestClock, minutes: &[i64]) {
+    for m in minutes {
+        *clock.0.lock().unwrap() = created() + chrono::Duration::minutes(*m);
+        reconciler.run_once().await.unwrap();
+    }
+}
+
+/// The refund check findings in the inbox: event id, type.
+async fn refund_findings(store: &payhook_sqlite::SqliteStore) -> Vec<(String, String)> {
+    let listed = store
+        .list(&payhook_domain::InboxFilter {
+            status: None,
+            provider: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .filter(|e| e.event_id.starts_with("refund-check:"))
+        .map(|e| (e.event_id, e.event_type))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_refund_whose_webhook_never_came_is_asked_about_on_the_schedule_and_settled() {
+    use payhook_domain::{RefundReport, RefundStatus};
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let answers = Arc::new(Mutex::new(vec![RefundStatus::Succeeded, RefundStatus::Pending]));
+    let mut gateway = MockPaymentGateway::new();
+    let (into, from) = (asked.clone(), answers.clone());
+    gateway.expect_fetch_refund().returning(move |lookup| {
+        into.lock().unwrap().push(lookup.clone());
+        Ok(RefundReport::One {
+            provider_ref: lookup.refund_ref.clone(),
+            refund_id: Some(lookup.refund_id),
+            amount: lookup.amount.amount_minor(),
+            currency: lookup.amount.currency(),
+            status: from.lock().unwrap().pop().unwrap(),
+        })
+    });
+    let (reconciler, store, clock, paid) = refund_checker(gateway).await;
+    let refund = pending_refund(&store, &paid, true).await;
+
+    // Not asked before the first wait (10 min); asked at 10 min (still pending: no
+    // finding), not again before 40 min, then at 40 min (settled: a finding).
+    rounds_at(&reconciler, &clock, &[0, 5, 9]).await;
+    assert!(asked.lock().unwrap().is_empty(), "asked before the first wait");
+    rounds_at(&reconciler, &clock, &[10, 20, 39]).await;
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    assert!(
+        refund_findings(&store).await.is_empty(),
+        "a pending answer is no finding"
+    );
+    rounds_at(&reconciler, &clock, &[40]).await;
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2);
+    assert_eq!(
+        (
+            asked[1].refund_id,
+            asked[1].refund_ref.as_str(),
+            asked[1].payment_ref.as_str()
+        ),
+        (refund.id, "re_1", "pi_refunded")
+    );
+    assert_eq!(asked[1].amount, refund.amount);
+    assert_eq!(
+        refund_findings(&store).await,
+        vec![(format!("refund-check:{}:succeeded", refund.id), FINDING.to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_whose_provider_never_answered_is_sent_again_under_its_own_id() {
+    use payhook_domain::ports::RefundStore;
+    use payhook_domain::{ProviderRefund, RefundStatus};
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let mut gateway = MockPaymentGateway::new();
+    let into = sent.clone();
+    gateway.expect_refund().returning(move |request| {
+        into.lock().unwrap().push(request.clone());
+        Ok(ProviderRefund {
+            provider_ref: "re_late".into(),
+            status: RefundStatus::Pending,
+            failure_reason: None,
+        })
+    });
+    gateway.expect_fetch_refund().never();
+    let (reconciler, store, clock, paid) = refund_checker(gateway).await;
+    let refund = pending_refund(&store, &paid, false).await;
+
+    rounds_at(&reconciler, &clock, &[0, 9]).await;
+    assert!(sent.lock().unwrap().is_empty(), "a request may still be in flight");
+    rounds_at(&reconciler, &clock, &[10]).await;
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].refund_id, sent[0].payment_ref.as_str(), sent[0].amount),
+        (refund.id, "pi_refunded", refund.amount)
+    );
+    let now = store.refund(refund.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.provider_ref.as_deref()),
+        (RefundStatus::Pending, Some("re_late"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_check_the_provider_fails_is_tried_again_on_schedule_and_none_after_the_limit() {
+    use payhook_domain::ports::RefundStore;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_fetch_refund().returning(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(GatewayError::Unavailable {
+            provider: Provider::Stripe,
+            message: "503".into(),
+        })
+    });
+    let (reconciler, store, clock, paid) = refund_checker(gateway).await;
+    let refund = pending_refund(&store, &paid, true).await;
+    // A round every 10 minutes for 8 days: asked on the payments' schedule (10 min,
+    // 40 min, 2 h 10, 6 h 40, 20 h 10, 60 h 40), then no more.
+    let minutes: Vec<i64> = (0..=8 * 24 * 6).map(|n| n * 10).collect();
+    rounds_at(&reconciler, &clock, &minutes).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        schedule().checks_within(chrono::Duration::days(8)) as usize
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 6);
+    let still = store.refund(refund.id).await.unwrap().unwrap();
+    assert_eq!(
+        still.status,
+        payhook_domain::RefundStatus::Pending,
+        "never settled without an answer"
+    );
+}

@@ -4,12 +4,19 @@
 //! (the worker settles the refund rows and the payment's refunded total) or, when it
 //! answers at once that the refund succeeded, an event payhook stores for the worker
 //! in the same way. Beside the reconciler for the same reasons as cancellation.
+//!
+//! A refund that stays `pending` (its webhook lost, or the provider's answer to
+//! payhook's request lost) is asked about on the reconciler's schedule, counted from
+//! the refund's creation: the provider's refund is read (Stripe, Xendit) or the
+//! payment's refunded total (JunglePay), and what settles it goes through the inbox
+//! like any finding; a request never answered is sent again under the same
+//! idempotency key.
 
-use super::{count, Reconciler};
-use payhook_domain::ports::StoreError;
+use super::{count, Reconciler, RoundReport, CHECK_LEASE, CLAIM_BATCH};
+use payhook_domain::ports::{DueRefundCheck, RefundStore, StoreError};
 use payhook_domain::{
-    GatewayError, NewRefund, PaymentChange, PaymentId, Refund, RefundId, RefundReport, RefundRequest, RefundStatus,
-    Reservation,
+    GatewayError, NewRefund, Payment, PaymentChange, PaymentId, Refund, RefundId, RefundLookup, RefundReport,
+    RefundRequest, RefundStatus, Reservation,
 };
 
 /// The event type, and so the history reason, of a refund payhook made that the
@@ -54,10 +61,11 @@ impl Reconciler {
             .ok_or_else(|| RefundError::Unsupported("refunds are not offered by this payhook".into()))?;
         let payment = self.payments.payment(id).await?.ok_or(RefundError::NotFound(id))?;
         let provider = payment.provider;
-        let (gateway, limiter) = self
-            .gateways
-            .get(&provider)
-            .ok_or_else(|| RefundError::Unsupported(format!("{provider} has no payment API configured here")))?;
+        if !self.gateways.contains_key(&provider) {
+            return Err(RefundError::Unsupported(format!(
+                "{provider} has no payment API configured here"
+            )));
+        }
         let payment_ref = payment.provider_ref.clone().ok_or_else(|| RefundError::NotRefundable {
             id,
             why: "its provider has no reference for it".into(),
@@ -66,7 +74,7 @@ impl Reconciler {
             id: RefundId::from_uuid(uuid::Uuid::new_v4()),
             payment_id: id,
             amount,
-            reason: reason.clone(),
+            reason,
             idempotency_key,
             created_at: self.clock.now(),
         };
@@ -95,12 +103,33 @@ impl Reconciler {
                 })
             }
         };
+        self.send_refund(&payment, &payment_ref, &refund).await
+    }
+
+    /// Asks the provider for a reserved refund, idempotently on its id, and records
+    /// the answer: the merchant's request, its retry, or the reconciler's when the
+    /// provider's first answer was lost.
+    pub(super) async fn send_refund(
+        &self,
+        payment: &Payment,
+        payment_ref: &str,
+        refund: &Refund,
+    ) -> Result<Refund, RefundError> {
+        let refunds = self
+            .refunds
+            .as_ref()
+            .ok_or_else(|| RefundError::Unsupported("refunds are not offered by this payhook".into()))?;
+        let provider = payment.provider;
+        let (gateway, limiter) = self
+            .gateways
+            .get(&provider)
+            .ok_or_else(|| RefundError::Unsupported(format!("{provider} has no payment API configured here")))?;
         let request = RefundRequest {
             refund_id: refund.id,
-            payment_id: id,
-            payment_ref: payment_ref.clone(),
+            payment_id: payment.id,
+            payment_ref: payment_ref.to_owned(),
             amount: refund.amount,
-            reason,
+            reason: refund.reason.clone(),
         };
         limiter.until_ready().await;
         let now = self.clock.now();
@@ -154,8 +183,8 @@ impl Reconciler {
             let body =
                 serde_json::json!({ "refund": refund.id, "provider_ref": answer.provider_ref, "status": "succeeded" });
             self.store_event(
-                &payment,
-                Some(&payment_ref),
+                payment,
+                Some(payment_ref),
                 body,
                 format!("refund:{}:succeeded", refund.id),
                 REFUNDED_BY_MERCHANT,
@@ -165,5 +194,136 @@ impl Reconciler {
             self.wake_worker.notify_one();
         }
         Ok(recorded)
+    }
+}
+
+/// The event id of a refund check's finding, made of what the provider says, so the
+/// same finding is stored once.
+fn refund_finding_id(refund: &Refund, report: &RefundReport) -> String {
+    match report {
+        RefundReport::One { status, .. } => format!("refund-check:{}:{}", refund.id, status.as_str()),
+        RefundReport::Total { refunded_total, .. } => {
+            format!("refund-check:{}:total:{refunded_total}", refund.payment_id)
+        }
+    }
+}
+
+impl Reconciler {
+    /// Asks the providers about pending refunds due for a check: refunds whose
+    /// webhook never came, and refunds whose provider never answered payhook's
+    /// request (asked again, under the same idempotency key). On the payments'
+    /// schedule, counted from the refund's creation.
+    pub(super) async fn check_refunds(&self, report: &mut RoundReport) -> Result<(), StoreError> {
+        let Some(refunds) = self.refunds.clone() else {
+            return Ok(());
+        };
+        loop {
+            let now = self.clock.now();
+            let lease = chrono::Duration::from_std(CHECK_LEASE).unwrap_or(chrono::Duration::minutes(5));
+            let due = refunds.claim_due_refund_checks(now, CLAIM_BATCH, now + lease).await?;
+            let claimed = due.len();
+            for check in due {
+                self.check_refund(refunds.as_ref(), check, report).await?;
+            }
+            if claimed < CLAIM_BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn check_refund(
+        &self,
+        refunds: &dyn RefundStore,
+        due: DueRefundCheck,
+        report: &mut RoundReport,
+    ) -> Result<(), StoreError> {
+        let DueRefundCheck {
+            refund,
+            provider,
+            payment_ref,
+            checks,
+        } = due;
+        let now = self.clock.now();
+        match self.schedule.due_after(refund.created_at, checks) {
+            // Not due yet (a refund is claimable from its creation): put on its
+            // schedule without asking.
+            Some(at) if at > now => return refunds.schedule_refund_check(refund.id, checks, Some(at)).await,
+            Some(_) => {}
+            None => {
+                tracing::warn!(refund_id = %refund.id, %provider,
+                    "a refund is still pending past reconcile.give_up_after_hours; no longer asking its provider");
+                count(provider, "refund_given_up");
+                return refunds.schedule_refund_check(refund.id, checks, None).await;
+            }
+        }
+        let next = self.schedule.due_after(refund.created_at, checks + 1);
+        let (Some((gateway, limiter)), Some(payment_ref)) = (self.gateways.get(&provider), payment_ref) else {
+            report.skipped += 1;
+            count(provider, "skipped");
+            return refunds.schedule_refund_check(refund.id, checks + 1, next).await;
+        };
+        let Some(payment) = self.payments.payment(refund.payment_id).await? else {
+            return Err(StoreError::Corrupt(format!("refund {} of no payment", refund.id)));
+        };
+        match refund.provider_ref.clone() {
+            // The provider never answered payhook's request: asked again, under the
+            // same idempotency key, so it is made once whatever happened to the first.
+            None => match self.send_refund(&payment, &payment_ref, &refund).await {
+                Ok(answered) => {
+                    report.checked += 1;
+                    report.drifted += u32::from(answered != refund);
+                    count(provider, "refund_resent");
+                }
+                Err(RefundError::Store(e)) => return Err(e),
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(refund_id = %refund.id, %provider, %error,
+                        "asking again for a refund its provider never answered failed");
+                }
+            },
+            Some(refund_ref) => {
+                let lookup = RefundLookup {
+                    refund_id: refund.id,
+                    refund_ref,
+                    payment_ref: payment_ref.clone(),
+                    amount: refund.amount,
+                };
+                limiter.until_ready().await;
+                match gateway.fetch_refund(&lookup).await {
+                    Ok(found) => {
+                        report.checked += 1;
+                        let settles = match &found {
+                            RefundReport::One { status, .. } => *status != RefundStatus::Pending,
+                            RefundReport::Total { refunded_total, .. } => *refunded_total > payment.refunded_amount,
+                        };
+                        if settles {
+                            report.drifted += 1;
+                            count(provider, "refund_settled");
+                            let answer = serde_json::json!({ "refund": refund.id, "found": found });
+                            self.store_event(
+                                &payment,
+                                Some(&payment_ref),
+                                answer,
+                                refund_finding_id(&refund, &found),
+                                super::FINDING,
+                                PaymentChange::RefundUpdate { refund: found },
+                            )
+                            .await?;
+                            tracing::info!(refund_id = %refund.id, %provider,
+                                "a pending refund's check found it settled: its webhook never came");
+                        } else {
+                            count(provider, "unchanged");
+                        }
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        count(provider, "error");
+                        tracing::warn!(refund_id = %refund.id, %provider, %error,
+                            "checking a pending refund failed; asking again later");
+                    }
+                }
+            }
+        }
+        refunds.schedule_refund_check(refund.id, checks + 1, next).await
     }
 }

@@ -193,6 +193,20 @@ async fn refunds_part_then_all_of_a_paid_transaction() {
         (read.status, read.refunded_amount),
         (PaymentStatus::PartiallyRefunded, Some(4_000))
     );
+    // A refund check reads the transaction: its refunded total.
+    let lookup = payhook_domain::RefundLookup {
+        refund_id: part.refund_id,
+        refund_ref: answer.provider_ref.clone(),
+        payment_ref: id.clone(),
+        amount: part.amount,
+    };
+    assert_eq!(
+        c.fetch_refund(&lookup).await.unwrap(),
+        payhook_domain::RefundReport::Total {
+            refunded_total: 4_000,
+            currency: payhook_domain::Currency::parse("BRL").unwrap()
+        }
+    );
     assert!(matches!(
         c.refund(&refund(7_000)).await,
         Err(payhook_domain::GatewayError::Rejected { status: 400, .. })

@@ -267,3 +267,55 @@ async fn checkout_sessions_are_created_read_back_and_expired() {
     told.success_url = Some("https://shop.example/ok".into());
     assert_eq!(nowhere.check(&told), Ok(()));
 }
+
+/// A refund goes to `POST /v1/refunds` for the PaymentIntent, keyed on payhook's refund
+/// id; a refund check reads it back with `GET /v1/refunds/{id}`: pending, then what
+/// Stripe settled it as (its webhook lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_a_payment_intent_and_reads_the_refund_back() {
+    use payhook_domain::{RefundLookup, RefundReport, RefundRequest, RefundStatus};
+    let fake = FakeStripe::start(KEY).await;
+    let g = gateway(&fake, KEY);
+    let req = request();
+    let paid = g.create_checkout(&req).await.unwrap();
+    fake.succeed(&paid.provider_ref);
+    let asked = RefundRequest {
+        refund_id: payhook_domain::RefundId::from_uuid(uuid::Uuid::new_v4()),
+        payment_id: req.payment_id,
+        payment_ref: paid.provider_ref.clone(),
+        amount: Money::new(1_000, Currency::parse("EUR").unwrap()).unwrap(),
+        reason: Some("duplicate".into()),
+    };
+    let answer = g.refund(&asked).await.unwrap();
+    assert_eq!(answer.status, RefundStatus::Pending);
+    assert_eq!(g.refund(&asked).await.unwrap(), answer, "the same key, the same refund");
+    let lookup = RefundLookup {
+        refund_id: asked.refund_id,
+        refund_ref: answer.provider_ref.clone(),
+        payment_ref: paid.provider_ref.clone(),
+        amount: asked.amount,
+    };
+    let read = |status: RefundStatus| RefundReport::One {
+        provider_ref: answer.provider_ref.clone(),
+        refund_id: Some(asked.refund_id),
+        amount: 1_000,
+        currency: Currency::parse("EUR").unwrap(),
+        status,
+    };
+    assert_eq!(g.fetch_refund(&lookup).await.unwrap(), read(RefundStatus::Pending));
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        (sent.method.as_str(), sent.path),
+        ("GET", format!("/v1/refunds/{}", answer.provider_ref))
+    );
+    fake.set_refund_status(&answer.provider_ref, "succeeded");
+    assert_eq!(g.fetch_refund(&lookup).await.unwrap(), read(RefundStatus::Succeeded));
+    let unknown = RefundLookup {
+        refund_ref: "re_nothing".into(),
+        ..lookup
+    };
+    assert!(matches!(
+        g.fetch_refund(&unknown).await,
+        Err(GatewayError::Rejected { status: 404, .. })
+    ));
+}

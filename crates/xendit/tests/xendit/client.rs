@@ -217,3 +217,52 @@ async fn refunds_a_paid_invoice_through_the_refunds_api() {
         Err(GatewayError::Rejected { status: 400, .. })
     ));
 }
+
+/// A refund check reads `GET /refunds/{id}`: pending, then what Xendit settled it as
+/// (its callback lost); an unknown refund is refused, not taken as pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_a_refund_back_by_its_id() {
+    use payhook_domain::{RefundLookup, RefundReport, RefundStatus};
+    let fake = FakeXendit::start(KEY).await;
+    let c = client(&fake, KEY, Duration::from_secs(5));
+    let req = request(15_000_000);
+    let invoice = c.create_checkout(&req).await.unwrap();
+    fake.mark_paid(&invoice.provider_ref);
+    let asked = payhook_domain::RefundRequest {
+        refund_id: payhook_domain::RefundId::from_uuid(uuid::Uuid::new_v4()),
+        payment_id: req.payment_id,
+        payment_ref: invoice.provider_ref.clone(),
+        amount: Money::new(5_000_000, Currency::parse("IDR").unwrap()).unwrap(),
+        reason: None,
+    };
+    let answer = c.refund(&asked).await.unwrap();
+    let lookup = RefundLookup {
+        refund_id: asked.refund_id,
+        refund_ref: answer.provider_ref.clone(),
+        payment_ref: invoice.provider_ref.clone(),
+        amount: asked.amount,
+    };
+    let read = |status: RefundStatus| RefundReport::One {
+        provider_ref: answer.provider_ref.clone(),
+        refund_id: Some(asked.refund_id),
+        amount: 5_000_000,
+        currency: Currency::parse("IDR").unwrap(),
+        status,
+    };
+    assert_eq!(c.fetch_refund(&lookup).await.unwrap(), read(RefundStatus::Pending));
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        (sent.method.as_str(), sent.path),
+        ("GET", format!("/refunds/{}", answer.provider_ref))
+    );
+    fake.set_refund_status(&answer.provider_ref, "SUCCEEDED");
+    assert_eq!(c.fetch_refund(&lookup).await.unwrap(), read(RefundStatus::Succeeded));
+    let unknown = RefundLookup {
+        refund_ref: "rfd-nothing".into(),
+        ..lookup
+    };
+    assert!(matches!(
+        c.fetch_refund(&unknown).await,
+        Err(GatewayError::Rejected { status: 404, .. })
+    ));
+}
