@@ -134,6 +134,7 @@ async fn payment_with_token(app: &TestApp, provider_ref: &str) -> (String, Strin
     let token = format!("tok_{provider_ref}_0123456789abcdef");
     let id = payhook_domain::PaymentId::from_uuid(uuid::Uuid::new_v4());
     let new = payhook_domain::NewPayment {
+        account: String::new(),
         id,
         provider: payhook_domain::Provider::Stripe,
         provider_ref: Some(provider_ref.into()),

@@ -8,6 +8,7 @@ mod limits;
 mod operations;
 mod payments;
 mod startup;
+mod stripe_mirror;
 mod stripe_webhooks;
 mod token_providers;
 mod tracing_spans;

@@ -923,6 +923,7 @@ async fn a_finding_and_a_callback_reporting_the_same_payment_make_one_history_en
 async fn interrupted_creation(app: &TestApp, opened: chrono::DateTime<chrono::Utc>) -> payhook_domain::PaymentId {
     let id = payhook_domain::PaymentId::from_uuid(uuid::Uuid::new_v4());
     let new = payhook_domain::NewPayment {
+        account: String::new(),
         id,
         provider: payhook_domain::Provider::Xendit,
         provider_ref: None,
@@ -1140,6 +1141,7 @@ async fn cancel_errors_follow_the_contract(backend: Backend) {
     app.stores
         .payments
         .create_payment(&payhook_domain::NewPayment {
+            account: String::new(),
             id: jp,
             provider: payhook_domain::Provider::Junglepay,
             provider_ref: Some("282".into()),

@@ -83,6 +83,7 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
     let now = chrono::Utc::now();
     let payment = store
         .create_payment(&NewPayment {
+            account: String::new(),
             id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
             provider: Provider::Stripe,
             provider_ref: Some("pi_left".into()),
@@ -100,11 +101,13 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
         .await
         .unwrap();
     let event = payhook_domain::WebhookEvent {
+        mirror: None,
         provider: Provider::Stripe,
         event_id: EventId::parse("evt_left").unwrap(),
         event_type: "payment_intent.succeeded".into(),
         occurred_at: now,
         payment: PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some("pi_left".into()),
             aliases: Vec::new(),

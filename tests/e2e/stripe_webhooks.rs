@@ -219,18 +219,19 @@ async fn wrong_method_is_405_and_logged(backend: Backend) {
 
 async fn unhandled_event_type_is_acknowledged_as_ignored(backend: Backend) {
     let app = spawn_app(backend).await;
+    // A coupon: neither a payment's event nor an object payhook mirrors.
     let body = stripe_event(
-        "evt_product",
-        "product.created",
+        "evt_coupon",
+        "coupon.created",
         now_unix(),
-        json!({ "id": "prod_1", "object": "product" }),
+        json!({ "id": "25OFF", "object": "coupon" }),
     );
     let res = app.deliver(&body).await;
     assert_eq!(res.status(), 200);
     let reply: Value = res.json().await.unwrap();
     assert_eq!(
         reply,
-        json!({ "status": "ignored", "event_id": "evt_product", "reason": "unhandled_event_type" })
+        json!({ "status": "ignored", "event_id": "evt_coupon", "reason": "unhandled_event_type" })
     );
     let logs = app.logs().await;
     assert_eq!(

@@ -25,6 +25,7 @@ async fn idr_payment(app: &TestApp, invoice: &str) -> PaymentId {
     app.stores
         .payments
         .create_payment(&NewPayment {
+            account: String::new(),
             id,
             provider: Provider::Xendit,
             provider_ref: Some(invoice.to_owned()),

@@ -270,11 +270,13 @@ async fn cli_replays_dead_events() {
         &payhook_domain::Redaction::default(),
     );
     let event = WebhookEvent {
+        mirror: None,
         provider: Provider::Stripe,
         event_id: EventId::parse("evt_cli").unwrap(),
         event_type: "payment_intent.succeeded".into(),
         occurred_at: now,
         payment: PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some("pi_cli".into()),
             aliases: Vec::new(),
@@ -366,6 +368,7 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let payment = loop {
         let by_ref = PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some(pi.clone()),
             aliases: Vec::new(),

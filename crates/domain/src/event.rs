@@ -22,6 +22,18 @@ pub struct WebhookEvent {
     /// provider's API where the payment stands and applies that instead of `change`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirm_with_provider: bool,
+    /// The provider's object to keep in the Stripe mirror, written in the same
+    /// transaction as the event's other effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Box<crate::MirrorWrite>>,
+}
+
+impl WebhookEvent {
+    /// The event says nothing about a payment (a Stripe customer or invoice event):
+    /// only its object is mirrored.
+    pub fn is_mirror_only(&self) -> bool {
+        matches!(self.change, PaymentChange::Nothing)
+    }
 }
 
 /// How an event names its payment. The worker tries payhook's own id first, then
@@ -35,6 +47,11 @@ pub struct PaymentRef {
     /// names only one of them (a dispute on an older API version) still finds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// The Stripe Connect account the payment belongs to (`acct_…`); `None` for the
+    /// platform's own payments and for providers without accounts. A provider
+    /// reference is unique only within its account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl PaymentRef {
@@ -86,6 +103,9 @@ pub enum PaymentChange {
     /// customer paying less than asked (`Status` to paid with a smaller amount), which
     /// is not paid.
     Capture { amount: i64, currency: Currency },
+    /// Nothing happens to a payment: the event only updates the Stripe mirror (a
+    /// customer, a product, an invoice…).
+    Nothing,
 }
 
 impl PaymentChange {

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod ids;
 pub mod inbox;
 pub mod listing;
+pub mod mirror;
 pub mod money;
 pub mod outbox;
 pub mod payment;
@@ -39,6 +40,9 @@ pub use gateway::{
 pub use ids::{EventId, InboxId, LogId, PaymentId};
 pub use inbox::{InboxEntry, InboxFilter, InboxStatus, Replay, ReplayFilter};
 pub use listing::{PageCursor, PaymentFilter, MAX_PAGE};
+pub use mirror::{
+    BackfillCursor, MirrorFilter, MirrorOutcome, MirrorWrite, MirroredObject, ObjectPage, StripeObjectType,
+};
 pub use money::{Currency, Money};
 pub use outbox::{OutboxMessage, PublishError, UndeliveredMessage};
 pub use payment::{

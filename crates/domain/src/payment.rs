@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub struct Payment {
     pub id: PaymentId,
     pub provider: Provider,
+    /// The Stripe Connect account it belongs to (`acct_…`), `""` for the platform's
+    /// own and for providers without accounts: its `provider_ref` is unique within it.
+    pub account: String,
     pub provider_ref: Option<String>,
     pub merchant_ref: Option<String>,
     pub amount: Money,
@@ -45,6 +48,8 @@ pub struct Payment {
 pub struct NewPayment {
     pub id: PaymentId,
     pub provider: Provider,
+    /// See [`Payment::account`].
+    pub account: String,
     pub provider_ref: Option<String>,
     pub merchant_ref: Option<String>,
     pub amount: Money,
@@ -125,6 +130,9 @@ pub struct EventApplication {
     pub history: Vec<HistoryEntry>,
     pub publications: Vec<Publication>,
     pub result: ProcessingResult,
+    /// The provider's object the event carried, for the Stripe mirror: written in the
+    /// same transaction, whatever the payment's result.
+    pub mirror: Option<Box<crate::MirrorWrite>>,
     /// When it was computed (the clock's time given to [`Payment::apply`]): the
     /// store records the event processed and its domain events created at this time.
     pub at: DateTime<Utc>,
@@ -143,6 +151,7 @@ impl Payment {
     /// learned of from a provider's event, which have none.
     pub fn unstored(new: NewPayment) -> Payment {
         Payment {
+            account: new.account,
             id: new.id,
             provider: new.provider,
             provider_ref: new.provider_ref,
@@ -211,6 +220,7 @@ impl Payment {
                     steps.capture(&mut next, *amount);
                 }
             }
+            PaymentChange::Nothing => {}
         }
         let applied = steps.history.iter().any(|h| h.applied);
         if applied {
@@ -221,6 +231,7 @@ impl Payment {
             aliases: self.aliases_from(event),
             history: steps.history,
             publications: steps.publications,
+            mirror: event.mirror.clone(),
             at,
             result: if applied {
                 ProcessingResult::Applied
@@ -475,6 +486,7 @@ mod tests {
     fn payment(status: PaymentStatus) -> Payment {
         let usd = Currency::parse("USD").unwrap();
         Payment {
+            account: String::new(),
             id: PaymentId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
             provider: Provider::Stripe,
             provider_ref: Some("pi_1".into()),
@@ -501,11 +513,13 @@ mod tests {
 
     fn event(id: &str, change: PaymentChange) -> WebhookEvent {
         WebhookEvent {
+            mirror: None,
             provider: Provider::Stripe,
             event_id: EventId::parse(id).unwrap(),
             event_type: "test.event".into(),
             occurred_at: at(0),
             payment: PaymentRef {
+                account: None,
                 payment_id: None,
                 provider_ref: Some("pi_1".into()),
                 aliases: Vec::new(),

@@ -435,6 +435,81 @@ pub struct DueRefundCheck {
     pub checks: u32,
 }
 
+/// The Stripe mirror's rows (`stripe_objects`), written under the ordering rule of
+/// [`crate::MirrorWrite::against`]: an older write never replaces a newer one.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait StripeMirror: Send + Sync {
+    /// Writes the objects of events that only update the mirror and marks the events
+    /// processed, in one transaction. One outcome per event, in order.
+    async fn apply_mirror_events(
+        &self,
+        events: &[(InboxId, crate::MirrorWrite)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<crate::MirrorOutcome>, StoreError>;
+
+    /// Writes one object read from Stripe's API (`payhook stripe resync`).
+    async fn write_object(
+        &self,
+        write: &crate::MirrorWrite,
+        at: DateTime<Utc>,
+    ) -> Result<crate::MirrorOutcome, StoreError>;
+
+    async fn object(
+        &self,
+        account: &str,
+        object_type: crate::StripeObjectType,
+        object_id: &str,
+    ) -> Result<Option<crate::MirroredObject>, StoreError>;
+
+    /// Objects by id, ascending, after `filter.after`.
+    async fn list_objects(&self, filter: &crate::MirrorFilter) -> Result<Vec<crate::MirroredObject>, StoreError>;
+
+    /// Where a backfill of `account`'s objects of `object_type` created since `since`
+    /// stands; `None` when it never ran.
+    async fn backfill_cursor(
+        &self,
+        account: &str,
+        object_type: crate::StripeObjectType,
+        since: Option<i64>,
+    ) -> Result<Option<crate::BackfillCursor>, StoreError>;
+
+    /// Writes a backfill page's objects and where the backfill then stands, in one
+    /// transaction, so a backfill run again after an interruption goes on from the
+    /// last page stored and never skips one.
+    async fn save_backfill_page(
+        &self,
+        cursor: &crate::BackfillCursor,
+        writes: &[crate::MirrorWrite],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<crate::MirrorOutcome>, StoreError>;
+}
+
+/// Stripe's API read as raw JSON, for the mirror: objects are kept whole, so no typed
+/// parse may drop or refuse a field.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait StripeObjectApi: Send + Sync {
+    /// `GET /v1/{type}/{id}` with the type's expansions, as `account` (`""`: the
+    /// platform): the object's JSON text.
+    async fn retrieve(
+        &self,
+        account: &str,
+        object_type: crate::StripeObjectType,
+        object_id: &str,
+    ) -> Result<String, GatewayError>;
+
+    /// `GET /v1/{type}?limit=&starting_after=&created[gte]=`, as `account`.
+    async fn list(
+        &self,
+        account: &str,
+        object_type: crate::StripeObjectType,
+        created_gte: Option<i64>,
+        starting_after: Option<String>,
+        limit: u32,
+    ) -> Result<crate::ObjectPage, GatewayError>;
+}
+
 /// Disputes as rows of their own (several per payment).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

@@ -163,12 +163,14 @@ impl WebhookSource for JunglePayPostbacks {
             },
         };
         Ok(Parsed::Event(Box::new(WebhookEvent {
+            mirror: None,
             provider: Provider::Junglepay,
             event_id: EventId::parse(event_id.as_str())
                 .map_err(|e| ParseError(format!("unusable envelope id: {e}")))?,
             event_type: format!("transaction.{status}"),
             occurred_at: delivery.received_at,
             payment: PaymentRef {
+                account: None,
                 payment_id: Some(token.payment_id),
                 provider_ref: Some(object_id),
                 aliases: Vec::new(),

@@ -37,14 +37,14 @@ const DELIVERIES: &str = "WITH delivery AS (
 const INBOX_THEN_FORENSIC: &str =
     ") WITH ORDINALITY AS d(log_provider, received_at, method, path, query, headers, raw_body,
         remote_addr, log_event_id, log_event_type, external_id, provider_status, amount,
-        provider, event_id, event_type, payment_ref, payload, status, next_attempt_at, locked_until,
-        confirm, ord)
+        provider, event_id, event_type, payment_ref, account, payload, status, next_attempt_at,
+        locked_until, confirm, ord)
 ), numbered AS MATERIALIZED (
     SELECT ord, nextval('webhook_logs_id_seq') AS log_id FROM delivery
 ), inserted AS (
-    INSERT INTO webhook_events (provider, event_id, event_type, payment_ref, payload, status,
+    INSERT INTO webhook_events (provider, event_id, event_type, payment_ref, account, payload, status,
         next_attempt_at, received_at, log_id, locked_until)
-    SELECT d.provider, d.event_id, d.event_type, d.payment_ref, d.payload, d.status,
+    SELECT d.provider, d.event_id, d.event_type, d.payment_ref, d.account, d.payload, d.status,
         d.next_attempt_at, d.received_at, n.log_id, d.locked_until
     FROM delivery d JOIN numbered n USING (ord)
     ORDER BY d.provider, d.event_id
@@ -109,6 +109,7 @@ struct AdmitBatch<'a, Requeue, Unchanged> {
     event_id: Vec<&'a str>,
     event_type: Vec<&'a str>,
     payment_ref: Vec<Option<String>>,
+    account: Vec<&'a str>,
     payload: Vec<DbJsonText>,
     status: Vec<&'static str>,
     next_attempt_at: Vec<DbInstant>,
@@ -149,6 +150,7 @@ fn admit_batch_statement(
         event_id: Vec::with_capacity(n),
         event_type: Vec::with_capacity(n),
         payment_ref: Vec::with_capacity(n),
+        account: Vec::with_capacity(n),
         payload: Vec::with_capacity(n),
         status: Vec::with_capacity(n),
         next_attempt_at: Vec::with_capacity(n),
@@ -182,6 +184,7 @@ fn admit_batch_statement(
         batch.event_id.push(row.event_id);
         batch.event_type.push(row.event_type);
         batch.payment_ref.push(row.payment_ref);
+        batch.account.push(row.account);
         batch.payload.push(row.payload);
         batch.status.push(row.status);
         batch.next_attempt_at.push(row.next_attempt_at);
@@ -218,6 +221,7 @@ where
             Array<Text> => self.event_id,
             Array<Text> => self.event_type,
             Array<Nullable<Text>> => self.payment_ref,
+            Array<Text> => self.account,
             Array<Json> => self.payload,
             Array<Text> => self.status,
             Array<Instant> => self.next_attempt_at,

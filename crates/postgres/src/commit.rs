@@ -18,11 +18,11 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use payhook_domain::ports::{Commit, StoreError};
-use payhook_domain::{EventApplication, InboxId, InboxStatus, OutboxMessage, Payment, PaymentId};
+use payhook_domain::{EventApplication, InboxId, InboxStatus, MirrorWrite, OutboxMessage, Payment, PaymentId};
 use payhook_sql_shared::rows::{application_rows, PaymentChangeArrays, UnstoredPaymentRow};
 use payhook_sql_shared::types::{DbInstant, DbJson, DbJsonText, DbUuid, Instant, Json, Uuid};
 use std::collections::HashSet;
@@ -33,20 +33,21 @@ use std::collections::HashSet;
 /// inserting the same payments take their locks alike and cannot deadlock); one that
 /// another worker stored first is left alone (and its application is stale).
 const NEW_PAYMENTS: &str = "WITH inserted AS (
-    INSERT INTO payments (id, provider, provider_ref, merchant_ref, amount, currency, metadata,
+    INSERT INTO payments (id, provider, account, provider_ref, merchant_ref, amount, currency, metadata,
         customer_email, description, created_at, checkout_url, qr_text, expires_at, failure_reason,
         checkout_extras, version, status, paid_amount, refunded_amount, dispute_status, updated_at, paid_at)
-    SELECT id, provider, provider_ref, merchant_ref, amount, currency, metadata,
+    SELECT id, provider, account, provider_ref, merchant_ref, amount, currency, metadata,
         customer_email, description, created_at, checkout_url, qr_text, expires_at, failure_reason,
         checkout_extras, 1, status, paid_amount, refunded_amount, dispute_status, updated_at, paid_at
     FROM unnest(";
 /// Stored payments change only at the version their application was computed from.
-const CHANGED_PAYMENTS: &str = ") WITH ORDINALITY AS n(id, provider, provider_ref, merchant_ref, amount, currency,
+const CHANGED_PAYMENTS: &str =
+    ") WITH ORDINALITY AS n(id, provider, account, provider_ref, merchant_ref, amount, currency,
         metadata, customer_email, description, created_at, checkout_url, qr_text, expires_at,
         failure_reason, checkout_extras, status, paid_amount, refunded_amount, dispute_status,
         updated_at, paid_at, ord)
     ORDER BY ord
-    ON CONFLICT (provider, provider_ref) DO NOTHING
+    ON CONFLICT (provider, account, provider_ref) DO NOTHING
     RETURNING id
 ), updated AS (
     UPDATE payments AS p SET status = u.status, paid_amount = u.paid_amount,
@@ -87,10 +88,27 @@ const ALIASES: &str = "
 ), aliased AS (
     INSERT INTO payment_aliases (provider, alias, payment_id)
     SELECT provider, alias, payment_id FROM unnest(";
-/// Their events, processed with each application's result (the status follows).
-const PROCESSED: &str = ") AS a(provider, alias, payment_id)
+/// The Stripe objects their events carried (one per object: `mirror::winners`),
+/// written where what is stored is older (the time follows, then the columns).
+const MIRRORED: &str = ") AS a(provider, alias, payment_id)
     WHERE payment_id IN (SELECT id FROM moved)
     ON CONFLICT DO NOTHING
+), mirrored AS (
+    INSERT INTO stripe_objects AS s (account, object_type, object_id, data, livemode, deleted, customer,
+        status_rank, source_event_id, source_event_created, updated_at)
+    SELECT account, object_type, object_id, data, livemode, deleted, customer,
+        status_rank, source_event_id, source_event_created, ";
+const MIRRORED_WHICH: &str = "
+    FROM unnest(";
+/// Their events, processed with each application's result (the status follows).
+const PROCESSED: &str = ") AS m(account, object_type, object_id, data, livemode, deleted, customer,
+        status_rank, source_event_id, source_event_created, payment_id)
+    WHERE payment_id IN (SELECT id FROM moved)
+    ON CONFLICT (account, object_type, object_id) DO UPDATE SET data = EXCLUDED.data,
+        livemode = EXCLUDED.livemode, deleted = EXCLUDED.deleted, customer = EXCLUDED.customer,
+        status_rank = EXCLUDED.status_rank, source_event_id = EXCLUDED.source_event_id,
+        source_event_created = EXCLUDED.source_event_created, updated_at = EXCLUDED.updated_at
+    WHERE (s.source_event_created, s.status_rank) < (EXCLUDED.source_event_created, EXCLUDED.status_rank)
 ), processed AS (
     UPDATE webhook_events AS e SET locked_until = NULL, last_error = NULL, result = a.result, status = ";
 /// (The time follows, then each event's id, payment and result.)
@@ -112,6 +130,7 @@ struct CommitBatch<'a> {
     history: HistoryColumns<'a>,
     outbox: OutboxColumns<'a>,
     aliases: AliasColumns<'a>,
+    mirror: MirrorColumns<'a>,
     processed: ProcessedColumns,
     now: DbInstant,
     outbox_lease: Option<DbInstant>,
@@ -121,6 +140,7 @@ struct CommitBatch<'a> {
 struct NewPaymentColumns<'a> {
     id: Vec<DbUuid>,
     provider: Vec<&'a str>,
+    account: Vec<&'a str>,
     provider_ref: Vec<Option<&'a str>>,
     merchant_ref: Vec<Option<&'a str>>,
     amount: Vec<i64>,
@@ -146,6 +166,7 @@ impl<'a> NewPaymentColumns<'a> {
     fn push(&mut self, row: UnstoredPaymentRow<'a>) {
         self.id.push(row.id);
         self.provider.push(row.provider);
+        self.account.push(row.account);
         self.provider_ref.push(row.provider_ref);
         self.merchant_ref.push(row.merchant_ref);
         self.amount.push(row.amount);
@@ -194,6 +215,21 @@ struct AliasColumns<'a> {
 }
 
 #[derive(Default)]
+struct MirrorColumns<'a> {
+    account: Vec<&'a str>,
+    object_type: Vec<&'static str>,
+    object_id: Vec<&'a str>,
+    data: Vec<&'a str>,
+    livemode: Vec<bool>,
+    deleted: Vec<bool>,
+    customer: Vec<Option<&'a str>>,
+    status_rank: Vec<i32>,
+    source_event_id: Vec<&'a str>,
+    source_event_created: Vec<i64>,
+    payment_id: Vec<DbUuid>,
+}
+
+#[derive(Default)]
 struct ProcessedColumns {
     inbox: Vec<i64>,
     payment_id: Vec<DbUuid>,
@@ -213,6 +249,7 @@ impl<'a> CommitBatch<'a> {
             history: HistoryColumns::default(),
             outbox: OutboxColumns::default(),
             aliases: AliasColumns::default(),
+            mirror: MirrorColumns::default(),
             processed: ProcessedColumns::default(),
             now: DbInstant(now),
             outbox_lease: outbox_lease.map(DbInstant),
@@ -249,9 +286,31 @@ impl<'a> CommitBatch<'a> {
             batch.processed.payment_id.push(payment_id);
             batch.processed.result.push(app.result.as_str());
         }
-        unstored.sort_by(|a, b| (a.provider.as_str(), &a.provider_ref).cmp(&(b.provider.as_str(), &b.provider_ref)));
+        unstored.sort_by(|a, b| {
+            (a.provider.as_str(), &a.account, &a.provider_ref).cmp(&(b.provider.as_str(), &b.account, &b.provider_ref))
+        });
         for payment in unstored {
             batch.new.push(UnstoredPaymentRow::from(payment));
+        }
+        let writes: Vec<(&MirrorWrite, DbUuid)> = applications
+            .iter()
+            .filter_map(|(_, app)| app.mirror.as_deref().map(|w| (w, DbUuid(app.payment.id.as_uuid()))))
+            .collect();
+        let only: Vec<&MirrorWrite> = writes.iter().map(|(w, _)| *w).collect();
+        for i in payhook_sql_shared::mirror::winners(&only) {
+            let (w, payment_id) = writes[i];
+            let m = &mut batch.mirror;
+            m.account.push(&w.account);
+            m.object_type.push(w.object_type.as_str());
+            m.object_id.push(&w.object_id);
+            m.data.push(&w.data);
+            m.livemode.push(w.livemode);
+            m.deleted.push(w.deleted);
+            m.customer.push(w.customer.as_deref());
+            m.status_rank.push(w.status_rank);
+            m.source_event_id.push(&w.source_event_id);
+            m.source_event_created.push(w.source_event_created);
+            m.payment_id.push(payment_id);
         }
         aliases.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         aliases.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
@@ -272,6 +331,7 @@ impl QueryFragment<Pg> for CommitBatch<'_> {
             out,
             Array<Uuid> => new.id,
             Array<Text> => new.provider,
+            Array<Text> => new.account,
             Array<Nullable<Text>> => new.provider_ref,
             Array<Nullable<Text>> => new.merchant_ref,
             Array<BigInt> => new.amount,
@@ -335,6 +395,24 @@ impl QueryFragment<Pg> for CommitBatch<'_> {
             Array<Text> => self.aliases.provider,
             Array<Text> => self.aliases.alias,
             Array<Uuid> => self.aliases.payment_id,
+        );
+        out.push_sql(MIRRORED);
+        out.push_bind_param::<Instant, _>(&self.now)?;
+        out.push_sql(MIRRORED_WHICH);
+        let m = &self.mirror;
+        comma_separated_binds!(
+            out,
+            Array<Text> => m.account,
+            Array<Text> => m.object_type,
+            Array<Text> => m.object_id,
+            Array<Text> => m.data,
+            Array<Bool> => m.livemode,
+            Array<Bool> => m.deleted,
+            Array<Nullable<Text>> => m.customer,
+            Array<Integer> => m.status_rank,
+            Array<Text> => m.source_event_id,
+            Array<BigInt> => m.source_event_created,
+            Array<Uuid> => m.payment_id,
         );
         out.push_sql(PROCESSED);
         out.push_bind_param::<Text, _>(InboxStatus::Processed.as_str())?;

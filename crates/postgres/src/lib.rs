@@ -181,3 +181,4 @@ payhook_sql_shared::impl_store_ports!(
     admit_batch = admission::admit_batch,
     commit_batch = commit::commit_batch
 );
+payhook_sql_shared::impl_stripe_mirror!(PgStore);

@@ -133,11 +133,13 @@ impl WebhookSource for QPayCallbacks {
         let event_id = EventId::parse(format!("{}:PAID", token.payment_id))
             .map_err(|e| ParseError(format!("cannot build an event id: {e}")))?;
         Ok(Parsed::Event(Box::new(WebhookEvent {
+            mirror: None,
             provider: Provider::Qpay,
             event_id,
             event_type: "qpay.invoice.callback".into(),
             occurred_at: delivery.received_at,
             payment: PaymentRef {
+                account: None,
                 payment_id: Some(token.payment_id),
                 provider_ref: invoice_id(delivery.body),
                 aliases: Vec::new(),

@@ -7,6 +7,7 @@
 //! opens no connection itself; statements only one dialect has live in its store
 //! crate (Postgres' one-statement batches are in `payhook-postgres`).
 
+pub mod mirror;
 pub mod rows;
 pub mod schema;
 pub mod setup;

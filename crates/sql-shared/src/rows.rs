@@ -77,6 +77,8 @@ pub struct NewEventRow<'a> {
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub payment_ref: Option<String>,
+    /// The Stripe Connect account, `""` for none.
+    pub account: &'a str,
     pub payload: DbJsonText,
     pub status: &'static str,
     pub next_attempt_at: DbInstant,
@@ -100,6 +102,7 @@ impl<'a> NewEventRow<'a> {
             event_id: event.event_id.as_str(),
             event_type: &event.event_type,
             payment_ref: event.payment.describe(),
+            account: event.payment.account.as_deref().unwrap_or_default(),
             payload: DbJsonText(serde_json::to_string(event).map_err(|e| corrupt("event payload", e))?),
             status: "pending",
             next_attempt_at: DbInstant(received_at),
@@ -146,6 +149,7 @@ impl ClaimedRow {
 pub struct NewPaymentRow<'a> {
     id: DbUuid,
     provider: &'a str,
+    account: &'a str,
     provider_ref: Option<&'a str>,
     merchant_ref: Option<&'a str>,
     amount: i64,
@@ -168,6 +172,7 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
         Self {
             id: DbUuid(p.id.as_uuid()),
             provider: p.provider.as_str(),
+            account: &p.account,
             provider_ref: p.provider_ref.as_deref(),
             merchant_ref: p.merchant_ref.as_deref(),
             amount: p.amount.amount_minor(),
@@ -194,6 +199,7 @@ impl<'a> From<&'a NewPayment> for NewPaymentRow<'a> {
 pub struct UnstoredPaymentRow<'a> {
     pub id: DbUuid,
     pub provider: &'a str,
+    pub account: &'a str,
     pub provider_ref: Option<&'a str>,
     pub merchant_ref: Option<&'a str>,
     pub amount: i64,
@@ -221,6 +227,7 @@ impl<'a> From<&'a Payment> for UnstoredPaymentRow<'a> {
         Self {
             id: DbUuid(p.id.as_uuid()),
             provider: p.provider.as_str(),
+            account: &p.account,
             provider_ref: p.provider_ref.as_deref(),
             merchant_ref: p.merchant_ref.as_deref(),
             amount: p.amount.amount_minor(),
@@ -326,6 +333,7 @@ impl PaymentChangeArrays {
 pub struct PaymentRow {
     id: DbUuid,
     provider: String,
+    account: String,
     provider_ref: Option<String>,
     merchant_ref: Option<String>,
     amount: i64,
@@ -355,6 +363,7 @@ impl TryFrom<PaymentRow> for Payment {
     fn try_from(r: PaymentRow) -> Result<Self, StoreError> {
         let currency = Currency::parse(&r.currency).map_err(|e| corrupt("payments.currency", e))?;
         Ok(Payment {
+            account: r.account,
             id: PaymentId::from_uuid(r.id.0),
             provider: r.provider.parse().map_err(|e| corrupt("payments.provider", e))?,
             provider_ref: r.provider_ref,

@@ -50,6 +50,7 @@ diesel::table! {
         received_at -> Instant,
         processed_at -> Nullable<Instant>,
         log_id -> Nullable<BigInt>,
+        account -> Text,
     }
 }
 
@@ -86,6 +87,7 @@ diesel::table! {
         checkout_extras -> Nullable<Json>,
         next_reconcile_at -> Nullable<Instant>,
         reconcile_checks -> Integer,
+        account -> Text,
     }
 }
 
@@ -172,6 +174,40 @@ diesel::table! {
         updated_at -> Instant,
         next_check_at -> Nullable<Instant>,
         checks -> Integer,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::Instant;
+
+    stripe_objects (account, object_type, object_id) {
+        account -> Text,
+        object_type -> Text,
+        object_id -> Text,
+        data -> Text,
+        livemode -> Bool,
+        deleted -> Bool,
+        customer -> Nullable<Text>,
+        status_rank -> Integer,
+        source_event_id -> Text,
+        source_event_created -> BigInt,
+        updated_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::Instant;
+
+    stripe_backfills (account, object_type, since) {
+        account -> Text,
+        object_type -> Text,
+        since -> BigInt,
+        starting_after -> Nullable<Text>,
+        stored -> BigInt,
+        done -> Bool,
+        updated_at -> Instant,
     }
 }
 

@@ -434,13 +434,16 @@ macro_rules! impl_store_ports {
                                 .filter_map(|(_, (_, r))| r.provider_ref.clone())
                                 .collect()
                         };
-                        // Both key columns, so the (provider, provider_ref) index is searched,
-                        // not scanned whole.
+                        // Every key column, so the (provider, account, provider_ref) index
+                        // is searched, not scanned whole.
                         let providers: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
+                        let accounts: Vec<&str> =
+                            wanted.iter().map(|(_, r)| r.account.as_deref().unwrap_or_default()).collect();
                         let refs = unresolved(&found);
                         if !refs.is_empty() {
                             let rows: Vec<PaymentRow> = payments::table
                                 .filter(payments::provider.eq_any(&providers))
+                                .filter(payments::account.eq_any(&accounts))
                                 .filter(payments::provider_ref.eq_any(&refs))
                                 .select(PaymentRow::as_select())
                                 .load(conn)
@@ -449,7 +452,7 @@ macro_rules! impl_store_ports {
                             for row in rows {
                                 let p = Payment::try_from(row)?;
                                 if let Some(r) = p.provider_ref.clone() {
-                                    by_ref.insert((p.provider, r), p);
+                                    by_ref.insert((p.provider, p.account.clone(), r), p);
                                 }
                             }
                             fill_by_reference(&mut found, wanted, &by_ref);
@@ -466,7 +469,9 @@ macro_rules! impl_store_ports {
                                 .await?;
                             let by_alias = rows
                                 .into_iter()
-                                .map(|(alias, row)| Payment::try_from(row).map(|p| ((p.provider, alias), p)))
+                                .map(|(alias, row)| {
+                                    Payment::try_from(row).map(|p| ((p.provider, p.account.clone(), alias), p))
+                                })
                                 .collect::<Result<HashMap<_, _>, _>>()?;
                             fill_by_reference(&mut found, wanted, &by_alias);
                         }
@@ -480,7 +485,7 @@ macro_rules! impl_store_ports {
                     let mut conn = self.conn().await?;
                     let inserted: Option<PaymentRow> = diesel::insert_into(payments::table)
                         .values(NewPaymentRow::from(new))
-                        .on_conflict((payments::provider, payments::provider_ref))
+                        .on_conflict((payments::provider, payments::account, payments::provider_ref))
                         .do_nothing()
                         .returning(PaymentRow::as_returning())
                         .get_result(&mut *conn)
@@ -492,6 +497,7 @@ macro_rules! impl_store_ports {
                         // Another worker created it first: both agree on the stored one.
                         None => payments::table
                             .filter(payments::provider.eq(new.provider.as_str()))
+                            .filter(payments::account.eq(&new.account))
                             .filter(payments::provider_ref.eq(&new.provider_ref))
                             .select(PaymentRow::as_select())
                             .first(&mut *conn)
@@ -673,11 +679,16 @@ macro_rules! impl_store_ports {
             fn fill_by_reference(
                 found: &mut [Option<Payment>],
                 wanted: &[(Provider, PaymentRef)],
-                by: &std::collections::HashMap<(Provider, String), Payment>,
+                by: &std::collections::HashMap<(Provider, String, String), Payment>,
             ) {
                 for (slot, (provider, reference)) in found.iter_mut().zip(wanted) {
                     if slot.is_none() {
-                        *slot = reference.provider_ref.clone().and_then(|r| by.get(&(*provider, r))).cloned();
+                        let account = reference.account.clone().unwrap_or_default();
+                        *slot = reference
+                            .provider_ref
+                            .clone()
+                            .and_then(|r| by.get(&(*provider, account, r)))
+                            .cloned();
                     }
                 }
             }

@@ -95,7 +95,7 @@ pub(crate) async fn commit_batch(
             let updated = if p.version == Payment::UNSTORED {
                 diesel::insert_into(payments::table)
                     .values(UnstoredPaymentRow::from(p))
-                    .on_conflict((payments::provider, payments::provider_ref))
+                    .on_conflict((payments::provider, payments::account, payments::provider_ref))
                     .do_nothing()
                     .execute(conn)
                     .await?
@@ -136,6 +136,9 @@ pub(crate) async fn commit_batch(
                     .on_conflict_do_nothing()
                     .execute(conn)
                     .await?;
+            }
+            if let Some(write) = &app.mirror {
+                payhook_sql_shared::mirror::count(payhook_sql_shared::write_mirror!(conn, write, now));
             }
             diesel::update(ev::table.find(inbox.0))
                 .set(processed_changes(app.result.as_str(), DbInstant(now)))

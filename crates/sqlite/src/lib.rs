@@ -171,3 +171,4 @@ payhook_sql_shared::impl_store_ports!(
     admit_batch = batch::admit_batch,
     commit_batch = batch::commit_batch
 );
+payhook_sql_shared::impl_stripe_mirror!(SqliteStore);

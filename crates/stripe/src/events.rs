@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
-    Currency, DisputeReport, DisputeStatus, EventId, Money, PaymentChange, PaymentDetails, PaymentId, PaymentRef,
-    PaymentStatus, PrimaryFields, ProcessingResult, Provider, RefundId, RefundReport, WebhookEvent,
+    Currency, DisputeReport, DisputeStatus, EventId, MirrorWrite, Money, PaymentChange, PaymentDetails, PaymentId,
+    PaymentRef, PaymentStatus, PrimaryFields, ProcessingResult, Provider, RefundId, RefundReport, StripeObjectType,
+    WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -23,9 +24,20 @@ struct Envelope<'a> {
     #[serde(rename = "type")]
     event_type: String,
     created: i64,
+    /// The connected account the event is about (Connect); absent for the platform's.
+    account: Option<String>,
     #[serde(borrow)]
     data: EnvelopeData<'a>,
 }
+
+/// What kind of object `data.object` is.
+#[derive(Deserialize)]
+struct ObjectKind {
+    object: Option<String>,
+}
+
+/// Event types that delete their object: the mirror keeps it, marked deleted.
+const DELETIONS: [&str; 3] = ["customer.deleted", "product.deleted", "price.deleted"];
 
 #[derive(Deserialize)]
 struct EnvelopeData<'a> {
@@ -98,8 +110,11 @@ struct RefundObject {
     metadata: Value,
 }
 
-/// Parses an authenticated Stripe event body. The 17 event types payhook handles
-/// become domain events; any other type is `Ignored` (`unhandled_event_type`).
+/// Parses an authenticated Stripe event body. The 17 event types that say something
+/// about a payment become domain events; so does any other event whose object payhook
+/// mirrors (a customer, an invoice, …: `PaymentChange::Nothing`, with only its object
+/// to write). Every event's object of a mirrored type travels with it (`mirror`), with
+/// the event's Connect `account`. Anything else is `Ignored` (`unhandled_event_type`).
 pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
     let envelope: Envelope =
         serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Stripe event: {e}")))?;
@@ -107,6 +122,8 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
     let occurred_at = DateTime::<Utc>::from_timestamp(envelope.created, 0)
         .ok_or_else(|| ParseError("created is not a valid unix timestamp".into()))?;
     let object = envelope.data.object;
+    let account = envelope.account.clone().filter(|a| !a.is_empty());
+    let mirror = mirror_write(&envelope, account.as_deref().unwrap_or_default());
     let mapped = match envelope.event_type.as_str() {
         "payment_intent.succeeded" => from_payment_intent(object, |pi| match pi.amount_received {
             // Succeeded for less than its amount: the merchant captured part of it.
@@ -154,7 +171,11 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         "refund.created" | "refund.updated" | "refund.failed" => from_refund(object)?,
         _ => None,
     };
-    let Some((payment, change, details)) = mapped else {
+    let mapped = match (mapped, &mirror) {
+        (None, Some(_)) => Some((PaymentRef::default(), PaymentChange::Nothing, None)),
+        (mapped, _) => mapped,
+    };
+    let Some((mut payment, change, details)) = mapped else {
         return Ok(Parsed::Ignored {
             event_id: Some(envelope.id),
             result: ProcessingResult::UnhandledEventType,
@@ -165,6 +186,7 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
             },
         });
     };
+    payment.account = account;
     Ok(Parsed::Event(Box::new(WebhookEvent {
         provider: Provider::Stripe,
         event_id,
@@ -174,7 +196,23 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         change,
         details,
         confirm_with_provider: false,
+        mirror: mirror.map(Box::new),
     })))
+}
+
+/// The event's object, for the mirror, when it is of a type payhook mirrors.
+fn mirror_write(envelope: &Envelope, account: &str) -> Option<MirrorWrite> {
+    let raw = envelope.data.object.get();
+    let kind: ObjectKind = serde_json::from_str(raw).ok()?;
+    let object_type: StripeObjectType = kind.object?.parse().ok()?;
+    MirrorWrite::of(
+        account,
+        object_type,
+        raw,
+        DELETIONS.contains(&envelope.event_type.as_str()),
+        envelope.id.clone(),
+        envelope.created,
+    )
 }
 
 type Mapped = Option<(PaymentRef, PaymentChange, Option<PaymentDetails>)>;
@@ -194,6 +232,7 @@ fn money(amount: i64, code: &str) -> Result<Money, ParseError> {
 /// payhook's own id when payhook created the PaymentIntent, else Stripe's reference.
 fn reference(metadata: &Value, provider_ref: Option<String>) -> PaymentRef {
     PaymentRef {
+        account: None,
         payment_id: metadata
             .get(PAYMENT_ID_METADATA_KEY)
             .and_then(Value::as_str)

@@ -44,6 +44,7 @@ fn payment_intent_succeeded_is_paid_with_amount_received() {
     assert_eq!(
         e.payment,
         PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some("pi_3Abc".into()),
             aliases: Vec::new()

@@ -32,6 +32,11 @@ pub struct StripeConfig {
     /// Every active endpoint signing secret (`whsec_…`); several during rotation.
     #[serde(deserialize_with = "config::secrets")]
     pub webhook_secrets: Vec<SecretString>,
+    /// The signing secrets of Connect endpoints (events about connected accounts,
+    /// which Stripe signs with the Connect endpoint's own secret); accepted on the same
+    /// route as `webhook_secrets`.
+    #[serde(default, deserialize_with = "config::secrets_or_none")]
+    pub connect_webhook_secrets: Vec<SecretString>,
     /// How far a signature's timestamp may be from now, either way.
     #[serde(default = "default_tolerance", deserialize_with = "positive")]
     pub tolerance_secs: i64,
@@ -92,6 +97,7 @@ impl StripeConfig {
     pub fn with_secret(secret: &str) -> Self {
         Self {
             webhook_secrets: vec![SecretString::from(secret.to_owned())],
+            connect_webhook_secrets: Vec::new(),
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             api_key: None,
             api_base_url: default_api_base_url(),
@@ -144,7 +150,17 @@ pub struct StripeWebhooks {
 impl StripeWebhooks {
     pub fn new(config: &StripeConfig) -> Self {
         Self {
-            verifier: SignatureVerifier::new(config.webhook_secrets.clone(), config.tolerance_secs),
+            // A delivery may be signed by the platform endpoint's secret or a Connect
+            // endpoint's: either one verifies it.
+            verifier: SignatureVerifier::new(
+                config
+                    .webhook_secrets
+                    .iter()
+                    .chain(&config.connect_webhook_secrets)
+                    .cloned()
+                    .collect(),
+                config.tolerance_secs,
+            ),
         }
     }
 }

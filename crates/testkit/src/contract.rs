@@ -119,11 +119,13 @@ fn request(event_id: &str) -> WebhookRequest {
 
 fn event(event_id: &str, provider_ref: &str, change: PaymentChange) -> WebhookEvent {
     WebhookEvent {
+        mirror: None,
         provider: Provider::Stripe,
         event_id: EventId::parse(event_id).unwrap(),
         event_type: "payment_intent.succeeded".to_owned(),
         occurred_at: t0(),
         payment: PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some(provider_ref.to_owned()),
             aliases: Vec::new(),
@@ -136,6 +138,7 @@ fn event(event_id: &str, provider_ref: &str, change: PaymentChange) -> WebhookEv
 
 fn new_payment(provider_ref: &str) -> NewPayment {
     NewPayment {
+        account: String::new(),
         id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
         provider: Provider::Stripe,
         provider_ref: Some(provider_ref.to_owned()),
@@ -358,6 +361,7 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
     assert_eq!(created.metadata, new.metadata);
     assert_eq!(created.created_at, t0());
     let racing = NewPayment {
+        account: String::new(),
         id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
         ..new.clone()
     };
@@ -368,6 +372,7 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
     );
 
     let by_ref = PaymentRef {
+        account: None,
         payment_id: None,
         provider_ref: Some("pi_make".into()),
         aliases: Vec::new(),
@@ -381,6 +386,7 @@ pub async fn creates_payments_idempotently_and_finds_them<S: Store>(store: Arc<S
         Some(new.id)
     );
     let by_id = PaymentRef {
+        account: None,
         payment_id: Some(new.id),
         provider_ref: None,
         aliases: Vec::new(),
@@ -449,6 +455,7 @@ pub async fn refuses_a_commit_computed_from_a_stale_version<S: Store>(store: Arc
 
 fn by_provider_ref(provider_ref: &str) -> PaymentRef {
     PaymentRef {
+        account: None,
         payment_id: None,
         provider_ref: Some(provider_ref.to_owned()),
         aliases: Vec::new(),
@@ -460,6 +467,7 @@ pub async fn finds_payments_in_batches<S: Store>(store: Arc<S>) {
     let a = store.create_payment(&new_payment("pi_a")).await.unwrap();
     let b = store.create_payment(&new_payment("pi_b")).await.unwrap();
     let by_id = PaymentRef {
+        account: None,
         payment_id: Some(b.id),
         provider_ref: None,
         aliases: Vec::new(),
@@ -1038,6 +1046,7 @@ pub async fn finds_payments_by_the_aliases_their_events_named<S: Store>(store: A
         .unwrap();
 
     let by_charge = PaymentRef {
+        account: None,
         payment_id: None,
         provider_ref: Some("ch_1".into()),
         aliases: Vec::new(),
@@ -1073,6 +1082,7 @@ pub async fn answers_health_checks<S: Store>(store: Arc<S>) {
 
 fn requested_payment(key: &str, fingerprint: &str) -> NewPayment {
     NewPayment {
+        account: String::new(),
         provider_ref: None,
         client_token_hash: Some(format!("client-hash-{key}")),
         callback_token_hash: Some(format!("callback-hash-{key}")),
@@ -1335,6 +1345,7 @@ pub async fn purges_what_retention_lets_go_and_keeps_the_rest<S: Store>(store: A
 
 fn scheduled(provider_ref: &str, due: Option<DateTime<Utc>>) -> NewPayment {
     NewPayment {
+        account: String::new(),
         next_reconcile_at: due,
         ..new_payment(provider_ref)
     }

@@ -85,11 +85,13 @@ pub fn parse_callback(body: &[u8], app_tag: &str) -> Result<Parsed, ParseError> 
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| malformed("no valid updated, paid_at or created timestamp"))?;
     Ok(Parsed::Event(Box::new(WebhookEvent {
+        mirror: None,
         provider: Provider::Xendit,
         event_id: EventId::parse(event_id).map_err(malformed)?,
         event_type: format!("invoice.{}", cb.status.to_ascii_lowercase()),
         occurred_at,
         payment: PaymentRef {
+            account: None,
             payment_id: Some(payment_id),
             provider_ref: Some(cb.id),
             aliases: Vec::new(),
@@ -153,11 +155,13 @@ fn parse_refund(cb: RefundCallback) -> Result<Parsed, ParseError> {
         .and_then(Value::as_str)
         .and_then(PaymentId::parse);
     Ok(Parsed::Event(Box::new(WebhookEvent {
+        mirror: None,
         provider: Provider::Xendit,
         event_id: EventId::parse(event_id).map_err(malformed)?,
         event_type: cb.event,
         occurred_at,
         payment: PaymentRef {
+            account: None,
             payment_id,
             provider_ref: Some(invoice),
             aliases: Vec::new(),

@@ -58,6 +58,9 @@ pub enum ApiError {
     Refund(#[source] RefundError),
     #[error("no refund with id {0}")]
     RefundNotFound(String),
+    /// No such object in the Stripe mirror, or a type it does not keep.
+    #[error("{0}")]
+    StripeObjectNotFound(String),
 }
 
 impl From<RefundError> for ApiError {
@@ -130,6 +133,7 @@ impl ApiError {
             Self::NotReconcilable(_) => "not_reconcilable",
             Self::ProviderUnavailable(_) => "provider_error",
             Self::RefundNotFound(_) => "refund_not_found",
+            Self::StripeObjectNotFound(_) => "stripe_object_not_found",
             Self::Refund(e) => match e {
                 RefundError::NotRefundable { .. } => "payment_not_refundable",
                 RefundError::Exceeds { .. } => "refund_exceeds_available",
@@ -186,7 +190,7 @@ impl ResponseError for ApiError {
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RefundNotFound(_) => StatusCode::NOT_FOUND,
+            Self::RefundNotFound(_) | Self::StripeObjectNotFound(_) => StatusCode::NOT_FOUND,
             Self::Refund(e) => match e {
                 RefundError::NotRefundable { .. } => StatusCode::CONFLICT,
                 RefundError::Exceeds { .. } | RefundError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,

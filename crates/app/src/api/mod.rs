@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod payment_requests;
 mod payments;
 mod refunds;
+mod stripe_objects;
 
 pub use error::ApiError;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub payments: Arc<dyn PaymentStore>,
     pub disputes: Arc<dyn payhook_domain::ports::DisputeStore>,
     pub refunds: Arc<dyn payhook_domain::ports::RefundStore>,
+    /// The Stripe mirror (`GET /stripe/objects…`).
+    pub mirror: Arc<dyn payhook_domain::ports::StripeMirror>,
     pub payment_requests: PaymentRequests,
     /// The open status streams, fed with domain events by payment.
     pub streams: Arc<crate::publishing::status_stream::StreamHub>,
@@ -142,6 +145,8 @@ route_table! {
         post "/payments/{id}/refunds" => refunds::create,
         get "/payments/{id}/refunds" => refunds::list,
         get "/refunds/{id}" => refunds::show,
+        get "/stripe/objects/{type}" => stripe_objects::list,
+        get "/stripe/objects/{type}/{id}" => stripe_objects::show,
         post "/payments/{id}/client_token" => payments::issue_client_token,
         get "/admin/webhooks" => admin::list,
         post "/admin/webhooks/replay" => admin::replay_many,

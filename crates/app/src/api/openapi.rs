@@ -27,6 +27,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::refunds::create,
         super::refunds::list,
         super::refunds::show,
+        super::stripe_objects::show,
+        super::stripe_objects::list,
         super::admin::list,
         super::admin::replay_many,
         super::admin::replay,

@@ -178,6 +178,7 @@ impl PaymentRequests {
         let client_token = new_token();
         let created_at = self.clock.now();
         let new = NewPayment {
+            account: String::new(),
             id,
             provider: request.provider,
             provider_ref: None,

@@ -40,6 +40,7 @@ fn gateway() -> MockPaymentGateway {
 
 fn payment_from(new: &NewPayment) -> Payment {
     Payment {
+        account: String::new(),
         id: new.id,
         provider: new.provider,
         provider_ref: None,
@@ -298,6 +299,7 @@ async fn a_provider_refusal_is_a_provider_error_naming_the_payment() {
 
 fn sample_new(id: PaymentId) -> NewPayment {
     NewPayment {
+        account: String::new(),
         id,
         provider: Provider::Xendit,
         provider_ref: None,

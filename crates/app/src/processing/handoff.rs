@@ -162,6 +162,7 @@ mod tests {
 
     fn event(id: &str) -> WebhookEvent {
         WebhookEvent {
+            mirror: None,
             provider: Provider::Stripe,
             event_id: EventId::parse(id).unwrap(),
             event_type: "payment_intent.succeeded".into(),

@@ -497,11 +497,13 @@ impl Reconciler {
         request.primary.event_id = Some(id.clone());
         request.primary.event_type = Some(event_type.to_owned());
         let event = WebhookEvent {
+            mirror: None,
             provider: payment.provider,
             event_id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             event_type: event_type.to_owned(),
             occurred_at: now,
             payment: PaymentRef {
+                account: None,
                 payment_id: Some(payment.id),
                 provider_ref: reference.map(str::to_owned),
                 aliases: Vec::new(),

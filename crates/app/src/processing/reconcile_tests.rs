@@ -20,6 +20,7 @@ fn schedule() -> ReconcileSchedule {
 
 fn open_payment(provider_ref: Option<&str>) -> Payment {
     Payment {
+        account: String::new(),
         id: PaymentId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
         provider: Provider::Xendit,
         provider_ref: provider_ref.map(str::to_owned),
@@ -276,6 +277,7 @@ async fn a_thousand_payments_that_never_settle_cost_five_thousand_calls_in_their
     for n in 0..1000 {
         store
             .create_payment(&payhook_domain::NewPayment {
+                account: String::new(),
                 id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
                 provider: Provider::Xendit,
                 provider_ref: Some(format!("inv_{n}")),
@@ -328,6 +330,7 @@ async fn a_thousand_payments_that_never_settle_cost_five_thousand_calls_in_their
 
 fn expiring_at(minutes: i64) -> Payment {
     Payment {
+        account: String::new(),
         expires_at: Some(created() + chrono::Duration::minutes(minutes)),
         ..open_payment(Some("inv_1"))
     }
@@ -483,6 +486,7 @@ async fn an_interrupted_creation_the_provider_made_is_adopted_then_checked() {
         .returning(|_| Ok(ProviderPaymentStatus::new(PaymentStatus::Pending, None)));
     let mut payments = MockPaymentStore::new();
     let adopted = Payment {
+        account: String::new(),
         provider_ref: Some("inv_1".into()),
         ..payment.clone()
     };

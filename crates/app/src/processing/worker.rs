@@ -7,7 +7,8 @@ use crate::processing::handoff::{HandedOver, Handoff};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use payhook_domain::ports::{
-    ClaimedEvent, Clock, Commit, DisputeStore, PaymentGateway, PaymentStore, RefundStore, StoreError, WebhookInbox,
+    ClaimedEvent, Clock, Commit, DisputeStore, PaymentGateway, PaymentStore, RefundStore, StoreError, StripeMirror,
+    WebhookInbox,
 };
 use payhook_domain::{
     DisputeReport, GatewayError, InboxId, NewPayment, OutboxMessage, Payment, PaymentChange, PaymentId, PaymentStatus,
@@ -32,6 +33,8 @@ const MAX_ERROR_PAUSE: Duration = Duration::from_secs(10);
 pub enum ProcessError {
     /// The event names a payment payhook does not have (yet): it may have raced the
     /// payment's creation, so it is retried like any failure.
+    #[error("mirror_unavailable: the event only updates the Stripe mirror, and none is configured")]
+    NoMirror,
     #[error("payment_not_found: no {provider} payment matches {reference}")]
     PaymentNotFound { provider: String, reference: String },
     #[error("payment kept changing under concurrent updates")]
@@ -94,6 +97,9 @@ pub struct Processor {
     disputes: Option<Arc<dyn DisputeStore>>,
     /// Where refunds are kept as rows; `None`: only the payment's `refunded_amount`.
     refunds: Option<Arc<dyn RefundStore>>,
+    /// Where events that only update the Stripe mirror are applied; `None`: such events
+    /// fail (and are retried, then dead), so none is marked done unwritten.
+    mirror: Option<Arc<dyn StripeMirror>>,
     /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
     in_flight: Mutex<HashSet<InboxId>>,
 }
@@ -119,6 +125,7 @@ impl Processor {
             relay: None,
             disputes: None,
             refunds: None,
+            mirror: None,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -127,6 +134,12 @@ impl Processor {
     /// refunded total as the sum of its succeeded refunds.
     pub fn settling_refunds_in(mut self, refunds: Arc<dyn RefundStore>) -> Self {
         self.refunds = Some(refunds);
+        self
+    }
+
+    /// Applies the events that only update the Stripe mirror (a customer, an invoice…).
+    pub fn mirroring_in(mut self, mirror: Arc<dyn StripeMirror>) -> Self {
+        self.mirror = Some(mirror);
         self
     }
 
@@ -188,6 +201,13 @@ impl Processor {
     /// those the batch could not take, one by one, `concurrency` at a time.
     pub async fn process(&self, claimed: Vec<ClaimedEvent>, concurrency: usize) {
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
+        // Events that only update the mirror touch no payment: one transaction for all.
+        let (mirror_only, claimed): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|c| c.event.is_mirror_only());
+        let claimed = {
+            let mut claimed = claimed;
+            claimed.extend(self.mirror_together(mirror_only).await);
+            claimed
+        };
         // Events that need a word from the provider, or that carry a dispute (kept in a
         // row of its own before the payment's summary changes), go one by one.
         let (mut to_confirm, direct): (Vec<_>, Vec<_>) = claimed
@@ -214,6 +234,41 @@ impl Processor {
         futures_util::stream::iter(one_by_one)
             .for_each_concurrent(concurrency, |event| self.handle(event))
             .await;
+    }
+
+    /// Writes the objects of events that only update the Stripe mirror, and marks them
+    /// processed, in one transaction; answers the events left to apply one by one
+    /// (all of them when the store failed, so each records its failure).
+    async fn mirror_together(&self, events: Vec<ClaimedEvent>) -> Vec<ClaimedEvent> {
+        let Some(mirror) = &self.mirror else {
+            return events;
+        };
+        let writes: Vec<(InboxId, payhook_domain::MirrorWrite)> = events
+            .iter()
+            .filter_map(|c| c.event.mirror.as_deref().map(|w| (c.id, w.clone())))
+            .collect();
+        if writes.len() != events.len() {
+            // An event without its object cannot be written: each goes one by one.
+            return events;
+        }
+        if events.is_empty() {
+            return events;
+        }
+        match mirror.apply_mirror_events(&writes, self.clock.now()).await {
+            Ok(outcomes) => {
+                for (claimed, outcome) in events.iter().zip(outcomes) {
+                    let span = application_span(&claimed.event);
+                    span.in_scope(|| tracing::info!(inbox_id = %claimed.id, ?outcome, "mirrored"));
+                    metrics::counter!("payhook_processing_attempts_total", "outcome" => "applied").increment(1);
+                    self.in_flight_guard().remove(&claimed.id);
+                }
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::warn!(events = events.len(), %error, "could not write a batch to the mirror; one by one");
+                events
+            }
+        }
     }
 
     /// Applies events as one unit of store work: one lookup of all their payments, then
@@ -351,6 +406,18 @@ impl Processor {
 
     /// Applies one event; idempotent, since a stale or repeated event changes nothing.
     pub async fn apply(&self, claimed: &ClaimedEvent) -> Result<ProcessingResult, ProcessError> {
+        if claimed.event.is_mirror_only() {
+            let (Some(mirror), Some(write)) = (&self.mirror, claimed.event.mirror.as_deref()) else {
+                return Err(ProcessError::NoMirror);
+            };
+            let outcome = mirror
+                .apply_mirror_events(&[(claimed.id, write.clone())], self.clock.now())
+                .await?;
+            return Ok(match outcome.first() {
+                Some(payhook_domain::MirrorOutcome::Written) => ProcessingResult::Applied,
+                _ => ProcessingResult::StaleTransition,
+            });
+        }
         let mut payment = self.payment_for(&claimed.event).await?;
         tracing::Span::current().record("payment_id", tracing::field::display(payment.id));
         let confirmed;
@@ -525,6 +592,7 @@ impl Processor {
             return None;
         }
         Some(NewPayment {
+            account: event.payment.account.clone().unwrap_or_default(),
             id: PaymentId::from_uuid(uuid::Uuid::new_v4()),
             provider: event.provider,
             provider_ref: event.payment.provider_ref.clone(),

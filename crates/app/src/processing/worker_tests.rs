@@ -32,6 +32,7 @@ fn usd(amount: i64) -> Money {
 
 fn payment(status: PaymentStatus) -> Payment {
     Payment {
+        account: String::new(),
         id: PaymentId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
         provider: Provider::Stripe,
         provider_ref: Some("pi_1".into()),
@@ -61,6 +62,7 @@ fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<Payment
         id: InboxId(42),
         attempts: 0,
         event: WebhookEvent {
+            mirror: None,
             provider: Provider::Stripe,
             event_id: EventId::parse("evt_1").unwrap(),
             event_type: "payment_intent.succeeded".into(),
@@ -75,6 +77,7 @@ fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<Payment
 
 fn by_ref() -> PaymentRef {
     PaymentRef {
+        account: None,
         payment_id: None,
         provider_ref: Some("pi_1".into()),
         aliases: Vec::new(),
@@ -163,6 +166,7 @@ async fn a_payhook_payment_id_that_is_not_found_is_never_recreated() {
     store.expect_find_payment().returning(|_, _| Ok(None));
     store.expect_create_payment().never();
     let reference = PaymentRef {
+        account: None,
         payment_id: Some(payment(PaymentStatus::Pending).id),
         provider_ref: Some("pi_1".into()),
         aliases: Vec::new(),
@@ -252,6 +256,7 @@ fn claimed_for(id: i64, provider_ref: &str, change: PaymentChange) -> ClaimedEve
     let mut c = claimed(
         change,
         PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some(provider_ref.into()),
             aliases: Vec::new(),

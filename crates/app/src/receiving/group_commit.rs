@@ -196,6 +196,7 @@ mod tests {
             &payhook_domain::Redaction::default(),
         );
         let event = WebhookEvent {
+            mirror: None,
             provider: Provider::Stripe,
             event_id: EventId::parse(id).unwrap(),
             event_type: "payment_intent.succeeded".into(),

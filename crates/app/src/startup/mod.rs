@@ -131,6 +131,7 @@ impl Application {
             )
             .recording_disputes_in(stores.disputes.clone())
             .settling_refunds_in(stores.refunds.clone())
+            .mirroring_in(stores.mirror.clone())
             .handing_domain_events_to(to_relay),
         );
         let (stop, stopped) = watch::channel(false);
@@ -205,6 +206,7 @@ impl Application {
             payments: stores.payments.clone(),
             disputes: stores.disputes.clone(),
             refunds: stores.refunds.clone(),
+            mirror: stores.mirror.clone(),
             payment_requests: {
                 let requests = payment_requests(&stores, &providers, clock);
                 if settings.reconcile.enabled {

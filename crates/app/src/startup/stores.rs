@@ -24,6 +24,8 @@ pub struct Stores {
     pub reconcile: Arc<dyn ReconcileQueue>,
     pub disputes: Arc<dyn DisputeStore>,
     pub refunds: Arc<dyn RefundStore>,
+    /// The Stripe mirror (`stripe_objects`).
+    pub mirror: Arc<dyn payhook_domain::ports::StripeMirror>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -42,6 +44,7 @@ impl Stores {
             + ReconcileQueue
             + DisputeStore
             + RefundStore
+            + payhook_domain::ports::StripeMirror
             + 'static,
     {
         let store = Arc::new(store);
@@ -54,7 +57,8 @@ impl Stores {
             retention: store.clone(),
             reconcile: store.clone(),
             disputes: store.clone(),
-            refunds: store,
+            refunds: store.clone(),
+            mirror: store,
             fan_out: None,
         }
     }

@@ -42,11 +42,13 @@ fn delivery(event_id: &str) -> (WebhookRequest, WebhookEvent) {
     );
     request.primary.event_id = Some(event_id.to_owned());
     let event = WebhookEvent {
+        mirror: None,
         provider: Provider::Stripe,
         event_id: EventId::parse(event_id).unwrap(),
         event_type: "payment_intent.succeeded".to_owned(),
         occurred_at: Utc::now(),
         payment: PaymentRef {
+            account: None,
             payment_id: None,
             provider_ref: Some("pi_raced".to_owned()),
             aliases: Vec::new(),
