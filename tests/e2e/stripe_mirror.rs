@@ -14,6 +14,7 @@ on_every_store!(
     a_connect_endpoint_secret_is_accepted_and_a_foreign_secret_is_not,
     listing_pages_by_id_and_filters_by_customer,
     reading_errors_follow_the_contract,
+    a_tie_is_settled_by_reading_the_object_from_stripe_else_the_first_is_kept,
 );
 
 const CONNECT_SECRET: &str = "whsec_connect_e2e_0123456789";
@@ -337,4 +338,56 @@ async fn reading_errors_follow_the_contract(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401, "the merchant API needs its key");
+}
+
+/// Two updates of one customer in the same second (no status to order them): with an
+/// API key, the object is read from Stripe and that is what the mirror keeps; without
+/// one, the first stays.
+async fn a_tie_is_settled_by_reading_the_object_from_stripe_else_the_first_is_kept(backend: Backend) {
+    let fake = payhook_testkit::fake_stripe::FakeStripe::start("sk_test_ties").await;
+    fake.put_object(
+        "",
+        "customers",
+        json!({ "id": "cus_tie", "object": "customer", "name": "as Stripe has it" }),
+    );
+    let with_api = spawn_app_with(
+        backend,
+        &[
+            ("PAYHOOK__PROVIDERS__STRIPE__API_KEY", "sk_test_ties"),
+            ("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", fake.base_url.as_str()),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let without_api = spawn_app(backend).await;
+    let t = now_unix() - 60;
+    for app in [&with_api, &without_api] {
+        let first = json!({ "id": "cus_tie", "object": "customer", "name": "first" });
+        app.deliver(&event("evt_tie_a", "customer.updated", t, None, first))
+            .await;
+        all_processed(app, 1).await;
+        let second = json!({ "id": "cus_tie", "object": "customer", "name": "second" });
+        app.deliver(&event("evt_tie_b", "customer.updated", t, None, second))
+            .await;
+        all_processed(app, 2).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, got) = object(&with_api, "customer/cus_tie").await;
+        if got["object"]["name"] == "as Stripe has it" {
+            assert!(got["source_event_id"].as_str().unwrap().starts_with("resync:"), "{got}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tie was never read from Stripe: {got}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(fake.requests().iter().any(|r| r.path == "/v1/customers/cus_tie"));
+    let (_, kept) = object(&without_api, "customer/cus_tie").await;
+    assert_eq!(
+        (kept["object"]["name"].as_str(), kept["source_event_id"].as_str()),
+        (Some("first"), Some("evt_tie_a"))
+    );
 }

@@ -871,3 +871,97 @@ async fn creations_cut_short_by_a_kill_are_adopted_or_failed_by_the_next_start()
     assert_eq!(history[0].reason, "creation_interrupted");
     assert!(second.terminate(Duration::from_secs(30)).success());
 }
+
+/// `payhook stripe resync` reads one object as a connected account and writes it;
+/// `payhook stripe backfill` pages through a list, and when Stripe fails midway, the
+/// next run goes on after the last page stored: every object once, none skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_fills_the_stripe_mirror_and_a_backfill_resumes_where_it_stopped() {
+    use payhook_domain::ports::StripeMirror;
+    use payhook_domain::StripeObjectType;
+    use payhook_testkit::fake_stripe::FakeStripe;
+    let fake = FakeStripe::start("sk_test_cli_mirror").await;
+    let (url, _dir) = sqlite_url();
+    SqliteStore::migrate(&url).await.unwrap();
+    let store = SqliteStore::connect(&url, 1).unwrap();
+    fake.put_object(
+        "acct_1",
+        "customers",
+        serde_json::json!({ "id": "cus_one", "object": "customer", "name": "Ana", "created": 1 }),
+    );
+    for n in 0..250 {
+        fake.put_object(
+            "",
+            "invoices",
+            serde_json::json!({ "id": format!("in_{n:04}"), "object": "invoice", "status": "paid", "created": 1_000 + n }),
+        );
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_payhook"))
+            .arg("stripe")
+            .args(args)
+            .env("PAYHOOK__DATABASE__URL", &url)
+            .env("PAYHOOK__PROVIDERS__STRIPE__ENABLED", "true")
+            .env("PAYHOOK__PROVIDERS__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env("PAYHOOK__PROVIDERS__STRIPE__API_KEY", "sk_test_cli_mirror")
+            .env("PAYHOOK__PROVIDERS__STRIPE__API_BASE_URL", &fake.base_url)
+            .env("PAYHOOK__RECONCILE__MAX_CALLS_PER_SECOND", "1000")
+            .env_remove("PAYHOOK_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = run(&["resync", "customer", "cus_one", "--account", "acct_1"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "customer cus_one (acct_1): written");
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/customers/cus_one");
+    let stored = store
+        .object("acct_1", StripeObjectType::Customer, "cus_one")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stored.data).unwrap()["name"],
+        "Ana"
+    );
+    assert!(store
+        .object("", StripeObjectType::Customer, "cus_one")
+        .await
+        .unwrap()
+        .is_none());
+    let (ok, _, err) = run(&["resync", "customer", "cus_none"]);
+    assert!(!ok && err.contains("404"), "{err}");
+
+    // Pages of 100: the first two succeed, the third fails (a 503, then Stripe is back).
+    let before = fake.requests().len();
+    fake.fail_next(&[200, 200, 503]);
+    let (ok, out, err) = run(&["backfill", "invoice"]);
+    assert!(!ok, "the run stops at the failure: {out}");
+    assert!(err.contains("503"), "{err}");
+    let firsts: Vec<_> = fake.requests()[before..].iter().map(|r| r.path.clone()).collect();
+    assert_eq!(firsts.len(), 3, "{firsts:?}");
+    let (ok, out, err) = run(&["backfill", "invoice"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("went on after in_0050"), "{out}");
+    assert!(
+        out.contains("invoice: 50 read in 1 pages, 50 written; 250 stored in all"),
+        "{out}"
+    );
+    let all = store
+        .list_objects(&payhook_domain::MirrorFilter {
+            account: String::new(),
+            object_type: StripeObjectType::Invoice,
+            customer: None,
+            after: None,
+            limit: 1_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 250, "every invoice once");
+}

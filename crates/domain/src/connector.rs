@@ -52,6 +52,10 @@ pub struct ProviderUnit {
     pub payments: Option<Arc<dyn PaymentGateway>>,
     /// Correctly authenticated sample deliveries, for `payhook simulate`.
     pub simulator: Arc<dyn Simulator>,
+    /// The provider's billing objects read as raw JSON, for the Stripe mirror
+    /// (`payhook stripe resync|backfill`, ties the event order cannot decide); `None`
+    /// for providers without a mirror, or without API credentials.
+    pub objects: Option<Arc<dyn crate::ports::StripeObjectApi>>,
 }
 
 impl std::fmt::Debug for ProviderUnit {

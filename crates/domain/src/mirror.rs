@@ -76,13 +76,11 @@ impl StripeObjectType {
         }
     }
 
-    /// What a billing team needs expanded when the object is read from the API: an
-    /// invoice's lines and a subscription's items are lists Stripe cuts at 10 entries
-    /// unless asked.
+    /// What is expanded when the object is read from the API. An invoice's `lines` and
+    /// a subscription's `items` come with the object (their first page, as in events);
+    /// a Checkout Session's line items only when expanded.
     pub fn expansions(&self) -> &'static [&'static str] {
         match self {
-            Self::Invoice => &["lines"],
-            Self::Subscription => &["items"],
             Self::CheckoutSession => &["line_items"],
             _ => &[],
         }

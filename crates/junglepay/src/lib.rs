@@ -63,6 +63,7 @@ impl Connector for JunglePay {
             webhooks: Arc::new(JunglePayPostbacks),
             payments: Some(Arc::new(client)),
             simulator: Arc::new(JunglePaySimulator),
+            objects: None,
         })
     }
 }

@@ -75,6 +75,7 @@ impl Connector for QPay {
             webhooks: Arc::new(QPayCallbacks),
             payments: Some(Arc::new(client)),
             simulator: Arc::new(QPaySimulator),
+            objects: None,
         })
     }
 }

@@ -7,11 +7,13 @@
 mod checkout_session;
 mod events;
 mod gateway;
+mod objects;
 mod simulator;
 mod verify;
 
 pub use events::{parse_event, primary_fields};
 pub use gateway::{CheckoutMode, StripeGateway, DEFAULT_API_BASE_URL};
+pub use objects::StripeObjects;
 pub use simulator::StripeSimulator;
 pub use verify::{signature_header, SignatureError, SignatureVerifier, DEFAULT_TOLERANCE_SECS};
 
@@ -114,6 +116,10 @@ impl Connector for Stripe {
     type Config = StripeConfig;
 
     fn connect(config: StripeConfig, options: &ConnectOptions) -> Result<ProviderUnit, GatewayError> {
+        let objects = match &config.api_key {
+            Some(key) => Some(Arc::new(StripeObjects::new(&config.api_base_url, key, options.api_timeout)?) as _),
+            None => None,
+        };
         let payments = match &config.api_key {
             Some(key) => {
                 let mode = match config.checkout {
@@ -138,6 +144,7 @@ impl Connector for Stripe {
             webhooks: Arc::new(StripeWebhooks::new(&config)),
             payments,
             simulator: Arc::new(StripeSimulator::new(signing_secret)),
+            objects,
         })
     }
 }

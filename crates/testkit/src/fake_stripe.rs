@@ -31,6 +31,10 @@ struct State {
     idempotent: HashMap<String, String>,
     /// Where events go, and the endpoint secret they are signed with.
     webhook: Option<(String, String)>,
+    /// Billing objects (customers, invoices, …) by account (`""`: the platform) and
+    /// collection (`customers`), in the order they were put: what `GET /v1/{collection}`
+    /// lists, newest first, and `GET /v1/{collection}/{id}` reads.
+    objects: HashMap<(String, String), Vec<Value>>,
 }
 
 pub struct FakeStripe {
@@ -65,7 +69,10 @@ impl FakeStripe {
                 .route("/v1/checkout/sessions", web::post().to(create_session))
                 .route("/v1/checkout/sessions/{id}", web::get().to(fetch_session))
                 .route("/v1/checkout/sessions/{id}/expire", web::post().to(expire_session))
-                .route("/_fake/pay/{id}", web::post().to(pay));
+                .route("/_fake/pay/{id}", web::post().to(pay))
+                .route("/_fake/objects/{collection}", web::post().to(put_object_over_http))
+                .route("/v1/{collection}", web::get().to(list_objects))
+                .route("/v1/{collection}/{id}", web::get().to(fetch_object));
         })?;
         Ok(Self { base_url, state, stall })
     }
@@ -125,12 +132,111 @@ impl FakeStripe {
         }
     }
 
+    /// Puts a billing object (customer, invoice, …, with its `id`) in `collection`
+    /// (`customers`, `invoices`, …) of `account` (`""`: the platform), replacing one with
+    /// the same id: what retrieve and list answer.
+    pub fn put_object(&self, account: &str, collection: &str, object: Value) {
+        put(&mut self.state.lock().unwrap(), account, collection, object);
+    }
+
     pub fn succeed(&self, id: &str) {
         if let Some(intent) = self.state.lock().unwrap().intents.get_mut(id) {
             intent["status"] = json!("succeeded");
             intent["amount_received"] = intent["amount"].clone();
         }
     }
+}
+
+fn put(s: &mut State, account: &str, collection: &str, object: Value) {
+    let objects = s
+        .objects
+        .entry((account.to_owned(), collection.to_owned()))
+        .or_default();
+    match objects.iter_mut().find(|o| o["id"] == object["id"]) {
+        Some(stored) => *stored = object,
+        None => objects.push(object),
+    }
+}
+
+/// The account a request acts as: its `Stripe-Account` header, `""` for the platform.
+fn account_of(req: &HttpRequest) -> String {
+    req.headers()
+        .get("stripe-account")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `POST /_fake/objects/{collection}?account=`: puts the JSON body there.
+async fn put_object_over_http(
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+    body: web::Json<Value>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let account = query.get("account").cloned().unwrap_or_default();
+    put(&mut state.lock().unwrap(), &account, &path, body.into_inner());
+    HttpResponse::Ok().json(json!({ "stored": true }))
+}
+
+/// `GET /v1/{collection}/{id}` of a billing object, as the `Stripe-Account` header's
+/// account.
+async fn fetch_object(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    if let Some(response) = record(&state, &req, HashMap::new()) {
+        return response;
+    }
+    let (collection, id) = path.into_inner();
+    let s = state.lock().unwrap();
+    let found = s
+        .objects
+        .get(&(account_of(&req), collection.clone()))
+        .and_then(|objects| objects.iter().find(|o| o["id"] == id.as_str()));
+    match found {
+        Some(object) => HttpResponse::Ok().json(object),
+        None => error(404, "invalid_request_error", &format!("No such {collection}: '{id}'")),
+    }
+}
+
+/// `GET /v1/{collection}?limit=&starting_after=&created[gte]=`: newest first (the
+/// order put, reversed), `has_more` when more follow.
+async fn list_objects(req: HttpRequest, path: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    if let Some(response) = record(&state, &req, HashMap::new()) {
+        return response;
+    }
+    let query: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    let since: i64 = query
+        .get("created[gte]")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(i64::MIN);
+    let s = state.lock().unwrap();
+    let all: Vec<&Value> = s
+        .objects
+        .get(&(account_of(&req), path.into_inner()))
+        .map(|objects| {
+            objects
+                .iter()
+                .rev()
+                .filter(|o| o["created"].as_i64().unwrap_or(0) >= since)
+                .collect()
+        })
+        .unwrap_or_default();
+    let start = match query.get("starting_after") {
+        Some(after) => match all.iter().position(|o| o["id"] == after.as_str()) {
+            Some(i) => i + 1,
+            None => return error(400, "invalid_request_error", "No such object for starting_after"),
+        },
+        None => 0,
+    };
+    let page: Vec<&Value> = all.iter().skip(start).take(limit).copied().collect();
+    let has_more = start + page.len() < all.len();
+    HttpResponse::Ok().json(json!({ "object": "list", "data": page, "has_more": has_more, "url": "/v1/list" }))
 }
 
 fn error(status: u16, kind: &str, message: &str) -> HttpResponse {

@@ -2,6 +2,7 @@
 
 mod maintenance;
 pub mod simulate;
+mod stripe;
 
 use crate::api::payment_requests::GATEWAY_TIMEOUT;
 use crate::cli::simulate::{as_expected, look_up_payment, merchant_base, send, webhook_url, SimulateError};
@@ -41,6 +42,8 @@ enum Command {
     Purge(maintenance::PurgeArgs),
     /// Ask providers now: about one payment, or about every payment whose check is due.
     Reconcile(maintenance::ReconcileArgs),
+    /// Fill the Stripe mirror from Stripe's API: `resync <type> <id>`, `backfill <type>`.
+    Stripe(stripe::StripeArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +110,7 @@ pub async fn run() -> ExitCode {
             Command::Simulate(args) => simulate(settings, args).await,
             Command::Purge(args) => maintenance::purge(settings, args).await,
             Command::Reconcile(args) => maintenance::reconcile(settings, args).await,
+            Command::Stripe(args) => stripe::stripe(settings, args).await,
         },
         Err(e) => Err(e.into()),
     };

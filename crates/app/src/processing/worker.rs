@@ -100,6 +100,9 @@ pub struct Processor {
     /// Where events that only update the Stripe mirror are applied; `None`: such events
     /// fail (and are retried, then dead), so none is marked done unwritten.
     mirror: Option<Arc<dyn StripeMirror>>,
+    /// Reads an object from Stripe's API when two events of the same second and status
+    /// tie; `None`: the first is kept and the tie counted.
+    tie_breaker: Option<Arc<super::mirror_fill::MirrorFiller>>,
     /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
     in_flight: Mutex<HashSet<InboxId>>,
 }
@@ -126,6 +129,7 @@ impl Processor {
             disputes: None,
             refunds: None,
             mirror: None,
+            tie_breaker: None,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -141,6 +145,33 @@ impl Processor {
     pub fn mirroring_in(mut self, mirror: Arc<dyn StripeMirror>) -> Self {
         self.mirror = Some(mirror);
         self
+    }
+
+    /// Settles mirror ties by reading the object from Stripe's API (in the background:
+    /// it never holds up the batch).
+    pub fn breaking_ties_with(mut self, filler: Arc<super::mirror_fill::MirrorFiller>) -> Self {
+        self.tie_breaker = Some(filler);
+        self
+    }
+
+    /// Reads the objects of `ties` from Stripe's API in the background, or counts them.
+    fn break_ties(&self, ties: Vec<payhook_domain::MirrorWrite>) {
+        for tie in ties {
+            let resolved = if self.tie_breaker.is_some() {
+                "fetched"
+            } else {
+                "kept_first"
+            };
+            metrics::counter!("payhook_stripe_mirror_ties_total", "resolved" => resolved).increment(1);
+            let Some(filler) = self.tie_breaker.clone() else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if let Err(error) = filler.resync(&tie.account, tie.object_type, &tie.object_id).await {
+                    tracing::warn!(object_id = %tie.object_id, %error, "could not read a tied object from Stripe; the first write stays");
+                }
+            });
+        }
     }
 
     /// Keeps each dispute an event reports as a row in `disputes`.
@@ -256,6 +287,13 @@ impl Processor {
         }
         match mirror.apply_mirror_events(&writes, self.clock.now()).await {
             Ok(outcomes) => {
+                let ties = writes
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| **o == payhook_domain::MirrorOutcome::Tie)
+                    .map(|((_, w), _)| w.clone())
+                    .collect();
+                self.break_ties(ties);
                 for (claimed, outcome) in events.iter().zip(outcomes) {
                     let span = application_span(&claimed.event);
                     span.in_scope(|| tracing::info!(inbox_id = %claimed.id, ?outcome, "mirrored"));
@@ -413,6 +451,9 @@ impl Processor {
             let outcome = mirror
                 .apply_mirror_events(&[(claimed.id, write.clone())], self.clock.now())
                 .await?;
+            if outcome.first() == Some(&payhook_domain::MirrorOutcome::Tie) {
+                self.break_ties(vec![write.clone()]);
+            }
             return Ok(match outcome.first() {
                 Some(payhook_domain::MirrorOutcome::Written) => ProcessingResult::Applied,
                 _ => ProcessingResult::StaleTransition,

@@ -119,8 +119,9 @@ impl Application {
         let relay_lease = Duration::from_secs(settings.outbox.lease_secs);
         let (to_relay, relay_intake) = handoff::channel(2 * batch_size as usize, relay_lease, clock.clone());
 
-        let processor = Arc::new(
-            Processor::new(
+        let tie_breaker = mirror_filler(&settings, &stores, &providers, clock.clone());
+        let processor = Arc::new({
+            let processor = Processor::new(
                 stores.inbox.clone(),
                 stores.payments.clone(),
                 providers.units().filter_map(|unit| unit.payments.clone()).collect(),
@@ -132,8 +133,12 @@ impl Application {
             .recording_disputes_in(stores.disputes.clone())
             .settling_refunds_in(stores.refunds.clone())
             .mirroring_in(stores.mirror.clone())
-            .handing_domain_events_to(to_relay),
-        );
+            .handing_domain_events_to(to_relay);
+            match tie_breaker {
+                Some(filler) => processor.breaking_ties_with(Arc::new(filler)),
+                None => processor,
+            }
+        });
         let (stop, stopped) = watch::channel(false);
         let rejection_limit = Arc::new(RejectionLimit::new(
             NonZeroU32::new(settings.limits.rejected_per_ip_per_minute).unwrap_or(NonZeroU32::MIN),
@@ -354,6 +359,23 @@ async fn stop_signal() -> &'static str {
 }
 
 /// Connects every provider the configuration enables.
+/// What fills the Stripe mirror from Stripe's API, when Stripe has an `api_key`: at
+/// the reconciler's call rate.
+pub fn mirror_filler(
+    settings: &Settings,
+    stores: &Stores,
+    providers: &Providers,
+    clock: Arc<dyn Clock>,
+) -> Option<crate::processing::mirror_fill::MirrorFiller> {
+    let api = providers.get(payhook_domain::Provider::Stripe)?.objects.clone()?;
+    Some(crate::processing::mirror_fill::MirrorFiller::new(
+        api,
+        stores.mirror.clone(),
+        clock,
+        NonZeroU32::new(settings.reconcile.max_calls_per_second).unwrap_or(NonZeroU32::MIN),
+    ))
+}
+
 pub fn connect_providers(settings: &Settings) -> Result<Providers, ProviderError> {
     let options = ConnectOptions {
         api_timeout: GATEWAY_TIMEOUT,

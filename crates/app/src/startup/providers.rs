@@ -185,6 +185,7 @@ impl Providers {
                         webhooks: source,
                         payments: None,
                         simulator: Arc::new(NoSamples),
+                        objects: None,
                     },
                 );
             }

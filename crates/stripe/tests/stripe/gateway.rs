@@ -319,3 +319,88 @@ async fn refunds_a_payment_intent_and_reads_the_refund_back() {
         Err(GatewayError::Rejected { status: 404, .. })
     ));
 }
+
+/// The mirror's reads: one object as sent (the platform's or a connected account's,
+/// by `Stripe-Account`), and a list a page at a time, newest first, with `has_more`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_billing_objects_as_sent_per_account_and_a_page_at_a_time() {
+    use payhook_domain::ports::StripeObjectApi;
+    use payhook_domain::StripeObjectType;
+    let fake = FakeStripe::start(KEY).await;
+    let objects =
+        payhook_stripe::StripeObjects::new(&fake.base_url, &SecretString::from(KEY), Duration::from_secs(5)).unwrap();
+    fake.put_object(
+        "",
+        "customers",
+        serde_json::json!({ "id": "cus_1", "object": "customer", "name": "platform" }),
+    );
+    fake.put_object(
+        "acct_9",
+        "customers",
+        serde_json::json!({ "id": "cus_1", "object": "customer", "name": "connected" }),
+    );
+    let read = objects
+        .retrieve("acct_9", StripeObjectType::Customer, "cus_1")
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&read).unwrap()["name"],
+        "connected"
+    );
+    let read = objects.retrieve("", StripeObjectType::Customer, "cus_1").await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&read).unwrap()["name"],
+        "platform"
+    );
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/customers/cus_1");
+    assert_eq!(sent.authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    assert!(matches!(
+        objects.retrieve("", StripeObjectType::Customer, "cus_2").await,
+        Err(GatewayError::Rejected { status: 404, .. })
+    ));
+    assert!(matches!(
+        objects.retrieve("", StripeObjectType::Customer, "../charges").await,
+        Err(GatewayError::Invalid { .. })
+    ));
+
+    for n in 0..5 {
+        fake.put_object(
+            "",
+            "invoices",
+            serde_json::json!({ "id": format!("in_{n}"), "object": "invoice", "created": 100 + n }),
+        );
+    }
+    let ids = |page: &payhook_domain::ObjectPage| -> Vec<String> {
+        page.data
+            .iter()
+            .map(|d| {
+                serde_json::from_str::<serde_json::Value>(d).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let first = objects
+        .list("", StripeObjectType::Invoice, None, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ids(&first), first.has_more),
+        (vec!["in_4".to_owned(), "in_3".to_owned()], true)
+    );
+    let rest = objects
+        .list("", StripeObjectType::Invoice, None, Some("in_3".into()), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ids(&rest), rest.has_more),
+        (vec!["in_2".into(), "in_1".into(), "in_0".into()], false)
+    );
+    let recent = objects
+        .list("", StripeObjectType::Invoice, Some(103), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&recent), ["in_4", "in_3"], "created[gte]");
+}
