@@ -143,6 +143,17 @@ simulate junglepay refunded --payment "$jungle_id" --token "$token"           # 
 fake "http://127.0.0.1:$jungle/_fake/pay/$jungle_ref"
 fake "http://127.0.0.1:$jungle/_fake/status/$jungle_ref/chargedback"
 
+say "the Stripe mirror: a connected account's customer and invoice, newest first"
+simulate stripe customer.created --account acct_demo --object cus_demo
+simulate stripe invoice.created --account acct_demo --object in_demo         # draft
+simulate stripe invoice.paid --account acct_demo --object in_demo            # paid: later, or the same second and a later status
+mirrored() {  # type id: the mirrored object's status, as the merchant API reads it
+  curl -s -H "$auth" "$gateway/stripe/objects/$1/$2?account=acct_demo" | json "d['object'].get('status', d['object']['object'])"
+}
+for _ in $(seq 1 100); do [ "$(mirrored invoice in_demo 2>/dev/null)" = paid ] && break; sleep 0.1; done
+echo "\$ curl $gateway/stripe/objects/invoice/in_demo?account=acct_demo"
+echo "invoice in_demo: $(mirrored invoice in_demo)"
+
 # Wait for the worker, then show where each payment ended and how it got there.
 expect() {  # id status dispute
   for _ in $(seq 1 100); do
@@ -173,6 +184,8 @@ expect "$lost_id" paid None || failed=1
 expect "$cancel_id" canceled None || failed=1
 expect "$qpay_id" paid None || failed=1
 expect "$jungle_id" paid lost || failed=1
+[ "$(mirrored invoice in_demo)" = paid ] || { echo "demo: the mirrored invoice is not paid" >&2; failed=1; }
+[ "$(mirrored customer cus_demo)" = customer ] || { echo "demo: the customer was not mirrored" >&2; failed=1; }
 
 for pair in "stripe $stripe_id" "xendit $xendit_id" "xendit-lost-callback $lost_id" "xendit-canceled $cancel_id" "qpay $qpay_id" "junglepay $jungle_id"; do
   set -- $pair

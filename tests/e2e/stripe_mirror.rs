@@ -231,6 +231,19 @@ async fn the_same_ids_under_two_accounts_and_the_platform_are_three_objects_and_
         2,
         "the inbox row keeps the account"
     );
+    let listed: Value = app.get("/payments").await.json().await.unwrap();
+    let mut accounts: Vec<Option<&str>> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["account"].as_str())
+        .collect();
+    accounts.sort();
+    assert_eq!(
+        accounts,
+        [None, Some("acct_A"), Some("acct_B")],
+        "the API shows the account"
+    );
     for (query, name) in [
         ("", "platform"),
         ("?account=acct_A", "acct_A"),

@@ -439,7 +439,7 @@ async fn simulate_sends_signed_events_replays_and_forges_on_request() {
     );
     assert!(String::from_utf8_lossy(&forged.stdout).contains("invalid_signature"));
 
-    let unknown = simulate(&["stripe", "invoice.paid"]);
+    let unknown = simulate(&["stripe", "coupon.created"]);
     assert!(!unknown.status.success());
     let err = String::from_utf8_lossy(&unknown.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");

@@ -86,6 +86,11 @@ pub struct SampleRequest {
     pub bad_signature: bool,
     /// Half the money: a partial refund or payment, where the event has one.
     pub partial: bool,
+    /// The Stripe Connect account the event is about (`acct_…`); `None`: the platform.
+    pub account: Option<String>,
+    /// The billing object the event is about (`cus_…`, `in_…`), so runs can update one
+    /// object; a fresh one when `None`.
+    pub object: Option<String>,
     /// When the delivery is sent (signatures and event times are stamped with it).
     pub now: DateTime<Utc>,
 }

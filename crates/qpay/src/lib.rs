@@ -245,6 +245,8 @@ mod tests {
             token: Some("ab".repeat(16)),
             bad_signature: false,
             partial: false,
+            account: None,
+            object: None,
             now: Utc::now(),
         };
         let d = QPaySimulator.sample(&sim).unwrap();

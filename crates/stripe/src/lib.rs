@@ -143,7 +143,10 @@ impl Connector for Stripe {
             provider: Provider::Stripe,
             webhooks: Arc::new(StripeWebhooks::new(&config)),
             payments,
-            simulator: Arc::new(StripeSimulator::new(signing_secret)),
+            simulator: Arc::new(
+                StripeSimulator::new(signing_secret)
+                    .with_connect_secret(config.connect_webhook_secrets.first().cloned()),
+            ),
             objects,
         })
     }

@@ -20,17 +20,84 @@ pub const EVENTS: &[&str] = &[
     "charge.dispute.funds_withdrawn",
     "charge.dispute.closed",
     "charge.dispute.funds_reinstated",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "price.created",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
 ];
 
-/// Signs with the first configured endpoint secret.
+/// Signs with the first configured endpoint secret; an event for a connected account
+/// with the first Connect endpoint secret, when one is configured.
 pub struct StripeSimulator {
     secret: SecretString,
+    connect_secret: Option<SecretString>,
 }
 
 impl StripeSimulator {
     pub fn new(secret: SecretString) -> Self {
-        Self { secret }
+        Self {
+            secret,
+            connect_secret: None,
+        }
     }
+
+    pub fn with_connect_secret(mut self, secret: Option<SecretString>) -> Self {
+        self.connect_secret = secret;
+        self
+    }
+}
+
+/// A billing object for the customer, product, price, invoice and subscription events.
+fn billing_object(sim: &SampleRequest, amount: i64, currency: &str) -> Option<serde_json::Value> {
+    let kind = sim.event.rsplit_once('.')?.0;
+    let id = |prefix: &str| {
+        sim.object
+            .clone()
+            .unwrap_or_else(|| format!("{prefix}_sim_{}", random_suffix()))
+    };
+    let now = sim.now.timestamp();
+    let object = match kind {
+        "customer" => json!({ "id": id("cus"), "object": "customer", "email": "customer@example.com",
+            "name": "payhook simulate", "created": now, "livemode": false, "metadata": {},
+            "deleted": sim.event == "customer.deleted" }),
+        "product" => {
+            json!({ "id": id("prod"), "object": "product", "name": "payhook plan", "active": sim.event != "product.deleted",
+            "created": now, "livemode": false, "metadata": {} })
+        }
+        "price" => json!({ "id": id("price"), "object": "price", "product": "prod_sim", "unit_amount": amount,
+            "currency": currency, "recurring": { "interval": "month", "interval_count": 1 }, "active": true,
+            "created": now, "livemode": false }),
+        "invoice" => json!({ "id": id("in"), "object": "invoice", "customer": "cus_sim", "amount_due": amount,
+            "amount_paid": if sim.event == "invoice.paid" { amount } else { 0 }, "currency": currency,
+            "status": match sim.event.as_str() {
+                "invoice.created" => "draft",
+                "invoice.paid" => "paid",
+                _ => "open",
+            },
+            "subscription": "sub_sim", "created": now, "livemode": false,
+            "lines": { "object": "list", "data": [], "has_more": false } }),
+        "customer.subscription" => json!({ "id": id("sub"), "object": "subscription", "customer": "cus_sim",
+            "status": match sim.event.as_str() {
+                "customer.subscription.created" => "incomplete",
+                "customer.subscription.deleted" => "canceled",
+                _ => "active",
+            },
+            "current_period_start": now, "current_period_end": now + 30 * 86_400, "cancel_at_period_end": false,
+            "created": now, "livemode": false, "metadata": {},
+            "items": { "object": "list", "data": [], "has_more": false } }),
+        _ => return None,
+    };
+    Some(object)
 }
 
 fn random_suffix() -> String {
@@ -67,6 +134,9 @@ impl Simulator for StripeSimulator {
                     "description": "payhook simulate", "receipt_email": "customer@example.com" })
         };
         let object = match sim.event.as_str() {
+            _ if billing_object(sim, amount, &currency).is_some() => {
+                billing_object(sim, amount, &currency).unwrap_or_default()
+            }
             "payment_intent.succeeded" => intent("succeeded", amount),
             "payment_intent.payment_failed" => intent("requires_payment_method", 0),
             "payment_intent.canceled" => intent("canceled", 0),
@@ -92,16 +162,19 @@ impl Simulator for StripeSimulator {
                     _ => "needs_response",
                 } }),
         };
-        let body = serde_json::to_vec(&json!({
+        let mut envelope = json!({
             "id": format!("evt_sim_{}", random_suffix()), "object": "event", "type": sim.event,
             "created": sim.now.timestamp(), "livemode": false, "api_version": "2024-06-20",
             "pending_webhooks": 1, "data": { "object": object },
-        }))
-        .unwrap_or_default();
-        let key = if sim.bad_signature {
-            "whsec_payhook_simulate_wrong_secret"
-        } else {
-            self.secret.expose_secret()
+        });
+        if let Some(account) = &sim.account {
+            envelope["account"] = json!(account);
+        }
+        let body = serde_json::to_vec(&envelope).unwrap_or_default();
+        let key = match (&sim.account, &self.connect_secret) {
+            _ if sim.bad_signature => "whsec_payhook_simulate_wrong_secret",
+            (Some(_), Some(connect)) => connect.expose_secret(),
+            _ => self.secret.expose_secret(),
         };
         let signature = signature_header(key, sim.now.timestamp(), &body);
         Ok(SampleDelivery {
@@ -132,6 +205,8 @@ mod tests {
             token: None,
             bad_signature: false,
             partial: false,
+            account: None,
+            object: None,
             now: Utc::now(),
         }
     }
@@ -152,7 +227,10 @@ mod tests {
     #[test]
     fn every_event_is_signed_and_parses_as_what_it_says() {
         let simulator = StripeSimulator::new("whsec_sim".to_owned().into());
-        for event in EVENTS {
+        for event in EVENTS
+            .iter()
+            .filter(|e| e.starts_with("payment_intent") || e.starts_with("charge"))
+        {
             let d = simulator.sample(&sim(event)).unwrap();
             assert_eq!(webhooks().authenticate(&received(&d)), Ok(()), "{event}");
             match webhooks().parse(&received(&d)) {
@@ -166,6 +244,48 @@ mod tests {
                         // Disputes carry no PaymentIntent metadata: they resolve by the PaymentIntent id.
                         assert_eq!(e.payment.payment_id, PaymentId::parse(PAYMENT));
                     }
+                }
+                other => panic!("{event}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn billing_events_carry_their_object_for_the_mirror_and_the_account_signs_with_connects_secret() {
+        use secrecy::SecretString;
+        let simulator = StripeSimulator::new("whsec_sim".to_owned().into())
+            .with_connect_secret(Some(SecretString::from("whsec_connect".to_owned())));
+        let mut config = StripeConfig::with_secret("whsec_sim");
+        config.connect_webhook_secrets = vec![SecretString::from("whsec_connect".to_owned())];
+        let both = StripeWebhooks::new(&config);
+        for event in EVENTS
+            .iter()
+            .filter(|e| !e.starts_with("payment_intent") && !e.starts_with("charge"))
+        {
+            let mut request = sim(event);
+            request.account = Some("acct_sim".into());
+            request.object = Some("obj_sim_1".into());
+            let d = simulator.sample(&request).unwrap();
+            assert!(
+                webhooks().authenticate(&received(&d)).is_err(),
+                "{event}: signed with the Connect secret"
+            );
+            assert_eq!(both.authenticate(&received(&d)), Ok(()), "{event}");
+            match both.parse(&received(&d)) {
+                Ok(Parsed::Event(e)) => {
+                    let mirror = e.mirror.clone().expect("mirrored");
+                    assert_eq!(
+                        (mirror.account.as_str(), mirror.object_id.as_str()),
+                        ("acct_sim", "obj_sim_1"),
+                        "{event}"
+                    );
+                    assert_eq!(
+                        mirror.deleted,
+                        event.ends_with(".deleted") && !event.contains("subscription"),
+                        "{event}"
+                    );
+                    assert_eq!(e.payment.account.as_deref(), Some("acct_sim"));
+                    assert!(e.is_mirror_only(), "{event}");
                 }
                 other => panic!("{event}: {other:?}"),
             }
@@ -193,7 +313,7 @@ mod tests {
         let d = simulator.sample(&bad).unwrap();
         assert!(webhooks().authenticate(&received(&d)).is_err());
         assert!(matches!(
-            simulator.sample(&sim("invoice.paid")),
+            simulator.sample(&sim("coupon.created")),
             Err(SimulateError::UnknownEvent { .. })
         ));
     }

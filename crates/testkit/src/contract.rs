@@ -25,6 +25,7 @@ pub trait Store:
     + ReconcileQueue
     + DisputeStore
     + RefundStore
+    + payhook_domain::ports::StripeMirror
     + 'static
 {
 }
@@ -38,6 +39,7 @@ impl<
             + ReconcileQueue
             + DisputeStore
             + RefundStore
+            + payhook_domain::ports::StripeMirror
             + 'static,
     > Store for T
 {
@@ -83,6 +85,8 @@ macro_rules! store_contract_tests {
             concurrent_refund_reservations_never_exceed_the_payment,
             settles_refunds_by_what_the_provider_reports,
             schedules_claims_and_clears_refund_checks,
+            mirrors_stripe_objects_newest_write_first_per_account,
+            keeps_where_a_backfill_stands_with_its_pages,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -2011,4 +2015,209 @@ pub async fn settles_refunds_by_what_the_provider_reports<S: Store>(store: Arc<S
     };
     let settled = store.settle_refunds(paid.id, &foreign, at).await.unwrap();
     assert_eq!((settled.succeeded_total, settled.changed.len()), (850, 0));
+}
+
+fn mirror_write(account: &str, id: &str, event: &str, created: i64, status: &str) -> payhook_domain::MirrorWrite {
+    let data =
+        format!(r#"{{"id":"{id}","object":"invoice","status":"{status}","customer":"cus_{account}x","n":"{event}"}}"#);
+    payhook_domain::MirrorWrite::of(
+        account,
+        payhook_domain::StripeObjectType::Invoice,
+        &data,
+        false,
+        event.into(),
+        created,
+    )
+    .unwrap()
+}
+
+/// Writes replace a row only when newer (a later second, or the same second and a
+/// later status); ties and replays are told apart; accounts never mix; events that
+/// only update the mirror are marked processed with what happened.
+pub async fn mirrors_stripe_objects_newest_write_first_per_account<S: Store>(store: Arc<S>) {
+    use payhook_domain::{MirrorFilter, MirrorOutcome as O, StripeObjectType};
+    let at = t0();
+    let (e1, e2, e3, e4, e5) = (
+        admit(&*store, "evt_m1").await,
+        admit(&*store, "evt_m2").await,
+        admit(&*store, "evt_m3").await,
+        admit(&*store, "evt_m4").await,
+        admit(&*store, "evt_m5").await,
+    );
+    let outcomes = store
+        .apply_mirror_events(
+            &[
+                (e1, mirror_write("", "in_1", "evt_m1", 100, "open")),
+                (e2, mirror_write("", "in_1", "evt_m2", 99, "paid")),
+                (e3, mirror_write("", "in_1", "evt_m3", 100, "draft")),
+                (e4, mirror_write("", "in_1", "evt_m4", 100, "open")),
+                (e5, mirror_write("acct_1", "in_1", "evt_m5", 1, "draft")),
+            ],
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [O::Written, O::Older, O::Older, O::Tie, O::Written]);
+    let results: Vec<(String, Option<String>)> = store
+        .list(&InboxFilter {
+            status: None,
+            provider: None,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event_id, e.result))
+        .collect();
+    assert!(
+        results.contains(&("evt_m1".into(), Some("applied".into()))),
+        "{results:?}"
+    );
+    assert!(
+        results.contains(&("evt_m2".into(), Some("stale_transition".into()))),
+        "{results:?}"
+    );
+    let stored = store
+        .object("", StripeObjectType::Invoice, "in_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.source_event_id, "evt_m1");
+    assert!(stored.data.contains("evt_m1"));
+    assert_eq!(
+        store
+            .write_object(&mirror_write("", "in_1", "evt_m1", 100, "open"), at)
+            .await
+            .unwrap(),
+        O::Same
+    );
+    // The same second, a later status: written.
+    assert_eq!(
+        store
+            .write_object(&mirror_write("", "in_1", "evt_m6", 100, "paid"), at)
+            .await
+            .unwrap(),
+        O::Written
+    );
+    let theirs = store
+        .object("acct_1", StripeObjectType::Invoice, "in_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (theirs.account.as_str(), theirs.source_event_id.as_str()),
+        ("acct_1", "evt_m5")
+    );
+    assert!(store
+        .object("acct_2", StripeObjectType::Invoice, "in_1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .object("", StripeObjectType::Customer, "in_1")
+        .await
+        .unwrap()
+        .is_none());
+    for n in 2..6 {
+        store
+            .write_object(&mirror_write("", &format!("in_{n}"), "evt_x", 1, "open"), at)
+            .await
+            .unwrap();
+    }
+    let page = |after: Option<&str>, customer: Option<&str>| MirrorFilter {
+        account: String::new(),
+        object_type: StripeObjectType::Invoice,
+        customer: customer.map(str::to_owned),
+        after: after.map(str::to_owned),
+        limit: 2,
+    };
+    let ids = |objects: Vec<payhook_domain::MirroredObject>| -> Vec<String> {
+        objects.into_iter().map(|o| o.object_id).collect()
+    };
+    assert_eq!(
+        ids(store.list_objects(&page(None, None)).await.unwrap()),
+        ["in_1", "in_2"]
+    );
+    assert_eq!(
+        ids(store.list_objects(&page(Some("in_2"), None)).await.unwrap()),
+        ["in_3", "in_4"]
+    );
+    assert_eq!(
+        ids(store.list_objects(&page(None, Some("cus_x"))).await.unwrap()),
+        ["in_1", "in_2"]
+    );
+    assert!(store
+        .list_objects(&page(None, Some("cus_nobody")))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A backfill's page and where it then stands are stored together; per account, type
+/// and `since`.
+pub async fn keeps_where_a_backfill_stands_with_its_pages<S: Store>(store: Arc<S>) {
+    use payhook_domain::{BackfillCursor, StripeObjectType};
+    assert_eq!(
+        store
+            .backfill_cursor("", StripeObjectType::Invoice, None)
+            .await
+            .unwrap(),
+        None
+    );
+    let cursor = BackfillCursor {
+        account: String::new(),
+        object_type: StripeObjectType::Invoice,
+        since: None,
+        starting_after: Some("in_2".into()),
+        stored: 2,
+        done: false,
+    };
+    let writes = [
+        mirror_write("", "in_1", "backfill:1", 1, "open"),
+        mirror_write("", "in_2", "backfill:1", 1, "open"),
+    ];
+    assert_eq!(store.save_backfill_page(&cursor, &writes, t0()).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .backfill_cursor("", StripeObjectType::Invoice, None)
+            .await
+            .unwrap(),
+        Some(cursor.clone())
+    );
+    assert!(store
+        .object("", StripeObjectType::Invoice, "in_2")
+        .await
+        .unwrap()
+        .is_some());
+    let done = BackfillCursor {
+        done: true,
+        stored: 3,
+        starting_after: Some("in_3".into()),
+        ..cursor.clone()
+    };
+    store
+        .save_backfill_page(&done, &[mirror_write("", "in_3", "backfill:2", 2, "open")], t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .backfill_cursor("", StripeObjectType::Invoice, None)
+            .await
+            .unwrap(),
+        Some(done)
+    );
+    assert_eq!(
+        store
+            .backfill_cursor("acct_1", StripeObjectType::Invoice, None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .backfill_cursor("", StripeObjectType::Invoice, Some(5))
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -120,6 +120,8 @@ mod tests {
             token: None,
             bad_signature: false,
             partial: false,
+            account: None,
+            object: None,
             now: Utc::now(),
         }
     }

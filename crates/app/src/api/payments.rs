@@ -83,6 +83,10 @@ pub async fn create(
 pub(crate) struct PaymentView<'a> {
     id: String,
     provider: &'a str,
+    /// The Stripe Connect account (`acct_…`) of a payment learned from a connected
+    /// account's events; absent for the platform's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
     provider_ref: Option<&'a str>,
     merchant_ref: Option<&'a str>,
     amount: i64,
@@ -345,6 +349,7 @@ fn view<'a>(p: &'a Payment, detail: Option<Detail<'a>>) -> PaymentView<'a> {
     PaymentView {
         id: p.id.to_string(),
         provider: p.provider.as_str(),
+        account: Some(p.account.as_str()).filter(|a| !a.is_empty()),
         provider_ref: p.provider_ref.as_deref(),
         merchant_ref: p.merchant_ref.as_deref(),
         amount: p.amount.amount_minor(),

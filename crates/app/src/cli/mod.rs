@@ -51,7 +51,9 @@ struct SimulateArgs {
     /// stripe, xendit, qpay or junglepay.
     provider: Provider,
     /// stripe: payment_intent.succeeded|payment_failed|canceled|requires_action, charge.refunded,
-    /// charge.dispute.created|closed. xendit: paid|settled|expired. qpay: paid.
+    /// charge.dispute.created|closed, customer.created|updated|deleted,
+    /// product.created|updated|deleted, price.created, invoice.created|finalized|paid|payment_failed,
+    /// customer.subscription.created|updated|deleted. xendit: paid|settled|expired. qpay: paid.
     /// junglepay: paid|refused|refunded|chargedback.
     event: String,
     /// The payhook payment the event is about (required for xendit, qpay, junglepay).
@@ -77,6 +79,14 @@ struct SimulateArgs {
     /// charge.refunded: refund half; xendit paid: pay half.
     #[arg(long)]
     partial: bool,
+    /// stripe: the connected account the event is about (acct_…), signed with the
+    /// first connect_webhook_secrets secret when one is set.
+    #[arg(long)]
+    account: Option<String>,
+    /// stripe customer.*, product.*, price.*, invoice.*, customer.subscription.*: the
+    /// object's id, to update one object across runs (a fresh one when absent).
+    #[arg(long)]
+    object: Option<String>,
     /// Send the same delivery this many times (to watch deduplication).
     #[arg(long, default_value_t = 1)]
     replay: u32,
@@ -276,6 +286,8 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
         token: args.token,
         bad_signature: args.bad_signature,
         partial: args.partial,
+        account: args.account,
+        object: args.object,
         now: chrono::Utc::now(),
     };
     let delivery = unit

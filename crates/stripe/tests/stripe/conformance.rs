@@ -99,8 +99,84 @@ fn example_events_map_to_domain_changes() {
         }
         other => panic!("charge.dispute.created: {other:?}"),
     }
-    assert!(matches!(
-        parse_event(&read("invoice.paid.json")),
-        Ok(Parsed::Ignored { .. })
-    ));
+    // An invoice changes no payment payhook holds: it only updates the mirror.
+    assert_eq!(change("invoice.paid.json"), PaymentChange::Nothing);
+}
+
+/// Every published example whose object payhook mirrors carries it for the mirror:
+/// the object's exact text, its type, id, customer and status rank; `invoice.paid`
+/// (which says nothing about a payment payhook made) only updates the mirror.
+#[test]
+#[ignore = "reads the published examples in PAYHOOK_FIXTURES_DIR; run with make conformance"]
+fn example_objects_are_mirrored_exactly_as_sent() {
+    use payhook_domain::StripeObjectType;
+    let cases = [
+        ("invoice.paid.json", StripeObjectType::Invoice, "paid", true),
+        (
+            "payment_intent.succeeded.json",
+            StripeObjectType::PaymentIntent,
+            "succeeded",
+            false,
+        ),
+        (
+            "payment_intent.payment_failed.json",
+            StripeObjectType::PaymentIntent,
+            "requires_payment_method",
+            false,
+        ),
+        (
+            "charge.refunded.full.json",
+            StripeObjectType::Charge,
+            "succeeded",
+            false,
+        ),
+        (
+            "charge.dispute.created.json",
+            StripeObjectType::Dispute,
+            "warning_needs_response",
+            false,
+        ),
+    ];
+    for (file, object_type, status, mirror_only) in cases {
+        let body = read(file);
+        let envelope: Value = serde_json::from_slice(&body).unwrap();
+        let Parsed::Event(event) = parse_event(&body).unwrap() else {
+            panic!("{file}: not an event")
+        };
+        let mirror = event
+            .mirror
+            .clone()
+            .unwrap_or_else(|| panic!("{file}: no object to mirror"));
+        assert_eq!(mirror.object_type, object_type, "{file}");
+        assert_eq!(
+            mirror.object_id,
+            envelope["data"]["object"]["id"].as_str().unwrap(),
+            "{file}"
+        );
+        assert_eq!(mirror.source_event_id, envelope["id"].as_str().unwrap(), "{file}");
+        assert_eq!(
+            mirror.source_event_created,
+            envelope["created"].as_i64().unwrap(),
+            "{file}"
+        );
+        assert_eq!(mirror.status_rank, object_type.status_rank(status).unwrap(), "{file}");
+        assert_eq!(
+            mirror.customer.as_deref(),
+            envelope["data"]["object"]["customer"].as_str(),
+            "{file}"
+        );
+        // The object's own bytes, as they stand in the body.
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.contains(&mirror.data),
+            "{file}: the mirrored text is not the body's"
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&mirror.data).unwrap(),
+            envelope["data"]["object"],
+            "{file}"
+        );
+        assert_eq!(event.is_mirror_only(), mirror_only, "{file}");
+        assert_eq!(mirror.account, "", "{file}: the platform's own");
+    }
 }
