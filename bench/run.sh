@@ -2,7 +2,8 @@
 # `make bench`: micro-benchmarks, the database floor (pgbench), then payhook (release)
 # under payhook-loadgen on Postgres and on SQLite, and one summary table. By hand only:
 # it takes several minutes and its numbers go in docs/performance.md. ROUNDS (default 3)
-# repeats the floor and payhook runs; the summary gives medians and ranges.
+# repeats the floor and payhook runs; the summary gives medians and ranges. KIND=mirror
+# sends `customer.updated` events (the Stripe mirror only) instead of payments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +59,7 @@ run_payhook() {  # name round database_url pool_size ('' = payhook's default for
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
   say "round $round: payhook on $name: $EVENTS events at concurrency $CONCURRENCY"
   "$loadgen" --url "http://127.0.0.1:$port" --database-url "$url" --events "$EVENTS" \
-    --concurrency "$CONCURRENCY" --secret whsec_payhook_bench --json | tee "$work/$name.$round.json"
+    --concurrency "$CONCURRENCY" --secret whsec_payhook_bench --kind "${KIND:-payment}" --json | tee "$work/$name.$round.json"
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   echo "{\"peak_rss_kib\": $rss}" > "$work/$name.rss.$round.json"

@@ -7,6 +7,7 @@ mod hostile;
 mod limits;
 mod operations;
 mod payments;
+mod plans;
 mod startup;
 mod stripe_mirror;
 mod stripe_webhooks;

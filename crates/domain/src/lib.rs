@@ -25,6 +25,7 @@ pub mod refund;
 pub mod retention;
 pub mod source;
 pub mod status;
+pub mod subscription;
 pub mod text;
 
 pub use connector::{ConnectOptions, Connector, ProviderUnit, SampleDelivery, SampleRequest, SimulateError, Simulator};
@@ -54,3 +55,7 @@ pub use reconcile::ReconcileSchedule;
 pub use refund::{NewRefund, Refund, RefundId, RefundOrigin, RefundReport, RefundStatus, Reservation, Settlement};
 pub use retention::{Retained, RetentionPolicy};
 pub use status::{DisputeStatus, PaymentStatus};
+pub use subscription::{
+    Interval, Plan, PlanId, Subscription, SubscriptionApplication, SubscriptionChange, SubscriptionHistoryEntry,
+    SubscriptionId, SubscriptionStatus,
+};

@@ -510,6 +510,29 @@ pub trait StripeObjectApi: Send + Sync {
     ) -> Result<crate::ObjectPage, GatewayError>;
 }
 
+/// What storing a new plan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanCreated {
+    Created(crate::Plan),
+    /// A plan already has this code: that one.
+    CodeTaken(crate::Plan),
+}
+
+/// Plans (`plans`).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PlanStore: Send + Sync {
+    /// Stores `plan` unless its code is taken.
+    async fn create_plan(&self, plan: &crate::Plan) -> Result<PlanCreated, StoreError>;
+
+    async fn plan(&self, id: crate::PlanId) -> Result<Option<crate::Plan>, StoreError>;
+
+    async fn plan_by_code(&self, code: &str) -> Result<Option<crate::Plan>, StoreError>;
+
+    /// Every plan, oldest first.
+    async fn plans(&self) -> Result<Vec<crate::Plan>, StoreError>;
+}
+
 /// Disputes as rows of their own (several per payment).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]

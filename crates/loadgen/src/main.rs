@@ -50,6 +50,17 @@ struct Args {
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// `payment`: `payment_intent.succeeded` events (each moves a payment, and mirrors
+    /// its PaymentIntent); `mirror`: `customer.updated` events, which only update the
+    /// Stripe mirror.
+    #[arg(long, default_value = "payment")]
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    Payment,
+    Mirror,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +131,7 @@ async fn run(args: &Args) -> Result<bool, LoadError> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let drained_at = wait_for_drain(&args.database_url, deadline).await?;
     let drain = (drained_at - sent.finished_at).to_std().unwrap_or_default();
-    let check = verify(&args.database_url, &run_id, &sent.acknowledged).await?;
+    let check = verify(&args.database_url, &run_id, &sent.acknowledged, args.kind).await?;
     report(args, &sent, drain, &check);
     Ok(check.lost == 0 && check.duplicated == 0)
 }
@@ -161,6 +172,32 @@ fn body(run_id: &str, i: usize) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// A `customer.updated` event shaped like Stripe's own (the customer object of its API
+/// reference), about the size of a payment's: it only updates the Stripe mirror.
+fn customer_body(run_id: &str, i: usize) -> Vec<u8> {
+    let now = Utc::now().timestamp();
+    let customer = format!("cus_load_{run_id}_{i:07}");
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "id": format!("evt_load_{run_id}_{i:07}"), "object": "event", "api_version": "2024-06-20", "created": now,
+        "data": { "object": {
+            "address": { "city": "Lisbon", "country": "PT", "line1": "Rua Augusta 1", "line2": null,
+                         "postal_code": "1100-048", "state": null },
+            "balance": 0, "created": now, "currency": "eur", "default_source": null, "delinquent": false,
+            "description": "loadgen customer", "discount": null, "email": format!("load{i}@example.com"),
+            "id": customer, "invoice_prefix": "LOAD0001", "invoice_settings": {
+                "custom_fields": null, "default_payment_method": null, "footer": null, "rendering_options": null },
+            "livemode": false, "metadata": { "user_id": format!("user-{i}") }, "name": "Load Customer",
+            "next_invoice_sequence": 1, "object": "customer", "phone": null, "preferred_locales": ["pt"],
+            "shipping": null, "tax_exempt": "none", "test_clock": null,
+        },
+        "previous_attributes": { "email": "old@example.com" } },
+        "livemode": false, "pending_webhooks": 1,
+        "request": { "id": format!("req_load_{run_id}_{i}"), "idempotency_key": null },
+        "type": "customer.updated",
+    }))
+    .unwrap_or_default()
+}
+
 /// One keep-alive HTTP/1.1 connection per concurrent sender, each posting the next
 /// unsent event as soon as its previous one is answered.
 async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
@@ -175,7 +212,16 @@ async fn send_all(args: &Args, run_id: &str) -> Result<Sent, LoadError> {
     // Built before the clock starts, so the measured window holds payhook's work and
     // as little of the load generator's as it can (they share the cores). Each body is
     // still signed just before it is sent, so every signature is fresh.
-    let bodies: Arc<Vec<Bytes>> = Arc::new((0..args.events).map(|i| Bytes::from(body(run_id, i))).collect());
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..args.events)
+            .map(|i| {
+                Bytes::from(match args.kind {
+                    Kind::Payment => body(run_id, i),
+                    Kind::Mirror => customer_body(run_id, i),
+                })
+            })
+            .collect(),
+    );
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
@@ -320,7 +366,7 @@ struct Check {
     processing_rate: f64,
 }
 
-async fn verify(database_url: &str, run_id: &str, acknowledged: &[String]) -> Result<Check, LoadError> {
+async fn verify(database_url: &str, run_id: &str, acknowledged: &[String], kind: Kind) -> Result<Check, LoadError> {
     let pattern = format!("evt_load_{run_id}_%");
     let events: Vec<EventRow> = rows(
         database_url,
@@ -330,14 +376,19 @@ async fn verify(database_url: &str, run_id: &str, acknowledged: &[String]) -> Re
         ),
     )
     .await?;
-    let applied: Vec<AppliedRow> = rows(
-        database_url,
-        &format!(
+    // What the worker did with each: a payment's applied history entry, or (mirror
+    // events) the mirrored object it wrote.
+    let applied_sql = match kind {
+        Kind::Payment => format!(
             "SELECT event_id, count(*) AS n FROM payment_status_history \
              WHERE applied = true AND event_id LIKE '{pattern}' GROUP BY event_id"
         ),
-    )
-    .await?;
+        Kind::Mirror => format!(
+            "SELECT source_event_id AS event_id, count(*) AS n FROM stripe_objects \
+             WHERE source_event_id LIKE '{pattern}' GROUP BY source_event_id"
+        ),
+    };
+    let applied: Vec<AppliedRow> = rows(database_url, &applied_sql).await?;
     let mut inbox: HashMap<&str, usize> = HashMap::new();
     for e in &events {
         *inbox.entry(e.event_id.as_str()).or_insert(0) += 1;

@@ -182,3 +182,4 @@ payhook_sql_shared::impl_store_ports!(
     commit_batch = commit::commit_batch
 );
 payhook_sql_shared::impl_stripe_mirror!(PgStore);
+payhook_sql_shared::impl_plan_store!(PgStore);

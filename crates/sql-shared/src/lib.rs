@@ -8,6 +8,7 @@
 //! crate (Postgres' one-statement batches are in `payhook-postgres`).
 
 pub mod mirror;
+pub mod plans;
 pub mod rows;
 pub mod schema;
 pub mod setup;

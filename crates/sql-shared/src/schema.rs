@@ -211,6 +211,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Uuid};
+
+    plans (id) {
+        id -> Uuid,
+        code -> Text,
+        name -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        interval -> Text,
+        interval_count -> Integer,
+        trial_days -> Integer,
+        stripe_price_id -> Nullable<Text>,
+        active -> Bool,
+        created_at -> Instant,
+    }
+}
+
 diesel::joinable!(refunds -> payments (payment_id));
 diesel::joinable!(disputes -> payments (payment_id));
 diesel::joinable!(payment_status_history -> payments (payment_id));

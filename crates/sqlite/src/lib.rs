@@ -172,3 +172,4 @@ payhook_sql_shared::impl_store_ports!(
     commit_batch = batch::commit_batch
 );
 payhook_sql_shared::impl_stripe_mirror!(SqliteStore);
+payhook_sql_shared::impl_plan_store!(SqliteStore);

@@ -26,6 +26,7 @@ pub trait Store:
     + DisputeStore
     + RefundStore
     + payhook_domain::ports::StripeMirror
+    + payhook_domain::ports::PlanStore
     + 'static
 {
 }
@@ -40,6 +41,7 @@ impl<
             + DisputeStore
             + RefundStore
             + payhook_domain::ports::StripeMirror
+            + payhook_domain::ports::PlanStore
             + 'static,
     > Store for T
 {
@@ -87,6 +89,7 @@ macro_rules! store_contract_tests {
             schedules_claims_and_clears_refund_checks,
             mirrors_stripe_objects_newest_write_first_per_account,
             keeps_where_a_backfill_stands_with_its_pages,
+            stores_plans_once_per_code,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -2220,4 +2223,44 @@ pub async fn keeps_where_a_backfill_stands_with_its_pages<S: Store>(store: Arc<S
             .unwrap(),
         None
     );
+}
+
+/// A plan is stored whole, found by id and by code; a second plan with a taken code is
+/// refused with the first.
+pub async fn stores_plans_once_per_code<S: Store>(store: Arc<S>) {
+    use payhook_domain::ports::PlanCreated;
+    use payhook_domain::{Interval, Plan, PlanId};
+    let plan = |code: &str, at: i64| Plan {
+        id: PlanId::from_uuid(uuid::Uuid::new_v4()),
+        code: code.into(),
+        name: "Pro monthly".into(),
+        amount: Money::new(9_900, Currency::parse("USD").unwrap()).unwrap(),
+        interval: Interval::Month,
+        interval_count: 1,
+        trial_days: 14,
+        stripe_price_id: Some("price_123".into()),
+        active: true,
+        created_at: t0() + Duration::seconds(at),
+    };
+    let pro = plan("pro-monthly", 1);
+    assert_eq!(
+        store.create_plan(&pro).await.unwrap(),
+        PlanCreated::Created(pro.clone())
+    );
+    let again = plan("pro-monthly", 2);
+    assert_eq!(
+        store.create_plan(&again).await.unwrap(),
+        PlanCreated::CodeTaken(pro.clone())
+    );
+    let basic = Plan {
+        interval: Interval::Year,
+        stripe_price_id: None,
+        trial_days: 0,
+        ..plan("basic", 3)
+    };
+    store.create_plan(&basic).await.unwrap();
+    assert_eq!(store.plan(pro.id).await.unwrap(), Some(pro.clone()));
+    assert_eq!(store.plan_by_code("basic").await.unwrap(), Some(basic.clone()));
+    assert_eq!(store.plan(again.id).await.unwrap(), None);
+    assert_eq!(store.plans().await.unwrap(), vec![pro, basic]);
 }

@@ -61,6 +61,10 @@ pub enum ApiError {
     /// No such object in the Stripe mirror, or a type it does not keep.
     #[error("{0}")]
     StripeObjectNotFound(String),
+    #[error("no plan with id or code {0}")]
+    PlanNotFound(String),
+    #[error("a plan with code {0:?} exists already")]
+    PlanCodeTaken(String),
 }
 
 impl From<RefundError> for ApiError {
@@ -134,6 +138,8 @@ impl ApiError {
             Self::ProviderUnavailable(_) => "provider_error",
             Self::RefundNotFound(_) => "refund_not_found",
             Self::StripeObjectNotFound(_) => "stripe_object_not_found",
+            Self::PlanNotFound(_) => "plan_not_found",
+            Self::PlanCodeTaken(_) => "plan_code_taken",
             Self::Refund(e) => match e {
                 RefundError::NotRefundable { .. } => "payment_not_refundable",
                 RefundError::Exceeds { .. } => "refund_exceeds_available",
@@ -190,7 +196,8 @@ impl ResponseError for ApiError {
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RefundNotFound(_) | Self::StripeObjectNotFound(_) => StatusCode::NOT_FOUND,
+            Self::RefundNotFound(_) | Self::StripeObjectNotFound(_) | Self::PlanNotFound(_) => StatusCode::NOT_FOUND,
+            Self::PlanCodeTaken(_) => StatusCode::CONFLICT,
             Self::Refund(e) => match e {
                 RefundError::NotRefundable { .. } => StatusCode::CONFLICT,
                 RefundError::Exceeds { .. } | RefundError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod payment_requests;
 mod payments;
+mod plans;
 mod refunds;
 mod stripe_objects;
 
@@ -54,6 +55,7 @@ pub struct AppState {
     pub refunds: Arc<dyn payhook_domain::ports::RefundStore>,
     /// The Stripe mirror (`GET /stripe/objects…`).
     pub mirror: Arc<dyn payhook_domain::ports::StripeMirror>,
+    pub plans: Arc<dyn payhook_domain::ports::PlanStore>,
     pub payment_requests: PaymentRequests,
     /// The open status streams, fed with domain events by payment.
     pub streams: Arc<crate::publishing::status_stream::StreamHub>,
@@ -145,6 +147,9 @@ route_table! {
         post "/payments/{id}/refunds" => refunds::create,
         get "/payments/{id}/refunds" => refunds::list,
         get "/refunds/{id}" => refunds::show,
+        post "/plans" => plans::create,
+        get "/plans" => plans::list,
+        get "/plans/{id}" => plans::show,
         get "/stripe/objects/{type}" => stripe_objects::list,
         get "/stripe/objects/{type}/{id}" => stripe_objects::show,
         post "/payments/{id}/client_token" => payments::issue_client_token,

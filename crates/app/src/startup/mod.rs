@@ -212,6 +212,7 @@ impl Application {
             disputes: stores.disputes.clone(),
             refunds: stores.refunds.clone(),
             mirror: stores.mirror.clone(),
+            plans: stores.plans.clone(),
             payment_requests: {
                 let requests = payment_requests(&stores, &providers, clock);
                 if settings.reconcile.enabled {

@@ -26,6 +26,8 @@ pub struct Stores {
     pub refunds: Arc<dyn RefundStore>,
     /// The Stripe mirror (`stripe_objects`).
     pub mirror: Arc<dyn payhook_domain::ports::StripeMirror>,
+    /// Plans (`POST /plans`).
+    pub plans: Arc<dyn payhook_domain::ports::PlanStore>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -45,6 +47,7 @@ impl Stores {
             + DisputeStore
             + RefundStore
             + payhook_domain::ports::StripeMirror
+            + payhook_domain::ports::PlanStore
             + 'static,
     {
         let store = Arc::new(store);
@@ -58,7 +61,8 @@ impl Stores {
             reconcile: store.clone(),
             disputes: store.clone(),
             refunds: store.clone(),
-            mirror: store,
+            mirror: store.clone(),
+            plans: store,
             fan_out: None,
         }
     }
