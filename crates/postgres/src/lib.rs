@@ -30,6 +30,7 @@ macro_rules! comma_separated_binds {
 mod admission;
 mod commit;
 mod fan_out;
+mod mirror;
 pub use fan_out::PgFanOut;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -181,5 +182,5 @@ payhook_sql_shared::impl_store_ports!(
     admit_batch = admission::admit_batch,
     commit_batch = commit::commit_batch
 );
-payhook_sql_shared::impl_stripe_mirror!(PgStore);
+payhook_sql_shared::impl_stripe_mirror!(PgStore, apply_mirror_events = mirror::apply_mirror_events);
 payhook_sql_shared::impl_plan_store!(PgStore);

@@ -205,11 +205,12 @@ pub fn count(outcome: payhook_domain::MirrorOutcome) {
     metrics::counter!("payhook_stripe_mirror_writes_total", "outcome" => outcome).increment(1);
 }
 
-/// Implements `StripeMirror` for a store type with an `async fn conn(&self)`.
+/// Implements `StripeMirror` for a store type with an `async fn conn(&self)`;
+/// `apply_mirror_events` is the store's own batch write of mirror-only events.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! impl_stripe_mirror {
-    ($store:ty) => {
+    ($store:ty, apply_mirror_events = $apply:path $(,)?) => {
         const _: () = {
             use $crate::__deps::chrono::{DateTime, Utc};
             use $crate::__deps::diesel::prelude::*;
@@ -219,7 +220,6 @@ macro_rules! impl_stripe_mirror {
                 BackfillCursor, InboxId, MirrorFilter, MirrorOutcome, MirrorWrite, MirroredObject, StripeObjectType,
             };
             use $crate::mirror::{BackfillRow, MirrorRow};
-            use $crate::rows::processed_changes;
             use $crate::schema::{stripe_backfills as sb, stripe_objects as so, webhook_events as ev};
             use $crate::types::DbInstant;
             use $crate::{db_error, TxError};
@@ -235,24 +235,7 @@ macro_rules! impl_stripe_mirror {
                         return Ok(Vec::new());
                     }
                     let mut conn = self.conn().await?;
-                    let outcomes = conn
-                        .transaction(async |conn| {
-                            let mut outcomes = Vec::with_capacity(events.len());
-                            for (inbox, write) in events {
-                                let outcome = $crate::write_mirror!(conn, write, at);
-                                let result = match outcome {
-                                    MirrorOutcome::Written => "applied",
-                                    _ => "stale_transition",
-                                };
-                                diesel::update(ev::table.find(inbox.0))
-                                    .set(processed_changes(result, DbInstant(at)))
-                                    .execute(conn)
-                                    .await?;
-                                outcomes.push(outcome);
-                            }
-                            Ok::<_, TxError>(outcomes)
-                        })
-                        .await?;
+                    let outcomes = $apply(&mut *conn, events, at).await?;
                     outcomes.iter().copied().for_each($crate::mirror::count);
                     Ok(outcomes)
                 }

@@ -152,3 +152,31 @@ pub(crate) async fn commit_batch(
     .map(|(commits, rows)| (commits, rows.into_iter().map(OutboxMessage::from).collect()))
     .map_err(StoreError::from)
 }
+
+/// Writes the objects of events that only update the Stripe mirror and marks the
+/// events processed (`applied` when written, else `stale_transition`), each in turn,
+/// in one transaction.
+pub(crate) async fn apply_mirror_events(
+    conn: &mut Conn,
+    events: &[(InboxId, payhook_domain::MirrorWrite)],
+    at: DateTime<Utc>,
+) -> Result<Vec<payhook_domain::MirrorOutcome>, StoreError> {
+    conn.transaction(async |conn| {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (inbox, write) in events {
+            let outcome = payhook_sql_shared::write_mirror!(conn, write, at);
+            let result = match outcome {
+                payhook_domain::MirrorOutcome::Written => "applied",
+                _ => "stale_transition",
+            };
+            diesel::update(ev::table.find(inbox.0))
+                .set(processed_changes(result, DbInstant(at)))
+                .execute(conn)
+                .await?;
+            outcomes.push(outcome);
+        }
+        Ok::<_, TxError>(outcomes)
+    })
+    .await
+    .map_err(StoreError::from)
+}

@@ -171,5 +171,5 @@ payhook_sql_shared::impl_store_ports!(
     admit_batch = batch::admit_batch,
     commit_batch = batch::commit_batch
 );
-payhook_sql_shared::impl_stripe_mirror!(SqliteStore);
+payhook_sql_shared::impl_stripe_mirror!(SqliteStore, apply_mirror_events = batch::apply_mirror_events);
 payhook_sql_shared::impl_plan_store!(SqliteStore);
