@@ -436,9 +436,16 @@ macro_rules! impl_store_ports {
                         };
                         // Every key column, so the (provider, account, provider_ref) index
                         // is searched, not scanned whole.
-                        let providers: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
-                        let accounts: Vec<&str> =
+                        // Each value once: `= ANY(array)` compares a row with every
+                        // element, and a batch's events mostly share one provider and one
+                        // account.
+                        let mut providers: Vec<&str> = wanted.iter().map(|(p, _)| p.as_str()).collect();
+                        providers.sort_unstable();
+                        providers.dedup();
+                        let mut accounts: Vec<&str> =
                             wanted.iter().map(|(_, r)| r.account.as_deref().unwrap_or_default()).collect();
+                        accounts.sort_unstable();
+                        accounts.dedup();
                         let refs = unresolved(&found);
                         if !refs.is_empty() {
                             let rows: Vec<PaymentRow> = payments::table
