@@ -1206,6 +1206,15 @@ async fn paid_stripe_payment_with(
     (app, id, intent)
 }
 
+/// `GET /refunds/{id}` of a refund as the API answered it.
+async fn refund_view(app: &TestApp, refund: &Value) -> Value {
+    app.get(&format!("/refunds/{}", refund["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn refund(app: &TestApp, id: &str, body: Value, key: Option<&str>) -> reqwest::Response {
     let mut req = app
         .client
@@ -1302,15 +1311,7 @@ async fn a_stripe_payment_is_refunded_in_part_then_in_full_settled_by_webhooks(b
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, vec!["succeeded", "succeeded"]);
-    let one: Value = app
-        .client
-        .get(format!("{}/refunds/{}", app.address, rest["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = refund_view(&app, &rest).await;
     assert_eq!(one["status"], "succeeded");
     let payment: Value = app.get(&format!("/payments/{id}")).await.json().await.unwrap();
     assert_eq!(payment["refunds"].as_array().unwrap().len(), 2);
@@ -1453,15 +1454,7 @@ async fn a_xendit_payment_is_refunded_and_settled_by_its_refund_callback(backend
         1,
     )
     .await;
-    let shown: Value = app
-        .client
-        .get(format!("{}/refunds/{}", app.address, made["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = refund_view(&app, &made).await;
     assert_eq!(shown["status"], "succeeded");
 }
 
@@ -1493,15 +1486,7 @@ async fn a_refund_whose_webhook_never_came_is_settled_by_asking_stripe(backend: 
         1,
     )
     .await;
-    let one: Value = app
-        .client
-        .get(format!("{}/refunds/{}", app.address, made["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = refund_view(&app, &made).await;
     assert_eq!(one["status"], "succeeded");
     assert!(
         fake.requests()

@@ -2,33 +2,44 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use uuid::Uuid;
 
-/// payhook's own payment id (a UUID it hands out and providers echo back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PaymentId(Uuid);
+/// Declares an id that payhook hands out as a UUID newtype: built from a UUID, parsed
+/// from any of its usual text forms (`None` for anything else), shown as the UUID.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $id:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $id(uuid::Uuid);
 
-impl PaymentId {
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
+        impl $id {
+            pub fn from_uuid(id: uuid::Uuid) -> Self {
+                Self(id)
+            }
 
-    /// Parses a UUID in any of its usual text forms; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        Uuid::parse_str(s).ok().map(Self)
-    }
+            /// Parses a UUID in any of its usual text forms; `None` for anything else.
+            pub fn parse(s: &str) -> Option<Self> {
+                uuid::Uuid::parse_str(s).ok().map(Self)
+            }
 
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
+pub(crate) use uuid_id;
 
-impl fmt::Display for PaymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// payhook's own payment id (a UUID it hands out and providers echo back).
+    PaymentId
+);
 
 /// The provider's id for one delivery's event: the deduplication key together with the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,34 +8,12 @@
 use crate::{Currency, Money, PaymentId, PaymentStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
-use uuid::Uuid;
 
-/// payhook's own refund id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RefundId(Uuid);
-
-impl RefundId {
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Uuid::parse_str(s).ok().map(Self)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for RefundId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+crate::ids::uuid_id!(
+    /// payhook's own refund id.
+    RefundId
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

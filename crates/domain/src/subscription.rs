@@ -14,7 +14,6 @@ use chrono::{DateTime, Duration, Months, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use uuid::Uuid;
 
 /// The unit a plan is billed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,42 +67,15 @@ impl FromStr for Interval {
     }
 }
 
-/// payhook's own id of a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PlanId(Uuid);
+crate::ids::uuid_id!(
+    /// payhook's own id of a plan.
+    PlanId
+);
 
-/// payhook's own id of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SubscriptionId(Uuid);
-
-macro_rules! uuid_id {
-    ($id:ident) => {
-        impl $id {
-            pub fn from_uuid(id: Uuid) -> Self {
-                Self(id)
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                Uuid::parse_str(s).ok().map(Self)
-            }
-
-            pub fn as_uuid(&self) -> Uuid {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $id {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
-
-uuid_id!(PlanId);
-uuid_id!(SubscriptionId);
+crate::ids::uuid_id!(
+    /// payhook's own id of a subscription.
+    SubscriptionId
+);
 
 /// What a customer subscribes to: an amount every `interval_count` × `interval`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::Currency;
 use chrono::TimeZone;
+use uuid::Uuid;
 
 fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 10, 0, 0).unwrap()
