@@ -15,6 +15,7 @@ on_every_store!(
     listing_pages_by_id_and_filters_by_customer,
     reading_errors_follow_the_contract,
     a_tie_is_settled_by_reading_the_object_from_stripe_else_the_first_is_kept,
+    with_the_mirror_off_nothing_is_copied_and_billing_events_are_ignored,
 );
 
 const CONNECT_SECRET: &str = "whsec_connect_e2e_0123456789";
@@ -403,4 +404,39 @@ async fn a_tie_is_settled_by_reading_the_object_from_stripe_else_the_first_is_ke
         (kept["object"]["name"].as_str(), kept["source_event_id"].as_str()),
         (Some("first"), Some("evt_tie_a"))
     );
+}
+
+/// `providers.stripe.mirror = false`: a payment's event applies as before and copies no
+/// object; an event about a customer only is ignored, and stores nothing.
+async fn with_the_mirror_off_nothing_is_copied_and_billing_events_are_ignored(backend: Backend) {
+    let app = spawn_app_with(backend, &[("PAYHOOK__PROVIDERS__STRIPE__MIRROR", "false")], Vec::new()).await;
+    let t = now_unix() - 60;
+    let res = app
+        .deliver(&event(
+            "evt_off_pi",
+            "payment_intent.succeeded",
+            t,
+            None,
+            payment_intent("pi_off", "succeeded", 500, 500),
+        ))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .deliver(&event(
+            "evt_off_cus",
+            "customer.created",
+            t,
+            None,
+            json!({ "id": "cus_off", "object": "customer" }),
+        ))
+        .await;
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply["status"], "ignored");
+    all_processed(&app, 1).await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments WHERE provider_ref = 'pi_off' AND status = 'paid'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM stripe_objects").await, 0);
 }

@@ -116,6 +116,16 @@ struct RefundObject {
 /// to write). Every event's object of a mirrored type travels with it (`mirror`), with
 /// the event's Connect `account`. Anything else is `Ignored` (`unhandled_event_type`).
 pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
+    parse(body, true)
+}
+
+/// [`parse_event`] for a payhook that keeps no Stripe mirror: no event carries its
+/// object, and events about billing objects only are `Ignored`.
+pub fn parse_event_without_mirror(body: &[u8]) -> Result<Parsed, ParseError> {
+    parse(body, false)
+}
+
+fn parse(body: &[u8], mirroring: bool) -> Result<Parsed, ParseError> {
     let envelope: Envelope =
         serde_json::from_slice(body).map_err(|e| ParseError(format!("not a Stripe event: {e}")))?;
     let event_id = EventId::parse(envelope.id.clone()).map_err(|e| ParseError(e.to_string()))?;
@@ -123,7 +133,9 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, ParseError> {
         .ok_or_else(|| ParseError("created is not a valid unix timestamp".into()))?;
     let object = envelope.data.object;
     let account = envelope.account.clone().filter(|a| !a.is_empty());
-    let mirror = mirror_write(&envelope, account.as_deref().unwrap_or_default());
+    let mirror = mirroring
+        .then(|| mirror_write(&envelope, account.as_deref().unwrap_or_default()))
+        .flatten();
     let mapped = match envelope.event_type.as_str() {
         "payment_intent.succeeded" => from_payment_intent(object, |pi| match pi.amount_received {
             // Succeeded for less than its amount: the merchant captured part of it.

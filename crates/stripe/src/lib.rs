@@ -59,6 +59,15 @@ pub struct StripeConfig {
     pub success_url: Option<String>,
     #[serde(default, deserialize_with = "optional_http_url")]
     pub cancel_url: Option<String>,
+    /// Keep the Stripe mirror (`stripe_objects`): on by default. Off, events carry no
+    /// object, events about billing objects only are ignored as before, and the
+    /// personal data in those objects is not copied (docs/stripe-mirror.md).
+    #[serde(default = "mirror_by_default")]
+    pub mirror: bool,
+}
+
+fn mirror_by_default() -> bool {
+    true
 }
 
 /// `providers.stripe.checkout`.
@@ -106,6 +115,7 @@ impl StripeConfig {
             checkout: Checkout::default(),
             success_url: None,
             cancel_url: None,
+            mirror: true,
         }
     }
 }
@@ -155,6 +165,7 @@ impl Connector for Stripe {
 /// Stripe's webhook protocol, ready to plug into the ingest service.
 pub struct StripeWebhooks {
     verifier: SignatureVerifier,
+    mirror: bool,
 }
 
 impl StripeWebhooks {
@@ -171,6 +182,7 @@ impl StripeWebhooks {
                     .collect(),
                 config.tolerance_secs,
             ),
+            mirror: config.mirror,
         }
     }
 }
@@ -191,7 +203,11 @@ impl WebhookSource for StripeWebhooks {
     }
 
     fn parse(&self, delivery: &Delivery<'_>) -> Result<Parsed, ParseError> {
-        parse_event(delivery.body)
+        if self.mirror {
+            parse_event(delivery.body)
+        } else {
+            events::parse_event_without_mirror(delivery.body)
+        }
     }
 
     fn primary_fields(&self, body: &[u8]) -> PrimaryFields {
