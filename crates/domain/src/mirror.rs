@@ -185,6 +185,8 @@ pub struct MirrorWrite {
 /// The few fields of an object the mirror reads; the rest is kept as text.
 #[derive(Deserialize)]
 struct ObjectHead {
+    /// The object's type, as Stripe names it.
+    object: Option<String>,
     id: Option<String>,
     #[serde(default)]
     livemode: bool,
@@ -205,6 +207,49 @@ impl MirrorWrite {
         source_event_created: i64,
     ) -> Option<Self> {
         let head: ObjectHead = serde_json::from_str(data).ok()?;
+        Self::from_head(
+            head,
+            account,
+            object_type,
+            data,
+            deleted,
+            source_event_id,
+            source_event_created,
+        )
+    }
+
+    /// The write of `data` when its own `object` field names a type payhook mirrors
+    /// (an event's `data.object`); `None` otherwise. One read of the object's head:
+    /// this runs on the webhook ingest path.
+    pub fn of_object(
+        account: &str,
+        data: &str,
+        deleted: bool,
+        source_event_id: String,
+        source_event_created: i64,
+    ) -> Option<Self> {
+        let head: ObjectHead = serde_json::from_str(data).ok()?;
+        let object_type: StripeObjectType = head.object.as_deref()?.parse().ok()?;
+        Self::from_head(
+            head,
+            account,
+            object_type,
+            data,
+            deleted,
+            source_event_id,
+            source_event_created,
+        )
+    }
+
+    fn from_head(
+        head: ObjectHead,
+        account: &str,
+        object_type: StripeObjectType,
+        data: &str,
+        deleted: bool,
+        source_event_id: String,
+        source_event_created: i64,
+    ) -> Option<Self> {
         let object_id = head.id?;
         let status_rank = if deleted {
             DELETED_RANK
@@ -374,6 +419,28 @@ mod tests {
         );
         assert!(MirrorWrite::of("", StripeObjectType::Customer, "{}", false, "e".into(), 1).is_none());
         assert!(MirrorWrite::of("", StripeObjectType::Customer, "[1]", false, "e".into(), 1).is_none());
+    }
+
+    #[test]
+    fn an_events_object_names_its_own_type() {
+        let w = MirrorWrite::of_object(
+            "acct_1",
+            r#"{"object":"checkout.session","id":"cs_1","status":"open"}"#,
+            false,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            (w.object_type, w.object_id.as_str(), w.account.as_str()),
+            (StripeObjectType::CheckoutSession, "cs_1", "acct_1")
+        );
+        assert_eq!(w.status_rank, 0);
+        assert!(MirrorWrite::of_object("", r#"{"object":"coupon","id":"25OFF"}"#, false, "e".into(), 5).is_none());
+        assert!(
+            MirrorWrite::of_object("", r#"{"id":"cus_1"}"#, false, "e".into(), 5).is_none(),
+            "no type"
+        );
     }
 
     #[test]

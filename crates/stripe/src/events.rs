@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use payhook_domain::source::{ParseError, Parsed};
 use payhook_domain::{
     Currency, DisputeReport, DisputeStatus, EventId, MirrorWrite, Money, PaymentChange, PaymentDetails, PaymentId,
-    PaymentRef, PaymentStatus, PrimaryFields, ProcessingResult, Provider, RefundId, RefundReport, StripeObjectType,
-    WebhookEvent,
+    PaymentRef, PaymentStatus, PrimaryFields, ProcessingResult, Provider, RefundId, RefundReport, WebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,12 +27,6 @@ struct Envelope<'a> {
     account: Option<String>,
     #[serde(borrow)]
     data: EnvelopeData<'a>,
-}
-
-/// What kind of object `data.object` is.
-#[derive(Deserialize)]
-struct ObjectKind {
-    object: Option<String>,
 }
 
 /// Event types that delete their object: the mirror keeps it, marked deleted.
@@ -214,13 +207,9 @@ fn parse(body: &[u8], mirroring: bool) -> Result<Parsed, ParseError> {
 
 /// The event's object, for the mirror, when it is of a type payhook mirrors.
 fn mirror_write(envelope: &Envelope, account: &str) -> Option<MirrorWrite> {
-    let raw = envelope.data.object.get();
-    let kind: ObjectKind = serde_json::from_str(raw).ok()?;
-    let object_type: StripeObjectType = kind.object?.parse().ok()?;
-    MirrorWrite::of(
+    MirrorWrite::of_object(
         account,
-        object_type,
-        raw,
+        envelope.data.object.get(),
         DELETIONS.contains(&envelope.event_type.as_str()),
         envelope.id.clone(),
         envelope.created,
