@@ -101,16 +101,15 @@ const MIRRORED: &str = ") AS a(provider, alias, payment_id)
 const MIRRORED_WHICH: &str = "
     FROM unnest(";
 /// Their events, processed with each application's result (the status follows).
-const PROCESSED: &str = ") AS m(account, object_type, object_id, data, livemode, deleted, customer,
+const PROCESSED: &str = concat!(
+    ") AS m(account, object_type, object_id, data, livemode, deleted, customer,
         status_rank, source_event_id, source_event_created, payment_id)
-    WHERE payment_id IN (SELECT id FROM moved)
-    ON CONFLICT (account, object_type, object_id) DO UPDATE SET data = EXCLUDED.data,
-        livemode = EXCLUDED.livemode, deleted = EXCLUDED.deleted, customer = EXCLUDED.customer,
-        status_rank = EXCLUDED.status_rank, source_event_id = EXCLUDED.source_event_id,
-        source_event_created = EXCLUDED.source_event_created, updated_at = EXCLUDED.updated_at
-    WHERE (s.source_event_created, s.status_rank) < (EXCLUDED.source_event_created, EXCLUDED.status_rank)
+    WHERE payment_id IN (SELECT id FROM moved)",
+    crate::mirror::newer_wins!(),
+    "
 ), processed AS (
-    UPDATE webhook_events AS e SET locked_until = NULL, last_error = NULL, result = a.result, status = ";
+    UPDATE webhook_events AS e SET locked_until = NULL, last_error = NULL, result = a.result, status = "
+);
 /// (The time follows, then each event's id, payment and result.)
 const PROCESSED_AT: &str = ", processed_at = ";
 const PROCESSED_WHICH: &str = "

@@ -13,7 +13,24 @@ use payhook_domain::{InboxId, MirrorOutcome, MirrorWrite};
 use payhook_sql_shared::types::{DbInstant, Instant};
 use std::collections::HashSet;
 
-const APPLY: &str = "WITH m AS (
+/// The mirror's ordering rule as an upsert's conflict clause, for a target aliased `s`:
+/// a stored object is replaced only by a later `source_event_created`, or the same
+/// second and a later `status_rank`. Both of Postgres' mirror writes end with it (this
+/// batch, and the worker's batch commit in `commit`).
+macro_rules! newer_wins {
+    () => {
+        "
+    ON CONFLICT (account, object_type, object_id) DO UPDATE SET data = EXCLUDED.data,
+        livemode = EXCLUDED.livemode, deleted = EXCLUDED.deleted, customer = EXCLUDED.customer,
+        status_rank = EXCLUDED.status_rank, source_event_id = EXCLUDED.source_event_id,
+        source_event_created = EXCLUDED.source_event_created, updated_at = EXCLUDED.updated_at
+    WHERE (s.source_event_created, s.status_rank) < (EXCLUDED.source_event_created, EXCLUDED.status_rank)"
+    };
+}
+pub(crate) use newer_wins;
+
+const APPLY: &str = concat!(
+    "WITH m AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[], $7::text[],
         $8::int[], $9::text[], $10::bigint[])
         AS m(account, object_type, object_id, data, livemode, deleted, customer, status_rank, source_event_id,
@@ -22,12 +39,9 @@ const APPLY: &str = "WITH m AS (
     INSERT INTO stripe_objects AS s (account, object_type, object_id, data, livemode, deleted, customer,
         status_rank, source_event_id, source_event_created, updated_at)
     SELECT account, object_type, object_id, data, livemode, deleted, customer, status_rank, source_event_id,
-        source_event_created, $11 FROM m
-    ON CONFLICT (account, object_type, object_id) DO UPDATE SET data = EXCLUDED.data,
-        livemode = EXCLUDED.livemode, deleted = EXCLUDED.deleted, customer = EXCLUDED.customer,
-        status_rank = EXCLUDED.status_rank, source_event_id = EXCLUDED.source_event_id,
-        source_event_created = EXCLUDED.source_event_created, updated_at = EXCLUDED.updated_at
-    WHERE (s.source_event_created, s.status_rank) < (EXCLUDED.source_event_created, EXCLUDED.status_rank)
+        source_event_created, $11 FROM m",
+    newer_wins!(),
+    "
     RETURNING s.source_event_id
 ), processed AS (
     UPDATE webhook_events AS e SET status = 'processed', processed_at = $11, locked_until = NULL,
@@ -37,7 +51,8 @@ const APPLY: &str = "WITH m AS (
     FROM unnest($12::bigint[], $13::text[]) AS i(inbox, event)
     WHERE e.id = i.inbox
 )
-SELECT source_event_id FROM written";
+SELECT source_event_id FROM written"
+);
 
 #[derive(QueryableByName)]
 struct Written {

@@ -239,6 +239,17 @@ async fn list_objects(req: HttpRequest, path: web::Path<String>, state: web::Dat
     HttpResponse::Ok().json(json!({ "object": "list", "data": page, "has_more": has_more, "url": "/v1/list" }))
 }
 
+/// The `metadata[key]=value` fields of a form-encoded request, as Stripe reads them.
+fn metadata_of(form: &HashMap<String, String>) -> HashMap<&str, &String> {
+    form.iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("metadata[")
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|k| (k, v))
+        })
+        .collect()
+}
+
 fn error(status: u16, kind: &str, message: &str) -> HttpResponse {
     let code = actix_web::http::StatusCode::from_u16(status).unwrap();
     HttpResponse::build(code).json(json!({ "error": { "type": kind, "message": message } }))
@@ -284,14 +295,7 @@ async fn create(
     if let Some(key) = key {
         s.idempotent.insert(key.to_owned(), id.clone());
     }
-    let metadata: HashMap<&str, &String> = form
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("metadata[")
-                .and_then(|k| k.strip_suffix(']'))
-                .map(|k| (k, v))
-        })
-        .collect();
+    let metadata = metadata_of(&form);
     let intent = json!({
         "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0, "amount_received": 0,
         "capture_method": "automatic_async", "client_secret": format!("{id}_secret_fake"),
@@ -424,14 +428,7 @@ async fn create_refund(
     if let Some(key) = key {
         s.idempotent.insert(key.to_owned(), id.clone());
     }
-    let metadata: HashMap<&str, &String> = form
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("metadata[")
-                .and_then(|k| k.strip_suffix(']'))
-                .map(|k| (k, v))
-        })
-        .collect();
+    let metadata = metadata_of(&form);
     let refund = json!({
         "id": id, "object": "refund", "amount": amount, "currency": intent["currency"], "status": "pending",
         "payment_intent": intent["id"], "charge": format!("ch_for_{}", intent["id"].as_str().unwrap_or_default()),
