@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: payhook on the embedded store with the four fake providers, one
 # payment per provider driven through its lifecycle (a duplicate, a bad signature, an
-# out-of-order event included), each payment's history printed, everything stopped.
+# out-of-order event included), each payment's history printed; then one subscription
+# per provider activated and renewed (Stripe's by Stripe's events; the others by
+# payhook's scheduler, with payhook's clock moved a month on through the admin API's
+# `POST /admin/clock`, which `admin.time_travel` allows); everything stopped.
 # Offline: every process listens on 127.0.0.1. Exits non-zero if a payment does not
 # end where it should. Usage: scripts/demo.sh path/to/payhook path/to/payhook-fakes
 set -euo pipefail
@@ -35,6 +38,9 @@ bind = "127.0.0.1:$port"
 url = "sqlite://$work/payhook.db"
 [api]
 keys = ["demo_merchant_key_0123"]
+[admin]
+token = "demo_admin_token_0123"
+time_travel = true                # demos only: POST /admin/clock moves payhook's clock
 [reconcile]
 pending_after_secs = 2
 interval_secs = 1
@@ -46,6 +52,7 @@ backoff_max_ms = 1000
 enabled = true
 webhook_secrets = ["whsec_demo_only"]
 api_key = "sk_test_demo"
+success_url = "https://shop.example/thanks"
 api_base_url = "http://127.0.0.1:$stripe"
 [providers.xendit]
 enabled = true
@@ -186,6 +193,93 @@ expect "$qpay_id" paid None || failed=1
 expect "$jungle_id" paid lost || failed=1
 [ "$(mirrored invoice in_demo)" = paid ] || { echo "demo: the mirrored invoice is not paid" >&2; failed=1; }
 [ "$(mirrored customer cus_demo)" = customer ] || { echo "demo: the customer was not mirrored" >&2; failed=1; }
+
+say "subscriptions: a monthly plan per currency, one subscription per provider"
+admin="Authorization: Bearer demo_admin_token_0123"
+post() { curl -s -X POST "$gateway$1" -H "$auth" -H 'content-type: application/json' -d "$2"; }
+sub_field() { curl -s -H "$auth" "$gateway/subscriptions/$1" | json "$2"; }
+wait_sub() {  # id python-condition-on-d what
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -H "$auth" "$gateway/subscriptions/$1" | json "$2")" = True ] && return 0
+    sleep 0.1
+  done
+  echo "demo: subscription $1 never $3" >&2; return 1
+}
+for plan in "pro-usd USD 1500" "pro-idr IDR 9900000" "pro-mnt MNT 2500000" "pro-brl BRL 4900"; do
+  set -- $plan
+  post /plans "{\"code\":\"$1\",\"name\":\"Pro\",\"amount\":$3,\"currency\":\"$2\",\"interval\":\"month\"}" \
+    | json "'plan %s: %s %s a month' % (d['code'], d['amount'], d['currency'])"
+done
+
+say "a Stripe subscription: Checkout in subscription mode, then Stripe's events"
+echo "\$ curl -X POST $gateway/subscriptions -d '{\"plan\":\"pro-usd\",\"provider\":\"stripe\",\"customer_ref\":\"user-1\"}'"
+answer=$(post /subscriptions '{"plan":"pro-usd","provider":"stripe","customer_ref":"user-1"}')
+echo "$answer" | json "'subscription %s: %s, pay at %s' % (d['id'], d['status'], d['checkout_url'])"
+stripe_sub=$(json "d['id']" <<<"$answer")
+fake "http://127.0.0.1:$stripe/_fake/pay/$(json "d['checkout_url'].rsplit('/',1)[1]" <<<"$answer")" >/dev/null
+wait_sub "$stripe_sub" "d['status'] == 'active' and d['provider_ref'] is not None" activated || failed=1
+stripe_ref=$(sub_field "$stripe_sub" "d['provider_ref']")
+echo "# a month later Stripe charges the next period"
+fake "http://127.0.0.1:$stripe/_fake/subscriptions/$stripe_ref/renew" >/dev/null
+wait_sub "$stripe_sub" "len(d['payments']) == 2 and d['current_period_start'] != d['created_at']" renewed || failed=1
+
+# Xendit, QPay, JunglePay: payhook asks for each period's payment itself.
+pay_sub() {  # provider payment-id provider-ref: the customer pays
+  case "$1" in
+    xendit) fake "http://127.0.0.1:$xendit/_fake/pay/$3" >/dev/null ;;
+    qpay) fake "http://127.0.0.1:$qpay/_fake/pay/$3" >/dev/null
+          tok=$(curl -s "http://127.0.0.1:$qpay/_fake/callback-url/$3" | json "d['callback_url'].split('token=')[1]")
+          simulate qpay paid --payment "$2" --token "$tok" >/dev/null ;;
+    junglepay) fake "http://127.0.0.1:$jungle/_fake/pay/$3" >/dev/null ;;
+  esac
+}
+subs=()
+for spec in "xendit pro-idr {}" \
+            "qpay pro-mnt {}" \
+            'junglepay pro-brl {"customer_name":"Ana","customer_document":"12345678910"}'; do
+  set -- $spec
+  provider=$1; plan=$2; meta=$3
+  say "a $provider subscription: payhook runs the schedule"
+  answer=$(post /subscriptions "{\"plan\":\"$plan\",\"provider\":\"$provider\",\"customer_ref\":\"user-$provider\",\"customer_email\":\"ana@example.com.br\",\"metadata\":$meta}")
+  echo "$answer" | json "'subscription %s: %s; first payment %s at %s' % (d['id'], d['status'], d['payment']['id'], d['payment']['checkout_url'] or d['payment']['qr_text'][:40])"
+  sub=$(json "d['id']" <<<"$answer")
+  pay_sub "$provider" "$(json "d['payment']['id']" <<<"$answer")" "$(json "d['payment']['provider_ref']" <<<"$answer")"
+  wait_sub "$sub" "d['status'] == 'active'" activated || failed=1
+  subs+=("$provider:$sub")
+done
+say "payhook's clock moves to three days before the periods end; the scheduler asks for the renewals"
+end=$(sub_field "${subs[0]#*:}" "d['current_period_end']")
+now=$(curl -s -X POST "$gateway/admin/clock" -H "$admin" -H 'content-type: application/json' -d '{"advance_secs":0}' | json "d['now']")
+ahead=$(python3 -c "from datetime import datetime as D; f=lambda s: D.fromisoformat(s.replace('Z','+00:00')); print(int((f('$end')-f('$now')).total_seconds()) - 71*3600)")
+echo "\$ curl -X POST $gateway/admin/clock -d '{\"advance_secs\":$ahead}'"
+curl -s -X POST "$gateway/admin/clock" -H "$admin" -H 'content-type: application/json' -d "{\"advance_secs\":$ahead}"; echo
+echo "\$ curl -X POST $gateway/admin/subscriptions/run"
+curl -s -X POST "$gateway/admin/subscriptions/run" -H "$admin"; echo
+for entry in "${subs[@]}"; do
+  provider=${entry%%:*}; sub=${entry#*:}
+  renewal=$(curl -s -H "$auth" "$gateway/subscriptions/$sub" | json "d['payments'][-1]['id'] if len(d['payments']) == 2 else ''")
+  [ -n "$renewal" ] || { echo "demo: no renewal asked for the $provider subscription" >&2; failed=1; continue; }
+  ref=$(curl -s -H "$auth" "$gateway/payments/$renewal" | json "d['provider_ref']")
+  echo "# $provider: subscription.renewal_due for payment $renewal; the customer pays early"
+  pay_sub "$provider" "$renewal" "$ref"
+  wait_sub "$sub" "d['current_period_start'] == '$(sub_field "$sub" "d['current_period_end']")' or len([h for h in d['history'] if h['reason'].startswith('payment ') and h['applied']]) == 2" renewed || failed=1
+done
+cat > "$work/subscription.py" <<'PY'
+import json, sys
+s = json.load(sys.stdin)
+print("%s %s: %s (access %s), period %s .. %s, %d payments" % (
+    s["provider"], s["plan"], s["status"], s["access"], (s["current_period_start"] or "")[:19],
+    (s["current_period_end"] or "")[:19], len(s["payments"])))
+for h in s["history"]:
+    mark = "applied" if h["applied"] else "NOT applied"
+    print("  %s  %10s -> %-10s %-11s %s" % (h["at"][:19], h["from_status"], h["to_status"], mark, h["reason"]))
+PY
+for entry in "stripe:$stripe_sub" "${subs[@]}"; do
+  sub=${entry#*:}
+  say "subscription $sub"
+  curl -s -H "$auth" "$gateway/subscriptions/$sub" | python3 "$work/subscription.py"
+  [ "$(sub_field "$sub" "d['status']")" = active ] || { echo "demo: subscription $sub is not active" >&2; failed=1; }
+done
 
 for pair in "stripe $stripe_id" "xendit $xendit_id" "xendit-lost-callback $lost_id" "xendit-canceled $cancel_id" "qpay $qpay_id" "junglepay $jungle_id"; do
   set -- $pair

@@ -11,6 +11,7 @@ mod plans;
 mod startup;
 mod stripe_mirror;
 mod stripe_webhooks;
+mod subscriptions;
 mod token_providers;
 mod tracing_spans;
 mod xendit_webhooks;

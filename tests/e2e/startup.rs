@@ -102,6 +102,7 @@ async fn start_up_delivers_domain_events_a_previous_run_left_undelivered() {
         .unwrap();
     let event = payhook_domain::WebhookEvent {
         mirror: None,
+        subscription: None,
         provider: Provider::Stripe,
         event_id: EventId::parse("evt_left").unwrap(),
         event_type: "payment_intent.succeeded".into(),

@@ -390,6 +390,21 @@ impl TestApp {
         self.store.rows::<One>(sql).await.into_iter().next().and_then(|r| r.v)
     }
 
+    /// Every row's text column `v`, in the query's order.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        #[derive(QueryableByName)]
+        struct One {
+            #[diesel(sql_type = Nullable<Text>)]
+            v: Option<String>,
+        }
+        self.store
+            .rows::<One>(sql)
+            .await
+            .into_iter()
+            .filter_map(|r| r.v)
+            .collect()
+    }
+
     /// The id of the payment with this provider reference.
     pub async fn payment_id(&self, provider_ref: &str) -> String {
         #[derive(QueryableByName)]

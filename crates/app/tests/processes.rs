@@ -271,6 +271,7 @@ async fn cli_replays_dead_events() {
     );
     let event = WebhookEvent {
         mirror: None,
+        subscription: None,
         provider: Provider::Stripe,
         event_id: EventId::parse("evt_cli").unwrap(),
         event_type: "payment_intent.succeeded".into(),

@@ -56,6 +56,9 @@ pub struct ProviderUnit {
     /// (`payhook stripe resync|backfill`, ties the event order cannot decide); `None`
     /// for providers without a mirror, or without API credentials.
     pub objects: Option<Arc<dyn crate::ports::StripeObjectApi>>,
+    /// Subscriptions the provider runs itself (Stripe Billing); `None` where payhook
+    /// runs the schedule with one payment request per period.
+    pub subscriptions: Option<Arc<dyn crate::ports::SubscriptionGateway>>,
 }
 
 impl std::fmt::Debug for ProviderUnit {
@@ -91,6 +94,9 @@ pub struct SampleRequest {
     /// The billing object the event is about (`cus_…`, `in_…`), so runs can update one
     /// object; a fresh one when `None`.
     pub object: Option<String>,
+    /// The payhook subscription a Stripe subscription or invoice event is about (its
+    /// `metadata.payhook_subscription_id`); `None`: a subscription payhook adopts.
+    pub subscription: Option<crate::SubscriptionId>,
     /// When the delivery is sent (signatures and event times are stamped with it).
     pub now: DateTime<Utc>,
 }

@@ -26,6 +26,10 @@ pub struct WebhookEvent {
     /// transaction as the event's other effects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Box<crate::MirrorWrite>>,
+    /// What the event says about a subscription the provider runs (Stripe), applied
+    /// to payhook's subscription before the event is marked processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Box<crate::SubscriptionSignal>>,
 }
 
 impl WebhookEvent {
@@ -33,6 +37,11 @@ impl WebhookEvent {
     /// only its object is mirrored.
     pub fn is_mirror_only(&self) -> bool {
         matches!(self.change, PaymentChange::Nothing)
+    }
+
+    /// Nothing but the mirror to write: no payment, no subscription.
+    pub fn only_mirrors(&self) -> bool {
+        self.is_mirror_only() && self.subscription.is_none()
     }
 }
 

@@ -56,6 +56,7 @@ pub use refund::{NewRefund, Refund, RefundId, RefundOrigin, RefundReport, Refund
 pub use retention::{Retained, RetentionPolicy};
 pub use status::{DisputeStatus, PaymentStatus};
 pub use subscription::{
-    Interval, Plan, PlanId, Subscription, SubscriptionApplication, SubscriptionChange, SubscriptionHistoryEntry,
-    SubscriptionId, SubscriptionStatus,
+    Interval, NewSubscription, Plan, PlanId, ProviderStamp, SignalPrice, Subscription, SubscriptionApplication,
+    SubscriptionChange, SubscriptionFilter, SubscriptionHistoryEntry, SubscriptionId, SubscriptionOpened,
+    SubscriptionSave, SubscriptionSignal, SubscriptionStatus,
 };

@@ -18,6 +18,7 @@ pub struct PaymentFilter {
     pub status: Option<PaymentStatus>,
     pub provider: Option<Provider>,
     pub customer_email: Option<String>,
+    pub subscription_id: Option<crate::SubscriptionId>,
     /// Only payments listed after this one (the previous page's last).
     pub after: Option<PageCursor>,
     /// At most this many (1 to [`MAX_PAGE`]).

@@ -36,6 +36,9 @@ pub struct Payment {
     pub failure_reason: Option<String>,
     /// See `Checkout::extras`.
     pub checkout_extras: Option<serde_json::Value>,
+    /// The subscription it pays for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<crate::SubscriptionId>,
     /// Optimistic-concurrency counter: a store refuses to commit an application
     /// computed from an older version. Stored payments start at 1;
     /// [`Payment::UNSTORED`] marks one not stored yet.
@@ -172,6 +175,7 @@ impl Payment {
             expires_at: None,
             failure_reason: None,
             checkout_extras: None,
+            subscription_id: None,
             version: Self::UNSTORED,
         }
     }
@@ -507,6 +511,7 @@ mod tests {
             expires_at: None,
             failure_reason: None,
             checkout_extras: None,
+            subscription_id: None,
             version: 1,
         }
     }
@@ -514,6 +519,7 @@ mod tests {
     fn event(id: &str, change: PaymentChange) -> WebhookEvent {
         WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: Provider::Stripe,
             event_id: EventId::parse(id).unwrap(),
             event_type: "test.event".into(),

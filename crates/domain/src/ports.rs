@@ -118,6 +118,15 @@ pub trait WebhookInbox: Send + Sync {
     /// events it did not finish.
     async fn release(&self, ids: &[InboxId]) -> Result<u64, StoreError>;
 
+    /// Marks an event processed with `result`, for an event whose effects were written
+    /// on their own (a word about a subscription with no mirror to keep).
+    async fn mark_processed(
+        &self,
+        id: InboxId,
+        result: crate::ProcessingResult,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// Clears leases that ran out before `now` (their workers died); returns how many.
     async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
@@ -531,6 +540,113 @@ pub trait PlanStore: Send + Sync {
 
     /// Every plan, oldest first.
     async fn plans(&self) -> Result<Vec<crate::Plan>, StoreError>;
+
+    /// Records the Stripe Price that bills `id`, unless it has one: answers the plan as
+    /// stored (with the first price recorded).
+    async fn set_stripe_price(&self, id: crate::PlanId, price_id: &str) -> Result<Option<crate::Plan>, StoreError>;
+}
+
+/// Subscriptions (`subscriptions`, `subscription_history`), and their payments.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// Stores a new subscription, or answers the one its idempotency key (or, for
+    /// Stripe, its `(provider, account, provider_ref)`) already names.
+    async fn open_subscription(&self, new: &crate::NewSubscription) -> Result<crate::SubscriptionOpened, StoreError>;
+
+    async fn subscription(&self, id: crate::SubscriptionId) -> Result<Option<crate::Subscription>, StoreError>;
+
+    /// The subscription a provider knows as `provider_ref` in `account`.
+    async fn subscription_by_provider_ref(
+        &self,
+        provider: Provider,
+        account: &str,
+        provider_ref: &str,
+    ) -> Result<Option<crate::Subscription>, StoreError>;
+
+    /// Its history, oldest first.
+    async fn subscription_history(
+        &self,
+        id: crate::SubscriptionId,
+    ) -> Result<Vec<crate::SubscriptionHistoryEntry>, StoreError>;
+
+    /// Newest first.
+    async fn list_subscriptions(
+        &self,
+        filter: &crate::SubscriptionFilter,
+    ) -> Result<Vec<crate::Subscription>, StoreError>;
+
+    /// Stores the subscription's new state, its history and its domain events in one
+    /// transaction; `StoreError::Conflict` when it is no longer at `expected_version`.
+    async fn save_subscription(&self, save: &crate::SubscriptionSave) -> Result<(), StoreError>;
+
+    /// Sets when the scheduler next looks at it, nothing else.
+    async fn schedule_subscription(
+        &self,
+        id: crate::SubscriptionId,
+        next_due_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Subscriptions due at `now`, at most `limit`, leased until `lease_until` (their
+    /// `next_due_at` moves there), so another instance claims none of them meanwhile
+    /// (`FOR UPDATE SKIP LOCKED` on Postgres).
+    async fn claim_due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<crate::SubscriptionId>, StoreError>;
+
+    /// Marks `payment` as one of the subscription's payments (once: a payment already
+    /// of a subscription keeps it).
+    async fn link_payment(&self, payment: PaymentId, subscription: crate::SubscriptionId) -> Result<(), StoreError>;
+
+    /// The subscription's payments, oldest first.
+    async fn subscription_payments(&self, id: crate::SubscriptionId) -> Result<Vec<Payment>, StoreError>;
+}
+
+/// A subscription Stripe-style providers run themselves: payhook opens it with a
+/// hosted page and learns the rest from events.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SubscriptionGateway: Send + Sync {
+    /// Creates the provider's price for `plan` (once: the plan's id is the request's
+    /// idempotency key), answering its id.
+    async fn create_price(&self, plan: &crate::Plan) -> Result<String, GatewayError>;
+
+    /// A hosted page where the customer starts the subscription.
+    async fn open_subscription_checkout(
+        &self,
+        request: &SubscriptionCheckoutRequest,
+    ) -> Result<SubscriptionCheckout, GatewayError>;
+
+    /// Cancels it at the provider: now, or at the end of the paid period.
+    async fn cancel_subscription(
+        &self,
+        account: &str,
+        provider_ref: &str,
+        at_period_end: bool,
+    ) -> Result<(), GatewayError>;
+}
+
+/// What [`SubscriptionGateway::open_subscription_checkout`] is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionCheckoutRequest {
+    pub subscription_id: crate::SubscriptionId,
+    pub price_id: String,
+    pub customer_ref: String,
+    pub customer_email: Option<String>,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub trial_days: u32,
+}
+
+/// The hosted page opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionCheckout {
+    /// The Checkout Session's id.
+    pub session_id: String,
+    pub checkout_url: String,
 }
 
 /// Disputes as rows of their own (several per payment).

@@ -20,6 +20,12 @@ pub struct UnknownProvider(pub String);
 impl Provider {
     pub const ALL: [Provider; 4] = [Self::Stripe, Self::Xendit, Self::Qpay, Self::Junglepay];
 
+    /// Whether the provider runs subscriptions itself (Stripe Billing), so payhook
+    /// follows its events; else payhook runs the schedule with one payment per period.
+    pub fn runs_subscriptions(&self) -> bool {
+        matches!(self, Self::Stripe)
+    }
+
     /// The name used in URLs, configuration keys and the `provider` columns.
     pub fn as_str(&self) -> &'static str {
         match self {

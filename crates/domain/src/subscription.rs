@@ -151,6 +151,19 @@ impl SubscriptionStatus {
         )
     }
 
+    /// The status's place in a subscription's life, for ordering what a provider says
+    /// within one second: a later place wins a tie.
+    pub fn rank(self) -> i32 {
+        match self {
+            Self::Pending => 0,
+            Self::Trialing => 1,
+            Self::Active => 2,
+            Self::PastDue => 3,
+            Self::Expired => 4,
+            Self::Canceled => 5,
+        }
+    }
+
     /// Whether the customer has access now.
     pub fn grants_access(self) -> bool {
         matches!(self, Self::Trialing | Self::Active | Self::PastDue)
@@ -206,10 +219,113 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     pub canceled_at: Option<DateTime<Utc>>,
     pub metadata: serde_json::Value,
+    /// Where the customer pays to start it, when the provider hosts a page for the
+    /// subscription itself (a Stripe Checkout Session in subscription mode).
+    pub checkout_url: Option<String>,
+    /// The newest provider word applied (Stripe): later words older than it are stale.
+    pub provider_stamp: Option<ProviderStamp>,
+    /// The idempotency key of the renewal payment whose `subscription.renewal_due` was
+    /// published: published once per renewal.
+    pub renewal_notified: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// For optimistic concurrency, like a payment's.
     pub version: i64,
+}
+
+/// Orders what a provider says about a subscription: its event's `created` (whole
+/// seconds), then, within one second, the status's place in the life of a
+/// subscription ([`SubscriptionStatus::rank`]), never the order of arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProviderStamp {
+    pub created: i64,
+    pub rank: i32,
+}
+
+/// A subscription not stored yet (`POST /subscriptions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscription {
+    pub subscription: Subscription,
+    /// The caller's `Idempotency-Key` and its request's fingerprint.
+    pub idempotency: Option<crate::Idempotency>,
+    /// When the scheduler first looks at it.
+    pub next_due_at: Option<DateTime<Utc>>,
+}
+
+/// What opening a subscription found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubscriptionOpened {
+    New(Subscription),
+    /// The idempotency key was used before: that subscription, and the fingerprint of
+    /// the request it came with.
+    Existing {
+        subscription: Subscription,
+        fingerprint: Option<String>,
+    },
+}
+
+/// `GET /subscriptions` filters, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionFilter {
+    pub customer_ref: Option<String>,
+    pub status: Option<SubscriptionStatus>,
+    pub plan: Option<PlanId>,
+    /// Only those listed after this one (the previous page's last): created, id.
+    pub after: Option<(DateTime<Utc>, SubscriptionId)>,
+    pub limit: u32,
+}
+
+/// A subscription's new state to store, if it is still at `expected_version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionSave {
+    pub subscription: Subscription,
+    pub expected_version: i64,
+    pub history: Vec<SubscriptionHistoryEntry>,
+    pub publications: Vec<crate::payment::Publication>,
+    pub next_due_at: Option<DateTime<Utc>>,
+}
+
+/// What a Stripe event says about a subscription Stripe runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionSignal {
+    /// Stripe's subscription id.
+    pub provider_ref: String,
+    /// payhook's id, from the subscription's `metadata.payhook_subscription_id`.
+    pub subscription_id: Option<SubscriptionId>,
+    /// Where the subscription stands, when the event says (`None`: an invoice event
+    /// that only adds a payment).
+    pub status: Option<SubscriptionStatus>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    /// `None`: the event does not say (an invoice).
+    pub cancel_at_period_end: Option<bool>,
+    /// Stripe's customer id: the `customer_ref` of a subscription payhook adopts.
+    pub customer: Option<String>,
+    pub customer_email: Option<String>,
+    /// The price it bills, to adopt it under a plan.
+    pub price: Option<SignalPrice>,
+    /// The event's `created`.
+    pub created: i64,
+}
+
+/// A Stripe Price as an event shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalPrice {
+    pub id: String,
+    pub amount: crate::Money,
+    pub interval: Interval,
+    pub interval_count: u32,
+    pub product_name: Option<String>,
+}
+
+impl SubscriptionSignal {
+    /// Where this word stands in the subscription's order of events.
+    pub fn stamp(&self) -> ProviderStamp {
+        ProviderStamp {
+            created: self.created,
+            rank: self.status.map_or(-1, SubscriptionStatus::rank),
+        }
+    }
 }
 
 /// What happens to a subscription.
@@ -233,12 +349,15 @@ pub enum SubscriptionChange {
     /// A subscription payment was refunded in full: the period it paid for is no
     /// longer paid, so access ends now (`expired`), not silently at the period's end.
     PaymentRefunded,
-    /// The provider runs the subscription (Stripe) and says where it stands.
+    /// The provider runs the subscription (Stripe) and says where it stands, as of
+    /// `stamp`: a word older than the newest applied is recorded, not applied.
     ProviderSays {
+        stamp: ProviderStamp,
         status: SubscriptionStatus,
         period_start: Option<DateTime<Utc>>,
         period_end: Option<DateTime<Utc>>,
-        cancel_at_period_end: bool,
+        /// `None`: the word does not say (an invoice).
+        cancel_at_period_end: Option<bool>,
     },
 }
 
@@ -319,12 +438,18 @@ impl Subscription {
                 }
             }
             SubscriptionChange::ProviderSays {
+                stamp,
                 status,
                 period_start,
                 period_end,
                 cancel_at_period_end,
             } => {
                 let from = next.status;
+                if next.provider_stamp.is_some_and(|held| *stamp <= held) {
+                    steps.refused(&next, *status, "older than what the provider said before");
+                    return steps.done(next);
+                }
+                next.provider_stamp = Some(*stamp);
                 // A move the state machine refuses (a late `incomplete` after `active`)
                 // is recorded and changes nothing else.
                 if *status == from || steps.moved(&mut next, *status) {
@@ -345,24 +470,15 @@ impl Subscription {
                             }
                         }
                     }
-                    if next.cancel_at_period_end != *cancel_at_period_end && next.status != SubscriptionStatus::Canceled
-                    {
-                        next.cancel_at_period_end = *cancel_at_period_end;
+                    let cancel = cancel_at_period_end.unwrap_or(next.cancel_at_period_end);
+                    if next.cancel_at_period_end != cancel && next.status != SubscriptionStatus::Canceled {
+                        next.cancel_at_period_end = cancel;
                         steps.record(next.status, next.status, true, "cancel_at_period_end");
                     }
                 }
             }
         }
-        let applied = steps.history.iter().any(|h| h.applied);
-        if applied {
-            next.updated_at = at;
-        }
-        SubscriptionApplication {
-            subscription: next,
-            history: steps.history,
-            publications: steps.publications,
-            applied,
-        }
+        steps.done(next)
     }
 
     /// The domain event payload of this subscription.
@@ -388,6 +504,19 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    fn done(self, mut next: Subscription) -> SubscriptionApplication {
+        let applied = self.history.iter().any(|h| h.applied);
+        if applied {
+            next.updated_at = self.at;
+        }
+        SubscriptionApplication {
+            subscription: next,
+            history: self.history,
+            publications: self.publications,
+            applied,
+        }
+    }
+
     fn record(&mut self, from: SubscriptionStatus, to: SubscriptionStatus, applied: bool, why: &str) {
         let reason = if why.is_empty() || why == self.reason {
             self.reason.to_owned()
@@ -439,12 +568,17 @@ impl Steps<'_> {
         let from = s.status;
         match from {
             SubscriptionStatus::Canceled => self.refused(s, SubscriptionStatus::Active, "canceled is final"),
-            // The first payment (or the end of a trial): the first period starts now.
+            // The first payment: the first period starts now; paid during a trial, it
+            // starts when the trial ends (the trial's days are not lost).
             SubscriptionStatus::Pending | SubscriptionStatus::Trialing => {
-                s.anchor = Some(paid_at);
+                let start = match (from, s.current_period_end) {
+                    (SubscriptionStatus::Trialing, Some(trial_end)) => trial_end.max(paid_at),
+                    _ => paid_at,
+                };
+                s.anchor = Some(start);
                 s.periods = 1;
-                s.current_period_start = Some(paid_at);
-                s.current_period_end = s.plan.period_end(paid_at, 1);
+                s.current_period_start = Some(start);
+                s.current_period_end = s.plan.period_end(start, 1);
                 self.moved(s, SubscriptionStatus::Active);
             }
             // A renewal: the next period follows the paid one, whenever it was paid.

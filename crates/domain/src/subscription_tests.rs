@@ -39,6 +39,9 @@ fn subscription(status: SubscriptionStatus) -> Subscription {
         cancel_at_period_end: false,
         canceled_at: None,
         metadata: serde_json::json!({}),
+        checkout_url: None,
+        provider_stamp: None,
+        renewal_notified: None,
         created_at: at(2026, 1, 1),
         updated_at: at(2026, 1, 1),
         version: 1,
@@ -268,11 +271,15 @@ fn a_trial_gives_access_for_the_plans_trial_days_then_the_first_payment_activate
 #[test]
 fn a_late_incomplete_after_active_is_recorded_not_applied() {
     let s = subscription(SubscriptionStatus::Pending);
-    let says = |status, end: Option<DateTime<Utc>>| SubscriptionChange::ProviderSays {
+    let says = |status: SubscriptionStatus, end: Option<DateTime<Utc>>| SubscriptionChange::ProviderSays {
+        stamp: ProviderStamp {
+            created: 1_767_225_600,
+            rank: status.rank(),
+        },
         status,
         period_start: Some(at(2026, 1, 1)),
         period_end: end,
-        cancel_at_period_end: false,
+        cancel_at_period_end: Some(false),
     };
     let active = s
         .apply(
@@ -295,10 +302,14 @@ fn a_late_incomplete_after_active_is_recorded_not_applied() {
     // Stripe renews it: the same status, a later period.
     let renewed = active.apply(
         &SubscriptionChange::ProviderSays {
+            stamp: ProviderStamp {
+                created: 1_769_904_000,
+                rank: SubscriptionStatus::Active.rank(),
+            },
             status: SubscriptionStatus::Active,
             period_start: Some(at(2026, 2, 1)),
             period_end: Some(at(2026, 3, 1)),
-            cancel_at_period_end: false,
+            cancel_at_period_end: Some(false),
         },
         "evt_renewed",
         at(2026, 2, 1),
@@ -306,4 +317,71 @@ fn a_late_incomplete_after_active_is_recorded_not_applied() {
     assert_eq!(renewed.publications[0].topic, "subscription.renewed");
     assert_eq!(renewed.subscription.current_period_end, Some(at(2026, 3, 1)));
     assert_eq!(renewed.subscription.periods, 2);
+}
+
+/// Stripe's words are ordered by their event's second, then by status order: an older
+/// second loses even when its move would be allowed, and within one second the later
+/// status wins whatever order the two arrive in.
+#[test]
+fn provider_words_are_ordered_by_second_then_status_never_by_arrival() {
+    let says = |created: i64, status: SubscriptionStatus| SubscriptionChange::ProviderSays {
+        stamp: ProviderStamp {
+            created,
+            rank: status.rank(),
+        },
+        status,
+        period_start: Some(at(2026, 1, 1)),
+        period_end: Some(at(2026, 2, 1)),
+        cancel_at_period_end: Some(false),
+    };
+    let start = subscription(SubscriptionStatus::Pending);
+    let active = start
+        .apply(&says(100, SubscriptionStatus::Active), "evt_a", at(2026, 1, 1))
+        .subscription;
+    // `past_due` of an earlier second arrives late: allowed by §3, but older.
+    let late = active.apply(&says(90, SubscriptionStatus::PastDue), "evt_b", at(2026, 1, 1));
+    assert!(!late.applied);
+    assert_eq!(late.subscription.status, SubscriptionStatus::Active);
+    // The same second, both orders: `past_due` (later in a subscription's life) wins.
+    let one = active
+        .apply(&says(100, SubscriptionStatus::PastDue), "evt_c", at(2026, 1, 1))
+        .subscription;
+    assert_eq!(one.status, SubscriptionStatus::PastDue);
+    // The other order, from a subscription active since an earlier second.
+    let earlier = start
+        .apply(&says(50, SubscriptionStatus::Active), "evt_0", at(2026, 1, 1))
+        .subscription;
+    let past_due_first = earlier
+        .apply(&says(100, SubscriptionStatus::PastDue), "evt_c", at(2026, 1, 1))
+        .subscription;
+    assert_eq!(past_due_first.status, SubscriptionStatus::PastDue);
+    let then_active = past_due_first.apply(&says(100, SubscriptionStatus::Active), "evt_a", at(2026, 1, 1));
+    assert!(!then_active.applied);
+    assert_eq!(then_active.subscription.status, one.status);
+    // A word repeated (the same event again) changes nothing.
+    let again = one.apply(&says(100, SubscriptionStatus::PastDue), "evt_c", at(2026, 1, 1));
+    assert!(!again.applied);
+}
+
+/// Paid during a trial: the first period starts when the trial ends, not at payment.
+#[test]
+fn paying_during_a_trial_keeps_the_trial_days() {
+    let mut s = subscription(SubscriptionStatus::Pending);
+    s.plan.trial_days = 14;
+    let trialing = s
+        .apply(&SubscriptionChange::StartTrial, "created", at(2026, 1, 1))
+        .subscription;
+    assert_eq!(trialing.current_period_end, Some(at(2026, 1, 15)));
+    let paid = trialing
+        .apply(
+            &SubscriptionChange::Paid {
+                paid_at: at(2026, 1, 10),
+            },
+            "payment",
+            at(2026, 1, 10),
+        )
+        .subscription;
+    assert_eq!(paid.status, SubscriptionStatus::Active);
+    assert_eq!(paid.current_period_start, Some(at(2026, 1, 15)));
+    assert_eq!(paid.current_period_end, Some(at(2026, 2, 15)));
 }

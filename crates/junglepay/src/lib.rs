@@ -64,6 +64,7 @@ impl Connector for JunglePay {
             payments: Some(Arc::new(client)),
             simulator: Arc::new(JunglePaySimulator),
             objects: None,
+            subscriptions: None,
         })
     }
 }
@@ -165,6 +166,7 @@ impl WebhookSource for JunglePayPostbacks {
         };
         Ok(Parsed::Event(Box::new(WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: Provider::Junglepay,
             event_id: EventId::parse(event_id.as_str())
                 .map_err(|e| ParseError(format!("unusable envelope id: {e}")))?,

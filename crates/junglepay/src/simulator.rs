@@ -55,6 +55,7 @@ mod tests {
             partial: false,
             account: None,
             object: None,
+            subscription: None,
             now: Utc::now(),
         };
         let d = JunglePaySimulator.sample(&sim).unwrap();

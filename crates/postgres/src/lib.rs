@@ -110,6 +110,18 @@ impl PgStore {
         LIMIT $2
         FOR UPDATE SKIP LOCKED";
 
+    /// Claims the subscriptions the scheduler should look at now (see
+    /// `impl_subscription_store!`): another instance's claim skips what this one locked.
+    const SUBSCRIPTION_CLAIM_SQL: &'static str = "
+        UPDATE subscriptions SET next_due_at = $3
+        WHERE id IN (
+            SELECT id FROM subscriptions
+            WHERE next_due_at <= $1
+            ORDER BY next_due_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id";
+
     /// The outbox twin of `CLAIM_SQL`.
     const OUTBOX_CLAIM_SQL: &'static str = "
         UPDATE outbox SET locked_until = $3
@@ -184,3 +196,4 @@ payhook_sql_shared::impl_store_ports!(
 );
 payhook_sql_shared::impl_stripe_mirror!(PgStore, apply_mirror_events = mirror::apply_mirror_events);
 payhook_sql_shared::impl_plan_store!(PgStore);
+payhook_sql_shared::impl_subscription_store!(PgStore);

@@ -76,6 +76,7 @@ impl Connector for QPay {
             payments: Some(Arc::new(client)),
             simulator: Arc::new(QPaySimulator),
             objects: None,
+            subscriptions: None,
         })
     }
 }
@@ -135,6 +136,7 @@ impl WebhookSource for QPayCallbacks {
             .map_err(|e| ParseError(format!("cannot build an event id: {e}")))?;
         Ok(Parsed::Event(Box::new(WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: Provider::Qpay,
             event_id,
             event_type: "qpay.invoice.callback".into(),
@@ -247,6 +249,7 @@ mod tests {
             partial: false,
             account: None,
             object: None,
+            subscription: None,
             now: Utc::now(),
         };
         let d = QPaySimulator.sample(&sim).unwrap();

@@ -13,6 +13,7 @@ pub mod rows;
 pub mod schema;
 pub mod setup;
 mod store;
+pub mod subscriptions;
 pub mod types;
 
 /// Crates the [`impl_store_ports!`] expansion names, so store crates need not.

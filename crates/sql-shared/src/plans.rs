@@ -123,6 +123,22 @@ macro_rules! impl_plan_store {
                     row.map(Plan::try_from).transpose()
                 }
 
+                async fn set_stripe_price(&self, id: PlanId, price_id: &str) -> Result<Option<Plan>, StoreError> {
+                    let mut conn = self.conn().await?;
+                    // Only the first price sticks: two creators agree on one.
+                    diesel::update(
+                        plans::table
+                            .find(DbUuid(id.as_uuid()))
+                            .filter(plans::stripe_price_id.is_null()),
+                    )
+                    .set(plans::stripe_price_id.eq(price_id))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+                    drop(conn);
+                    self.plan(id).await
+                }
+
                 async fn plans(&self) -> Result<Vec<Plan>, StoreError> {
                     let mut conn = self.conn().await?;
                     let rows: Vec<PlanRow> = plans::table

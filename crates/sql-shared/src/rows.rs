@@ -354,6 +354,7 @@ pub struct PaymentRow {
     version: i64,
     failure_reason: Option<String>,
     checkout_extras: Option<DbJson>,
+    subscription_id: Option<DbUuid>,
     /// Only read to answer a repeated idempotency key.
     pub request_fingerprint: Option<String>,
 }
@@ -388,6 +389,9 @@ impl TryFrom<PaymentRow> for Payment {
             expires_at: r.expires_at.map(|t| t.0),
             failure_reason: r.failure_reason,
             checkout_extras: r.checkout_extras.map(|j| j.0),
+            subscription_id: r
+                .subscription_id
+                .map(|id| payhook_domain::SubscriptionId::from_uuid(id.0)),
             version: r.version,
         })
     }

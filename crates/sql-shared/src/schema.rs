@@ -88,6 +88,7 @@ diesel::table! {
         next_reconcile_at -> Nullable<Instant>,
         reconcile_checks -> Integer,
         account -> Text,
+        subscription_id -> Nullable<Uuid>,
     }
 }
 
@@ -230,11 +231,64 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Json, Uuid};
+
+    subscriptions (id) {
+        id -> Uuid,
+        plan_id -> Uuid,
+        provider -> Text,
+        account -> Text,
+        provider_ref -> Nullable<Text>,
+        customer_ref -> Text,
+        customer_email -> Nullable<Text>,
+        status -> Text,
+        anchor -> Nullable<Instant>,
+        periods -> Integer,
+        current_period_start -> Nullable<Instant>,
+        current_period_end -> Nullable<Instant>,
+        cancel_at_period_end -> Bool,
+        canceled_at -> Nullable<Instant>,
+        metadata -> Json,
+        idempotency_key -> Nullable<Text>,
+        next_due_at -> Nullable<Instant>,
+        created_at -> Instant,
+        updated_at -> Instant,
+        version -> BigInt,
+        request_fingerprint -> Nullable<Text>,
+        checkout_url -> Nullable<Text>,
+        provider_event_created -> Nullable<BigInt>,
+        provider_status_rank -> Nullable<Integer>,
+        renewal_notified -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::{Instant, Uuid};
+
+    subscription_history (id) {
+        id -> BigInt,
+        subscription_id -> Uuid,
+        from_status -> Text,
+        to_status -> Text,
+        applied -> Bool,
+        reason -> Text,
+        at -> Instant,
+    }
+}
+
+diesel::joinable!(subscriptions -> plans (plan_id));
+diesel::joinable!(subscription_history -> subscriptions (subscription_id));
 diesel::joinable!(refunds -> payments (payment_id));
 diesel::joinable!(disputes -> payments (payment_id));
 diesel::joinable!(payment_status_history -> payments (payment_id));
 diesel::joinable!(payment_aliases -> payments (payment_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    plans,
+    subscriptions,
+    subscription_history,
     disputes,
     refunds,
     webhook_logs,

@@ -145,6 +145,21 @@ macro_rules! impl_store_ports {
                     Ok(released as u64)
                 }
 
+                async fn mark_processed(
+                    &self,
+                    id: InboxId,
+                    result: $crate::__deps::payhook_domain::ProcessingResult,
+                    at: DateTime<Utc>,
+                ) -> Result<(), StoreError> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(ev::table.find(id.0))
+                        .set($crate::rows::processed_changes(result.as_str(), DbInstant(at)))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
                 async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
                     let mut conn = self.conn().await?;
                     let released = diesel::update(ev::table.filter(ev::locked_until.le(DbInstant(now))))
@@ -568,6 +583,9 @@ macro_rules! impl_store_ports {
                     }
                     if let Some(email) = &filter.customer_email {
                         query = query.filter(payments::customer_email.eq(email.clone()));
+                    }
+                    if let Some(subscription) = filter.subscription_id {
+                        query = query.filter(payments::subscription_id.eq(DbUuid(subscription.as_uuid())));
                     }
                     let mut conn = self.conn().await?;
                     let rows: Vec<PaymentRow> = query.load(&mut *conn).await.map_err(db_error)?;

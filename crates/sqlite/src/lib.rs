@@ -124,6 +124,18 @@ impl SqliteStore {
         ORDER BY next_check_at
         LIMIT ?2";
 
+    /// Claims the subscriptions the scheduler should look at now (see
+    /// `impl_subscription_store!`): one statement that starts with its write, so it
+    /// waits for SQLite's write lock instead of failing a read-to-write upgrade.
+    const SUBSCRIPTION_CLAIM_SQL: &'static str = "
+        UPDATE subscriptions SET next_due_at = ?3
+        WHERE id IN (
+            SELECT id FROM subscriptions
+            WHERE next_due_at <= ?1
+            ORDER BY next_due_at
+            LIMIT ?2)
+        RETURNING id";
+
     /// The outbox twin of `CLAIM_SQL`.
     const OUTBOX_CLAIM_SQL: &'static str = "
         UPDATE outbox SET locked_until = ?3
@@ -173,3 +185,4 @@ payhook_sql_shared::impl_store_ports!(
 );
 payhook_sql_shared::impl_stripe_mirror!(SqliteStore, apply_mirror_events = batch::apply_mirror_events);
 payhook_sql_shared::impl_plan_store!(SqliteStore);
+payhook_sql_shared::impl_subscription_store!(SqliteStore);

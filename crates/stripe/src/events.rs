@@ -129,6 +129,7 @@ fn parse(body: &[u8], mirroring: bool) -> Result<Parsed, ParseError> {
     let mirror = mirroring
         .then(|| mirror_write(&envelope, account.as_deref().unwrap_or_default()))
         .flatten();
+    let mut signal = None;
     let mapped = match envelope.event_type.as_str() {
         "payment_intent.succeeded" => from_payment_intent(object, |pi| match pi.amount_received {
             // Succeeded for less than its amount: the merchant captured part of it.
@@ -174,6 +175,19 @@ fn parse(body: &[u8], mirroring: bool) -> Result<Parsed, ParseError> {
         | "charge.dispute.funds_withdrawn"
         | "charge.dispute.funds_reinstated" => from_dispute(object)?,
         "refund.created" | "refund.updated" | "refund.failed" => from_refund(object)?,
+        kind if crate::billing::SUBSCRIPTION_EVENTS.contains(&kind) => {
+            signal = Some(crate::billing::from_subscription(object, envelope.created)?);
+            Some((PaymentRef::default(), PaymentChange::Nothing, None))
+        }
+        "invoice.paid" | "invoice.payment_failed" => {
+            match crate::billing::from_invoice(object, envelope.created, envelope.event_type == "invoice.paid")? {
+                Some((payment, change, details, said)) => {
+                    signal = Some(said);
+                    Some((payment, change, Some(details)))
+                }
+                None => None,
+            }
+        }
         _ => None,
     };
     let mapped = match (mapped, &mirror) {
@@ -202,6 +216,7 @@ fn parse(body: &[u8], mirroring: bool) -> Result<Parsed, ParseError> {
         details,
         confirm_with_provider: false,
         mirror: mirror.map(Box::new),
+        subscription: signal.map(Box::new),
     })))
 }
 

@@ -4,11 +4,13 @@
 //! through the Stripe SDK (`PaymentGateway`) and signed sample events for
 //! `payhook simulate`. Depends on `payhook-domain` only, never on another adapter.
 
+pub mod billing;
 mod checkout_session;
 mod events;
 mod gateway;
 mod objects;
 mod simulator;
+mod subscriptions;
 mod verify;
 
 pub use events::{parse_event, primary_fields};
@@ -144,6 +146,16 @@ impl Connector for Stripe {
             }
             None => None,
         };
+        let subscriptions = match &config.api_key {
+            Some(key) => Some(Arc::new(subscriptions::StripeSubscriptions::new(
+                &config.api_base_url,
+                key,
+                options.api_timeout,
+                config.success_url.clone(),
+                config.cancel_url.clone(),
+            )?) as _),
+            None => None,
+        };
         let signing_secret = config
             .webhook_secrets
             .first()
@@ -158,6 +170,7 @@ impl Connector for Stripe {
                     .with_connect_secret(config.connect_webhook_secrets.first().cloned()),
             ),
             objects,
+            subscriptions,
         })
     }
 }

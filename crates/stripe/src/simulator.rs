@@ -34,6 +34,8 @@ pub const EVENTS: &[&str] = &[
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
 ];
 
 /// Signs with the first configured endpoint secret; an event for a connected account
@@ -66,6 +68,21 @@ fn billing_object(sim: &SampleRequest, amount: i64, currency: &str) -> Option<se
             .unwrap_or_else(|| format!("{prefix}_sim_{}", random_suffix()))
     };
     let now = sim.now.timestamp();
+    // A subscription's events name one Stripe subscription per payhook subscription,
+    // so runs for `--subscription` drive the same one; its period starts at the run.
+    let subscription_id = match (sim.subscription, &sim.object) {
+        (Some(id), _) => format!("sub_sim_{}", &id.as_uuid().simple().to_string()[..24]),
+        (None, _) if kind == "customer.subscription" => id("sub"),
+        _ => "sub_sim".to_owned(),
+    };
+    let metadata = match sim.subscription {
+        Some(id) => json!({ crate::billing::SUBSCRIPTION_ID_METADATA_KEY: id.to_string() }),
+        None => json!({}),
+    };
+    let price = json!({ "id": "price_sim", "object": "price", "product": "prod_sim", "unit_amount": amount,
+        "currency": currency, "recurring": { "interval": "month", "interval_count": 1 }, "active": true,
+        "livemode": false });
+    let period_end = now + 30 * 86_400;
     let object = match kind {
         "customer" => json!({ "id": id("cus"), "object": "customer", "email": "customer@example.com",
             "name": "payhook simulate", "created": now, "livemode": false, "metadata": {},
@@ -84,17 +101,22 @@ fn billing_object(sim: &SampleRequest, amount: i64, currency: &str) -> Option<se
                 "invoice.paid" => "paid",
                 _ => "open",
             },
-            "subscription": "sub_sim", "created": now, "livemode": false,
-            "lines": { "object": "list", "data": [], "has_more": false } }),
-        "customer.subscription" => json!({ "id": id("sub"), "object": "subscription", "customer": "cus_sim",
+            "subscription": subscription_id, "subscription_details": { "metadata": metadata },
+            "payment_intent": format!("pi_sim_{}", random_suffix()),
+            "billing_reason": "subscription_cycle", "created": now, "livemode": false,
+            "lines": { "object": "list", "has_more": false, "data": [{ "object": "line_item", "amount": amount,
+                "period": { "start": now, "end": period_end }, "price": price }] } }),
+        "customer.subscription" => json!({ "id": subscription_id, "object": "subscription", "customer": "cus_sim",
             "status": match sim.event.as_str() {
                 "customer.subscription.created" => "incomplete",
                 "customer.subscription.deleted" => "canceled",
+                "customer.subscription.paused" => "paused",
                 _ => "active",
             },
-            "current_period_start": now, "current_period_end": now + 30 * 86_400, "cancel_at_period_end": false,
-            "created": now, "livemode": false, "metadata": {},
-            "items": { "object": "list", "data": [], "has_more": false } }),
+            "current_period_start": now, "current_period_end": period_end, "cancel_at_period_end": false,
+            "created": now, "livemode": false, "metadata": metadata,
+            "items": { "object": "list", "has_more": false,
+                "data": [{ "id": "si_sim", "object": "subscription_item", "price": price }] } }),
         _ => return None,
     };
     Some(object)
@@ -191,7 +213,7 @@ mod tests {
     use crate::{StripeConfig, StripeWebhooks};
     use chrono::Utc;
     use payhook_domain::source::{Delivery, Parsed, WebhookSource};
-    use payhook_domain::PaymentId;
+    use payhook_domain::{PaymentId, SubscriptionStatus};
 
     const PAYMENT: &str = "0f7d3a8e-5a4b-4f0e-9d7c-2b1f6e3a9c11";
 
@@ -207,6 +229,7 @@ mod tests {
             partial: false,
             account: None,
             object: None,
+            subscription: None,
             now: Utc::now(),
         }
     }
@@ -285,11 +308,58 @@ mod tests {
                         "{event}"
                     );
                     assert_eq!(e.payment.account.as_deref(), Some("acct_sim"));
-                    assert!(e.is_mirror_only(), "{event}");
+                    // An invoice of a subscription is also its payment; every other
+                    // billing event is the mirror's (and a subscription's) only.
+                    let paying = event.starts_with("invoice.pa");
+                    assert_eq!(e.is_mirror_only(), !paying, "{event}");
+                    assert_eq!(
+                        e.subscription.is_some(),
+                        paying || event.starts_with("customer.subscription"),
+                        "{event}"
+                    );
                 }
                 other => panic!("{event}: {other:?}"),
             }
         }
+    }
+
+    /// `--subscription` runs drive one Stripe subscription named after payhook's:
+    /// each event carries its word about it, found by payhook's id.
+    #[test]
+    fn subscription_runs_name_one_subscription_and_carry_their_word_about_it() {
+        let simulator = StripeSimulator::new("whsec_sim".to_owned().into());
+        let id = payhook_domain::SubscriptionId::from_uuid(uuid::Uuid::new_v4());
+        let mut refs = Vec::new();
+        for (event, status) in [
+            ("customer.subscription.created", Some(SubscriptionStatus::Pending)),
+            ("invoice.paid", Some(SubscriptionStatus::Active)),
+            ("customer.subscription.updated", Some(SubscriptionStatus::Active)),
+            ("invoice.payment_failed", None),
+            ("customer.subscription.paused", Some(SubscriptionStatus::Expired)),
+            ("customer.subscription.deleted", Some(SubscriptionStatus::Canceled)),
+        ] {
+            let mut request = sim(event);
+            request.subscription = Some(id);
+            let d = simulator.sample(&request).unwrap();
+            let Ok(Parsed::Event(e)) = webhooks().parse(&received(&d)) else {
+                panic!("{event}: not parsed")
+            };
+            let said = e.subscription.expect("a word about the subscription");
+            assert_eq!(said.subscription_id, Some(id), "{event}");
+            assert_eq!(said.status, status, "{event}");
+            assert!(said.period_end > said.period_start, "{event}");
+            assert_eq!(said.price.as_ref().map(|p| p.id.as_str()), Some("price_sim"), "{event}");
+            refs.push(said.provider_ref);
+            if event.starts_with("invoice.") {
+                assert!(e
+                    .payment
+                    .provider_ref
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("pi_sim_")));
+            }
+        }
+        refs.dedup();
+        assert_eq!(refs.len(), 1, "one Stripe subscription across the runs");
     }
 
     #[test]

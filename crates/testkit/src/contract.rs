@@ -14,6 +14,8 @@ use payhook_domain::{
 };
 use std::sync::Arc;
 
+pub use crate::contract_subscriptions::*;
+
 /// Everything a payhook store implements.
 pub trait Store:
     ForensicLog
@@ -27,6 +29,7 @@ pub trait Store:
     + RefundStore
     + payhook_domain::ports::StripeMirror
     + payhook_domain::ports::PlanStore
+    + payhook_domain::ports::SubscriptionStore
     + 'static
 {
 }
@@ -42,6 +45,7 @@ impl<
             + RefundStore
             + payhook_domain::ports::StripeMirror
             + payhook_domain::ports::PlanStore
+            + payhook_domain::ports::SubscriptionStore
             + 'static,
     > Store for T
 {
@@ -90,6 +94,10 @@ macro_rules! store_contract_tests {
             mirrors_stripe_objects_newest_write_first_per_account,
             keeps_where_a_backfill_stands_with_its_pages,
             stores_plans_once_per_code,
+            opens_one_subscription_per_key_and_per_provider_ref,
+            saves_a_subscription_under_its_version_with_history_and_events,
+            claims_due_subscriptions_once_until_the_lease_runs_out,
+            links_payments_and_lists_subscriptions,
             answers_health_checks);
     };
     (@cases $fresh:path; $($case:ident),*) => {
@@ -127,6 +135,7 @@ fn request(event_id: &str) -> WebhookRequest {
 fn event(event_id: &str, provider_ref: &str, change: PaymentChange) -> WebhookEvent {
     WebhookEvent {
         mirror: None,
+        subscription: None,
         provider: Provider::Stripe,
         event_id: EventId::parse(event_id).unwrap(),
         event_type: "payment_intent.succeeded".to_owned(),
@@ -1665,6 +1674,29 @@ pub async fn keeps_disputes_as_rows_and_publishes_their_opening_and_closing<S: S
 
 /// A paid payment of 1250 (see [`new_payment`]), through the state machine.
 /// A payment of `provider_ref` created and paid through the store's own ports.
+/// Applies `change` to `payment` at `at` as an event `event_id` would (admitted, then
+/// committed), for tests that need a payment to move; answers the payment after.
+pub async fn apply_change<S: Store>(
+    store: &S,
+    payment: &Payment,
+    event_id: &str,
+    change: PaymentChange,
+    at: DateTime<Utc>,
+) -> Payment {
+    let reference = payment.provider_ref.clone().unwrap_or_default();
+    let mut event = event(event_id, &reference, change);
+    event.provider = payment.provider;
+    event.payment.payment_id = Some(payment.id);
+    let inbox = match store.admit(&request(event_id), &event).await.unwrap() {
+        Admission::Accepted(id) => id,
+        other => panic!("{event_id} was not new: {other:?}"),
+    };
+    let current = store.payment(payment.id).await.unwrap().unwrap();
+    let app = current.apply(&event, at);
+    store.commit_application(inbox, &app).await.unwrap();
+    store.payment(payment.id).await.unwrap().unwrap()
+}
+
 pub async fn paid_payment<S: Store>(store: &S, provider_ref: &str) -> Payment {
     let payment = store.create_payment(&new_payment(provider_ref)).await.unwrap();
     let event_id = format!("evt_paid_{provider_ref}");

@@ -7,6 +7,9 @@
 //! PaymentIntent objects (the SDK's parse is strict), records requests, and can be told
 //! to fail the next ones.
 
+#[path = "fake_stripe_billing.rs"]
+mod billing;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -35,6 +38,10 @@ struct State {
     /// collection (`customers`), in the order they were put: what `GET /v1/{collection}`
     /// lists, newest first, and `GET /v1/{collection}/{id}` reads.
     objects: HashMap<(String, String), Vec<Value>>,
+    /// Each subscription-mode session's `subscription_data.metadata`.
+    session_subscription_metadata: HashMap<String, Value>,
+    /// The `created` of the last billing event sent (they go a second apart at least).
+    last_event: i64,
 }
 
 pub struct FakeStripe {
@@ -71,6 +78,7 @@ impl FakeStripe {
                 .route("/v1/checkout/sessions/{id}/expire", web::post().to(expire_session))
                 .route("/_fake/pay/{id}", web::post().to(pay))
                 .route("/_fake/objects/{collection}", web::post().to(put_object_over_http))
+                .configure(billing::routes)
                 .route("/v1/{collection}", web::get().to(list_objects))
                 .route("/v1/{collection}/{id}", web::get().to(fetch_object));
         })?;
@@ -498,6 +506,25 @@ async fn create_session(
     if let Some(response) = record(&state, &req, form.clone()) {
         return response;
     }
+    {
+        let mut s = state.lock().unwrap();
+        let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
+        if let Some(first) = key.and_then(|k| s.idempotent.get(k)).and_then(|id| s.sessions.get(id)) {
+            return HttpResponse::Ok().json(first);
+        }
+        let id = format!("cs_test_fake{:020}", s.sessions.len() + 1);
+        match billing::subscription_session(&mut s, &form, &id) {
+            None => {}
+            Some(Err(response)) => return response,
+            Some(Ok(session)) => {
+                if let Some(key) = key {
+                    s.idempotent.insert(key.to_owned(), id.clone());
+                }
+                s.sessions.insert(id, session.clone());
+                return HttpResponse::Ok().json(session);
+            }
+        }
+    }
     let (Some(amount), Some(success_url)) = (
         form.get("line_items[0][price_data][unit_amount]")
             .and_then(|a| a.parse::<i64>().ok()),
@@ -611,6 +638,11 @@ fn complete_session(s: &mut State, id: &str) -> Option<Value> {
 /// `POST /_fake/pay/{id}`: the customer pays; a signed `payment_intent.succeeded` goes
 /// to the configured endpoint, like Stripe's would.
 async fn pay(id: web::Path<String>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let started = billing::start_subscription(&mut state.lock().unwrap(), id.as_str());
+    if let Some(events) = started {
+        let answers = billing::deliver(events).await;
+        return HttpResponse::Ok().json(json!({ "paid": id.as_str(), "webhooks": answers }));
+    }
     let (intent, webhook) = {
         let mut s = state.lock().unwrap();
         let webhook = s.webhook.clone();

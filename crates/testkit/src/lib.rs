@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod contract;
+mod contract_subscriptions;
 pub mod fake_junglepay;
 pub mod fake_qpay;
 pub mod fake_stripe;

@@ -86,6 +86,7 @@ pub fn parse_callback(body: &[u8], app_tag: &str) -> Result<Parsed, ParseError> 
         .ok_or_else(|| malformed("no valid updated, paid_at or created timestamp"))?;
     Ok(Parsed::Event(Box::new(WebhookEvent {
         mirror: None,
+        subscription: None,
         provider: Provider::Xendit,
         event_id: EventId::parse(event_id).map_err(malformed)?,
         event_type: format!("invoice.{}", cb.status.to_ascii_lowercase()),
@@ -156,6 +157,7 @@ fn parse_refund(cb: RefundCallback) -> Result<Parsed, ParseError> {
         .and_then(PaymentId::parse);
     Ok(Parsed::Event(Box::new(WebhookEvent {
         mirror: None,
+        subscription: None,
         provider: Provider::Xendit,
         event_id: EventId::parse(event_id).map_err(malformed)?,
         event_type: cb.event,

@@ -76,6 +76,7 @@ impl Connector for Xendit {
             payments,
             simulator: Arc::new(XenditSimulator::new(config.callback_token, config.app_tag)),
             objects: None,
+            subscriptions: None,
         })
     }
 }

@@ -122,6 +122,7 @@ mod tests {
             partial: false,
             account: None,
             object: None,
+            subscription: None,
             now: Utc::now(),
         }
     }

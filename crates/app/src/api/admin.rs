@@ -26,7 +26,7 @@ pub(super) fn provider_of(raw: Option<&str>) -> Result<Option<Provider>, ApiErro
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))
 }
 
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(token) = &state.admin_token else {
         return Err(ApiError::NotFound);
     };

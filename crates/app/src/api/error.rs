@@ -65,6 +65,8 @@ pub enum ApiError {
     PlanNotFound(String),
     #[error("a plan with code {0:?} exists already")]
     PlanCodeTaken(String),
+    #[error(transparent)]
+    Subscribe(crate::processing::subscribing::SubscribeError),
 }
 
 impl From<RefundError> for ApiError {
@@ -140,6 +142,20 @@ impl ApiError {
             Self::StripeObjectNotFound(_) => "stripe_object_not_found",
             Self::PlanNotFound(_) => "plan_not_found",
             Self::PlanCodeTaken(_) => "plan_code_taken",
+            Self::Subscribe(e) => {
+                use crate::processing::subscribing::SubscribeError as S;
+                match e {
+                    S::PlanNotFound(_) => "plan_not_found",
+                    S::PlanInactive(_) => "plan_inactive",
+                    S::NotFound(_) => "subscription_not_found",
+                    S::NotCancelable { .. } => "subscription_not_cancelable",
+                    S::ProviderDisabled(_) => "provider_disabled",
+                    S::KeyReused => "idempotency_key_reused",
+                    S::Provider(_) => "provider_error",
+                    S::Payment(_) => "provider_error",
+                    S::Store(_) => "store_unavailable",
+                }
+            }
             Self::Refund(e) => match e {
                 RefundError::NotRefundable { .. } => "payment_not_refundable",
                 RefundError::Exceeds { .. } => "refund_exceeds_available",
@@ -198,6 +214,17 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RefundNotFound(_) | Self::StripeObjectNotFound(_) | Self::PlanNotFound(_) => StatusCode::NOT_FOUND,
             Self::PlanCodeTaken(_) => StatusCode::CONFLICT,
+            Self::Subscribe(e) => {
+                use crate::processing::subscribing::SubscribeError as S;
+                match e {
+                    S::PlanNotFound(_) | S::NotFound(_) => StatusCode::NOT_FOUND,
+                    S::PlanInactive(_) | S::NotCancelable { .. } => StatusCode::CONFLICT,
+                    S::ProviderDisabled(_) => StatusCode::BAD_REQUEST,
+                    S::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+                    S::Provider(_) | S::Payment(_) => StatusCode::BAD_GATEWAY,
+                    S::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                }
+            }
             Self::Refund(e) => match e {
                 RefundError::NotRefundable { .. } => StatusCode::CONFLICT,
                 RefundError::Exceeds { .. } | RefundError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,

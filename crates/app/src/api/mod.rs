@@ -14,6 +14,7 @@ mod payments;
 mod plans;
 mod refunds;
 mod stripe_objects;
+mod subscriptions;
 
 pub use error::ApiError;
 
@@ -56,7 +57,11 @@ pub struct AppState {
     /// The Stripe mirror (`GET /stripe/objects…`).
     pub mirror: Arc<dyn payhook_domain::ports::StripeMirror>,
     pub plans: Arc<dyn payhook_domain::ports::PlanStore>,
-    pub payment_requests: PaymentRequests,
+    pub payment_requests: Arc<PaymentRequests>,
+    /// `POST /subscriptions` and the rest of the subscription routes.
+    pub subscriptions: Arc<crate::processing::subscribing::Subscriptions>,
+    /// Moves the clock forward (`POST /admin/clock`), when `admin.time_travel` is on.
+    pub clock_control: Option<Arc<crate::startup::clock::AdjustableClock>>,
     /// The open status streams, fed with domain events by payment.
     pub streams: Arc<crate::publishing::status_stream::StreamHub>,
     pub inbox: Arc<dyn WebhookInbox>,
@@ -150,6 +155,10 @@ route_table! {
         post "/plans" => plans::create,
         get "/plans" => plans::list,
         get "/plans/{id}" => plans::show,
+        post "/subscriptions" => subscriptions::create,
+        get "/subscriptions" => subscriptions::list,
+        get "/subscriptions/{id}" => subscriptions::show,
+        post "/subscriptions/{id}/cancel" => subscriptions::cancel,
         get "/stripe/objects/{type}" => stripe_objects::list,
         get "/stripe/objects/{type}/{id}" => stripe_objects::show,
         post "/payments/{id}/client_token" => payments::issue_client_token,
@@ -159,6 +168,8 @@ route_table! {
         get "/admin/outbox" => admin::list_outbox,
         post "/admin/outbox/{id}/replay" => admin::replay_outbox,
         post "/admin/payments/{id}/reconcile" => admin::reconcile,
+        post "/admin/clock" => subscriptions::advance_clock,
+        post "/admin/subscriptions/run" => subscriptions::run_scheduler,
         get "/metrics" => metrics,
         get "/openapi.json" => openapi::document,
     ]

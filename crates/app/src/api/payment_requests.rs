@@ -141,6 +141,39 @@ impl PaymentRequests {
         self
     }
 
+    /// Whether payments can be created with `provider` here.
+    pub fn offers(&self, provider: Provider) -> bool {
+        self.gateways.contains_key(&provider)
+    }
+
+    /// What [`PaymentRequests::create`] would refuse before asking the provider (a
+    /// currency it does not take, say), without creating anything.
+    pub fn check(&self, request: &PaymentRequest) -> Result<(), CreateError> {
+        let (gateway, _) = self
+            .gateways
+            .get(&request.provider)
+            .ok_or(CreateError::ProviderDisabled(request.provider))?;
+        gateway
+            .check(&CheckoutRequest {
+                payment_id: PaymentId::from_uuid(uuid::Uuid::nil()),
+                amount: request.amount,
+                merchant_ref: request.merchant_ref.clone(),
+                customer_email: request.customer_email.clone(),
+                description: request.description.clone(),
+                metadata: request.metadata.clone(),
+                callback_token: None,
+                success_url: request.success_url.clone(),
+                cancel_url: request.cancel_url.clone(),
+            })
+            .map_err(|e| match e {
+                GatewayError::Invalid { field, message } => RequestError::Invalid { field, message }.into(),
+                other => CreateError::Provider {
+                    payment_id: None,
+                    reason: other.to_string(),
+                },
+            })
+    }
+
     pub async fn create(&self, request: PaymentRequest, idempotency_key: Option<&str>) -> Result<Created, CreateError> {
         let (gateway, authentication) = self
             .gateways
@@ -390,7 +423,7 @@ impl PaymentRequest {
 
 /// The value with every object's keys in sorted order, whether or not serde_json
 /// keeps insertion order in this build.
-fn canonical(value: &Value) -> Value {
+pub(crate) fn canonical(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -409,11 +442,19 @@ fn invalid(field: &'static str, message: &str) -> RequestError {
     }
 }
 
-fn required_text(fields: &Map<String, Value>, field: &'static str, max: usize) -> Result<String, RequestError> {
+pub(crate) fn required_text(
+    fields: &Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<String, RequestError> {
     optional_text(fields, field, max)?.ok_or_else(|| invalid(field, "is required"))
 }
 
-fn optional_text(fields: &Map<String, Value>, field: &'static str, max: usize) -> Result<Option<String>, RequestError> {
+pub(crate) fn optional_text(
+    fields: &Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, RequestError> {
     match fields.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(field, "must not be empty")),
@@ -426,7 +467,7 @@ fn optional_text(fields: &Map<String, Value>, field: &'static str, max: usize) -
 }
 
 /// An absolute http(s) URL of at most 2,048 characters, or nothing.
-fn optional_url(fields: &Map<String, Value>, field: &'static str) -> Result<Option<String>, RequestError> {
+pub(crate) fn optional_url(fields: &Map<String, Value>, field: &'static str) -> Result<Option<String>, RequestError> {
     let url = optional_text(fields, field, MAX_URL)?;
     if let Some(url) = &url {
         let rest = url
@@ -442,7 +483,7 @@ fn optional_url(fields: &Map<String, Value>, field: &'static str) -> Result<Opti
 
 /// Not RFC 5322: one `@` with something on each side and a dot in the domain is
 /// what catches the usual mistakes without refusing real addresses.
-fn plausible_email(email: &str) -> bool {
+pub(crate) fn plausible_email(email: &str) -> bool {
     match email.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()

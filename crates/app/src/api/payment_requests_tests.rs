@@ -61,6 +61,7 @@ fn payment_from(new: &NewPayment) -> Payment {
         expires_at: None,
         failure_reason: None,
         checkout_extras: None,
+        subscription_id: None,
         version: 1,
     }
 }

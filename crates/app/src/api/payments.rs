@@ -21,7 +21,7 @@ pub(crate) struct CreatedView<'a> {
     provider_ref: Option<&'a str>,
     merchant_ref: Option<&'a str>,
     amount: i64,
-    currency: &'a str,
+    currency: String,
     checkout_url: Option<&'a str>,
     qr_text: Option<&'a str>,
     expires_at: Option<DateTime<Utc>>,
@@ -57,26 +57,31 @@ pub async fn create(
     let request = PaymentRequest::from_json(&body)?;
     let key = super::idempotency_key(&req)?;
     let created = state.payment_requests.create(request, key.as_deref()).await?;
-    let p = &created.payment;
     let mut response = HttpResponse::Created();
     if created.replayed {
         response.insert_header(("idempotent-replayed", "true"));
     }
-    Ok(response.json(CreatedView {
+    Ok(response.json(created_view(&created)))
+}
+
+/// A created payment as `POST /payments` (and `POST /subscriptions`) answers it.
+pub(crate) fn created_view(created: &crate::api::payment_requests::Created) -> CreatedView<'_> {
+    let p = &created.payment;
+    CreatedView {
         id: p.id.to_string(),
         status: p.status.as_str(),
         provider: p.provider.as_str(),
         provider_ref: p.provider_ref.as_deref(),
         merchant_ref: p.merchant_ref.as_deref(),
         amount: p.amount.amount_minor(),
-        currency: p.amount.currency().code(),
+        currency: p.amount.currency().code().to_owned(),
         checkout_url: p.checkout_url.as_deref(),
         qr_text: p.qr_text.as_deref(),
         expires_at: p.expires_at,
         provider_checkout: p.checkout_extras.as_ref(),
         client_token: created.client_token.as_deref(),
         client_secret: created.client_secret.as_ref().map(|s| s.expose()),
-    }))
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -87,6 +92,9 @@ pub(crate) struct PaymentView<'a> {
     /// account's events; absent for the platform's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     account: Option<&'a str>,
+    /// The subscription it pays for, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription_id: Option<String>,
     provider_ref: Option<&'a str>,
     merchant_ref: Option<&'a str>,
     amount: i64,
@@ -252,7 +260,7 @@ pub struct ListQuery {
     provider: Option<String>,
     /// Payments of this customer.
     customer_email: Option<String>,
-    /// Not yet: payhook has no subscriptions (400).
+    /// Payments of this subscription (its first payment and renewals).
     subscription_id: Option<String>,
     /// 1 to 100 (20).
     limit: Option<u32>,
@@ -271,7 +279,7 @@ pub(crate) struct PageView<'a> {
 /// The page size when the client names none.
 const DEFAULT_PAGE: u32 = 20;
 
-/// `GET /payments?merchant_ref=&status=&provider=&customer_email=&limit=&cursor=`:
+/// `GET /payments?merchant_ref=&status=&provider=&customer_email=&subscription_id=&limit=&cursor=`:
 /// newest first; `next_cursor` (null on the last page) fetches the next page.
 #[utoipa::path(get, path = "/payments", tag = "payments", security(("merchant_key" = [])), params(ListQuery),
     responses(
@@ -285,11 +293,14 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    if q.subscription_id.is_some() {
-        return Err(ApiError::InvalidQuery(
-            "subscription_id: payhook has no subscriptions yet".into(),
-        ));
-    }
+    let subscription_id = q
+        .subscription_id
+        .as_deref()
+        .map(|id| {
+            payhook_domain::SubscriptionId::parse(id)
+                .ok_or_else(|| ApiError::InvalidQuery("subscription_id: not a subscription id".into()))
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::InvalidQuery(format!("limit must be 1 to {MAX_PAGE}")));
@@ -310,6 +321,7 @@ pub async fn list(
         status,
         provider: super::admin::provider_of(q.provider.as_deref())?,
         customer_email: q.customer_email,
+        subscription_id,
         after,
         // One more than the page, to know whether another page follows.
         limit: limit + 1,
@@ -350,6 +362,7 @@ fn view<'a>(p: &'a Payment, detail: Option<Detail<'a>>) -> PaymentView<'a> {
         id: p.id.to_string(),
         provider: p.provider.as_str(),
         account: Some(p.account.as_str()).filter(|a| !a.is_empty()),
+        subscription_id: p.subscription_id.map(|id| id.to_string()),
         provider_ref: p.provider_ref.as_deref(),
         merchant_ref: p.merchant_ref.as_deref(),
         amount: p.amount.amount_minor(),

@@ -87,6 +87,11 @@ struct SimulateArgs {
     /// object's id, to update one object across runs (a fresh one when absent).
     #[arg(long)]
     object: Option<String>,
+    /// stripe customer.subscription.*, invoice.paid, invoice.payment_failed: the payhook
+    /// subscription (its id) the event is about; the Stripe subscription is named
+    /// after it, so runs drive one subscription (activation, renewal, failure, end).
+    #[arg(long)]
+    subscription: Option<String>,
     /// Send the same delivery this many times (to watch deduplication).
     #[arg(long, default_value_t = 1)]
     replay: u32,
@@ -288,6 +293,14 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), StartupE
         partial: args.partial,
         account: args.account,
         object: args.object,
+        subscription: args
+            .subscription
+            .as_deref()
+            .map(|id| {
+                payhook_domain::SubscriptionId::parse(id)
+                    .ok_or_else(|| StartupError::Usage(format!("--subscription {id:?} is not a subscription id")))
+            })
+            .transpose()?,
         now: chrono::Utc::now(),
     };
     let delivery = unit

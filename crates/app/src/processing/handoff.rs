@@ -163,6 +163,7 @@ mod tests {
     fn event(id: &str) -> WebhookEvent {
         WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: Provider::Stripe,
             event_id: EventId::parse(id).unwrap(),
             event_type: "payment_intent.succeeded".into(),

@@ -76,6 +76,8 @@ pub struct RoundReport {
     pub failed: u32,
     /// Payments whose provider has no API configured, or no reference to ask by.
     pub skipped: u32,
+    /// Subscriptions the scheduler settled (renewals asked for, lapses, expiries).
+    pub subscriptions: usize,
 }
 
 /// What became of a payment whose creation had no recorded answer.
@@ -99,6 +101,8 @@ pub struct Reconciler {
     /// Where refunds are reserved before the provider is asked (`POST
     /// /payments/{id}/refunds`); `None`: refunds are not offered.
     refunds: Option<Arc<dyn payhook_domain::ports::RefundStore>>,
+    /// Subscriptions whose renewal, lapse or expiry comes due, settled each round.
+    subscriptions: Option<Arc<super::subscribing::Subscriptions>>,
 }
 
 impl Reconciler {
@@ -138,7 +142,14 @@ impl Reconciler {
             clock,
             wake_worker,
             refunds: None,
+            subscriptions: None,
         }
+    }
+
+    /// Runs the subscription scheduler in each round, on the same cadence.
+    pub fn scheduling_subscriptions(mut self, subscriptions: Arc<super::subscribing::Subscriptions>) -> Self {
+        self.subscriptions = Some(subscriptions);
+        self
     }
 
     /// Offers refunds (`POST /payments/{id}/refunds`), reserved in `refunds`.
@@ -345,6 +356,9 @@ impl Reconciler {
         if report.drifted > drifted {
             self.wake_worker.notify_one();
         }
+        if let Some(subscriptions) = &self.subscriptions {
+            report.subscriptions = subscriptions.run_due().await?;
+        }
         Ok(report)
     }
 
@@ -498,6 +512,7 @@ impl Reconciler {
         request.primary.event_type = Some(event_type.to_owned());
         let event = WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: payment.provider,
             event_id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             event_type: event_type.to_owned(),

@@ -41,6 +41,7 @@ fn open_payment(provider_ref: Option<&str>) -> Payment {
         expires_at: None,
         failure_reason: None,
         checkout_extras: None,
+        subscription_id: None,
         version: 1,
     }
 }

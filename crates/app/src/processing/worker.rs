@@ -35,6 +35,10 @@ pub enum ProcessError {
     /// payment's creation, so it is retried like any failure.
     #[error("mirror_unavailable: the event only updates the Stripe mirror, and none is configured")]
     NoMirror,
+    #[error("subscriptions_unavailable: the event is about a subscription, and subscriptions are not kept here")]
+    NoSubscriptions,
+    #[error("subscription_not_applied: {0}")]
+    Subscription(String),
     #[error("payment_not_found: no {provider} payment matches {reference}")]
     PaymentNotFound { provider: String, reference: String },
     #[error("payment kept changing under concurrent updates")]
@@ -103,6 +107,9 @@ pub struct Processor {
     /// Reads an object from Stripe's API when two events of the same second and status
     /// tie; `None`: the first is kept and the tie counted.
     tie_breaker: Option<Arc<super::mirror_fill::MirrorFiller>>,
+    /// Where subscriptions are kept up with their payments and Stripe's words; `None`:
+    /// events about subscriptions fail (and are retried), none is marked done unapplied.
+    subscriptions: Option<Arc<super::subscribing::Subscriptions>>,
     /// Events claimed and not yet finished: released if the worker is stopped mid-batch.
     in_flight: Mutex<HashSet<InboxId>>,
 }
@@ -130,6 +137,7 @@ impl Processor {
             refunds: None,
             mirror: None,
             tie_breaker: None,
+            subscriptions: None,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
@@ -138,6 +146,12 @@ impl Processor {
     /// refunded total as the sum of its succeeded refunds.
     pub fn settling_refunds_in(mut self, refunds: Arc<dyn RefundStore>) -> Self {
         self.refunds = Some(refunds);
+        self
+    }
+
+    /// Keeps subscriptions up with their payments and with what Stripe says of them.
+    pub fn subscribing_with(mut self, subscriptions: Arc<super::subscribing::Subscriptions>) -> Self {
+        self.subscriptions = Some(subscriptions);
         self
     }
 
@@ -233,7 +247,7 @@ impl Processor {
     pub async fn process(&self, claimed: Vec<ClaimedEvent>, concurrency: usize) {
         self.in_flight_guard().extend(claimed.iter().map(|c| c.id));
         // Events that only update the mirror touch no payment: one transaction for all.
-        let (mirror_only, claimed): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|c| c.event.is_mirror_only());
+        let (mirror_only, claimed): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|c| c.event.only_mirrors());
         let claimed = {
             let mut claimed = claimed;
             claimed.extend(self.mirror_together(mirror_only).await);
@@ -241,9 +255,9 @@ impl Processor {
         };
         // Events that need a word from the provider, or that carry a dispute (kept in a
         // row of its own before the payment's summary changes), go one by one.
-        let (mut to_confirm, direct): (Vec<_>, Vec<_>) = claimed
-            .into_iter()
-            .partition(|c| c.event.confirm_with_provider || goes_alone(&c.event.change));
+        let (mut to_confirm, direct): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|c| {
+            c.event.confirm_with_provider || goes_alone(&c.event.change) || c.event.subscription.is_some()
+        });
         // Each of these waits on a provider call: more rounds of them than the lease
         // holds could outlast it, so the rest are given back for the next poll.
         let keep = concurrency.saturating_mul(self.confirm_rounds());
@@ -364,12 +378,16 @@ impl Processor {
         };
         let elapsed = started.elapsed().as_secs_f64();
         let mut published = false;
+        let mut subscribed = Vec::new();
         for ((claimed, (_, application)), commit) in together.into_iter().zip(&applications).zip(committed.commits) {
             if commit == Commit::Stale {
                 one_by_one.push(claimed);
                 continue;
             }
             published |= !application.publications.is_empty();
+            if application.payment.subscription_id.is_some() {
+                subscribed.push(application.payment.clone());
+            }
             metrics::histogram!("payhook_processing_seconds").record(elapsed);
             metrics::counter!("payhook_processing_attempts_total", "outcome" => "applied").increment(1);
             let span = application_span(&claimed.event);
@@ -383,6 +401,16 @@ impl Processor {
             Some(reservation) => reservation.hand_over(committed.messages),
             None if published => self.published.notify_one(),
             None => {}
+        }
+        if let (Some(subscriptions), false) = (&self.subscriptions, subscribed.is_empty()) {
+            // Off the batch's path: a subscription's settling asks a provider for its
+            // renewal at times, and the scheduler catches up on any not done here.
+            let subscriptions = subscriptions.clone();
+            tokio::spawn(async move {
+                for payment in subscribed {
+                    subscriptions.after_payment(&payment).await;
+                }
+            });
         }
         one_by_one
     }
@@ -444,8 +472,43 @@ impl Processor {
 
     /// Applies one event; idempotent, since a stale or repeated event changes nothing.
     pub async fn apply(&self, claimed: &ClaimedEvent) -> Result<ProcessingResult, ProcessError> {
+        // A word about a subscription is applied first: applying it again (the event
+        // retried after a failure below) changes nothing, so the event is marked
+        // processed only once its subscription has it.
+        let mut subscription_changed = None;
+        if let Some(signal) = claimed.event.subscription.as_deref() {
+            let subscriptions = self.subscriptions.as_ref().ok_or(ProcessError::NoSubscriptions)?;
+            let payment = if claimed.event.is_mirror_only() {
+                None
+            } else {
+                Some(self.payment_for(&claimed.event).await?.id)
+            };
+            let account = claimed.event.payment.account.clone().unwrap_or_default();
+            subscription_changed = Some(
+                subscriptions
+                    .apply_signal(
+                        claimed.event.event_id.as_str(),
+                        claimed.event.provider,
+                        &account,
+                        signal,
+                        payment,
+                    )
+                    .await
+                    .map_err(|e| ProcessError::Subscription(e.to_string()))?,
+            );
+        }
         if claimed.event.is_mirror_only() {
             let (Some(mirror), Some(write)) = (&self.mirror, claimed.event.mirror.as_deref()) else {
+                if let Some(changed) = subscription_changed {
+                    // No mirror kept: the subscription was the event's only effect.
+                    let result = if changed {
+                        ProcessingResult::Applied
+                    } else {
+                        ProcessingResult::StaleTransition
+                    };
+                    self.inbox.mark_processed(claimed.id, result, self.clock.now()).await?;
+                    return Ok(result);
+                }
                 return Err(ProcessError::NoMirror);
             };
             let outcome = mirror
@@ -487,6 +550,9 @@ impl Processor {
                 Ok(()) => {
                     if !application.publications.is_empty() {
                         self.published.notify_one();
+                    }
+                    if let Some(subscriptions) = &self.subscriptions {
+                        subscriptions.after_payment(&application.payment).await;
                     }
                     return Ok(application.result);
                 }

@@ -53,6 +53,7 @@ fn payment(status: PaymentStatus) -> Payment {
         expires_at: None,
         failure_reason: None,
         checkout_extras: None,
+        subscription_id: None,
         version: 7,
     }
 }
@@ -63,6 +64,7 @@ fn claimed(change: PaymentChange, reference: PaymentRef, details: Option<Payment
         attempts: 0,
         event: WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: Provider::Stripe,
             event_id: EventId::parse("evt_1").unwrap(),
             event_type: "payment_intent.succeeded".into(),

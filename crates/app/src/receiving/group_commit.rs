@@ -197,6 +197,7 @@ mod tests {
         );
         let event = WebhookEvent {
             mirror: None,
+            subscription: None,
             provider: Provider::Stripe,
             event_id: EventId::parse(id).unwrap(),
             event_type: "payment_intent.succeeded".into(),
@@ -385,6 +386,14 @@ mod tests {
             _: InboxId,
             _: &str,
             _: Option<chrono::DateTime<chrono::Utc>>,
+        ) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn mark_processed(
+            &self,
+            _: InboxId,
+            _: payhook_domain::ProcessingResult,
+            _: chrono::DateTime<chrono::Utc>,
         ) -> Result<(), StoreError> {
             std::future::pending().await
         }

@@ -4,7 +4,8 @@
 
 use super::{
     AdminSettings, ApiSettings, DatabaseSettings, FallbackLogSettings, LimitsSettings, NotifySettings, OutboxSettings,
-    ReconcileSettings, RetentionSettings, ServerSettings, Settings, SettingsError, WorkerSettings,
+    ReconcileSettings, RetentionSettings, ServerSettings, Settings, SettingsError, SubscriptionSettings,
+    WorkerSettings,
 };
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
@@ -56,6 +57,7 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("limits", fields_of::<LimitsSettings>()),
         ("retention", fields_of::<RetentionSettings>()),
         ("reconcile", fields_of::<ReconcileSettings>()),
+        ("subscriptions", fields_of::<SubscriptionSettings>()),
     ]
 }
 

@@ -35,8 +35,33 @@ pub struct Settings {
     pub limits: LimitsSettings,
     pub retention: RetentionSettings,
     pub reconcile: ReconcileSettings,
+    pub subscriptions: SubscriptionSettings,
     #[serde(default)]
     pub providers: ProviderTables,
+}
+
+/// The schedule payhook runs for subscriptions on providers without their own
+/// (Xendit, QPay, JunglePay).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionSettings {
+    /// How long before a period ends its renewal payment is asked for.
+    pub renew_before_hours: u64,
+    /// How long a subscription whose renewal is unpaid keeps access (`past_due`).
+    pub grace_hours: u64,
+}
+
+impl SubscriptionSettings {
+    pub fn schedule(&self, reconcile: &ReconcileSettings) -> crate::processing::subscribing::Schedule {
+        let hours = |h: u64| chrono::Duration::hours(i64::try_from(h).unwrap_or(1_000_000));
+        crate::processing::subscribing::Schedule {
+            renew_before: hours(self.renew_before_hours),
+            grace: hours(self.grace_hours),
+            pending_recheck: chrono::Duration::seconds(
+                i64::try_from(reconcile.pending_after_secs).unwrap_or(i64::MAX / 1000),
+            ),
+            give_up: hours(reconcile.give_up_after_hours),
+        }
+    }
 }
 
 /// Asking providers about payments whose outcome has not been heard of.
@@ -127,6 +152,10 @@ pub struct FallbackLogSettings {
 pub struct AdminSettings {
     /// Bearer token of the admin API; without one the admin API does not exist (404).
     pub token: Option<SecretString>,
+    /// Lets `POST /admin/clock` move payhook's clock forward (demos and tests of
+    /// renewals); never in production.
+    #[serde(default)]
+    pub time_travel: bool,
 }
 
 /// The optional outgoing webhook: every domain event POSTed to the merchant.
@@ -289,6 +318,11 @@ impl Settings {
         if self.limits.streams_per_payment == 0 || self.limits.streams_total == 0 || self.limits.stream_max_secs == 0 {
             return invalid(
                 "limits.streams_per_payment, limits.streams_total and limits.stream_max_secs must be positive".into(),
+            );
+        }
+        if self.subscriptions.renew_before_hours > 24 * 366 || self.subscriptions.grace_hours > 24 * 366 {
+            return invalid(
+                "subscriptions.renew_before_hours and subscriptions.grace_hours must be at most a year".into(),
             );
         }
         if self.reconcile.interval_secs == 0 || self.reconcile.max_calls_per_second == 0 {

@@ -97,7 +97,15 @@ impl Application {
     /// then the worker, the ingest path, and the HTTP server in front of them.
     pub async fn build_with(settings: Settings, stores: Stores, providers: Providers) -> Result<Self, StartupError> {
         install_crypto_provider();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let adjustable = Arc::new(crate::startup::clock::AdjustableClock::default());
+        let clock: Arc<dyn Clock> = if settings.admin.time_travel {
+            tracing::warn!(
+                "admin.time_travel is on: POST /admin/clock moves payhook's clock forward; never in production"
+            );
+            adjustable.clone()
+        } else {
+            Arc::new(SystemClock)
+        };
         let retry = retry_policy(&settings);
         let batch_size = settings.worker_batch_size()?;
         let wake_worker = Arc::new(Notify::new());
@@ -120,6 +128,26 @@ impl Application {
         let (to_relay, relay_intake) = handoff::channel(2 * batch_size as usize, relay_lease, clock.clone());
 
         let tie_breaker = mirror_filler(&settings, &stores, &providers, clock.clone());
+        let payment_requests = Arc::new({
+            let requests = payment_requests(&stores, &providers, clock.clone());
+            if settings.reconcile.enabled {
+                requests.checked_by(settings.reconcile.schedule())
+            } else {
+                requests
+            }
+        });
+        let subscriptions = Arc::new(crate::processing::subscribing::Subscriptions::new(
+            stores.subscriptions.clone(),
+            stores.plans.clone(),
+            payment_requests.clone(),
+            providers
+                .units()
+                .filter_map(|unit| Some((unit.provider, unit.subscriptions.clone()?)))
+                .collect(),
+            clock.clone(),
+            settings.subscriptions.schedule(&settings.reconcile),
+            wake_relay.clone(),
+        ));
         let processor = Arc::new({
             let processor = Processor::new(
                 stores.inbox.clone(),
@@ -133,6 +161,7 @@ impl Application {
             .recording_disputes_in(stores.disputes.clone())
             .settling_refunds_in(stores.refunds.clone())
             .mirroring_in(stores.mirror.clone())
+            .subscribing_with(subscriptions.clone())
             .handing_domain_events_to(to_relay);
             match tie_breaker {
                 Some(filler) => processor.breaking_ties_with(Arc::new(filler)),
@@ -155,13 +184,10 @@ impl Application {
             stopped.clone(),
         ));
         // Built whether or not it runs on a schedule: operators can ask now.
-        let checker = Arc::new(reconciler(
-            &settings,
-            &stores,
-            &providers,
-            clock.clone(),
-            wake_worker.clone(),
-        ));
+        let checker = Arc::new(
+            reconciler(&settings, &stores, &providers, clock.clone(), wake_worker.clone())
+                .scheduling_subscriptions(subscriptions.clone()),
+        );
         let reconciler = settings.reconcile.enabled.then(|| {
             tokio::spawn(run_reconciler(
                 checker.clone(),
@@ -213,14 +239,9 @@ impl Application {
             refunds: stores.refunds.clone(),
             mirror: stores.mirror.clone(),
             plans: stores.plans.clone(),
-            payment_requests: {
-                let requests = payment_requests(&stores, &providers, clock);
-                if settings.reconcile.enabled {
-                    requests.checked_by(settings.reconcile.schedule())
-                } else {
-                    requests
-                }
-            },
+            payment_requests,
+            subscriptions,
+            clock_control: settings.admin.time_travel.then_some(adjustable),
             streams: streams.clone(),
             inbox: stores.inbox,
             outbox: stores.outbox,

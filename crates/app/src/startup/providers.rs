@@ -186,6 +186,7 @@ impl Providers {
                         payments: None,
                         simulator: Arc::new(NoSamples),
                         objects: None,
+                        subscriptions: None,
                     },
                 );
             }

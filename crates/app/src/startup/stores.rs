@@ -28,6 +28,8 @@ pub struct Stores {
     pub mirror: Arc<dyn payhook_domain::ports::StripeMirror>,
     /// Plans (`POST /plans`).
     pub plans: Arc<dyn payhook_domain::ports::PlanStore>,
+    /// Subscriptions (`POST /subscriptions`, the scheduler).
+    pub subscriptions: Arc<dyn payhook_domain::ports::SubscriptionStore>,
     /// Shares domain events with the other instances on the same store, where it can
     /// (Postgres); `None`: this instance's subscribers hear only its own relay.
     pub fan_out: Option<Arc<dyn FanOut>>,
@@ -48,6 +50,7 @@ impl Stores {
             + RefundStore
             + payhook_domain::ports::StripeMirror
             + payhook_domain::ports::PlanStore
+            + payhook_domain::ports::SubscriptionStore
             + 'static,
     {
         let store = Arc::new(store);
@@ -62,7 +65,8 @@ impl Stores {
             disputes: store.clone(),
             refunds: store.clone(),
             mirror: store.clone(),
-            plans: store,
+            plans: store.clone(),
+            subscriptions: store,
             fan_out: None,
         }
     }

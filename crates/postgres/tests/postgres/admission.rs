@@ -43,6 +43,7 @@ fn delivery(event_id: &str) -> (WebhookRequest, WebhookEvent) {
     request.primary.event_id = Some(event_id.to_owned());
     let event = WebhookEvent {
         mirror: None,
+        subscription: None,
         provider: Provider::Stripe,
         event_id: EventId::parse(event_id).unwrap(),
         event_type: "payment_intent.succeeded".to_owned(),
