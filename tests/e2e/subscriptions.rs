@@ -17,6 +17,7 @@ on_every_store!(
     a_stripe_subscription_starts_at_checkout_and_follows_stripes_events,
     fifty_concurrent_duplicate_invoice_paid_events_make_one_renewal,
     a_late_created_incomplete_after_updated_active_in_the_same_second_leaves_active,
+    without_the_mirror_stripes_subscription_events_still_drive_subscriptions,
 );
 
 const XENDIT_KEY: &str = "xnd_development_e2e_secret_key";
@@ -110,6 +111,15 @@ async fn wait_for(app: &TestApp, id: &str, what: &str, done: impl Fn(&Value) -> 
     }
 }
 
+/// A `POST` to a fake provider's own route (`/_fake/pay/…`): what its customer did.
+async fn fake_call(base_url: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base_url}{path}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
     serde_json::from_value(value.clone()).unwrap()
 }
@@ -153,11 +163,7 @@ async fn a_xendit_subscription_activates_renews_once_and_ends_at_its_period_end(
     assert_eq!(fake.invoices().len(), 1);
 
     // The customer pays: Xendit calls back, the worker activates the subscription.
-    let paid = reqwest::Client::new()
-        .post(format!("{}/_fake/pay/{invoice}", fake.base_url))
-        .send()
-        .await
-        .unwrap();
+    let paid = fake_call(&fake.base_url, &format!("/_fake/pay/{invoice}")).await;
     assert_eq!(paid.status().as_u16(), 200);
     let active = wait_for(&app, &id, "active", |s| s["status"] == "active").await;
     assert_eq!(active["access"], true);
@@ -194,11 +200,7 @@ async fn a_xendit_subscription_activates_renews_once_and_ends_at_its_period_end(
     assert_eq!(due["subscription_id"], id.as_str());
 
     // Paid early: the next period runs from the old end.
-    reqwest::Client::new()
-        .post(format!("{}/_fake/pay/{renewal}", fake.base_url))
-        .send()
-        .await
-        .unwrap();
+    fake_call(&fake.base_url, &format!("/_fake/pay/{renewal}")).await;
     let renewed = wait_for(&app, &id, "renewed", |s| {
         s["current_period_start"] != active["current_period_start"]
     })
@@ -276,11 +278,7 @@ async fn an_unpaid_xendit_renewal_lapses_expires_and_comes_back_when_paid(backen
     .await;
     let id = opened["id"].as_str().unwrap().to_owned();
     let first = opened["payment"]["provider_ref"].as_str().unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/_fake/pay/{first}", fake.base_url))
-        .send()
-        .await
-        .unwrap();
+    fake_call(&fake.base_url, &format!("/_fake/pay/{first}")).await;
     let active = wait_for(&app, &id, "active", |s| s["status"] == "active").await;
     let end = at(&active["current_period_end"]);
     run_scheduler_at(&app, end - chrono::Duration::hours(72)).await;
@@ -305,11 +303,7 @@ async fn an_unpaid_xendit_renewal_lapses_expires_and_comes_back_when_paid(backen
     assert!(listed["data"].as_array().unwrap().is_empty(), "not subscribed now");
     // The renewal paid late: active again.
     let renewal = fake.invoices().last().unwrap()["id"].as_str().unwrap().to_owned();
-    reqwest::Client::new()
-        .post(format!("{}/_fake/pay/{renewal}", fake.base_url))
-        .send()
-        .await
-        .unwrap();
+    fake_call(&fake.base_url, &format!("/_fake/pay/{renewal}")).await;
     let back = wait_for(&app, &id, "back", |s| s["status"] == "active").await;
     assert!(at(&back["current_period_start"]) > end + chrono::Duration::hours(72));
     assert_eq!(
@@ -431,11 +425,8 @@ async fn a_stripe_subscription_starts_at_checkout_and_follows_stripes_events(bac
 
     // The customer pays at Checkout: Stripe's events activate it.
     let session_id = checkout.rsplit('/').next().unwrap();
-    let paid: Value = reqwest::Client::new()
-        .post(format!("{}/_fake/pay/{session_id}", fake.base_url))
-        .send()
+    let paid: Value = fake_call(&fake.base_url, &format!("/_fake/pay/{session_id}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -451,11 +442,7 @@ async fn a_stripe_subscription_starts_at_checkout_and_follows_stripes_events(bac
     assert!(stripe_sub.starts_with("sub_"), "{active}");
 
     // A renewal at Stripe: the period moves on, the invoice is one more payment.
-    reqwest::Client::new()
-        .post(format!("{}/_fake/subscriptions/{stripe_sub}/renew", fake.base_url))
-        .send()
-        .await
-        .unwrap();
+    fake_call(&fake.base_url, &format!("/_fake/subscriptions/{stripe_sub}/renew")).await;
     let renewed = wait_for(&app, &id, "renewed", |s| {
         s["current_period_end"] != active["current_period_end"]
     })
@@ -468,11 +455,7 @@ async fn a_stripe_subscription_starts_at_checkout_and_follows_stripes_events(bac
     assert_eq!(renewed["status"], "active");
 
     // A failed renewal: past_due, as Stripe says.
-    reqwest::Client::new()
-        .post(format!("{}/_fake/subscriptions/{stripe_sub}/fail", fake.base_url))
-        .send()
-        .await
-        .unwrap();
+    fake_call(&fake.base_url, &format!("/_fake/subscriptions/{stripe_sub}/fail")).await;
     wait_for(&app, &id, "past_due", |s| s["status"] == "past_due").await;
 
     // Cancel at period end goes to Stripe, and Stripe's event confirms it; cancel now ends it.
@@ -656,5 +639,31 @@ async fn a_late_created_incomplete_after_updated_active_in_the_same_second_leave
             .await
             .as_deref(),
         Some("stale_transition")
+    );
+}
+
+async fn without_the_mirror_stripes_subscription_events_still_drive_subscriptions(backend: Backend) {
+    let app = spawn_app_with(backend, &[("PAYHOOK__PROVIDERS__STRIPE__MIRROR", "false")], Vec::new()).await;
+    let t = now_unix();
+    let created = stripe_event(
+        "evt_nomirror",
+        "customer.subscription.created",
+        t,
+        stripe_subscription("active", t, t + 86_400),
+    );
+    assert_eq!(
+        app.post_stripe(&created, Some(&sign(&created))).await.status().as_u16(),
+        200
+    );
+    app.wait_for_count(
+        "SELECT count(*) AS n FROM webhook_events WHERE status = 'processed' AND result = 'applied'",
+        1,
+    )
+    .await;
+    assert_eq!(adopted(&app).await["status"], "active");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM stripe_objects").await,
+        0,
+        "no object copied"
     );
 }

@@ -330,3 +330,46 @@ fn dispute_events_carry_the_dispute_itself() {
         assert!(!detail.closed);
     }
 }
+
+/// Subscription events are about payhook's subscriptions whether or not the mirror is
+/// kept: without it they carry no object, and still their word about the subscription.
+#[test]
+fn subscription_events_carry_their_word_with_or_without_the_mirror() {
+    let body = envelope(
+        "customer.subscription.updated",
+        serde_json::json!({ "id": "sub_1", "object": "subscription", "status": "past_due", "customer": "cus_1",
+            "cancel_at_period_end": true, "metadata": {},
+            "items": { "object": "list", "data": [{ "id": "si_1", "current_period_start": 1_800_000_000,
+                "current_period_end": 1_802_592_000,
+                "price": { "id": "price_1", "unit_amount": 900, "currency": "usd",
+                    "recurring": { "interval": "week", "interval_count": 2 } } }] } }),
+    );
+    for parsed in [parse_event(&body), parse_event_without_mirror(&body)] {
+        let Ok(Parsed::Event(e)) = parsed else {
+            panic!("not an event: {parsed:?}")
+        };
+        let said = e.subscription.clone().expect("its word about the subscription");
+        assert_eq!(said.provider_ref, "sub_1");
+        assert_eq!(said.status, Some(payhook_domain::SubscriptionStatus::PastDue));
+        assert_eq!(said.cancel_at_period_end, Some(true));
+        // The period from the item, as API versions from 2025-03-31 put it.
+        assert_eq!(said.period_end.map(|t| t.timestamp()), Some(1_802_592_000));
+        let price = said.price.expect("its price");
+        assert_eq!(
+            (price.interval, price.interval_count),
+            (payhook_domain::Interval::Week, 2)
+        );
+        assert!(e.is_mirror_only());
+    }
+    // An invoice of no subscription (a one-off) stays the mirror's only.
+    let one_off = envelope(
+        "invoice.paid",
+        serde_json::json!({ "id": "in_1", "object": "invoice", "currency": "usd", "amount_paid": 500,
+            "parent": { "type": "quote_details", "subscription_details": { "subscription": "sub_x" } } }),
+    );
+    let Ok(Parsed::Event(e)) = parse_event(&one_off) else {
+        panic!("not an event")
+    };
+    assert!(e.subscription.is_none());
+    assert!(e.is_mirror_only());
+}

@@ -196,29 +196,14 @@ impl Subscriptions {
                 .map_err(SubscribeError::Payment)?;
         }
         let now = self.clock.now();
-        let subscription = Subscription {
-            id: SubscriptionId::from_uuid(uuid::Uuid::new_v4()),
-            plan: plan.clone(),
-            provider: request.provider,
-            account: String::new(),
-            provider_ref: None,
-            customer_ref: request.customer_ref.clone(),
-            customer_email: request.customer_email.clone(),
-            status: SubscriptionStatus::Pending,
-            anchor: None,
-            periods: 0,
-            current_period_start: None,
-            current_period_end: None,
-            cancel_at_period_end: false,
-            canceled_at: None,
-            metadata: request.metadata.clone(),
-            checkout_url: None,
-            provider_stamp: None,
-            renewal_notified: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let subscription = pending(
+            plan.clone(),
+            request.provider,
+            request.customer_ref.clone(),
+            request.customer_email.clone(),
+            request.metadata.clone(),
+            now,
+        );
         let new = NewSubscription {
             subscription,
             idempotency: idempotency.clone(),
@@ -261,18 +246,15 @@ impl Subscriptions {
             });
         }
         let payment = self
-            .payments
-            .create(
+            .create_payment(
+                subscription.id,
                 self.first_payment(&plan, &request, subscription.id),
-                Some(&first_payment_key(subscription.id)),
+                &first_payment_key(subscription.id),
             )
             .await
             .map_err(SubscribeError::Payment)?;
-        self.store.link_payment(payment.payment.id, subscription.id).await?;
         // Paid before it was linked (a fast customer): applied now, not at the next due.
         self.settle(subscription.id).await?;
-        let mut payment = payment;
-        payment.payment.subscription_id = Some(subscription.id);
         Ok(Opened {
             subscription: self.current(subscription.id).await?,
             payment: Some(payment),
@@ -512,9 +494,62 @@ impl Subscriptions {
                 .await?;
         }
         if renewal {
-            self.ask_for_renewal(id).await?;
+            if let Err(e) = self.ask_for_renewal(id).await {
+                // Asked again soon, not at the period's end.
+                self.store
+                    .schedule_subscription(id, Some(now + self.schedule.pending_recheck))
+                    .await?;
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// Creates one of the subscription's payments (its first, or a renewal) under the
+    /// idempotency key `base`, linked to it. A creation the provider refused stays (a
+    /// failed payment of the subscription), and the next ask tries again under
+    /// `base:retry-<n>`: one provider outage does not cost a customer their renewal.
+    async fn create_payment(
+        &self,
+        id: SubscriptionId,
+        mut request: PaymentRequest,
+        base: &str,
+    ) -> Result<crate::api::payment_requests::Created, CreateError> {
+        let failed = self
+            .store
+            .subscription_payments(id)
+            .await?
+            .iter()
+            .filter(|p| {
+                p.failure_reason.is_some()
+                    && p.metadata.get(PAYMENT_KEY_FIELD).and_then(serde_json::Value::as_str) == Some(base)
+            })
+            .count();
+        let key = match failed {
+            0 => base.to_owned(),
+            n => format!("{base}:retry-{n}"),
+        };
+        if let Some(fields) = request.metadata.as_object_mut() {
+            fields.insert(PAYMENT_KEY_FIELD.into(), serde_json::json!(base));
+        }
+        match self.payments.create(request, Some(&key)).await {
+            Ok(mut created) => {
+                self.store.link_payment(created.payment.id, id).await?;
+                created.payment.subscription_id = Some(id);
+                Ok(created)
+            }
+            Err(CreateError::Provider {
+                payment_id: Some(payment),
+                reason,
+            }) => {
+                self.store.link_payment(payment, id).await?;
+                Err(CreateError::Provider {
+                    payment_id: Some(payment),
+                    reason,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the next period's payment should be asked for now.
@@ -548,7 +583,7 @@ impl Subscriptions {
             success_url: None,
             cancel_url: None,
         };
-        let created = match self.payments.create(request, Some(&key)).await {
+        let created = match self.create_payment(id, request, &key).await {
             Ok(created) => created,
             // Another instance is asking right now: it publishes.
             Err(CreateError::InFlight) => return Ok(()),
@@ -558,7 +593,6 @@ impl Subscriptions {
             }
         };
         let payment = created.payment;
-        self.store.link_payment(payment.id, id).await?;
         let mut next = current.clone();
         next.renewal_notified = Some(key);
         next.updated_at = self.clock.now();
@@ -731,27 +765,16 @@ impl Subscriptions {
         let plan = self.plan_for_price(price).await?;
         let now = self.clock.now();
         let adopted = Subscription {
-            id: SubscriptionId::from_uuid(uuid::Uuid::new_v4()),
-            plan,
-            provider,
             account: account.to_owned(),
             provider_ref: Some(signal.provider_ref.clone()),
-            customer_ref: signal.customer.clone().unwrap_or_else(|| signal.provider_ref.clone()),
-            customer_email: signal.customer_email.clone(),
-            status: SubscriptionStatus::Pending,
-            anchor: None,
-            periods: 0,
-            current_period_start: None,
-            current_period_end: None,
-            cancel_at_period_end: false,
-            canceled_at: None,
-            metadata: serde_json::json!({ "adopted_from": "stripe" }),
-            checkout_url: None,
-            provider_stamp: None,
-            renewal_notified: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
+            ..pending(
+                plan,
+                provider,
+                signal.customer.clone().unwrap_or_else(|| signal.provider_ref.clone()),
+                signal.customer_email.clone(),
+                serde_json::json!({ "adopted_from": "stripe" }),
+                now,
+            )
         };
         // Parallel events adopting one subscription make one row: the store's unique
         // (provider, account, provider_ref) lets one insert, the others read it.
@@ -825,6 +848,40 @@ fn payment_metadata(metadata: &serde_json::Value, id: SubscriptionId, plan: &Pla
     serde_json::Value::Object(fields)
 }
 
+/// A new subscription, not paid for yet, with a fresh id.
+fn pending(
+    plan: Plan,
+    provider: Provider,
+    customer_ref: String,
+    customer_email: Option<String>,
+    metadata: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Subscription {
+    Subscription {
+        id: SubscriptionId::from_uuid(uuid::Uuid::new_v4()),
+        plan,
+        provider,
+        account: String::new(),
+        provider_ref: None,
+        customer_ref,
+        customer_email,
+        status: SubscriptionStatus::Pending,
+        anchor: None,
+        periods: 0,
+        current_period_start: None,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        canceled_at: None,
+        metadata,
+        checkout_url: None,
+        provider_stamp: None,
+        renewal_notified: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
 fn provider_error(e: GatewayError) -> SubscribeError {
     SubscribeError::Provider(e.to_string())
 }
@@ -837,6 +894,10 @@ fn paid_mark(payment: PaymentId) -> String {
 fn refunded_mark(payment: PaymentId) -> String {
     format!("payment {payment} refunded")
 }
+
+/// The metadata field that names which of a subscription's payments a payment is (the
+/// idempotency key it was first asked for under).
+const PAYMENT_KEY_FIELD: &str = "payhook_subscription_payment";
 
 /// The idempotency key of the first payment of a subscription.
 pub fn first_payment_key(id: SubscriptionId) -> String {

@@ -39,14 +39,26 @@ struct World {
     subscriptions: Subscriptions,
     /// Payment requests made at the provider.
     created: Arc<AtomicUsize>,
+    /// How many of the next payment requests the provider fails (a 503).
+    failing: Arc<AtomicUsize>,
 }
 
-/// A fake Xendit that answers every invoice request with `inv_{n}`.
-fn gateway(created: Arc<AtomicUsize>) -> MockPaymentGateway {
+/// A fake Xendit that answers every invoice request with `inv_{n}`, but fails the
+/// next `failing` ones.
+fn gateway(created: Arc<AtomicUsize>, failing: Arc<AtomicUsize>) -> MockPaymentGateway {
     let mut gateway = MockPaymentGateway::new();
     gateway.expect_provider().return_const(Provider::Xendit);
     gateway.expect_check().returning(|_| Ok(()));
     gateway.expect_create_checkout().returning(move |request| {
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(payhook_domain::GatewayError::Unavailable {
+                provider: Provider::Xendit,
+                message: "503".into(),
+            });
+        }
         let n = created.fetch_add(1, Ordering::SeqCst);
         Ok(Checkout {
             provider_ref: format!("inv_{n}"),
@@ -80,12 +92,14 @@ async fn world(trial_days: u32) -> World {
         created_at: start(),
     };
     store.create_plan(&plan).await.unwrap();
-    let subscriptions = instance(&store, &clock, &created);
+    let failing = Arc::new(AtomicUsize::new(0));
+    let subscriptions = instance(&store, &clock, &created, &failing);
     World {
         store,
         clock,
         subscriptions,
         created,
+        failing,
     }
 }
 
@@ -94,11 +108,12 @@ fn instance(
     store: &Arc<payhook_sqlite::SqliteStore>,
     clock: &Arc<TestClock>,
     created: &Arc<AtomicUsize>,
+    failing: &Arc<AtomicUsize>,
 ) -> Subscriptions {
     let payments = Arc::new(PaymentRequests::new(
         store.clone(),
         vec![(
-            Arc::new(gateway(created.clone())) as Arc<dyn payhook_domain::ports::PaymentGateway>,
+            Arc::new(gateway(created.clone(), failing.clone())) as Arc<dyn payhook_domain::ports::PaymentGateway>,
             Authentication::Provider,
         )],
         clock.clone(),
@@ -285,7 +300,7 @@ async fn an_unpaid_renewal_lapses_then_expires_and_a_late_payment_reactivates() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_ask_for_each_renewal_once() {
     let w = world(0).await;
-    let other = instance(&w.store, &w.clock, &w.created);
+    let other = instance(&w.store, &w.clock, &w.created, &w.failing);
     let opened = w.subscriptions.open(request(), None).await.unwrap();
     let id = opened.subscription.id;
     w.pay(&opened.payment.unwrap().payment).await;
@@ -320,6 +335,27 @@ async fn a_refunded_subscription_payment_ends_access_now() {
     let id = opened.subscription.id;
     let first = opened.payment.unwrap().payment;
     w.pay(&first).await;
+    // Half the money back: the customer keeps what is left of the period.
+    w.clock.set(start() + day(2));
+    let paid = w.store.payment(first.id).await.unwrap().unwrap();
+    let half = payhook_testkit::contract::apply_change(
+        &*w.store,
+        &paid,
+        "evt_refunded_half",
+        PaymentChange::Refund {
+            refunded_total: paid.amount.amount_minor() / 2,
+            currency: paid.amount.currency(),
+        },
+        start() + day(2),
+    )
+    .await;
+    assert_eq!(half.status, PaymentStatus::PartiallyRefunded);
+    w.subscriptions.after_payment(&half).await;
+    assert_eq!(
+        w.subscription(id).await.status,
+        SubscriptionStatus::Active,
+        "a partial refund keeps access"
+    );
     let refunded_at = start() + day(5);
     w.clock.set(refunded_at);
     let paid = w.store.payment(first.id).await.unwrap().unwrap();
@@ -412,4 +448,51 @@ async fn a_trial_comes_first_and_its_first_payment_is_asked_for_before_it_ends()
     let s = w.subscription(id).await;
     assert_eq!(s.status, SubscriptionStatus::Active);
     assert_eq!(s.current_period_start, Some(trial_end));
+}
+
+/// A provider outage when a payment is asked for does not cost the customer their
+/// subscription: the first payment is asked again on a retry of the same request, a
+/// renewal at the scheduler's next look ten minutes later, each under a new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_the_provider_failed_to_create_is_asked_for_again() {
+    let w = world(0).await;
+    w.failing.store(1, Ordering::SeqCst);
+    let refused = w.subscriptions.open(request(), Some("sub-key")).await;
+    assert!(matches!(
+        refused,
+        Err(SubscribeError::Payment(CreateError::Provider { .. }))
+    ));
+    let opened = w.subscriptions.open(request(), Some("sub-key")).await.unwrap();
+    assert!(opened.replayed);
+    let first = opened.payment.expect("asked again").payment;
+    assert_eq!(first.status, PaymentStatus::Pending);
+    let id = opened.subscription.id;
+    w.pay(&first).await;
+    assert_eq!(w.subscription(id).await.status, SubscriptionStatus::Active);
+
+    let end = w.subscription(id).await.current_period_end.unwrap();
+    w.failing.store(1, Ordering::SeqCst);
+    w.at(end - Duration::hours(72)).await;
+    let payments = w.payments(id).await;
+    assert!(
+        payments.last().unwrap().failure_reason.is_some(),
+        "the failed renewal is kept"
+    );
+    assert!(!w.topics().await.contains(&"subscription.renewal_due".to_owned()));
+    w.at(end - Duration::hours(72) + Duration::minutes(9)).await;
+    assert_eq!(w.payments(id).await.len(), payments.len(), "not before the next look");
+    w.at(end - Duration::hours(72) + Duration::minutes(10)).await;
+    let renewal = w.payments(id).await.pop().unwrap();
+    assert_eq!(
+        (renewal.status, renewal.failure_reason.is_none()),
+        (PaymentStatus::Pending, true)
+    );
+    assert_eq!(
+        w.topics()
+            .await
+            .iter()
+            .filter(|t| *t == "subscription.renewal_due")
+            .count(),
+        1
+    );
 }
