@@ -318,7 +318,8 @@ impl Subscriptions {
             .map_err(provider_error)?;
         let mut saved = subscription.clone();
         saved.checkout_url = Some(checkout.checkout_url);
-        self.store
+        let stored = self
+            .store
             .save_subscription(&SubscriptionSave {
                 expected_version: subscription.version,
                 subscription: saved,
@@ -326,8 +327,13 @@ impl Subscriptions {
                 publications: Vec::new(),
                 next_due_at: None,
             })
-            .await?;
-        self.current(subscription.id).await
+            .await;
+        match stored {
+            // A concurrent request with the same key saved the same session (Stripe
+            // answered both with it: the session's idempotency key is the subscription's).
+            Ok(()) | Err(StoreError::Conflict(_)) => self.current(subscription.id).await,
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Cancels now, or at the end of the paid period. On Stripe the subscription is
