@@ -32,7 +32,7 @@ struct ListAnswer {
 }
 
 /// Stripe's error body: `{"error": {"type", "code", "message"}}`.
-fn summarize(v: &Value) -> Option<String> {
+pub(crate) fn summarize(v: &Value) -> Option<String> {
     let error = v.get("error")?;
     let code = error
         .get("code")

@@ -8,6 +8,7 @@
 //! so a retried or concurrent call makes one object at Stripe.
 
 use crate::billing::SUBSCRIPTION_ID_METADATA_KEY;
+use crate::objects::summarize;
 use async_trait::async_trait;
 use payhook_domain::ports::{SubscriptionCheckout, SubscriptionCheckoutRequest, SubscriptionGateway};
 use payhook_domain::{GatewayError, Plan, Provider};
@@ -29,18 +30,6 @@ pub struct StripeSubscriptions {
 struct Created {
     id: String,
     url: Option<String>,
-}
-
-/// Stripe's error body: `{"error": {"type", "code", "message"}}`.
-fn summarize(v: &Value) -> Option<String> {
-    let error = v.get("error")?;
-    let code = error
-        .get("code")
-        .or_else(|| error.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("error");
-    let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
-    Some(format!("{code}: {message}"))
 }
 
 fn form(fields: &[(&str, String)]) -> String {
