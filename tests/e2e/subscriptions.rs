@@ -408,7 +408,7 @@ async fn a_stripe_subscription_starts_at_checkout_and_follows_stripes_events(bac
         .await
         .unwrap();
     let price = kept["stripe_price_id"].as_str().unwrap().to_owned();
-    post(&app, "/subscriptions", &body("user-2"), None).await;
+    let (_, second, _) = post(&app, "/subscriptions", &body("user-2"), None).await;
     let asked = |path: &str| fake.requests().iter().filter(|r| r.path == path).count();
     assert_eq!((asked("/v1/products"), asked("/v1/prices")), (1, 1));
     let session = fake
@@ -422,6 +422,16 @@ async fn a_stripe_subscription_starts_at_checkout_and_follows_stripes_events(bac
         session.body.get("subscription_data[metadata][payhook_subscription_id]"),
         Some(&id)
     );
+
+    // Cancelled before the customer pays: its Checkout page is closed at Stripe.
+    let second_id = second["id"].as_str().unwrap();
+    let second_session = second["provider_ref"].as_str().unwrap().to_owned();
+    assert!(second_session.starts_with("cs_"), "{second}");
+    let (status, closed, _) = post(&app, &format!("/subscriptions/{second_id}/cancel"), &json!({}), None).await;
+    assert_eq!((status, closed["status"].as_str()), (200, Some("canceled")), "{closed}");
+    assert_eq!(asked(&format!("/v1/checkout/sessions/{second_session}/expire")), 1);
+    let refused = fake_call(&fake.base_url, &format!("/_fake/pay/{second_session}")).await;
+    assert_eq!(refused.status().as_u16(), 400, "the page takes no payment any more");
 
     // The customer pays at Checkout: Stripe's events activate it.
     let session_id = checkout.rsplit('/').next().unwrap();
@@ -486,11 +496,15 @@ async fn a_stripe_subscription_starts_at_checkout_and_follows_stripes_events(bac
         1,
     )
     .await;
+    // The one cancelled before paying, then this one's life: canceled once each.
     let topics = topics(&app).await;
-    assert_eq!(topics.first().map(String::as_str), Some("subscription.activated"));
+    assert_eq!(
+        topics.iter().take(2).map(String::as_str).collect::<Vec<_>>(),
+        ["subscription.canceled", "subscription.activated"]
+    );
     assert_eq!(topics.iter().filter(|t| *t == "subscription.renewed").count(), 1);
     assert!(topics.contains(&"subscription.past_due".to_owned()));
-    assert_eq!(topics.iter().filter(|t| *t == "subscription.canceled").count(), 1);
+    assert_eq!(topics.iter().filter(|t| *t == "subscription.canceled").count(), 2);
 }
 
 /// A Stripe subscription event, signed.

@@ -620,6 +620,10 @@ pub trait SubscriptionGateway: Send + Sync {
         request: &SubscriptionCheckoutRequest,
     ) -> Result<SubscriptionCheckout, GatewayError>;
 
+    /// Closes the hosted page of a subscription not started yet (`session_id`, what
+    /// [`SubscriptionCheckout::session_id`] named), so nobody can start it any more.
+    async fn expire_subscription_checkout(&self, session_id: &str) -> Result<(), GatewayError>;
+
     /// Cancels it at the provider: now, or at the end of the paid period.
     async fn cancel_subscription(
         &self,

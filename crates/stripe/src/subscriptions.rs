@@ -163,6 +163,20 @@ impl SubscriptionGateway for StripeSubscriptions {
         })
     }
 
+    async fn expire_subscription_checkout(&self, session_id: &str) -> Result<(), GatewayError> {
+        if !session_id.starts_with(crate::checkout_session::SESSION_PREFIX)
+            || !session_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(GatewayError::Invalid {
+                field: "session_id",
+                message: format!("{session_id:?} is not a Checkout Session id"),
+            });
+        }
+        self.post(&format!("checkout/sessions/{session_id}/expire"), &[], "", None)
+            .await?;
+        Ok(())
+    }
+
     async fn cancel_subscription(
         &self,
         account: &str,

@@ -52,7 +52,8 @@ pub(crate) struct SubscriptionView<'a> {
     /// The Stripe Connect account, for a subscription of a connected account.
     #[serde(skip_serializing_if = "Option::is_none")]
     account: Option<&'a str>,
-    /// Stripe's subscription id (`sub_…`); null where payhook runs the schedule.
+    /// Stripe's subscription id (`sub_…`; its Checkout Session's, `cs_…`, until the
+    /// customer starts it); null where payhook runs the schedule.
     provider_ref: Option<&'a str>,
     customer_ref: &'a str,
     customer_email: Option<&'a str>,

@@ -318,6 +318,9 @@ impl Subscriptions {
             .map_err(provider_error)?;
         let mut saved = subscription.clone();
         saved.checkout_url = Some(checkout.checkout_url);
+        // Until Stripe makes the subscription, its reference is the Checkout Session's:
+        // what a cancel before payment closes.
+        saved.provider_ref = Some(checkout.session_id);
         let stored = self
             .store
             .save_subscription(&SubscriptionSave {
@@ -337,7 +340,8 @@ impl Subscriptions {
     }
 
     /// Cancels now, or at the end of the paid period. On Stripe the subscription is
-    /// cancelled there first; its events confirm it.
+    /// cancelled there first (its events confirm it); one not started yet has its
+    /// Checkout Session expired, so the customer cannot start it after all.
     pub async fn cancel(&self, id: SubscriptionId, at_period_end: bool) -> Result<Subscription, SubscribeError> {
         let subscription = self.current(id).await?;
         if matches!(
@@ -352,10 +356,14 @@ impl Subscriptions {
         if let (Some(gateway), Some(reference)) =
             (self.gateways.get(&subscription.provider), &subscription.provider_ref)
         {
-            gateway
-                .cancel_subscription(&subscription.account, reference, at_period_end)
-                .await
-                .map_err(provider_error)?;
+            if is_checkout_session(reference) {
+                gateway.expire_subscription_checkout(reference).await
+            } else {
+                gateway
+                    .cancel_subscription(&subscription.account, reference, at_period_end)
+                    .await
+            }
+            .map_err(provider_error)?;
         }
         let change = SubscriptionChange::Cancel { at_period_end };
         self.change(id, &change, "canceled_by_merchant").await?;
@@ -720,7 +728,7 @@ impl Subscriptions {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let current = self.current(subscription.id).await?;
             let mut application = current.apply(&change, event_id, self.clock.now());
-            let adopting_ref = current.provider_ref.is_none();
+            let adopting_ref = current.provider_ref.as_deref().is_none_or(is_checkout_session);
             if adopting_ref {
                 application.subscription.provider_ref = Some(signal.provider_ref.clone());
                 application.subscription.account = account.to_owned();
@@ -852,6 +860,12 @@ fn payment_metadata(metadata: &serde_json::Value, id: SubscriptionId, plan: &Pla
     fields.insert("payhook_subscription_id".into(), serde_json::json!(id.to_string()));
     fields.insert("plan".into(), serde_json::json!(plan.code));
     serde_json::Value::Object(fields)
+}
+
+/// Whether a Stripe subscription's reference is still its Checkout Session's (`cs_…`),
+/// Stripe not having made the subscription (`sub_…`) yet.
+fn is_checkout_session(reference: &str) -> bool {
+    reference.starts_with("cs_")
 }
 
 /// A new subscription, not paid for yet, with a fresh id.
